@@ -114,6 +114,7 @@ def test_load_gene_sets_union_and_include(tmp_path):
     picked = load_gene_sets([a, b], include=["S3", "S1"])
     assert list(picked) == ["S3", "S1"]
     assert isinstance(picked, GeneSets) and picked.origin["S1"] == str(a)
+    assert list(load_gene_sets(a, include="S2")) == ["S2"]
 
 
 def test_load_gene_sets_unknown_name_lists_available(tmp_path):

@@ -258,7 +258,8 @@ def load_gene_sets(
                 combined.origin[name] = sets.origin[name]
     if include is None:
         return combined
-    wanted = list(dict.fromkeys(include))
+    # A lone name would otherwise be iterated letter by letter.
+    wanted = list(dict.fromkeys([include] if isinstance(include, str) else include))
     unknown = [n for n in wanted if n not in combined]
     if unknown:
         files = ", ".join(str(p) for p in paths)

@@ -1,0 +1,192 @@
+"""Runs a workflow through a real one-node SLURM cluster (tests/slurm/cluster.sh) with the
+profile in profiles/slurm, and checks it gives the same outputs as a local run.
+
+Needs root and apt-get (to install slurm-wlm and munge); skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
+SLURM_PROFILE = REPO / "profiles" / "slurm"
+DEFAULT_PROFILE = REPO / "profiles" / "default"
+RUN_TIMEOUT_S = 900
+START_TIMEOUT_S = 600  # includes apt-get install on a fresh machine
+
+# Settings for the test cluster on top of profiles/slurm:
+# - profiles/default would otherwise be loaded as workflow profile and win over the profile;
+# - replaces the profile's default-resources, dropping its placeholder account (no accounts
+#   exist without slurmdbd) and partition;
+# - a first status check after 5 s instead of 20 s keeps the run short.
+SLURM_TEST_ARGS = [
+    "--workflow-profile",
+    "none",
+    "--default-resources",
+    "slurm_partition=debug",
+    "runtime=10",
+    "mem_mb=500",
+    "--slurm-no-account",
+    "--slurm-init-seconds-before-status-checks",
+    "5",
+]
+
+pytestmark = pytest.mark.slurm
+
+
+def _snakemake(workdir: Path, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "snakemake", *args]
+    proc = subprocess.run(
+        cmd, cwd=workdir, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False
+    )
+    assert proc.returncode == 0, (
+        f"{' '.join(cmd)} failed in {workdir} ({proc.returncode}):\n{proc.stderr[-6000:]}"
+    )
+    return proc
+
+
+def run_through_slurm(
+    workdir: Path, targets: Sequence[str] = (), extra_args: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run snakemake in `workdir` on the test cluster (which must be up) with profiles/slurm.
+
+    `extra_args` come last and so win over the profile and SLURM_TEST_ARGS (a later
+    --default-resources replaces the earlier one as a whole).
+    """
+    return _snakemake(
+        workdir, ["--profile", str(SLURM_PROFILE), *SLURM_TEST_ARGS, *extra_args, *targets]
+    )
+
+
+def run_locally(
+    workdir: Path, targets: Sequence[str] = (), extra_args: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run snakemake in `workdir` on this machine with profiles/default."""
+    return _snakemake(
+        workdir,
+        ["--profile", str(DEFAULT_PROFILE), "--workflow-profile", "none", "--cores", "2",
+         *extra_args, *targets],
+    )
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A running one-node cluster for the session; stopped at the end whatever happened."""
+    if os.geteuid() != 0:
+        pytest.skip("SLURM test cluster needs root (SlurmUser=root, writes /etc/slurm)")
+    if shutil.which("slurmctld") is None and shutil.which("apt-get") is None:
+        pytest.skip("SLURM not installed and no apt-get to install it")
+    cluster_dir = tmp_path_factory.mktemp("slurm-cluster")
+    try:
+        started = time.monotonic()
+        proc = subprocess.run(
+            ["bash", str(CLUSTER_SH), "start", str(cluster_dir)],
+            capture_output=True, text=True, timeout=START_TIMEOUT_S, check=False,
+        )
+        if proc.returncode == 3:
+            pytest.skip(f"SLURM unavailable: {proc.stderr.strip()}")
+        assert proc.returncode == 0, f"cluster.sh start failed:\n{proc.stdout}{proc.stderr}"
+        print(f"\nSLURM test cluster up in {time.monotonic() - started:.1f} s")
+        yield cluster_dir
+    finally:
+        subprocess.run(
+            ["bash", str(CLUSTER_SH), "stop", str(cluster_dir)], timeout=120, check=False
+        )
+
+
+TOY_SNAKEFILE = r'''
+rule all:
+    input:
+        "results/summary.txt",
+
+
+rule numbers:
+    output:
+        "results/numbers.txt",
+    log:
+        "logs/numbers.log",
+    threads: 2
+    resources:
+        mem_mb=200,
+        runtime=5,
+    shell:
+        "echo job=${{SLURM_JOB_ID:-none}} cpus=${{SLURM_CPUS_PER_TASK:-none}} > {log}; "
+        "seq 1 100 > {output}"
+
+
+rule squares:
+    input:
+        "results/numbers.txt",
+    output:
+        "results/squares.tsv",
+    log:
+        "logs/squares.log",
+    run:
+        with open(log[0], "w") as fh:
+            print("job=" + os.environ.get("SLURM_JOB_ID", "none"), file=fh)
+        with open(input[0]) as fin, open(output[0], "w") as fout:
+            for line in fin:
+                n = int(line)
+                print(n, n * n, sep="\t", file=fout)
+
+
+rule summary:
+    input:
+        "results/numbers.txt",
+        "results/squares.tsv",
+    output:
+        "results/summary.txt",
+    log:
+        "logs/summary.log",
+    resources:
+        mem_mb=100,
+    shell:
+        "echo job=${{SLURM_JOB_ID:-none}} > {log}; "
+        "awk -F'\\t' '{{s += $2}} END {{print \"sum_of_squares\", s}}' {input[1]} > {output}; "
+        "wc -l < {input[0]} >> {output}"
+'''
+
+TOY_OUTPUTS = ["results/numbers.txt", "results/squares.tsv", "results/summary.txt"]
+
+
+def _toy_workdir(path: Path) -> Path:
+    path.mkdir()
+    (path / "Snakefile").write_text(TOY_SNAKEFILE)
+    return path
+
+
+def _job_id(log: Path) -> str:
+    return log.read_text().split()[0].removeprefix("job=")
+
+
+def test_toy_workflow_through_slurm_matches_local(slurm_cluster: Path, tmp_path: Path) -> None:
+    local = _toy_workdir(tmp_path / "local")
+    run_locally(local)
+
+    cluster = _toy_workdir(tmp_path / "slurm")
+    started = time.monotonic()
+    run_through_slurm(cluster, ["all"])
+    print(f"\ntoy workflow through SLURM: {time.monotonic() - started:.1f} s")
+
+    for name in TOY_OUTPUTS:
+        assert (cluster / name).is_file(), name
+        assert filecmp.cmp(local / name, cluster / name, shallow=False), name
+    assert (cluster / "results/summary.txt").read_text() == "sum_of_squares 338350\n100\n"
+
+    # Each job ran as its own SLURM job, and with the threads the rule asked for.
+    job_ids = {_job_id(cluster / f"logs/{rule}.log") for rule in ("numbers", "squares", "summary")}
+    assert "none" not in job_ids and len(job_ids) == 3, job_ids
+    assert "cpus=2" in (cluster / "logs/numbers.log").read_text()
+    assert {_job_id(local / f"logs/{r}.log") for r in ("numbers", "squares", "summary")} == {
+        "none"
+    }

@@ -1,0 +1,303 @@
+"""Differential expression with pydeseq2: contrasts planned and checked before any fit.
+
+Contrasts that share a design and a sample subset are fitted once (``Fit``). A paired
+contrast blocks on subject (``~ subject + variable``, the design of nf-core's
+differentialabundance ``blocking``): each person is their own control.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from ifnsig.errors import InputError
+
+log = logging.getLogger(__name__)
+
+RESULT_COLUMNS = [
+    "gene_id",
+    "symbol",
+    "baseMean",
+    "log2FoldChange",
+    "lfcSE",
+    "stat",
+    "pvalue",
+    "padj",
+]
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """One comparison: ``test`` vs ``reference`` levels of ``variable`` in a sample subset."""
+
+    name: str
+    test: str
+    reference: str
+    variable: str = "timepoint"
+    paired: bool = True
+    subset: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @classmethod
+    def from_config(cls, entry: dict) -> Contrast:
+        subset = tuple(sorted((k, tuple(v)) for k, v in entry.get("subset", {}).items()))
+        return cls(
+            name=entry["name"],
+            test=str(entry["test"]),
+            reference=str(entry["reference"]),
+            variable=entry.get("variable", "timepoint"),
+            paired=entry.get("paired", True),
+            subset=subset,
+        )
+
+
+@dataclass
+class Fit:
+    """Contrasts sharing one design and sample subset, fitted once."""
+
+    variable: str
+    reference: str
+    paired: bool
+    subset: tuple[tuple[str, tuple[str, ...]], ...]
+    covariates: list[str]
+    samples: list[str] = field(default_factory=list)
+    contrasts: list[Contrast] = field(default_factory=list)
+
+    @property
+    def formula(self) -> str:
+        terms = (["subject"] if self.paired else []) + self.covariates + [self.variable]
+        return "~" + " + ".join(terms)
+
+
+def contrasts_from_config(config: dict) -> list[Contrast]:
+    """Configured contrasts, or each follow-up timepoint vs baseline, paired, in patients."""
+    entries = config["de"]["contrasts"]
+    if entries:
+        contrasts = [Contrast.from_config(e) for e in entries]
+    else:
+        baseline, *followups = config["timepoints"]
+        patient = config["groups"]["patient"]
+        contrasts = [
+            Contrast(
+                name=f"{tp}_vs_{baseline}",
+                test=tp,
+                reference=baseline,
+                subset=(("group", (patient,)),),
+            )
+            for tp in followups
+        ]
+    names = [c.name for c in contrasts]
+    duplicated = {n for n in names if names.count(n) > 1}
+    if duplicated:
+        raise InputError(
+            f"config/config.yaml: contrast name(s) {', '.join(sorted(duplicated))} used more "
+            "than once under de.contrasts; give each contrast its own name."
+        )
+    return contrasts
+
+
+def _select(samples: pd.DataFrame, subset) -> pd.Series:
+    keep = pd.Series(True, index=samples.index)
+    for column, values in subset:
+        if column not in samples.columns:
+            raise InputError(
+                f"config/config.yaml: a contrast subset uses column '{column}', which is not in "
+                f"the sample sheet; use one of {', '.join(samples.columns)}."
+            )
+        keep &= samples[column].astype(str).isin(values)
+    return keep
+
+
+def plan_fits(samples: pd.DataFrame, config: dict) -> list[Fit]:
+    """Group contrasts into fits and check every level, subject and design before fitting.
+
+    Parameters
+    ----------
+    samples
+        Validated sample sheet (columns from the sheet plus, optionally, derived columns).
+    config
+        Validated configuration.
+
+    Raises
+    ------
+    InputError
+        Unknown variable or level (the message lists the valid ones), no paired subjects
+        left, or a rank-deficient design (the message lists the coefficient names).
+    """
+    covariates = list(config["de"]["covariates"])
+    for covariate in covariates:
+        if covariate not in samples.columns:
+            raise InputError(
+                f"config/config.yaml: de.covariates names '{covariate}', which is not a column "
+                f"of the sample sheet; use one of {', '.join(samples.columns)}."
+            )
+    fits: dict[tuple, Fit] = {}
+    for contrast in contrasts_from_config(config):
+        if contrast.variable not in samples.columns:
+            raise InputError(
+                f"config/config.yaml: contrast '{contrast.name}' compares column "
+                f"'{contrast.variable}', which is not in the sample sheet; use one of "
+                f"{', '.join(samples.columns)}."
+            )
+        chosen = samples[_select(samples, contrast.subset)]
+        levels = sorted(chosen[contrast.variable].astype(str).unique())
+        for role in ("test", "reference"):
+            level = getattr(contrast, role)
+            if level not in levels:
+                raise InputError(
+                    f"config/config.yaml: contrast '{contrast.name}' has {role} level "
+                    f"'{level}', which no selected sample has in column '{contrast.variable}'; "
+                    f"valid levels: {', '.join(levels) or '(none: check the subset)'}."
+                )
+        key = (contrast.variable, contrast.reference, contrast.paired, contrast.subset)
+        if key not in fits:
+            fits[key] = Fit(
+                variable=contrast.variable,
+                reference=contrast.reference,
+                paired=contrast.paired,
+                subset=contrast.subset,
+                covariates=covariates,
+            )
+        fits[key].contrasts.append(contrast)
+    for fit in fits.values():
+        _choose_samples(fit, samples)
+        _check_rank(fit, samples)
+    return list(fits.values())
+
+
+def _choose_samples(fit: Fit, samples: pd.DataFrame) -> None:
+    chosen = samples[_select(samples, fit.subset)]
+    tests = {c.test for c in fit.contrasts}
+    chosen = chosen[chosen[fit.variable].astype(str).isin(tests | {fit.reference})]
+    if fit.paired:
+        by_subject = chosen.groupby("subject", observed=True)[fit.variable].agg(
+            lambda v: set(v.astype(str))
+        )
+        complete = by_subject[by_subject.map(lambda s: fit.reference in s and bool(s & tests))]
+        dropped = sorted(set(by_subject.index) - set(complete.index))
+        if dropped:
+            log.warning(
+                "contrast(s) %s: subject(s) %s lack '%s' or every test level and are left out "
+                "of the paired fit",
+                ", ".join(c.name for c in fit.contrasts),
+                ", ".join(dropped),
+                fit.reference,
+            )
+        if complete.empty:
+            raise InputError(
+                f"config/config.yaml: paired contrast(s) "
+                f"{', '.join(c.name for c in fit.contrasts)} have no subject with both "
+                f"'{fit.reference}' and a test level; check the sample sheet or set paired: "
+                "false."
+            )
+        chosen = chosen[chosen["subject"].isin(complete.index)]
+        # A covariate constant within every subject is absorbed by the subject term.
+        absorbed = [
+            c
+            for c in fit.covariates
+            if chosen.groupby("subject", observed=True)[c].nunique().max() <= 1
+        ]
+        if absorbed:
+            log.warning(
+                "covariate(s) %s are constant within subjects and absorbed by the subject term "
+                "of the paired design; they are left out of %s",
+                ", ".join(absorbed),
+                fit.formula,
+            )
+            fit.covariates = [c for c in fit.covariates if c not in absorbed]
+    fit.samples = list(chosen.index)
+
+
+def design_frame(fit: Fit, samples: pd.DataFrame) -> pd.DataFrame:
+    """Metadata for pydeseq2: the fit's columns, with the reference as first category."""
+    frame = samples.loc[fit.samples, (["subject"] if fit.paired else []) + fit.covariates].copy()
+    for column in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            frame[column] = frame[column].astype(str)
+    values = samples.loc[fit.samples, fit.variable].astype(str)
+    levels = [fit.reference] + sorted(set(values) - {fit.reference})
+    frame[fit.variable] = pd.Categorical(values, categories=levels)
+    return frame
+
+
+def _check_rank(fit: Fit, samples: pd.DataFrame) -> None:
+    from formulaic import model_matrix
+
+    design = model_matrix(fit.formula, design_frame(fit, samples))
+    rank = np.linalg.matrix_rank(np.asarray(design, dtype=float))
+    if rank < design.shape[1]:
+        raise InputError(
+            f"config/config.yaml: the design {fit.formula} for contrast(s) "
+            f"{', '.join(c.name for c in fit.contrasts)} is rank-deficient ({rank} of "
+            f"{design.shape[1]} coefficients estimable: {', '.join(design.columns)}); remove a "
+            "covariate that is confounded with another term."
+        )
+    if design.shape[0] <= design.shape[1]:
+        raise InputError(
+            f"config/config.yaml: the design {fit.formula} has {design.shape[1]} coefficients "
+            f"for {design.shape[0]} samples, leaving no residual degrees of freedom; use fewer "
+            "covariates or more samples."
+        )
+
+
+def run_fit(
+    adata: ad.AnnData,
+    fit: Fit,
+    samples: pd.DataFrame,
+    alpha: float = 0.1,
+    n_cpus: int = 1,
+    shrink: bool = True,
+) -> dict[str, pd.DataFrame]:
+    """Fit one design with pydeseq2 and test each of its contrasts.
+
+    Wald tests with DESeq2's defaults: Cook's distance outlier refit, Cook's filtering and
+    independent filtering at ``alpha``. The apeGLM-shrunk fold change of the contrast's
+    coefficient is added as ``log2FoldChange_shrunk``.
+
+    Returns
+    -------
+    dict
+        Contrast name -> results table (columns :data:`RESULT_COLUMNS`, plus the shrunk LFC).
+    """
+    from pydeseq2.dds import DeseqDataSet
+    from pydeseq2.default_inference import DefaultInference
+    from pydeseq2.ds import DeseqStats
+
+    sub = adata[fit.samples]
+    counts = pd.DataFrame(
+        np.asarray(sub.layers["counts"]), index=sub.obs_names, columns=sub.var_names
+    )
+    metadata = design_frame(fit, samples)
+    inference = DefaultInference(n_cpus=n_cpus)
+    log.info("fitting %s on %d samples x %d genes", fit.formula, *counts.shape)
+    dds = DeseqDataSet(
+        counts=counts,
+        metadata=metadata,
+        design=fit.formula,
+        refit_cooks=True,
+        inference=inference,
+        quiet=True,
+    )
+    dds.deseq2()
+    results = {}
+    for contrast in fit.contrasts:
+        stats = DeseqStats(
+            dds,
+            contrast=[fit.variable, contrast.test, contrast.reference],
+            alpha=alpha,
+            inference=inference,
+            quiet=True,
+        )
+        stats.summary()
+        table = stats.results_df.copy()
+        table.insert(0, "gene_id", table.index.astype(str))
+        table.insert(1, "symbol", adata.var.loc[table.index, "symbol"].astype(str).to_numpy())
+        coefficient = f"{fit.variable}[T.{contrast.test}]"
+        if shrink and coefficient in dds.varm["LFC"].columns:
+            stats.lfc_shrink(coeff=coefficient)
+            table["log2FoldChange_shrunk"] = stats.results_df["log2FoldChange"].to_numpy()
+        results[contrast.name] = table.reset_index(drop=True)
+    return results

@@ -1,0 +1,145 @@
+"""Gene-set enrichment of a DE table with gseapy, on local gene sets only (no network)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+PRERANK_COLUMNS = ["gene_set", "n_genes", "es", "nes", "pvalue", "fdr", "fwer", "leading_edge"]
+ORA_COLUMNS = [
+    "direction", "gene_set", "overlap", "n_genes", "pvalue", "padj", "odds_ratio", "genes"
+]  # fmt: skip
+
+
+def ranking(de: pd.DataFrame, column: str = "stat") -> pd.Series:
+    """Genes ranked by the Wald statistic, one entry per symbol (the strongest kept).
+
+    Genes without a statistic (all-zero or filtered by Cook's distance) are left out;
+    ties are broken by symbol so the ranking, and the enrichment, are reproducible.
+    """
+    table = de[["symbol", column]].dropna()
+    table = table.assign(_abs=table[column].abs()).sort_values(
+        ["_abs", "symbol"], ascending=[False, True]
+    )
+    table = table.drop_duplicates("symbol")
+    series = table.set_index("symbol")[column].astype(float)
+    return series.sort_values(ascending=False, kind="mergesort")
+
+
+def restrict_to(
+    gene_sets: dict[str, list[str]], present: set[str], aliases: dict[str, str]
+) -> dict[str, list[str]]:
+    """Each set's genes present in the data, old symbols translated through ``aliases``."""
+    restricted = {}
+    for name, genes in gene_sets.items():
+        found = [g if g in present else aliases.get(g) for g in genes]
+        restricted[name] = list(dict.fromkeys(g for g in found if g in present))
+    return restricted
+
+
+def prerank(
+    rank: pd.Series,
+    gene_sets: dict[str, list[str]],
+    permutations: int = 1000,
+    min_size: int = 5,
+    max_size: int = 500,
+    seed: int = 0,
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Preranked GSEA (gseapy) of ``rank`` against local ``gene_sets``; tidy result."""
+    import gseapy
+
+    sets = {k: v for k, v in gene_sets.items() if min_size <= len(set(v) & set(rank.index))}
+    if not sets:
+        log.warning("no gene set has %d or more genes in the ranking; nothing tested", min_size)
+        return pd.DataFrame(columns=PRERANK_COLUMNS)
+    result = gseapy.prerank(
+        rnk=rank,
+        gene_sets=sets,
+        permutation_num=permutations,
+        min_size=min_size,
+        max_size=max_size,
+        seed=seed,
+        threads=threads,
+        outdir=None,
+        no_plot=True,
+        verbose=False,
+    )
+    res = result.res2d.rename(
+        columns={
+            "Term": "gene_set",
+            "ES": "es",
+            "NES": "nes",
+            "NOM p-val": "pvalue",
+            "FDR q-val": "fdr",
+            "FWER p-val": "fwer",
+            "Lead_genes": "leading_edge",
+        }
+    )
+    res["n_genes"] = res["gene_set"].map(lambda s: len(set(sets[s]) & set(rank.index)))
+    for column in ["es", "nes", "pvalue", "fdr", "fwer"]:
+        res[column] = pd.to_numeric(res[column], errors="coerce")
+    res = res[PRERANK_COLUMNS].sort_values(["fdr", "pvalue", "gene_set"], kind="mergesort")
+    return res.reset_index(drop=True)
+
+
+def over_representation(
+    de: pd.DataFrame,
+    gene_sets: dict[str, list[str]],
+    alpha: float = 0.1,
+    min_size: int = 5,
+) -> pd.DataFrame:
+    """Hypergeometric over-representation of significant up and down genes.
+
+    The background is the genes that were tested (padj not missing), as recommended for
+    RNA-seq ORA; it uses gseapy's offline ``enrich`` with local gene sets.
+    """
+    import gseapy
+
+    tested = de.dropna(subset=["padj"])
+    background = sorted(set(tested["symbol"]))
+    sets = {k: v for k, v in gene_sets.items() if len(set(v) & set(background)) >= min_size}
+    frames = []
+    for direction, sign in [("up", 1), ("down", -1)]:
+        genes = sorted(
+            set(
+                tested.loc[
+                    (tested["padj"] < alpha) & (np.sign(tested["log2FoldChange"]) == sign), "symbol"
+                ]
+            )
+        )
+        if not genes or not sets:
+            continue
+        result = gseapy.enrich(
+            gene_list=genes,
+            gene_sets=sets,
+            background=background,
+            outdir=None,
+            no_plot=True,
+            cutoff=1.0,
+        )
+        if result is None or result.results is None or result.results.empty:
+            continue
+        res = result.results.rename(
+            columns={
+                "Term": "gene_set",
+                "Overlap": "overlap",
+                "P-value": "pvalue",
+                "Adjusted P-value": "padj",
+                "Odds Ratio": "odds_ratio",
+                "Genes": "genes",
+            }
+        )
+        res["direction"] = direction
+        res["n_genes"] = res["gene_set"].map(lambda s: len(set(sets[s]) & set(background)))
+        frames.append(res)
+    if not frames:
+        return pd.DataFrame(columns=ORA_COLUMNS)
+    out = pd.concat(frames, ignore_index=True)[ORA_COLUMNS]
+    return out.sort_values(["direction", "pvalue", "gene_set"], kind="mergesort").reset_index(
+        drop=True
+    )

@@ -1,0 +1,258 @@
+"""Readers for the workflow's inputs: count matrices and tab-separated sheets.
+
+Every reader checks what it reads and raises :class:`ifnsig.errors.InputError` with one
+sentence that names the file, the row or column, and the fix.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ifnsig.errors import InputError
+
+# featureCounts writes these annotation columns before the sample columns.
+FEATURECOUNTS_COLUMNS = ["Geneid", "Chr", "Start", "End", "Strand", "Length"]
+# Suffixes aligners and featureCounts leave on sample columns (longest first).
+BAM_SUFFIXES = [
+    "Aligned.sortedByCoord.out.bam",
+    "Aligned.out.bam",
+    ".sorted.bam",
+    ".bam",
+]
+
+
+def _open_text(path: Path):
+    # utf-8-sig drops a byte-order mark that spreadsheet exports often add.
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def _first_lines(path: Path, n: int = 50) -> list[str]:
+    lines = []
+    with _open_text(path) as handle:
+        for line in handle:
+            lines.append(line.rstrip("\r\n"))
+            if len(lines) >= n:
+                break
+    return lines
+
+
+def require_file(path: str | os.PathLike, what: str, key: str) -> Path:
+    """Return ``path`` as a Path, or raise if it does not exist.
+
+    Parameters
+    ----------
+    path
+        The file named in the configuration.
+    what
+        What the file holds, for the message ("count matrix").
+    key
+        The configuration key that names it, for the message.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(
+            f"{path}: the {what} does not exist; set '{key}' in config/config.yaml "
+            "to an existing file (paths are relative to the directory snakemake runs in)."
+        )
+    return path
+
+
+def detect_count_format(path: Path) -> str:
+    """Return ``"featurecounts"`` or ``"table"`` from the first lines of a count file."""
+    for line in _first_lines(path, 5):
+        if line.startswith("#"):
+            continue
+        fields = re.split("[\t,]", line)
+        if fields[: len(FEATURECOUNTS_COLUMNS)] == FEATURECOUNTS_COLUMNS:
+            return "featurecounts"
+        break
+    return "table"
+
+
+def _sniff_delimiter(path: Path, header: str) -> str:
+    if "\t" in header:
+        return "\t"
+    if "," in header:
+        return ","
+    raise InputError(
+        f"{path}: line 1 has a single column (no tab or comma found); "
+        "write the count matrix as tab- or comma-separated text with the gene ID first."
+    )
+
+
+def featurecounts_sample_name(column: str) -> str:
+    """Sample name from a featureCounts column (a BAM path): directory and BAM suffix removed."""
+    name = column.replace("\\", "/").rsplit("/", 1)[-1]
+    for suffix in BAM_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)].rstrip("._")
+    return name
+
+
+def read_count_header(path: str | os.PathLike, fmt: str = "auto") -> list[str]:
+    """Sample names of a count file, read from its header line only (cheap for big files)."""
+    path = Path(path)
+    fmt = detect_count_format(path) if fmt == "auto" else fmt
+    lines = [line for line in _first_lines(path, 50) if not line.startswith("#")]
+    if not lines or not lines[0].strip():
+        raise InputError(
+            f"{path}: the count file is empty; provide a genes x samples table with a header "
+            "line of sample names."
+        )
+    sep = _sniff_delimiter(path, lines[0])
+    columns = lines[0].split(sep)
+    if fmt == "featurecounts":
+        return [featurecounts_sample_name(c) for c in columns[len(FEATURECOUNTS_COLUMNS) :]]
+    return [c.strip().strip('"') for c in columns[1:]]
+
+
+def read_counts(path: str | os.PathLike, fmt: str = "auto") -> pd.DataFrame:
+    """Read a raw count matrix (genes x samples) and check that it holds counts.
+
+    Parameters
+    ----------
+    path
+        TSV or CSV (optionally gzipped) with the gene ID in the first column, or the
+        output of featureCounts as it is written (comment line and annotation columns).
+    fmt
+        ``"auto"``, ``"table"`` or ``"featurecounts"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Integer counts, genes as the index (``gene_id``) and samples as columns.
+    """
+    path = Path(path)
+    fmt = detect_count_format(path) if fmt == "auto" else fmt
+    header = [line for line in _first_lines(path, 50) if not line.startswith("#")]
+    if not header or not header[0].strip():
+        raise InputError(
+            f"{path}: the count file is empty; provide a genes x samples table with a header "
+            "line of sample names."
+        )
+    sep = _sniff_delimiter(path, header[0])
+    with _open_text(path) as handle:
+        frame = pd.read_csv(handle, sep=sep, comment=None, dtype=str, skiprows=_comment_rows(path))
+    if fmt == "featurecounts":
+        frame = frame.drop(columns=FEATURECOUNTS_COLUMNS[1:])
+        frame.columns = [frame.columns[0]] + [
+            featurecounts_sample_name(c) for c in frame.columns[1:]
+        ]
+    if frame.shape[1] < 2:
+        raise InputError(
+            f"{path}: only one column was found; the count matrix needs the gene ID in the "
+            "first column and one column per sample."
+        )
+    if frame.empty:
+        raise InputError(
+            f"{path}: the count file has a header but no gene rows; check that the file was "
+            "written completely."
+        )
+    frame.columns = [str(c).strip() for c in frame.columns]
+    gene_col = frame.columns[0]
+    genes = frame[gene_col].fillna("").str.strip()
+    first_data_line = 2 + len(_comment_rows(path))
+    if (genes == "").any():
+        row = int(np.flatnonzero(genes == "")[0])
+        raise InputError(
+            f"{path}: line {row + first_data_line} has an empty gene ID in the first column; "
+            "give every row a gene ID."
+        )
+    duplicated = genes[genes.duplicated()]
+    if not duplicated.empty:
+        raise InputError(
+            f"{path}: gene ID '{duplicated.iloc[0]}' appears more than once "
+            f"({duplicated.nunique()} duplicated IDs in all); sum or remove duplicated rows "
+            "before running the workflow."
+        )
+    samples = frame.columns[1:]
+    duplicated_samples = samples[samples.duplicated()]
+    if len(duplicated_samples):
+        raise InputError(
+            f"{path}: column '{duplicated_samples[0]}' appears more than once in the header; "
+            "every sample must have exactly one count column."
+        )
+    values = frame[samples]
+    numeric = values.apply(pd.to_numeric, errors="coerce")
+    bad = numeric.isna()
+    if bad.to_numpy().any():
+        row, col = (int(x[0]) for x in np.nonzero(bad.to_numpy()))
+        raw = values.iat[row, col]
+        what = "is missing" if pd.isna(raw) or str(raw).strip() == "" else f"is '{raw}'"
+        raise InputError(
+            f"{path}: the count of gene '{genes.iat[row]}' (line {row + first_data_line}) in "
+            f"column '{samples[col]}' {what}; the matrix must hold raw integer counts in every "
+            "cell (use 0 for no reads)."
+        )
+    matrix = numeric.to_numpy(dtype=float)
+    for test, problem, fix in [
+        (matrix < 0, "is negative", "counts cannot be negative"),
+        (
+            matrix != np.round(matrix),
+            "is not an integer",
+            "give raw integer counts, not normalized values or TPM (round estimated counts "
+            "from salmon or RSEM, or use the tximport route)",
+        ),
+        (~np.isfinite(matrix), "is not finite", "counts must be finite numbers"),
+    ]:
+        if test.any():
+            row, col = (int(x[0]) for x in np.nonzero(test))
+            raise InputError(
+                f"{path}: the count of gene '{genes.iat[row]}' (line {row + first_data_line}) "
+                f"in column '{samples[col]}' {problem} ({values.iat[row, col]}); {fix}."
+            )
+    return pd.DataFrame(
+        matrix.astype(np.int64),
+        index=pd.Index(genes.to_numpy(), name="gene_id"),
+        columns=list(samples),
+    )
+
+
+def _comment_rows(path: Path) -> list[int]:
+    rows = []
+    for i, line in enumerate(_first_lines(path, 50)):
+        if line.startswith("#"):
+            rows.append(i)
+        else:
+            break
+    return rows
+
+
+def read_sheet(path: str | os.PathLike, string_columns: list[str]) -> pd.DataFrame:
+    """Read a tab-separated sheet; ``string_columns`` are kept as text (IDs such as "007")."""
+    path = Path(path)
+    try:
+        with _open_text(path) as handle:
+            frame = pd.read_csv(
+                handle,
+                sep="\t",
+                dtype={c: str for c in string_columns},
+                skipinitialspace=True,
+            )
+    except pd.errors.EmptyDataError:
+        raise InputError(
+            f"{path}: the file is empty; write a tab-separated table with a header line."
+        ) from None
+    except pd.errors.ParserError as err:
+        raise InputError(
+            f"{path}: the table does not parse as tab-separated text ({err}); "
+            "save it as tab-separated values with one header line."
+        ) from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if frame.shape[1] == 1 and ("," in frame.columns[0] or ";" in frame.columns[0]):
+        raise InputError(
+            f"{path}: the header has a single column '{frame.columns[0][:40]}'; the sheet must "
+            "be tab-separated, not comma- or semicolon-separated."
+        )
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            frame[column] = frame[column].str.strip()
+    return frame

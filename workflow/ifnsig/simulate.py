@@ -1,0 +1,493 @@
+"""Seeded simulator of blood RNA-seq cohorts treated with a JAK inhibitor.
+
+The default cohort is shaped like the motivating study (Ding et al., Ann Rheum Dis 2020):
+25 children with refractory juvenile dermatomyositis sampled at baseline and after about
+3 and 6 months of ruxolitinib (18) or tofacitinib (7), plus healthy controls. Counts are
+negative binomial with a DESeq2-like mean-dispersion trend (alpha = a0 + a1 / mean) and a
+per-subject random effect, so pairing matters as it does in real cohorts. Everything that
+is planted is written to truth tables so that tests can check what the workflow recovers.
+
+Run ``python -m ifnsig.simulate --help`` to write a cohort to disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# Interferon-stimulated genes in blood (NIH 28-gene score, Rice 2013, Feng 2006 and
+# frequently co-regulated ISGs); loadings are drawn per gene, the strongest for the
+# genes that dominate published scores (IFI27, SIGLEC1, RSAD2, IFI44L).
+ISGS = [
+    "IFI27", "IFI44L", "IFIT1", "ISG15", "RSAD2", "SIGLEC1", "CXCL10", "DDX60", "EPSTI1",
+    "GBP1", "HERC5", "HERC6", "IFI44", "IFI6", "IFIT2", "IFIT3", "IFIT5", "LAMP3", "LY6E",
+    "MX1", "OAS1", "OAS2", "OAS3", "OASL", "RTP4", "SOCS1", "SPATS2L", "USP18", "ISG20",
+    "IFITM1", "IFITM3", "BST2", "IRF7", "STAT1", "XAF1", "PLSCR1", "CMPK2", "EIF2AK2",
+    "SAMD9L", "PARP9", "DTX3L", "TRIM22", "SP110", "MX2", "IFI35", "STAT2", "IRF9",
+    "TNFSF10", "RIGI", "IFIH1",
+]  # fmt: skip
+STRONG_ISGS = {"IFI27", "SIGLEC1", "RSAD2", "IFI44L", "ISG15", "IFIT1"}
+# IFN-gamma-biased genes: moved weakly by type I IFN here, so a type II score stays flat.
+IFNG_GENES = ["CXCL9", "IDO1", "CIITA", "GBP5", "IRF1", "FCGR1A", "HLA-DRA"]
+GLOBIN_GENES = ["HBA1", "HBA2", "HBB", "HBD", "HBM", "HBQ1", "HBG1", "HBG2"]
+MITO_GENES = [
+    "MT-CO1", "MT-CO2", "MT-CO3", "MT-ND1", "MT-ND2", "MT-ND3", "MT-ND4", "MT-ND4L",
+    "MT-ND5", "MT-ND6", "MT-CYB", "MT-ATP6", "MT-ATP8",
+]  # fmt: skip
+RIBO_GENES = [f"RPL{i}" for i in range(3, 33)] + [f"RPS{i}" for i in range(2, 30)]
+FEMALE_GENES = ["XIST", "TSIX"]
+MALE_GENES = ["RPS4Y1", "DDX3Y", "KDM5D", "UTY", "EIF1AY", "USP9Y", "ZFY"]
+# Common expression-null polymorphisms (deletions or null eQTL alleles): on or off per person,
+# stable over time, so they tell people apart.
+PRESENCE_GENES = {
+    "GSTM1": 0.5, "GSTT1": 0.2, "UGT2B17": 0.3, "ERAP2": 0.25, "HLA-DRB4": 0.5,
+    "HLA-DRB5": 0.7, "HLA-DRB3": 0.5, "LILRA3": 0.2,
+}  # fmt: skip
+CELL_MARKERS = {
+    "neutrophil": ["FCGR3B", "CXCR2", "CSF3R", "MMP9", "FPR1", "S100A12"],
+    "monocyte": ["CD14", "LYZ", "S100A8", "S100A9", "CSF1R", "FCN1"],
+    "t_cell": ["CD3D", "CD3E", "CD2", "CD28", "LCK", "IL7R"],
+    "b_cell": ["CD19", "MS4A1", "CD79A", "CD79B", "CD22", "BANK1"],
+    "nk_cell": ["GNLY", "NKG7", "KLRD1", "PRF1", "GZMB", "KLRF1"],
+    "plasmablast": ["JCHAIN", "MZB1", "TNFRSF17", "TXNDC5", "IGHG1", "CD38"],
+    "platelet": ["PPBP", "PF4", "ITGA2B", "GP9", "TUBB1", "GP1BA"],
+}
+OTHER_BLOOD_GENES = ["ACTB", "GAPDH", "B2M", "PTPRC", "HLA-A", "HLA-B", "HLA-C", "TMSB4X"]
+
+MEASURES = {
+    # name: (low, high, higher_is_better)
+    "CMAS": (0, 52, True),
+    "MMT8": (0, 80, True),
+    "CAT_BM_activity": (0, 17, False),
+    "physician_global": (0, 10, False),
+    "prednisone_mg_kg_day": (0, 2, False),
+    "CK": (0, 100000, False),
+}
+
+
+@dataclass
+class CohortSpec:
+    """What to simulate.
+
+    Attributes
+    ----------
+    n_patients, n_controls
+        Cohort size. Patients are sampled at every timepoint; controls once, at baseline.
+    timepoints
+        Ordered levels; the first is baseline. Effects grow towards the last level.
+    n_genes
+        Total genes; named blood genes come first, the rest are anonymous ``GENE<n>``.
+    drugs
+        Drug name to fraction of patients.
+    frac_ifn_high
+        Fraction of patients with a high IFN signature at baseline.
+    frac_responders
+        Fraction of patients who respond; in IFN-high responders the signature falls.
+    n_treatment_genes
+        Genes changed by treatment in every patient, independent of IFN.
+    clinical_link
+        Strength of the link between the IFN fall and clinical improvement; 0 for none.
+    plant_sex_flip, plant_swap, plant_globin
+        Plant a declared-sex error, a label swap between two subjects, a globin-dominated
+        library (for QC tests).
+    seed
+        Seed of the random generator: the same spec gives the same cohort.
+    """
+
+    n_patients: int = 25
+    n_controls: int = 12
+    timepoints: tuple[str, ...] = ("baseline", "month3", "month6")
+    n_genes: int = 15000
+    drugs: dict[str, float] = field(
+        default_factory=lambda: {"ruxolitinib": 18 / 25, "tofacitinib": 7 / 25}
+    )
+    frac_ifn_high: float = 0.84
+    frac_responders: float = 0.72
+    n_treatment_genes: int = 300
+    clinical_link: float = 1.0
+    plant_sex_flip: bool = False
+    plant_swap: bool = False
+    plant_globin: bool = False
+    seed: int = 20200101
+
+
+@dataclass
+class Cohort:
+    """A simulated cohort: inputs of the workflow and the truth behind them."""
+
+    counts: pd.DataFrame  # genes x samples, index gene_id
+    samples: pd.DataFrame
+    clinical: pd.DataFrame
+    truth_samples: pd.DataFrame
+    truth_subjects: pd.DataFrame
+    truth_genes: pd.DataFrame
+
+    def write(self, outdir: str | Path, sheets_dir: str | Path | None = None) -> None:
+        """Write counts and truth to ``outdir``, the sheets to ``sheets_dir`` (default outdir)."""
+        outdir = Path(outdir)
+        sheets = Path(sheets_dir) if sheets_dir is not None else outdir
+        outdir.mkdir(parents=True, exist_ok=True)
+        sheets.mkdir(parents=True, exist_ok=True)
+        _write_gzip_tsv(self.counts, outdir / "counts.tsv.gz", index_label="gene_id")
+        self.samples.to_csv(sheets / "samples.tsv", sep="\t", index=False)
+        self.clinical.to_csv(sheets / "clinical.tsv", sep="\t", index=False, float_format="%.4g")
+        self.truth_samples.to_csv(outdir / "truth_samples.tsv", sep="\t", index=False)
+        self.truth_subjects.to_csv(outdir / "truth_subjects.tsv", sep="\t", index=False)
+        self.truth_genes.to_csv(outdir / "truth_genes.tsv", sep="\t", index=False)
+
+
+def _write_gzip_tsv(frame: pd.DataFrame, path: Path, index_label: str) -> None:
+    # mtime=0 keeps the gzip header free of the write time, so the file is byte-reproducible.
+    text = frame.to_csv(sep="\t", index_label=index_label)
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+        gz.write(text.encode())
+
+
+def gene_names(n_genes: int) -> tuple[list[str], dict[str, str]]:
+    """Gene symbols of a simulated cohort and the role of each named gene."""
+    roles: dict[str, str] = {}
+    for genes, role in [
+        (ISGS, "isg"),
+        (IFNG_GENES, "ifng"),
+        (GLOBIN_GENES, "globin"),
+        (MITO_GENES, "mito"),
+        (RIBO_GENES, "ribo"),
+        (FEMALE_GENES, "female"),
+        (MALE_GENES, "male"),
+        (list(PRESENCE_GENES), "presence"),
+        (OTHER_BLOOD_GENES, "housekeeping"),
+    ]:
+        for gene in genes:
+            roles.setdefault(gene, role)
+    for cell, genes in CELL_MARKERS.items():
+        for gene in genes:
+            roles.setdefault(gene, f"marker_{cell}")
+    named = list(roles)
+    if n_genes < len(named) + 100:
+        raise ValueError(f"n_genes must be at least {len(named) + 100}, got {n_genes}.")
+    anonymous = [f"GENE{i:05d}" for i in range(1, n_genes - len(named) + 1)]
+    for gene in anonymous:
+        roles[gene] = "background"
+    return named + anonymous, roles
+
+
+def _allocate(n: int, fractions: dict[str, float], rng: np.random.Generator) -> np.ndarray:
+    counts = np.floor(np.array(list(fractions.values())) * n).astype(int)
+    counts[0] += n - counts.sum()
+    labels = np.repeat(list(fractions), counts)
+    return rng.permutation(labels)
+
+
+def simulate_cohort(spec: CohortSpec | None = None) -> Cohort:
+    """Simulate a cohort from ``spec`` (the default is the demo cohort)."""
+    spec = spec or CohortSpec()
+    rng = np.random.default_rng(spec.seed)
+    genes, roles = gene_names(spec.n_genes)
+    role = np.array([roles[g] for g in genes])
+    n_genes = len(genes)
+    timepoints = list(spec.timepoints)
+    n_tp = len(timepoints)
+    # Fraction of the full treatment effect reached at each timepoint.
+    progress = np.linspace(0.0, 1.0, n_tp)
+    progress[1:] = 0.7 + 0.3 * np.linspace(0.0, 1.0, n_tp - 1) if n_tp > 2 else 1.0
+
+    # --- subjects -------------------------------------------------------------------
+    n_p, n_c = spec.n_patients, spec.n_controls
+    width = max(2, len(str(max(n_p, n_c))))
+    patients = [f"JDM{i:0{width}d}" for i in range(1, n_p + 1)]
+    controls = [f"HC{i:0{width}d}" for i in range(1, n_c + 1)]
+    n_high = int(round(spec.frac_ifn_high * n_p))
+    ifn_high = rng.permutation(np.r_[np.ones(n_high, bool), np.zeros(n_p - n_high, bool)])
+    n_resp = int(round(spec.frac_responders * n_p))
+    responder = rng.permutation(np.r_[np.ones(n_resp, bool), np.zeros(n_p - n_resp, bool)])
+    drug = _allocate(n_p, spec.drugs, rng)
+    subjects = pd.DataFrame(
+        {
+            "subject": patients + controls,
+            "group": ["patient"] * n_p + ["control"] * n_c,
+            # JDM affects girls about twice as often as boys.
+            "sex": np.where(rng.random(n_p + n_c) < 0.65, "female", "male"),
+            "age": np.round(rng.uniform(4, 17, n_p + n_c), 1),
+            "drug": list(drug) + [""] * n_c,
+            "ifn_high": list(ifn_high) + [False] * n_c,
+            "responder": list(responder) + [False] * n_c,
+        }
+    )
+    for gene, p_null in PRESENCE_GENES.items():
+        subjects[f"has_{gene}"] = rng.random(len(subjects)) >= p_null
+
+    # IFN activity: 0 is a healthy level; ISG log2 fold change = loading * activity.
+    base_activity = np.where(
+        subjects["ifn_high"],
+        rng.uniform(0.6, 1.3, len(subjects)),
+        np.abs(rng.normal(0, 0.08, len(subjects))),
+    )
+    final_fraction = np.where(
+        subjects["responder"],
+        rng.uniform(0.05, 0.3, len(subjects)),
+        rng.uniform(0.75, 1.05, len(subjects)),
+    )
+
+    # --- samples --------------------------------------------------------------------
+    rows = []
+    for s_idx, sub in subjects.iterrows():
+        tps = timepoints if sub["group"] == "patient" else timepoints[:1]
+        for t_idx, tp in enumerate(tps):
+            frac = 1.0 - progress[t_idx] * (1.0 - final_fraction[s_idx])
+            rows.append(
+                {
+                    "sample": f"{sub['subject']}_{tp}"
+                    if sub["group"] == "patient"
+                    else sub["subject"],
+                    "subject": sub["subject"],
+                    "subject_index": s_idx,
+                    "timepoint": tp,
+                    "timepoint_index": t_idx,
+                    "ifn_activity": base_activity[s_idx] * frac
+                    if sub["group"] == "patient"
+                    else base_activity[s_idx],
+                }
+            )
+    samples = pd.DataFrame(rows)
+    n_s = len(samples)
+    s_of = samples["subject_index"].to_numpy()
+    t_of = samples["timepoint_index"].to_numpy()
+    is_patient = (subjects["group"].to_numpy() == "patient")[s_of]
+
+    # --- gene parameters ------------------------------------------------------------
+    log_mean = rng.normal(np.log(60), 1.6, n_genes)  # normalized mean counts, log scale
+    named_high = np.isin(role, ["housekeeping", "ribo", "mito"])
+    log_mean[named_high] = rng.normal(np.log(5000), 0.7, named_high.sum())
+    log_mean[role == "isg"] = rng.normal(np.log(400), 0.8, (role == "isg").sum())
+    log_mean[role == "globin"] = rng.normal(np.log(3000), 0.8, (role == "globin").sum())
+    log_mean[np.char.startswith(role, "marker")] = rng.normal(
+        np.log(600), 0.8, np.char.startswith(role, "marker").sum()
+    )
+    mean = np.exp(log_mean)
+    # DESeq2-like trend plus gene-to-gene scatter around it.
+    dispersion = (0.05 + 2.0 / mean) * np.exp(rng.normal(0, 0.35, n_genes))
+
+    log2_effect = np.zeros((n_genes, n_s))
+    # Person-specific expression, stable over time (why a paired design gains power).
+    subject_effect = rng.normal(0, 0.25, (n_genes, len(subjects)))
+    log2_effect += subject_effect[:, s_of]
+
+    loading = np.zeros(n_genes)
+    isg = role == "isg"
+    loading[isg] = rng.uniform(1.5, 3.0, isg.sum())
+    loading[np.isin(genes, list(STRONG_ISGS))] = rng.uniform(3.0, 4.5, len(STRONG_ISGS))
+    loading[role == "ifng"] = rng.uniform(0.0, 0.3, (role == "ifng").sum())
+    activity = samples["ifn_activity"].to_numpy()
+    log2_effect += np.outer(loading, activity)
+
+    # Treatment effects shared by all patients, independent of the IFN pathway.
+    background = np.flatnonzero(role == "background")
+    treated = rng.choice(background, spec.n_treatment_genes, replace=False)
+    treatment_lfc = np.zeros(n_genes)
+    treatment_lfc[treated] = rng.choice([-1, 1], len(treated)) * rng.uniform(0.6, 1.5, len(treated))
+    log2_effect += np.outer(treatment_lfc, np.where(is_patient, progress[t_of], 0.0))
+
+    # Sex and expression-null genotypes.
+    sex = subjects["sex"].to_numpy()[s_of]
+    for gene_role, expressed_in in [("female", "female"), ("male", "male")]:
+        rows_g = role == gene_role
+        log2_effect[np.ix_(rows_g, sex != expressed_in)] -= 9.0
+    for gene in PRESENCE_GENES:
+        g = genes.index(gene)
+        log2_effect[g, ~subjects[f"has_{gene}"].to_numpy()[s_of]] -= 8.0
+
+    # Cell composition varies between samples and shifts nothing systematically.
+    for markers in CELL_MARKERS.values():
+        shift = rng.normal(0, 0.3, n_s)
+        rows_g = np.isin(genes, markers)
+        log2_effect[rows_g] += shift
+
+    # --- counts ---------------------------------------------------------------------
+    lib_factor = np.exp(rng.normal(0, 0.3, n_s))
+    mu = mean[:, None] * np.exp2(log2_effect) * lib_factor[None, :]
+    if spec.plant_globin:
+        globin = role == "globin"
+        planted_globin_sample = int(np.flatnonzero(is_patient)[1])
+        mu[globin, planted_globin_sample] *= 60.0
+    shape = 1.0 / dispersion[:, None]
+    counts = rng.poisson(rng.gamma(shape, mu / shape)).astype(np.int64)
+
+    # --- clinical -------------------------------------------------------------------
+    clinical_rows = []
+    for s_idx, sub in subjects[subjects["group"] == "patient"].iterrows():
+        base = {
+            "CMAS": rng.uniform(18, 40),
+            "MMT8": rng.uniform(45, 68),
+            "CAT_BM_activity": rng.uniform(5, 12),
+            "physician_global": rng.uniform(4, 8),
+            "prednisone_mg_kg_day": rng.uniform(0.3, 1.0),
+            "CK": float(np.exp(rng.normal(np.log(400), 0.6))),
+        }
+        gain_scale = rng.uniform(0.8, 1.2)
+        for t_idx, tp in enumerate(timepoints):
+            a = samples.loc[
+                (samples["subject_index"] == s_idx) & (samples["timepoint_index"] == t_idx),
+                "ifn_activity",
+            ].iloc[0]
+            ifn_fall = base_activity[s_idx] - a
+            # Improvement tracks the IFN fall (planted link) plus a general
+            # time-on-treatment improvement in responders, with measurement noise.
+            improve = spec.clinical_link * ifn_fall * gain_scale
+            general = progress[t_idx] * (0.5 if sub["responder"] else 0.0)
+            noise = rng.normal(0, 1, 6)
+            row = {"subject": sub["subject"], "timepoint": tp}
+            if t_idx == 0:
+                row.update(base)
+            else:
+                row["CMAS"] = base["CMAS"] + 12 * improve + 3 * general + 2.5 * noise[0]
+                row["MMT8"] = base["MMT8"] + 14 * improve + 4 * general + 3.0 * noise[1]
+                row["CAT_BM_activity"] = base["CAT_BM_activity"] - 5 * improve - general + noise[2]
+                row["physician_global"] = (
+                    base["physician_global"] - 3 * improve - general + 0.7 * noise[3]
+                )
+                taper = 0.5 * progress[t_idx] + 0.3 * progress[t_idx] * sub["responder"]
+                row["prednisone_mg_kg_day"] = (
+                    base["prednisone_mg_kg_day"] * (1 - taper) + 0.03 * noise[4]
+                )
+                row["CK"] = base["CK"] * np.exp(-0.8 * improve - 0.3 * general + 0.2 * noise[5])
+            for name, (low, high, _) in MEASURES.items():
+                row[name] = float(np.clip(row[name], low, high))
+            clinical_rows.append(row)
+    clinical = pd.DataFrame(clinical_rows)
+    for col in ["CMAS", "MMT8"]:
+        clinical[col] = clinical[col].round(0)
+
+    # --- sheets and truth -------------------------------------------------------------
+    sample_sheet = pd.DataFrame(
+        {
+            "sample": samples["sample"],
+            "subject": samples["subject"],
+            "group": subjects["group"].to_numpy()[s_of],
+            "timepoint": samples["timepoint"],
+            "batch": np.where(rng.random(n_s) < 0.5, "b1", "b2"),
+            "sex": sex,
+            "age": subjects["age"].to_numpy()[s_of],
+            "drug": subjects["drug"].to_numpy()[s_of],
+        }
+    )
+    truth_samples = samples[["sample", "subject", "timepoint", "ifn_activity"]].copy()
+    truth_samples["library_factor"] = lib_factor
+    truth_samples["planted"] = ""
+    declared_sex = subjects.set_index("subject")["sex"].copy()
+    if spec.plant_sex_flip:
+        flipped = patients[2]
+        declared_sex[flipped] = "male" if declared_sex[flipped] == "female" else "female"
+        sample_sheet["sex"] = sample_sheet["subject"].map(declared_sex)
+        truth_samples.loc[truth_samples["subject"] == flipped, "planted"] = "sex_flip"
+    if spec.plant_swap:
+        # The month-3 labels of two subjects of the same sex are swapped: each label now
+        # carries the other child's library.
+        same_sex = [
+            p
+            for p in patients[4:]
+            if subjects.set_index("subject").loc[p, "sex"]
+            == subjects.set_index("subject").loc[patients[3], "sex"]
+        ]
+        a, b = patients[3], same_sex[0]
+        tp = timepoints[1]
+        ia = samples.index[(samples["subject"] == a) & (samples["timepoint"] == tp)][0]
+        ib = samples.index[(samples["subject"] == b) & (samples["timepoint"] == tp)][0]
+        counts[:, [ia, ib]] = counts[:, [ib, ia]]
+        truth_samples.loc[[ia, ib], "planted"] = "swap"
+    if spec.plant_globin:
+        truth_samples.loc[planted_globin_sample, "planted"] = "globin"
+
+    truth_subjects = subjects.copy()
+    truth_subjects["baseline_ifn_activity"] = base_activity
+    truth_subjects["final_ifn_fraction"] = np.where(
+        subjects["group"] == "patient", final_fraction, np.nan
+    )
+    truth_subjects["declared_sex"] = truth_subjects["subject"].map(declared_sex)
+
+    # Expected log2 fold change of each follow-up vs baseline, averaged over patients.
+    patient_rows = subjects["group"] == "patient"
+    mean_activity = [
+        samples.loc[is_patient & (t_of == t), "ifn_activity"].mean() for t in range(n_tp)
+    ]
+    truth_genes = pd.DataFrame({"gene_id": genes, "symbol": genes, "role": role})
+    truth_genes["base_mean"] = mean
+    truth_genes["dispersion"] = dispersion
+    truth_genes["ifn_loading"] = loading
+    truth_genes["treatment_lfc"] = treatment_lfc
+    for t in range(1, n_tp):
+        truth_genes[f"lfc_{timepoints[t]}_vs_{timepoints[0]}"] = treatment_lfc * progress[
+            t
+        ] + loading * (mean_activity[t] - mean_activity[0])
+    truth_genes["planted_de"] = (treatment_lfc != 0) | (loading >= 1.0)
+    del patient_rows
+
+    count_frame = pd.DataFrame(
+        counts, index=pd.Index(genes, name="gene_id"), columns=samples["sample"].to_list()
+    )
+    return Cohort(
+        counts=count_frame,
+        samples=sample_sheet,
+        clinical=clinical,
+        truth_samples=truth_samples,
+        truth_subjects=truth_subjects,
+        truth_genes=truth_genes,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: write a simulated cohort."""
+    parser = argparse.ArgumentParser(
+        prog="python -m ifnsig.simulate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--outdir", required=True, help="folder for counts.tsv.gz and truth tables")
+    parser.add_argument(
+        "--sheets-dir", help="folder for samples.tsv and clinical.tsv (default: outdir)"
+    )
+    defaults = CohortSpec()
+    parser.add_argument("--patients", type=int, default=defaults.n_patients)
+    parser.add_argument("--controls", type=int, default=defaults.n_controls)
+    parser.add_argument("--genes", type=int, default=defaults.n_genes)
+    parser.add_argument(
+        "--timepoints",
+        default=",".join(defaults.timepoints),
+        help="comma-separated ordered timepoints, baseline first",
+    )
+    parser.add_argument(
+        "--clinical-link",
+        type=float,
+        default=defaults.clinical_link,
+        help="strength of the IFN-fall to clinical-gain link (0: none)",
+    )
+    parser.add_argument(
+        "--plant-qc-failures",
+        action="store_true",
+        help="plant a sex flip, a label swap and a globin-dominated library",
+    )
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    args = parser.parse_args(argv)
+    spec = CohortSpec(
+        n_patients=args.patients,
+        n_controls=args.controls,
+        n_genes=args.genes,
+        timepoints=tuple(args.timepoints.split(",")),
+        clinical_link=args.clinical_link,
+        plant_sex_flip=args.plant_qc_failures,
+        plant_swap=args.plant_qc_failures,
+        plant_globin=args.plant_qc_failures,
+        seed=args.seed,
+    )
+    simulate_cohort(spec).write(args.outdir, args.sheets_dir)
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["CohortSpec", "Cohort", "simulate_cohort", "gene_names", "MEASURES"]

@@ -1,0 +1,216 @@
+"""One function per workflow stage: read the stage's inputs, call the package, write outputs.
+
+The Snakemake scripts only call these, so every stage runs (and is tested) without
+Snakemake too. Tables are written as tidy TSV with full-precision p-values.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import anndata as ad
+import pandas as pd
+
+from ifnsig import clinical as clin
+from ifnsig import data, de, enrichment, genesets, plots, scores
+from ifnsig.errors import InputError
+from ifnsig.io import read_counts
+from ifnsig.validation import load_design
+
+log = logging.getLogger("ifnsig")
+
+
+def write_tsv(frame: pd.DataFrame, path: str | Path) -> None:
+    """Tidy TSV; floats with 10 significant digits so reruns give identical bytes."""
+    frame.to_csv(path, sep="\t", index=False, float_format="%.10g")
+
+
+def run_script(snakemake, stage: Callable, **kwargs) -> None:
+    """Run ``stage`` from a Snakemake script with logging to the rule's log file.
+
+    An :class:`InputError` is printed as its one-sentence message (to the terminal and the
+    log) instead of a traceback, and the job fails.
+    """
+    handler = logging.FileHandler(snakemake.log[0], mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    try:
+        stage(**kwargs)
+    except InputError as err:
+        log.error("%s", err)
+        print(f"\nInput error: {err}\n", file=sys.stderr)
+        sys.exit(1)
+    except Exception:
+        log.error("%s", traceback.format_exc())
+        raise
+
+
+def build_anndata(config: dict, output: str) -> None:
+    """Validate every input (counts in full) and write the raw-count AnnData."""
+    design = load_design(config)
+    counts = read_counts(config["counts"], config["counts_format"])
+    annotation = data.read_annotation(config["annotation"]) if config.get("annotation") else None
+    adata = data.build_anndata(
+        counts, design.samples, design.clinical, annotation, timepoints=design.timepoints
+    )
+    log.info("cohort: %d samples x %d genes", adata.n_obs, adata.n_vars)
+    data.write_h5ad(adata, output)
+
+
+def normalize(config: dict, input_h5ad: str, output: str, threads: int = 1) -> None:
+    """Filter lowly expressed genes and add size factors, normalized, VST and log-CPM layers."""
+    adata = ad.read_h5ad(input_h5ad)
+    adata = data.filter_genes(
+        adata, config["filtering"]["min_count"], config["filtering"]["min_samples"]
+    )
+    data.normalize(adata, n_cpus=threads)
+    data.write_h5ad(adata, output)
+
+
+def signatures_for(config: dict, adata: ad.AnnData) -> tuple[dict[str, list[str]], pd.DataFrame]:
+    """The configured signatures matched to the cohort's symbols, with the coverage table."""
+    paths = [genesets.SHIPPED_GMT, *config["scores"]["gene_sets"]]
+    sets = genesets.load_gene_sets(paths, include=config["scores"]["signatures"])
+    aliases = genesets.read_aliases(genesets.SHIPPED_ALIASES)
+    return genesets.match_gene_sets(sets, adata.var["symbol"].astype(str), aliases)
+
+
+def score_ifn(
+    config: dict, input_h5ad: str, scores_tsv: str, coverage_tsv: str, plot_png: str
+) -> None:
+    """IFN scores of every signature and method, tidy; coverage of each signature."""
+    adata = ad.read_h5ad(input_h5ad)
+    matched, coverage = signatures_for(config, adata)
+    for row in coverage.itertuples():
+        log.info(
+            "%s: %d of %d genes found; missing: %s",
+            row.gene_set,
+            row.n_found,
+            row.n_genes,
+            row.missing or "none",
+        )
+    reference = scores.reference_mask(
+        adata.obs,
+        config["scores"]["reference"],
+        config["groups"]["control"],
+        config["timepoints"][0],
+    )
+    table = scores.score_samples(
+        adata, matched, config["scores"]["methods"], reference, config["scores"]["positivity_sd"]
+    )
+    write_tsv(table, scores_tsv)
+    write_tsv(coverage, coverage_tsv)
+    plots.scores_over_time(
+        table,
+        config["timepoints"],
+        config["scores"]["primary_signature"],
+        config["scores"]["primary_method"],
+        plot_png,
+    )
+
+
+def differential_expression(
+    config: dict, input_h5ad: str, outputs: dict[str, str], threads: int = 1
+) -> None:
+    """Fit every planned design once and write one table per contrast."""
+    adata = ad.read_h5ad(input_h5ad)
+    samples = adata.obs.copy()
+    samples["timepoint"] = samples["timepoint"].astype(str)
+    for fit in de.plan_fits(samples, config):
+        results = de.run_fit(adata, fit, samples, alpha=config["de"]["alpha"], n_cpus=threads)
+        for name, table in results.items():
+            write_tsv(table, outputs[name])
+
+
+def plot_de(config: dict, de_tsv: str, volcano_png: str) -> None:
+    """Volcano plot with the primary signature's genes highlighted."""
+    table = pd.read_csv(de_tsv, sep="\t")
+    sets = genesets.load_gene_sets([genesets.SHIPPED_GMT, *config["scores"]["gene_sets"]])
+    highlight = sets.get(config["scores"]["primary_signature"], [])
+    plots.volcano(table, volcano_png, highlight=list(highlight), alpha=config["de"]["alpha"])
+
+
+def enrich(
+    config: dict, de_tsv: str, prerank_tsv: str, ora_tsv: str, plot_png: str, threads: int = 1
+) -> None:
+    """Prerank GSEA on the Wald statistic and ORA of significant genes, local gene sets only."""
+    table = pd.read_csv(de_tsv, sep="\t")
+    settings = config["enrichment"]
+    sets = genesets.load_gene_sets([genesets.SHIPPED_GMT, *settings["gene_sets"]])
+    aliases = genesets.read_aliases(genesets.SHIPPED_ALIASES)
+    translated = enrichment.restrict_to(sets, set(table["symbol"].astype(str)), aliases)
+    result = enrichment.prerank(
+        enrichment.ranking(table),
+        translated,
+        permutations=settings["permutations"],
+        min_size=settings["min_size"],
+        max_size=settings["max_size"],
+        seed=config["seed"],
+        threads=threads,
+    )
+    write_tsv(result, prerank_tsv)
+    ora = enrichment.over_representation(
+        table, translated, alpha=config["de"]["alpha"], min_size=settings["min_size"]
+    )
+    write_tsv(ora, ora_tsv)
+    plots.enrichment_bars(result, plot_png)
+
+
+def clinical_linkage(config: dict, scores_tsv: str, outputs: dict[str, str]) -> None:
+    """Score changes, paired tests, and score-change vs measure-change correlations."""
+    design = load_design(config)
+    table = pd.read_csv(scores_tsv, sep="\t", dtype={"subject": str, "sample": str})
+    timepoints = config["timepoints"]
+    measures = config["clinical_measures"]
+    score_change = clin.score_changes(table, timepoints, config["groups"]["patient"])
+    paired = clin.paired_tests(score_change, timepoints)
+    write_tsv(score_change, outputs["score_changes"])
+    write_tsv(paired, outputs["paired_tests"])
+    if design.clinical is None or not measures:
+        log.warning("no clinical table or no clinical_measures: change correlations are empty")
+        measure_change = pd.DataFrame(
+            columns=[
+                "subject",
+                "timepoint",
+                "measure",
+                "value",
+                "baseline_value",
+                "change",
+                "percent_change",
+                "improvement",
+            ]
+        )
+        correlations = pd.DataFrame(
+            columns=[
+                "signature",
+                "method",
+                "timepoint",
+                "measure",
+                "n",
+                "estimate",
+                "pvalue",
+                "qvalue",
+            ]
+        )
+    else:
+        measure_change = clin.measure_changes(design.clinical, measures, timepoints)
+        correlations = clin.change_correlations(score_change, measure_change, timepoints)
+    write_tsv(measure_change, outputs["changes"])
+    write_tsv(correlations, outputs["correlations"])
+    plotted = [m for m in measures if m in set(measure_change["measure"])][:4]
+    plots.change_scatter(
+        score_change,
+        measure_change,
+        config["scores"]["primary_signature"],
+        config["scores"]["primary_method"],
+        plotted,
+        timepoints[-1],
+        outputs["plot"],
+    )

@@ -74,8 +74,16 @@ def run_locally(
     """Run snakemake in `workdir` on this machine with profiles/default."""
     return _snakemake(
         workdir,
-        ["--profile", str(DEFAULT_PROFILE), "--workflow-profile", "none", "--cores", "2",
-         *extra_args, *targets],
+        [
+            "--profile",
+            str(DEFAULT_PROFILE),
+            "--workflow-profile",
+            "none",
+            "--cores",
+            "2",
+            *extra_args,
+            *targets,
+        ],
     )
 
 
@@ -91,7 +99,10 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         started = time.monotonic()
         proc = subprocess.run(
             ["bash", str(CLUSTER_SH), "start", str(cluster_dir)],
-            capture_output=True, text=True, timeout=START_TIMEOUT_S, check=False,
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT_S,
+            check=False,
         )
         if proc.returncode == 3:
             pytest.skip(f"SLURM unavailable: {proc.stderr.strip()}")
@@ -104,7 +115,7 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         )
 
 
-TOY_SNAKEFILE = r'''
+TOY_SNAKEFILE = r"""
 rule all:
     input:
         "results/summary.txt",
@@ -154,7 +165,7 @@ rule summary:
         "echo job=${{SLURM_JOB_ID:-none}} > {log}; "
         "awk -F'\\t' '{{s += $2}} END {{print \"sum_of_squares\", s}}' {input[1]} > {output}; "
         "wc -l < {input[0]} >> {output}"
-'''
+"""
 
 TOY_OUTPUTS = ["results/numbers.txt", "results/squares.tsv", "results/summary.txt"]
 
@@ -187,6 +198,4 @@ def test_toy_workflow_through_slurm_matches_local(slurm_cluster: Path, tmp_path:
     job_ids = {_job_id(cluster / f"logs/{rule}.log") for rule in ("numbers", "squares", "summary")}
     assert "none" not in job_ids and len(job_ids) == 3, job_ids
     assert "cpus=2" in (cluster / "logs/numbers.log").read_text()
-    assert {_job_id(local / f"logs/{r}.log") for r in ("numbers", "squares", "summary")} == {
-        "none"
-    }
+    assert {_job_id(local / f"logs/{r}.log") for r in ("numbers", "squares", "summary")} == {"none"}

@@ -196,7 +196,7 @@ stop_daemon() {
         [[ -e /proc/$pid ]] || break
         sleep 0.1
     done
-    [[ -e /proc/$pid ]] && kill -KILL "$pid" 2>/dev/null || true
+    if [[ -e /proc/$pid ]]; then kill -KILL "$pid" 2>/dev/null || true; fi
     rm -f "$pidfile"
 }
 

@@ -36,6 +36,7 @@ from scipy import sparse
 from scipy.optimize import minimize
 from scipy.special import gammaln
 from scipy.stats import norm
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 __all__ = ["BlockDesign", "BlockedInference", "detect_block_design"]
 
@@ -698,7 +699,10 @@ class BlockedInference(DefaultInference):
 
     def _map(self, func: Callable[..., Any], tasks: Sequence[tuple[Any, ...]]) -> list[Any]:
         if self.n_cpus == 1 or len(tasks) == 1:
-            return [func(*t) for t in tasks]
+            # One BLAS thread, as in the parent's workers: multithreaded BLAS makes the many
+            # tiny calls (scipy's L-BFGS-B, k x k solves) several times slower.
+            with threadpool_limits(limits=1):
+                return [func(*t) for t in tasks]
         with parallel_backend(self._backend, inner_max_num_threads=1):
             return Parallel(n_jobs=self.n_cpus, verbose=self._joblib_verbosity)(
                 delayed(func)(*t) for t in tasks
@@ -802,5 +806,6 @@ class BlockedInference(DefaultInference):
             for s in self._chunks(*mu.shape)
         ]  # fmt: skip
         # Vectorised O(n k^2) per gene: cheaper in-process than shipping mu to workers.
-        res = [_wald_chunk(*t) for t in tasks]
+        with threadpool_limits(limits=1):
+            res = [_wald_chunk(*t) for t in tasks]
         return tuple(np.concatenate([r[i] for r in res]) for i in range(3))  # type: ignore[return-value]

@@ -122,7 +122,8 @@ def over_representation(
             no_plot=True,
             cutoff=1.0,
         )
-        if result is None or result.results is None or result.results.empty:
+        # gseapy returns an empty list, not a frame, when no set overlaps the genes.
+        if not isinstance(result.results, pd.DataFrame) or result.results.empty:
             continue
         res = result.results.rename(
             columns={

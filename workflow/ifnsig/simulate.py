@@ -138,7 +138,9 @@ class Cohort:
         self.clinical.to_csv(sheets / "clinical.tsv", sep="\t", index=False, float_format="%.4g")
         self.truth_samples.to_csv(outdir / "truth_samples.tsv", sep="\t", index=False)
         self.truth_subjects.to_csv(outdir / "truth_subjects.tsv", sep="\t", index=False)
-        self.truth_genes.to_csv(outdir / "truth_genes.tsv", sep="\t", index=False)
+        self.truth_genes.to_csv(
+            outdir / "truth_genes.tsv", sep="\t", index=False, float_format="%.6g"
+        )
 
 
 def _write_gzip_tsv(frame: pd.DataFrame, path: Path, index_label: str) -> None:

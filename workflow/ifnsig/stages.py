@@ -74,6 +74,11 @@ def normalize(config: dict, input_h5ad: str, output: str, threads: int = 1) -> N
     data.write_h5ad(adata, output)
 
 
+def plot_pca(input_h5ad: str, output: str) -> None:
+    """PCA of the VST values coloured by the sheet's design columns."""
+    plots.pca(ad.read_h5ad(input_h5ad), ["timepoint", "group", "batch", "drug"], output)
+
+
 def signatures_for(config: dict, adata: ad.AnnData) -> tuple[dict[str, list[str]], pd.DataFrame]:
     """The configured signatures matched to the cohort's symbols, with the coverage table."""
     paths = [genesets.SHIPPED_GMT, *config["scores"]["gene_sets"]]

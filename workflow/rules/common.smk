@@ -1,0 +1,80 @@
+# Validation at parse time, the contrast plan, and input functions.
+import os
+import sys
+from pathlib import Path
+
+# The package lives next to the rules; putting it on the path lets jobs import it in any
+# environment (pip install, --sdm conda, a cluster node) without installing it there.
+PACKAGE_DIR = str(Path(workflow.basedir) / "workflow")
+sys.path.insert(0, PACKAGE_DIR)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in [PACKAGE_DIR, os.environ.get("PYTHONPATH", "")] if p
+)
+
+from ifnsig.de import contrasts_from_config, plan_fits
+from ifnsig.errors import InputError
+from ifnsig.validation import load_design
+
+# Everything except the count values is checked here, before any job is scheduled; the
+# first rule checks the counts in full before writing anything.
+try:
+    DESIGN = load_design(config)
+    plan_fits(DESIGN.samples, config)
+except InputError as err:
+    sys.exit(f"Input error: {err}")
+
+CONTRASTS = [c.name for c in contrasts_from_config(config)]
+
+
+wildcard_constraints:
+    contrast="|".join(CONTRASTS) or "NO_CONTRAST",
+
+
+def all_outputs():
+    """Every table and plot of every stage."""
+    return [
+        "results/data/cohort.h5ad",
+        "results/plots/pca.png",
+        "results/scores/ifn_scores.tsv",
+        "results/scores/geneset_coverage.tsv",
+        "results/plots/ifn_scores_over_time.png",
+        *expand("results/de/{contrast}.tsv", contrast=CONTRASTS),
+        *expand("results/plots/volcano_{contrast}.png", contrast=CONTRASTS),
+        *expand(
+            "results/enrichment/{contrast}.{kind}.tsv",
+            contrast=CONTRASTS,
+            kind=["prerank", "ora"],
+        ),
+        *expand("results/plots/enrichment_{contrast}.png", contrast=CONTRASTS),
+        *clinical_outputs().values(),
+    ]
+
+
+def clinical_outputs():
+    """Named outputs of the clinical linkage stage."""
+    return {
+        "score_changes": "results/clinical/score_changes.tsv",
+        "changes": "results/clinical/changes.tsv",
+        "paired_tests": "results/clinical/paired_tests.tsv",
+        "correlations": "results/clinical/correlations.tsv",
+        "plot": "results/plots/change_vs_change.png",
+    }
+
+
+def sheet_inputs():
+    """The user's input files, so that editing one reruns what depends on it."""
+    files = {"counts": config["counts"], "samples": config["samples"]}
+    if config.get("clinical"):
+        files["clinical"] = config["clinical"]
+    if config.get("annotation"):
+        files["annotation"] = config["annotation"]
+    return files
+
+
+def memory_for_inputs(base_mb, per_input_mb):
+    """Memory (MB) that grows with the size of a rule's inputs, so large cohorts need no edits."""
+
+    def mem_mb(wildcards, input):
+        return int(base_mb + per_input_mb * input.size_mb)
+
+    return mem_mb

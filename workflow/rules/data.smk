@@ -1,0 +1,51 @@
+rule build_anndata:
+    input:
+        **sheet_inputs(),
+    output:
+        "results/data/counts.h5ad",
+    log:
+        "logs/data/build_anndata.log",
+    benchmark:
+        "benchmarks/out/build_anndata.tsv"
+    resources:
+        mem_mb=memory_for_inputs(1000, 20),
+    conda:
+        "../../envs/core.yaml"
+    script:
+        "../scripts/build_anndata.py"
+
+
+rule normalize:
+    input:
+        "results/data/counts.h5ad",
+    output:
+        "results/data/cohort.h5ad",
+    log:
+        "logs/data/normalize.log",
+    benchmark:
+        "benchmarks/out/normalize.tsv"
+    threads: 2
+    resources:
+        mem_mb=memory_for_inputs(1000, 30),
+    conda:
+        "../../envs/core.yaml"
+    script:
+        "../scripts/normalize.py"
+
+
+rule plot_pca:
+    input:
+        "results/data/cohort.h5ad",
+    output:
+        report(
+            "results/plots/pca.png",
+            caption="../report/pca.rst",
+            category="Quality control",
+            labels={"figure": "PCA"},
+        ),
+    log:
+        "logs/data/plot_pca.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        "../scripts/plot_pca.py"

@@ -1,0 +1,33 @@
+rule enrichment:
+    input:
+        "results/de/{contrast}.tsv",
+    output:
+        prerank=report(
+            "results/enrichment/{contrast}.prerank.tsv",
+            caption="../report/prerank.rst",
+            category="Enrichment",
+            labels={"contrast": "{contrast}", "table": "prerank GSEA"},
+        ),
+        ora=report(
+            "results/enrichment/{contrast}.ora.tsv",
+            caption="../report/ora.rst",
+            category="Enrichment",
+            labels={"contrast": "{contrast}", "table": "over-representation"},
+        ),
+        plot=report(
+            "results/plots/enrichment_{contrast}.png",
+            caption="../report/enrichment_plot.rst",
+            category="Enrichment",
+            labels={"contrast": "{contrast}", "figure": "top gene sets"},
+        ),
+    log:
+        "logs/enrichment/{contrast}.log",
+    benchmark:
+        "benchmarks/out/enrichment_{contrast}.tsv"
+    threads: 2
+    resources:
+        mem_mb=memory_for_inputs(1000, 10),
+    conda:
+        "../../envs/enrichment.yaml"
+    script:
+        "../scripts/enrichment.py"

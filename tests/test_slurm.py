@@ -28,6 +28,7 @@ START_TIMEOUT_S = 600  # includes apt-get install on a fresh machine
 # - profiles/default would otherwise be loaded as workflow profile and win over the profile;
 # - replaces the profile's default-resources, dropping its placeholder account (no accounts
 #   exist without slurmdbd) and partition;
+# - threads capped at the node's CPUs: sbatch rejects a job asking for more;
 # - a first status check after 5 s instead of 20 s keeps the run short.
 SLURM_TEST_ARGS = [
     "--workflow-profile",
@@ -36,6 +37,8 @@ SLURM_TEST_ARGS = [
     "slurm_partition=debug",
     "runtime=10",
     "mem_mb=500",
+    "--max-threads",
+    str(len(os.sched_getaffinity(0))),
     "--slurm-no-account",
     "--slurm-init-seconds-before-status-checks",
     "5",

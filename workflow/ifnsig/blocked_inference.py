@@ -34,7 +34,7 @@ from pydeseq2.default_inference import DefaultInference
 from pydeseq2.grid_search import grid_fit_beta, vec_nb_nll
 from scipy import sparse
 from scipy.optimize import minimize
-from scipy.special import gammaln
+from scipy.special import gammaln, psi
 from scipy.stats import norm
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
@@ -261,12 +261,18 @@ class _Normal:
         For a row ``x = (e_j, u)``: ``x' M^{-1} x = 1/a_j + v' S^{-1} v`` with
         ``v = u - B_j / a_j`` (``v = u`` and no ``1/a`` term on reference rows).
         """
-        g = self.a.shape[1]
-        inv_a = np.concatenate([1.0 / self.a, np.zeros((1, g))])
-        ba = np.concatenate([self.ba, np.zeros((1, bd.n_dense, g))])
-        v = bd.dense[:, :, None] - ba[bd.level]
-        s_inv_v = np.einsum("gcd,idg->icg", np.linalg.inv(self.s), v)
-        return inv_a[bd.level] + (v * s_inv_v).sum(axis=1)
+        g, k = self.a.shape[1], bd.n_dense
+        inv_a = np.concatenate([1.0 / self.a, np.zeros((1, g))])[bd.level]
+        ba = np.concatenate([self.ba, np.zeros((1, k, g))])[bd.level]
+        v = [bd.dense[:, c, None] - ba[:, c] for c in range(k)]
+        s_inv = np.linalg.inv(self.s)
+        # k is small: explicit sums over (c, d) beat einsum on (n, k, g) arrays.
+        q = inv_a
+        for c in range(k):
+            q = q + s_inv[:, c, c] * v[c] ** 2
+            for d in range(c + 1, k):
+                q = q + (s_inv[:, c, d] + s_inv[:, d, c]) * (v[c] * v[d])
+        return q
 
     def logdet(self) -> np.ndarray:
         """``log|det(X'WX + ridge)|`` per gene, as ``np.linalg.slogdet(...)[1]``."""
@@ -283,7 +289,11 @@ def _normal(
     uu = (u[:, :, None] * u[:, None, :]).reshape(len(u), k * k)
     c_mat = (uu.T @ w).T.reshape(-1, k, k) + np.diag(np.broadcast_to(ridge_c, (k,)))
     ba = b / a[:, None, :]
-    s = c_mat - np.einsum("jcg,jdg->gcd", b, ba)
+    s = c_mat
+    for c in range(k):
+        for d in range(c, k):
+            s[:, c, d] -= (b[:, c] * ba[:, d]).sum(axis=0)
+            s[:, d, c] = s[:, c, d]
     return _Normal(a, ba, s)
 
 
@@ -524,6 +534,121 @@ def _alpha_mle_gene(
     return float(np.exp(_grid_fit_alpha_blocked(bd, counts, mu, min_disp, max_disp))), False
 
 
+def _lbfgsb_lockstep(
+    fg: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    x0: np.ndarray,
+    lower: float,
+    upper: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run many independent 1-D L-BFGS-B problems side by side, as ``scipy.optimize.minimize``.
+
+    Drives scipy's own L-BFGS-B routine (``_lbfgsb.setulb``, reverse communication) with the
+    options of ``minimize(method="L-BFGS-B")`` (maxcor 10, ftol 2.22e-9, gtol 1e-5, maxls 20),
+    one state per problem, so each problem follows exactly the iterates ``minimize`` would;
+    only the function evaluations are batched.
+
+    Parameters
+    ----------
+    fg : callable
+        ``fg(idx, x)`` returns the objectives and derivatives of problems ``idx`` at ``x``.
+    x0 : ndarray
+        Starting points, shape (G,).
+    lower, upper : float
+        Bounds shared by all problems.
+
+    Returns
+    -------
+    x : ndarray
+        Solutions, shape (G,).
+    success : ndarray
+        ``OptimizeResult.success`` of each problem.
+    """
+    from scipy.optimize import _lbfgsb  # type: ignore[attr-defined]
+
+    n_prob, m, maxiter, maxfun = len(x0), 10, 15000, 15000
+    factr, pgtol, maxls = 2.2204460492503131e-09 / np.finfo(float).eps, 1e-5, 20
+    x = np.clip(np.asarray(x0, dtype=float), lower, upper).reshape(n_prob, 1)
+    low, upp, nbd = np.array([lower]), np.array([upper]), np.array([2], dtype=np.int32)
+    f = np.zeros(n_prob)
+    g = np.zeros((n_prob, 1))
+    wa = np.zeros((n_prob, 2 * m + 5 + 11 * m * m + 8 * m))
+    iwa = np.zeros((n_prob, 3), dtype=np.int32)
+    task = np.zeros((n_prob, 2), dtype=np.int32)
+    ln_task = np.zeros((n_prob, 2), dtype=np.int32)
+    lsave = np.zeros((n_prob, 4), dtype=np.int32)
+    isave = np.zeros((n_prob, 44), dtype=np.int32)
+    dsave = np.zeros((n_prob, 29))
+    nit = np.zeros(n_prob, dtype=np.int64)
+    # minimize's ScalarFunction evaluates at x0 on construction; setulb's first FG request
+    # is at x0, so that evaluation is counted once.
+    nfev = np.zeros(n_prob, dtype=np.int64)
+    pending = np.arange(n_prob)
+    while len(pending):
+        need = []
+        for j in pending:
+            while True:
+                _lbfgsb.setulb(
+                    m, x[j], low, upp, nbd, f[j], g[j], factr, pgtol, wa[j], iwa[j], task[j],
+                    lsave[j], isave[j], dsave[j], maxls, ln_task[j],
+                )  # fmt: skip
+                if task[j, 0] == 3:  # FG: wants f and g at x
+                    need.append(j)
+                    break
+                if task[j, 0] != 1:  # neither FG nor NEW_X: finished
+                    break
+                nit[j] += 1
+                if nit[j] >= maxiter:
+                    task[j] = (5, 504)
+                elif nfev[j] > maxfun:
+                    task[j] = (5, 502)
+        pending = np.asarray(need, dtype=np.intp)
+        if len(pending):
+            f[pending], g[pending, 0] = fg(pending, x[pending, 0])
+            nfev[pending] += 1
+    return x[:, 0], task[:, 0] == 4
+
+
+_LOCKSTEP_OK: bool | None = None
+
+
+def _lockstep_available() -> bool:
+    """Whether :func:`_lbfgsb_lockstep` reproduces ``scipy.optimize.minimize`` here.
+
+    ``_lbfgsb.setulb`` is private scipy API (its signature changed in scipy 1.15), so it
+    is checked once against ``minimize`` on a few 1-D problems; if it fails, dispersions
+    are fitted gene by gene with ``minimize``.
+    """
+    global _LOCKSTEP_OK
+    if _LOCKSTEP_OK is None:
+        centers = np.array([-3.0, 0.5, 2.0, 9.0, -25.0])
+
+        def obj(x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return np.cosh(x - c) + 0.1 * x**4, np.sinh(x - c) + 0.4 * x**3
+
+        try:
+            with threadpool_limits(limits=1):
+                got, ok = _lbfgsb_lockstep(
+                    lambda idx, x: obj(x, centers[idx]), np.zeros(len(centers)), -20.0, 5.0
+                )
+            ref = [
+                minimize(
+                    lambda x, c=c: (float(obj(x[0], c)[0]), np.asarray([obj(x[0], c)[1]])),
+                    np.zeros(1),
+                    jac=True,
+                    method="L-BFGS-B",
+                    bounds=[(-20.0, 5.0)],
+                )
+                for c in centers
+            ]
+            _LOCKSTEP_OK = bool(
+                np.array_equal(got, [r.x[0] for r in ref])
+                and np.array_equal(ok, [r.success for r in ref])
+            )
+        except Exception:  # noqa: BLE001 - any failure of the private API means "no"
+            _LOCKSTEP_OK = False
+    return _LOCKSTEP_OK
+
+
 def _alpha_mle_chunk(
     bd: BlockDesign,
     counts: np.ndarray,
@@ -536,24 +661,68 @@ def _alpha_mle_chunk(
     prior_reg: bool,
     optimizer: str,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Dispersion MLE for a chunk of genes; returns (dispersions, converged)."""
+    """Dispersion MLE for a chunk of genes; returns (dispersions, converged).
+
+    Reproduces ``utils.fit_alpha_mle`` gene by gene: same objective in log(alpha), start,
+    bounds, optimiser and grid-search fallback. With L-BFGS-B the genes are optimised in
+    lockstep (:func:`_lbfgsb_lockstep`) with objective and gradient evaluated for all
+    genes at once.
+    """
     counts = np.asarray(counts, dtype=float)
-    res = [
-        _alpha_mle_gene(
-            bd,
-            counts[:, j],
-            mu[:, j],
-            float(alpha_hat[j]),
-            min_disp,
-            max_disp,
-            prior_disp_var,
-            cr_reg,
-            prior_reg,
-            optimizer,
+    mu = np.asarray(mu, dtype=float)
+    alpha_hat = np.asarray(alpha_hat, dtype=float)
+    if prior_reg and prior_disp_var is None:
+        raise ValueError("Sigma_prior is required for prior regularization")
+    if optimizer != "L-BFGS-B" or not _lockstep_available():
+        res = [
+            _alpha_mle_gene(
+                bd, counts[:, j], mu[:, j], float(alpha_hat[j]), min_disp, max_disp,
+                prior_disp_var, cr_reg, prior_reg, optimizer,
+            )
+            for j in range(counts.shape[1])
+        ]  # fmt: skip
+        return np.array([r[0] for r in res]), np.array([r[1] for r in res], dtype=bool)
+
+    # Gene-major copies so that sums over samples run in the order of utils.nb_nll.
+    y_t, mu_t = np.ascontiguousarray(counts.T), np.ascontiguousarray(mu.T)
+    lg_y1 = gammaln(y_t + 1)
+    log_mu = np.log(mu_t)
+    n = y_t.shape[1]
+    log_alpha_hat = np.log(alpha_hat)
+
+    def fg(idx: np.ndarray, log_alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        alpha = np.exp(log_alpha)
+        a1 = (1 / alpha)[:, None]
+        y, m_ = y_t[idx], mu_t[idx]
+        # utils.nb_nll and utils.dnb_nll (d/dalpha), term by term.
+        logbinom = gammaln(y + a1) - lg_y1[idx] - gammaln(a1)
+        nll = n * a1[:, 0] * np.log(alpha) + (
+            -logbinom + (y + a1) * np.log(a1 + m_) - y * log_mu[idx]
+        ).sum(axis=1)
+        dnll = -(
+            a1[:, 0] ** 2
+            * (psi(a1) - psi(y + a1) + np.log(1 + m_ * alpha[:, None]) + (y - m_) / (m_ + a1)).sum(
+                axis=1
+            )
         )
-        for j in range(counts.shape[1])
-    ]
-    return np.array([r[0] for r in res]), np.array([r[1] for r in res], dtype=bool)
+        val, grad = nll, alpha * dnll
+        if cr_reg:
+            w = (m_ / (1 + m_ * alpha[:, None])).T
+            nm = _normal(bd, w, 0.0, 0.0)
+            q = nm.quad_diag(bd)
+            val = val + 0.5 * nm.logdet()
+            grad = grad + 0.5 * (-(w**2) * q).sum(axis=0) * alpha
+        if prior_reg:
+            diff = log_alpha - log_alpha_hat[idx]
+            val = val + diff**2 / (2 * prior_disp_var)
+            grad = grad + diff / prior_disp_var
+        return val, grad
+
+    log_alpha, converged = _lbfgsb_lockstep(fg, log_alpha_hat, np.log(min_disp), np.log(max_disp))
+    alpha = np.exp(log_alpha)
+    for j in np.flatnonzero(~converged):
+        alpha[j] = np.exp(_grid_fit_alpha_blocked(bd, counts[:, j], mu[:, j], min_disp, max_disp))
+    return alpha, converged
 
 
 # --------------------------------------------------------------------------------------

@@ -140,7 +140,19 @@ def read_counts(path: str | os.PathLike, fmt: str = "auto") -> pd.DataFrame:
         )
     sep = _sniff_delimiter(path, header[0])
     with _open_text(path) as handle:
-        frame = pd.read_csv(handle, sep=sep, comment=None, dtype=str, skiprows=_comment_rows(path))
+        # keep_default_na=False: a literal "NaN" or "NA" is reported as such, not as empty.
+        frame = pd.read_csv(
+            handle, sep=sep, dtype=str, skiprows=_comment_rows(path), keep_default_na=False
+        )
+    raw_columns = [c.strip().strip('"') for c in header[0].split(sep)]
+    seen = set()
+    for column in raw_columns[1:]:
+        if column in seen:
+            raise InputError(
+                f"{path}: column '{column}' appears more than once in the header; every sample "
+                "must have exactly one count column."
+            )
+        seen.add(column)
     if fmt == "featurecounts":
         frame = frame.drop(columns=FEATURECOUNTS_COLUMNS[1:])
         frame.columns = [frame.columns[0]] + [
@@ -158,7 +170,7 @@ def read_counts(path: str | os.PathLike, fmt: str = "auto") -> pd.DataFrame:
         )
     frame.columns = [str(c).strip() for c in frame.columns]
     gene_col = frame.columns[0]
-    genes = frame[gene_col].fillna("").str.strip()
+    genes = frame[gene_col].str.strip()
     first_data_line = 2 + len(_comment_rows(path))
     if (genes == "").any():
         row = int(np.flatnonzero(genes == "")[0])
@@ -174,19 +186,13 @@ def read_counts(path: str | os.PathLike, fmt: str = "auto") -> pd.DataFrame:
             "before running the workflow."
         )
     samples = frame.columns[1:]
-    duplicated_samples = samples[samples.duplicated()]
-    if len(duplicated_samples):
-        raise InputError(
-            f"{path}: column '{duplicated_samples[0]}' appears more than once in the header; "
-            "every sample must have exactly one count column."
-        )
     values = frame[samples]
     numeric = values.apply(pd.to_numeric, errors="coerce")
     bad = numeric.isna()
     if bad.to_numpy().any():
         row, col = (int(x[0]) for x in np.nonzero(bad.to_numpy()))
         raw = values.iat[row, col]
-        what = "is missing" if pd.isna(raw) or str(raw).strip() == "" else f"is '{raw}'"
+        what = "is missing" if str(raw).strip() == "" else f"is '{raw}'"
         raise InputError(
             f"{path}: the count of gene '{genes.iat[row]}' (line {row + first_data_line}) in "
             f"column '{samples[col]}' {what}; the matrix must hold raw integer counts in every "

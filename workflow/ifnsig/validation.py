@@ -20,9 +20,16 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+def _validation_cause(err: Exception):
+    # snakemake raises WorkflowError while handling the jsonschema error, which it keeps
+    # only as text; the structured error (path, validator) is the exception's context.
+    cause = err.__context__
+    return cause if hasattr(cause, "validator") else None
+
+
 def _schema_error(err: Exception, where: str) -> InputError:
     """Turn snakemake's WorkflowError around a jsonschema error into one sentence."""
-    cause = next((a for a in getattr(err, "args", ()) if hasattr(a, "validator")), None)
+    cause = _validation_cause(err)
     if cause is None:
         return InputError(f"{where}: {err}")
     path = ".".join(str(p) for p in cause.absolute_path) or "(top level)"
@@ -57,7 +64,7 @@ def _validate_rows(frame: pd.DataFrame, schema: str, path: Path) -> None:
     except WorkflowError as err:
         message = str(err.args[0]) if err.args else ""
         match = re.search(r"row (\d+)", message)
-        cause = next((a for a in err.args if hasattr(a, "validator")), None)
+        cause = _validation_cause(err)
         if match and cause is not None:
             row = int(match.group(1))
             column = ".".join(str(p) for p in cause.absolute_path) or "(row)"

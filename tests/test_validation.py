@@ -1,0 +1,76 @@
+import pytest
+
+from ifnsig.errors import InputError
+from ifnsig.validation import load_design, validate_config
+
+
+def test_valid_inputs_load(tiny_inputs, base_config):
+    design = load_design(base_config)
+    assert len(design.samples) == 8
+    assert design.baseline == "baseline"
+    assert design.clinical["CMAS"].tolist() == [30, 40] * 3
+    # Defaults from the schema are filled in.
+    assert base_config["filtering"]["min_count"] == 10
+    assert base_config["scores"]["reference"] == "controls"
+
+
+def test_misspelled_config_key_is_named(base_config):
+    base_config["filtreing"] = {}
+    with pytest.raises(InputError, match="unknown key 'filtreing'"):
+        validate_config(base_config)
+
+
+def test_wrong_config_type_is_named(base_config):
+    base_config["filtering"] = {"min_count": "ten"}
+    with pytest.raises(InputError, match="filtering.min_count"):
+        validate_config(base_config)
+
+
+def edit(path, old, new):
+    path.write_text(path.read_text().replace(old, new, 1))
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "fragment"),
+    [
+        ("samples.tsv", "P1_3\tP1", "P1_0\tP1", "appears on lines 2, 3"),
+        ("samples.tsv", "P2_3\tP2\tpatient\tmonth3", "P2_3\tP2\tpatient\tmonth9", "'month9'"),
+        ("samples.tsv", "C1\tC1\tcontrol", "C1\tC1\thealthy", "'healthy'"),
+        ("samples.tsv", "P1_0\tP1", "P1 0\tP1", "not a safe ID"),
+        ("samples.tsv", "P1_0\tP1", "../P1\tP1", "not a safe ID"),
+        ("samples.tsv", "P1_0\tP1", "P1;rm\tP1", "not a safe ID"),
+        ("samples.tsv", "C2\tC2\tcontrol\tbaseline\tF\n", "", "have no row in"),
+        ("counts.tsv", "\tC2", "\tC9", "C2 have no column in"),
+        ("clinical.tsv", "P3\tmonth3\t40", "P9\tmonth3\t40", "'P9', who has no sample"),
+        ("clinical.tsv", "P3\tmonth3\t40", "P3\tweek2\t40", "'week2'"),
+        ("clinical.tsv", "P3\tmonth3\t40", "P3\tmonth3\t60", "outside its declared range 0 to 52"),
+        ("clinical.tsv", "P3\tmonth3\t40", "P3\tmonth3\tforty", "not a number"),
+        ("clinical.tsv", "CMAS", "CMAS_total", "have no column"),
+    ],
+)
+def test_bad_sheets_fail_with_file_and_line(tiny_inputs, base_config, file, old, new, fragment):
+    edit(tiny_inputs / file, old, new)
+    with pytest.raises(InputError, match=fragment.replace("(", r"\(")) as info:
+        load_design(base_config)
+    assert ".tsv" in str(info.value)
+
+
+def test_no_controls_is_an_error_unless_baseline_reference(tiny_inputs, base_config):
+    for name in ["C1", "C2"]:
+        edit(tiny_inputs / "samples.tsv", f"{name}\t{name}\tcontrol", f"{name}\t{name}\tpatient")
+    with pytest.raises(InputError, match="scores.reference: baseline"):
+        load_design(dict(base_config))
+    base_config["scores"] = {"reference": "baseline"}
+    assert len(load_design(base_config).samples) == 8
+
+
+def test_excluded_samples_may_be_absent_from_sheet(tiny_inputs, base_config):
+    base_config["exclude_samples"] = ["C2"]
+    design = load_design(base_config)
+    assert "C2" not in design.samples.index
+
+
+def test_missing_input_file_names_the_key(tiny_inputs, base_config):
+    base_config["counts"] = "nowhere.tsv"
+    with pytest.raises(InputError, match="set 'counts'"):
+        load_design(base_config)

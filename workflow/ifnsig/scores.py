@@ -122,12 +122,23 @@ def score_samples(
         Tidy: one row per sample, signature and method, with the threshold and the call.
     """
     symbols = pd.Index(adata.var["symbol"].astype(str))
+    # Counts are put on the depth scale of the reference samples, so the pseudocount of the
+    # fold change means one read at reference depth, and a change in one patient's depth
+    # (which shifts every DESeq2 size factor by the same factor) cannot move the scores.
+    size_factor = adata.obs.get("size_factor")
+    depth_scale = (
+        float(np.exp(np.log(size_factor.to_numpy(dtype=float)[reference]).mean()))
+        if size_factor is not None
+        else 1.0
+    )
     frames = []
     for signature, genes in gene_sets.items():
         columns = symbols.get_indexer(genes)
         columns = columns[columns >= 0]
         for method in methods:
             values = np.asarray(adata.layers[METHOD_LAYERS[method]][:, columns], dtype=float)
+            if METHOD_LAYERS[method] == "normalized":
+                values = values * depth_scale
             score = METHODS[method](values, reference)
             ref_scores = score[reference]
             threshold = ref_scores.mean() + positivity_sd * ref_scores.std(ddof=1)

@@ -37,8 +37,7 @@ def tiny_inputs(tmp_path, monkeypatch, base_config):
     samples = ["P1_0", "P1_3", "P2_0", "P2_3", "P3_0", "P3_3", "C1", "C2"]
     header = "gene_id\t" + "\t".join(samples)
     rows = [
-        f"G{i}\t" + "\t".join(str(10 * (i + 1) + j) for j in range(len(samples)))
-        for i in range(6)
+        f"G{i}\t" + "\t".join(str(10 * (i + 1) + j) for j in range(len(samples))) for i in range(6)
     ]
     (tmp_path / "counts.tsv").write_text("\n".join([header, *rows]) + "\n")
     sheet = ["sample\tsubject\tgroup\ttimepoint\tsex"]

@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+
 from ifnsig.errors import InputError
 from ifnsig.genesets import (
     SHIPPED_ALIASES,

@@ -38,7 +38,7 @@ from scipy.special import gammaln, psi
 from scipy.stats import norm
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-__all__ = ["BlockDesign", "BlockedInference", "detect_block_design"]
+__all__ = ["BlockDesign", "BlockedInference", "detect_block_design", "irls_objective"]
 
 #: Ridge added to X'WX by pydeseq2's ``utils.irls_solver`` (``np.diag(np.repeat(1e-6, p))``).
 IRLS_RIDGE = 1e-6
@@ -302,22 +302,37 @@ def _normal(
 # --------------------------------------------------------------------------------------
 
 
-def _irls_lbfgs_gene(
+def irls_objective(
     bd: BlockDesign,
     counts: np.ndarray,
     size_factors: np.ndarray,
     disp: float,
-    beta_init: np.ndarray,
     min_mu: float,
-    min_beta: float,
-    max_beta: float,
-    optimizer: str,
-) -> tuple[np.ndarray, bool]:
-    """Per-gene optimiser fallback of ``utils.irls_solver`` with blocked ``X beta``/``X'v``.
+) -> tuple[Callable[[np.ndarray], float], Callable[[np.ndarray], np.ndarray]]:
+    """Objective and gradient of the optimiser fallback of ``utils.irls_solver``, by blocks.
 
-    Same objective (NB nll + 0.5 * 1e-6 * |beta|^2), gradient, start and bounds as pydeseq2.
+    ``f(beta) = nb_nll(counts, mu, disp) + 0.5 * 1e-6 * |beta|^2`` with
+    ``mu = max(sf * exp(X beta), min_mu)``, and pydeseq2's ``df`` (which ignores the
+    clipping of mu), with ``X beta`` and ``X' v`` in O(n k) instead of O(n p).
+
+    Parameters
+    ----------
+    bd : BlockDesign
+        Block structure of the design.
+    counts : ndarray
+        Counts of one gene, shape (n,).
+    size_factors : ndarray
+        Size factors, shape (n,).
+    disp : float
+        Dispersion of the gene.
+    min_mu : float
+        Lower bound on mu.
+
+    Returns
+    -------
+    f, df : callable
+        Objective and gradient in pydeseq2's parametrisation (design column order).
     """
-    p = bd.n_vars
     xty = bd.join(bd.segsum(counts), bd.dense.T @ counts)
 
     def mu_of(beta: np.ndarray) -> np.ndarray:
@@ -332,6 +347,23 @@ def _irls_lbfgs_gene(
         v = (1 / disp + counts) * mu_ / (1 / disp + mu_)
         return -xty + bd.join(bd.segsum(v), bd.dense.T @ v) + IRLS_RIDGE * beta
 
+    return f, df
+
+
+def _irls_optimiser_gene(
+    bd: BlockDesign,
+    counts: np.ndarray,
+    size_factors: np.ndarray,
+    disp: float,
+    beta_init: np.ndarray,
+    min_mu: float,
+    min_beta: float,
+    max_beta: float,
+    optimizer: str,
+) -> tuple[np.ndarray, bool]:
+    """Optimiser fallback of ``utils.irls_solver`` for one gene (same start, bounds, method)."""
+    p = bd.n_vars
+    f, df = irls_objective(bd, counts, size_factors, disp, min_mu)
     res = minimize(
         f,
         beta_init,
@@ -413,7 +445,7 @@ def _irls_chunk(
 
     converged = np.ones(g, dtype=bool)
     for j in np.flatnonzero(fallback):
-        beta_j, converged[j] = _irls_lbfgs_gene(
+        beta_j, converged[j] = _irls_optimiser_gene(
             bd,
             y[:, j],
             sf[:, 0],
@@ -442,7 +474,7 @@ def _irls_chunk(
 
 def _cox_reid_1d(bd: BlockDesign, w: np.ndarray, grad: bool) -> tuple[float, np.ndarray | None]:
     """``log det X'WX`` for one gene and, if ``grad``, the diagonal ``x_i'(X'WX)^-1 x_i``."""
-    u, m = bd.dense, bd.n_block
+    u = bd.dense
     a = bd.segsum(w)
     b = bd.segsum(w[:, None] * u)
     ba = b / a[:, None]
@@ -453,7 +485,6 @@ def _cox_reid_1d(bd: BlockDesign, w: np.ndarray, grad: bool) -> tuple[float, np.
     v = u - np.concatenate([ba, np.zeros((1, bd.n_dense))])[bd.level]
     inv_a = np.concatenate([1.0 / a, [0.0]])[bd.level]
     q = inv_a + np.einsum("ic,ic->i", v @ np.linalg.inv(s), v)
-    del m
     return logdet, q
 
 
@@ -644,7 +675,7 @@ def _lockstep_available() -> bool:
                 np.array_equal(got, [r.x[0] for r in ref])
                 and np.array_equal(ok, [r.success for r in ref])
             )
-        except Exception:  # noqa: BLE001 - any failure of the private API means "no"
+        except Exception:  # any failure of the private API means "not available"
             _LOCKSTEP_OK = False
     return _LOCKSTEP_OK
 
@@ -749,7 +780,9 @@ def _wald_chunk(
     c_a, c_c = bd.split(contrast)
     hc_a, hc_c = nm.solve(np.repeat(c_a[:, None], g, 1), np.repeat(c_c[:, None], g, 1))
     se = np.sqrt((w * bd.xmul(hc_a, hc_c) ** 2).sum(axis=0))
-    scaled = lambda shift: (lfc - shift) / se[:, None]  # noqa: E731
+
+    def scaled(shift: float) -> np.ndarray:
+        return (lfc - shift) / se[:, None]
 
     def greater(shift: float) -> tuple[np.ndarray, np.ndarray]:
         stat = np.fmax(scaled(shift), 0) @ contrast
@@ -877,7 +910,7 @@ class BlockedInference(DefaultInference):
                 delayed(func)(*t) for t in tasks
             )
 
-    def irls(  # noqa: D102
+    def irls(
         self,
         counts: np.ndarray,
         size_factors: np.ndarray,
@@ -890,6 +923,14 @@ class BlockedInference(DefaultInference):
         optimizer: Literal["BFGS", "L-BFGS-B"] = "L-BFGS-B",
         maxiter: int = 250,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Fit the NB GLM by IRLS (see :meth:`pydeseq2.inference.Inference.irls`).
+
+        Blocked path: the steps of ``utils.irls_solver`` (least-squares start, ridge 1e-6,
+        convergence on the relative change of -2 * nll, optimiser fallback from the start
+        when |beta| > max_beta or at maxiter) for all genes of a chunk at once; returns
+        beta in the design's parametrisation, unthresholded mu, hat diagonals and
+        convergence flags.
+        """
         bd = self.block_design(design_matrix)
         if bd is None:
             self.paths["irls"] = "default"
@@ -913,7 +954,7 @@ class BlockedInference(DefaultInference):
         self.n_irls_fallback = int(fallback.sum())
         return beta, mu, hat, converged
 
-    def alpha_mle(  # noqa: D102
+    def alpha_mle(
         self,
         counts: np.ndarray,
         design_matrix: np.ndarray,
@@ -926,6 +967,12 @@ class BlockedInference(DefaultInference):
         prior_reg: bool = False,
         optimizer: Literal["BFGS", "L-BFGS-B"] = "L-BFGS-B",
     ) -> tuple[np.ndarray, np.ndarray]:
+        """Fit dispersions (see :meth:`pydeseq2.inference.Inference.alpha_mle`).
+
+        Blocked path: ``utils.fit_alpha_mle``'s objective (NB nll + 0.5 log det X'WX
+        Cox-Reid term + optional log-normal prior) with the log-determinant and its
+        derivative from the Schur complement.
+        """
         bd = self.block_design(design_matrix)
         if bd is None:
             self.paths["alpha_mle"] = "default"
@@ -945,7 +992,7 @@ class BlockedInference(DefaultInference):
         res = self._map(_alpha_mle_chunk, tasks)
         return np.concatenate([r[0] for r in res]), np.concatenate([r[1] for r in res])
 
-    def wald_test(  # noqa: D102
+    def wald_test(
         self,
         design_matrix: np.ndarray,
         disp: np.ndarray,
@@ -956,6 +1003,11 @@ class BlockedInference(DefaultInference):
         lfc_null: np.ndarray,
         alt_hypothesis: Literal["greaterAbs", "lessAbs", "greater", "less"] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Wald test (see :meth:`pydeseq2.inference.Inference.wald_test`).
+
+        Blocked path (diagonal ridge, scalar ``lfc_null``): ``utils.wald_test`` with
+        ``H c = (X'WX + ridge)^-1 c`` by block elimination, vectorised over genes.
+        """
         bd = self.block_design(design_matrix)
         ridge = np.asarray(ridge_factor, dtype=float)
         diagonal = ridge.ndim == 2 and np.array_equal(ridge, np.diag(np.diag(ridge)))

@@ -72,6 +72,62 @@ class Fit:
         return "~" + " + ".join(terms)
 
 
+def monte_carlo_prior_variance(residuals: np.ndarray, df: int, seed: int = 2) -> float:
+    """DESeq2's prior variance of log dispersions for 1 to 3 residual degrees of freedom.
+
+    With so few degrees of freedom the log-dispersion residuals are too skewed for the
+    MAD-based estimate; DESeq2 (``estimateDispersionsPriorVar``) instead finds the prior
+    variance whose simulated residual distribution, log(chi2_df / df) + N(0, var), is
+    closest in Kullback-Leibler divergence to the observed one (genes with base mean above
+    100), smooths the divergence over the grid (loess, span 0.2) and takes its minimum,
+    floored at 0.25. The same steps are followed here with a seeded numpy generator.
+    """
+    from statsmodels.nonparametric.smoothers_lowess import lowess
+
+    rng = np.random.default_rng(seed)
+    breaks = np.arange(-20, 21) / 2
+    observed = residuals[(residuals > breaks[0]) & (residuals < breaks[-1])]
+    observed_density, _ = np.histogram(observed, bins=breaks, density=True)
+    grid = np.linspace(0, 8, 200)
+    divergences = []
+    for variance in grid:
+        simulated = np.log(rng.chisquare(df, 10_000)) + rng.normal(0, np.sqrt(variance), 10_000)
+        simulated -= np.log(df)
+        simulated = simulated[(simulated > breaks[0]) & (simulated < breaks[-1])]
+        simulated_density, _ = np.histogram(simulated, bins=breaks, density=True)
+        both = np.r_[observed_density, simulated_density]
+        small = both[both > 0].min()
+        divergences.append(
+            np.sum(
+                observed_density
+                * (np.log(observed_density + small) - np.log(simulated_density + small))
+            )
+        )
+    smoothed = lowess(divergences, grid, frac=0.2, return_sorted=False)
+    fine = np.linspace(0, 8, 1000)
+    best = fine[np.argmin(np.interp(fine, grid, smoothed))]
+    return float(max(best, 0.25))
+
+
+def deseq_dataset_class():
+    """pydeseq2's DeseqDataSet with DESeq2's dispersion prior for designs with df <= 3."""
+    from pydeseq2.dds import DeseqDataSet
+
+    class DeseqDataSetDESeq2Prior(DeseqDataSet):
+        def fit_dispersion_prior(self) -> None:
+            super().fit_dispersion_prior()
+            df = self.n_obs - self.obsm["design_matrix"].shape[-1]
+            if 1 <= df <= 3:
+                genes = self[:, self.non_zero_genes].var
+                residuals = np.log(genes["genewise_dispersions"]) - np.log(
+                    genes["fitted_dispersions"]
+                )
+                residuals = residuals[genes["_normed_means"] > 100].to_numpy()
+                self.uns["prior_disp_var"] = monte_carlo_prior_variance(residuals, df)
+
+    return DeseqDataSetDESeq2Prior
+
+
 def contrasts_from_config(config: dict) -> list[Contrast]:
     """Configured contrasts, or each follow-up timepoint vs baseline, paired, in patients."""
     entries = config["de"]["contrasts"]
@@ -262,7 +318,6 @@ def run_fit(
     dict
         Contrast name -> results table (columns :data:`RESULT_COLUMNS`, plus the shrunk LFC).
     """
-    from pydeseq2.dds import DeseqDataSet
     from pydeseq2.default_inference import DefaultInference
     from pydeseq2.ds import DeseqStats
 
@@ -273,7 +328,7 @@ def run_fit(
     metadata = design_frame(fit, samples)
     inference = DefaultInference(n_cpus=n_cpus)
     log.info("fitting %s on %d samples x %d genes", fit.formula, *counts.shape)
-    dds = DeseqDataSet(
+    dds = deseq_dataset_class()(
         counts=counts,
         metadata=metadata,
         design=fit.formula,

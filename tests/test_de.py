@@ -1,0 +1,198 @@
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import shared_data
+
+from ifnsig import data, de, enrichment, genesets
+from ifnsig.errors import InputError
+from ifnsig.validation import validate_config
+
+
+def sheet(n_subjects=4, timepoints=("baseline", "month3"), extra=None):
+    rows = []
+    for i in range(n_subjects):
+        for tp in timepoints:
+            rows.append(
+                {
+                    "sample": f"S{i}_{tp}",
+                    "subject": f"S{i}",
+                    "group": "patient",
+                    "timepoint": tp,
+                    "batch": f"b{i % 2}",
+                    "sex": "female",
+                }
+            )
+    frame = pd.DataFrame(rows)
+    if extra is not None:
+        frame = pd.concat([frame, pd.DataFrame(extra)], ignore_index=True)
+    return frame.set_index("sample", drop=False).rename_axis(None)
+
+
+def config(**de_settings):
+    cfg = {"timepoints": ["baseline", "month3"], "de": de_settings}
+    return validate_config(cfg)
+
+
+def test_default_contrasts_are_followups_vs_baseline():
+    cfg = validate_config({"timepoints": ["baseline", "month3", "month6"]})
+    names = [c.name for c in de.contrasts_from_config(cfg)]
+    assert names == ["month3_vs_baseline", "month6_vs_baseline"]
+
+
+def test_contrasts_sharing_a_design_are_fitted_once():
+    cfg = validate_config({"timepoints": ["baseline", "month3", "month6"]})
+    fits = de.plan_fits(sheet(timepoints=("baseline", "month3", "month6")), cfg)
+    assert len(fits) == 1
+    assert fits[0].formula == "~subject + timepoint"
+    assert len(fits[0].contrasts) == 2
+
+
+def test_unknown_level_fails_fast_listing_valid_levels():
+    cfg = config(contrasts=[{"name": "bad", "test": "month9", "reference": "baseline"}])
+    start = time.perf_counter()
+    with pytest.raises(InputError, match="valid levels: baseline, month3"):
+        de.plan_fits(sheet(), cfg)
+    assert time.perf_counter() - start < 10
+
+
+def test_subjects_missing_one_side_are_dropped_with_warning(caplog):
+    samples = sheet(
+        extra=[
+            {
+                "sample": "X_month3",
+                "subject": "X",
+                "group": "patient",
+                "timepoint": "month3",
+                "batch": "b0",
+                "sex": "male",
+            }
+        ]
+    )
+    fits = de.plan_fits(samples, config())
+    assert "X_month3" not in fits[0].samples
+    assert "X" in caplog.text
+
+
+def test_no_paired_subject_left_is_an_error():
+    samples = sheet(timepoints=("baseline",))
+    samples = pd.concat(
+        [
+            samples,
+            sheet(timepoints=("month3",))
+            .rename(lambda s: s + "b")
+            .assign(subject=lambda f: f["subject"] + "b"),
+        ]
+    )
+    with pytest.raises(InputError, match="no subject with both"):
+        de.plan_fits(samples, config())
+
+
+def test_confounded_covariate_is_reported_with_coefficients():
+    samples = sheet()
+    samples["visit"] = samples["timepoint"]
+    cfg = config(
+        covariates=["visit"],
+        contrasts=[{"name": "u", "test": "month3", "reference": "baseline", "paired": False}],
+    )
+    with pytest.raises(InputError, match="rank-deficient.*timepoint"):
+        de.plan_fits(samples, cfg)
+
+
+def test_subject_level_covariate_is_absorbed_in_paired_design(caplog):
+    fits = de.plan_fits(sheet(), config(covariates=["sex"]))
+    assert fits[0].formula == "~subject + timepoint"
+    assert "absorbed" in caplog.text
+
+
+def airway():
+    folder = shared_data("airway")
+    counts = pd.read_csv(folder / "airway_counts.csv.gz", index_col=0)
+    counts = counts[counts.sum(axis=1) > 0]
+    coldata = pd.read_csv(folder / "airway_coldata.csv", index_col=0)
+    samples = pd.DataFrame(
+        {
+            "sample": coldata.index,
+            "subject": coldata["cell"],
+            "group": "patient",
+            "timepoint": coldata["dex"],
+        },
+        index=coldata.index,
+    )
+    return data.build_anndata(counts[samples.index], samples), samples, folder
+
+
+def test_airway_matches_r_deseq2():
+    adata, samples, folder = airway()
+    cfg = validate_config({"timepoints": ["untrt", "trt"]})
+    (fit,) = de.plan_fits(samples, cfg)
+    table = de.run_fit(adata, fit, samples, alpha=0.1, n_cpus=2, shrink=False)["trt_vs_untrt"]
+    reference = pd.read_csv(
+        folder / "reference_deseq2" / "deseq2_1.38.3_cell+dex_results.csv.gz", index_col=0
+    )
+    merged = table.set_index("gene_id").join(reference, rsuffix="_r", how="inner")
+    expressed = merged[merged["baseMean"] > 10]
+    r = np.corrcoef(expressed["log2FoldChange"], expressed["log2FoldChange_r"])[0, 1]
+    assert r >= 0.999
+    n_sig = int((table["padj"] < 0.1).sum())
+    assert abs(n_sig - 4819) / 4819 <= 0.03, n_sig
+    assert table.sort_values("pvalue")["gene_id"].iloc[0] == "ENSG00000152583"  # SPARCL1
+    known_up = {
+        "ENSG00000163884": "KLF15",
+        "ENSG00000179094": "PER1",
+        "ENSG00000096060": "FKBP5",
+        "ENSG00000109906": "ZBTB16",
+        "ENSG00000103196": "CRISPLD2",
+    }
+    rows = table.set_index("gene_id").loc[list(known_up)]
+    assert (rows["padj"] < 0.1).all() and (rows["log2FoldChange"] > 0).all()
+    sizes = pd.read_csv(folder / "reference_deseq2" / "deseq2_1.38.3_sizefactors.csv", index_col=0)
+    ours = data.normalize(data.filter_genes(adata, 0, 1), n_cpus=2).obs["size_factor"]
+    assert np.allclose(ours.loc[sizes.index], sizes.iloc[:, 0], atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def kang_de():
+    folder = shared_data("kang2018_ifnb")
+    counts = pd.read_csv(folder / "pseudobulk_counts_donor_x_stim.csv.gz", index_col=0)
+    counts = counts[counts.sum(axis=1) >= 10]
+    info = pd.read_csv(folder / "pseudobulk_samples.csv", index_col=0, dtype={"donor": str})
+    samples = pd.DataFrame(
+        {
+            "sample": info.index,
+            "subject": "D" + info["donor"],
+            "group": "patient",
+            "timepoint": info["stim"],
+        },
+        index=info.index,
+    )
+    adata = data.build_anndata(counts[samples.index], samples)
+    cfg = validate_config({"timepoints": ["CTRL", "STIM"]})
+    (fit,) = de.plan_fits(samples, cfg)
+    table = de.run_fit(adata, fit, samples, alpha=0.1, n_cpus=2)["STIM_vs_CTRL"]
+    return table, folder
+
+
+def test_kang_paired_matches_r_deseq2(kang_de):
+    table, folder = kang_de
+    reference = pd.read_csv(
+        folder / "reference_deseq2" / "deseq2_1.38.3_donor+stim_results.csv.gz", index_col=0
+    )
+    merged = table.set_index("gene_id").join(reference, rsuffix="_r", how="inner")
+    r = np.corrcoef(merged["log2FoldChange"], merged["log2FoldChange_r"])[0, 1]
+    assert r >= 0.99
+    isgs = table.set_index("symbol").loc[["ISG15", "IFIT1", "RSAD2", "MX1"]]
+    assert (isgs["padj"] < 0.05).all() and (isgs["log2FoldChange"] > 2).all()
+    assert (
+        table["log2FoldChange_shrunk"].abs().le(table["log2FoldChange"].abs() + 1e-6).mean() > 0.95
+    )
+
+
+def test_kang_prerank_puts_hallmark_ifn_alpha_on_top(kang_de):
+    table, _ = kang_de
+    hallmark = genesets.read_gmt(shared_data("genesets", "h.all.v7.1.symbols.gmt"))
+    result = enrichment.prerank(enrichment.ranking(table), hallmark, permutations=1000, seed=1)
+    top = result[result["nes"] > 0].sort_values("nes", ascending=False).head(3)
+    assert "HALLMARK_INTERFERON_ALPHA_RESPONSE" in set(top["gene_set"])
+    assert result.set_index("gene_set").loc["HALLMARK_INTERFERON_ALPHA_RESPONSE", "fdr"] < 0.05

@@ -1,0 +1,176 @@
+"""End to end: the real snakemake on a small cohort from the demo simulator."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO
+from scipy import stats
+
+from ifnsig.simulate import CohortSpec, simulate_cohort
+
+pytestmark = pytest.mark.e2e
+
+
+def write_project(folder, spec: CohortSpec, **overrides) -> None:
+    """A working directory with inputs, truth and a config pointing at them."""
+    cohort = simulate_cohort(spec)
+    cohort.write(folder / "inputs")
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config.update(
+        counts="inputs/counts.tsv.gz",
+        samples="inputs/samples.tsv",
+        clinical="inputs/clinical.tsv",
+        timepoints=list(spec.timepoints),
+    )
+    config["enrichment"]["permutations"] = 200
+    config.update(overrides)
+    (folder / "config").mkdir(exist_ok=True)
+    (folder / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def snakemake(folder, *args: str) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(folder),
+        "--cores",
+        "2",
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=1200)
+
+
+SPEC = CohortSpec(n_patients=14, n_controls=8, n_genes=3000, n_treatment_genes=100, seed=7)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("demo")
+    write_project(folder, SPEC)
+    run = snakemake(folder)
+    assert run.returncode == 0, run.stderr[-4000:]
+    return folder
+
+
+def read(folder, path):
+    return pd.read_csv(folder / path, sep="\t")
+
+
+def test_every_output_exists_and_rerun_has_nothing_to_do(demo_run):
+    expected = [
+        "results/data/cohort.h5ad",
+        "results/scores/ifn_scores.tsv",
+        "results/scores/geneset_coverage.tsv",
+        "results/de/month3_vs_baseline.tsv",
+        "results/de/month6_vs_baseline.tsv",
+        "results/enrichment/month6_vs_baseline.prerank.tsv",
+        "results/enrichment/month6_vs_baseline.ora.tsv",
+        "results/clinical/paired_tests.tsv",
+        "results/clinical/correlations.tsv",
+        "results/clinical/changes.tsv",
+        "results/plots/pca.png",
+        "results/plots/volcano_month6_vs_baseline.png",
+        "results/plots/change_vs_change.png",
+    ]
+    for path in expected:
+        assert (demo_run / path).stat().st_size > 0, path
+    dry = snakemake(demo_run, "-n")
+    assert dry.returncode == 0
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_baseline_positivity_agrees_with_planted_truth(demo_run):
+    scores = read(demo_run, "results/scores/ifn_scores.tsv")
+    truth = read(demo_run, "inputs/truth_subjects.tsv")
+    base = scores[
+        (scores["signature"] == "RICE2013_6")
+        & (scores["method"] == "median_fold_change")
+        & (scores["group"] == "patient")
+        & (scores["timepoint"] == "baseline")
+    ]
+    merged = base.merge(truth[["subject", "ifn_high"]], on="subject")
+    assert (merged["positive"] == merged["ifn_high"]).mean() >= 0.9
+
+
+def test_score_falls_at_followup(demo_run):
+    paired = read(demo_run, "results/clinical/paired_tests.tsv")
+    primary = paired[
+        (paired["signature"] == "RICE2013_6") & (paired["method"] == "median_fold_change")
+    ]
+    assert (primary["pvalue"] < 0.05).all() and (primary["estimate"] < 0).all()
+
+
+def test_planted_de_genes_found_at_low_observed_fdr(demo_run):
+    truth = read(demo_run, "inputs/truth_genes.tsv")
+    table = read(demo_run, "results/de/month6_vs_baseline.tsv").merge(truth, on="gene_id")
+    called = table["padj"] < 0.05
+    false = called & ~table["planted_de"]
+    assert called.sum() > 0.5 * table["planted_de"].sum()
+    assert false.sum() / called.sum() <= 0.10
+
+
+def test_score_change_tracks_cmas_change_with_planted_sign(demo_run):
+    corr = read(demo_run, "results/clinical/correlations.tsv")
+    row = corr[
+        (corr["signature"] == "RICE2013_6")
+        & (corr["method"] == "median_fold_change")
+        & (corr["timepoint"] == "month6")
+        & (corr["measure"] == "CMAS")
+    ].iloc[0]
+    assert row["estimate"] < 0 and row["pvalue"] < 0.05
+    # The same association recomputed from the written change tables.
+    changes = read(demo_run, "results/clinical/score_changes.tsv")
+    clin = read(demo_run, "results/clinical/changes.tsv")
+    s = changes[
+        (changes["signature"] == "RICE2013_6")
+        & (changes["method"] == "median_fold_change")
+        & (changes["timepoint"] == "month6")
+    ]
+    c = clin[(clin["measure"] == "CMAS") & (clin["timepoint"] == "month6")]
+    merged = s.merge(c, on="subject")
+    rho = stats.spearmanr(merged["change_x"], merged["change_y"])[0]
+    assert np.isclose(rho, row["estimate"])
+
+
+def test_shipped_ifn_sets_are_enriched_in_planted_direction(demo_run):
+    prerank = read(demo_run, "results/enrichment/month6_vs_baseline.prerank.tsv")
+    rows = prerank.set_index("gene_set").loc[["RICE2013_6", "NIH28"]]
+    assert (rows["nes"] < 0).all() and (rows["fdr"] < 0.05).all()
+
+
+def test_malformed_sheet_fails_before_any_job(tmp_path):
+    write_project(
+        tmp_path, CohortSpec(n_patients=3, n_controls=2, n_genes=500, n_treatment_genes=10)
+    )
+    sheet = tmp_path / "inputs" / "samples.tsv"
+    lines = sheet.read_text().splitlines()
+    lines.append(lines[1])  # a duplicated sample
+    sheet.write_text("\n".join(lines) + "\n")
+    run = snakemake(tmp_path)
+    assert run.returncode != 0
+    assert "appears on lines" in run.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_non_integer_counts_fail_in_first_rule_and_leave_nothing(tmp_path):
+    write_project(
+        tmp_path, CohortSpec(n_patients=3, n_controls=2, n_genes=500, n_treatment_genes=10)
+    )
+    counts = pd.read_csv(tmp_path / "inputs" / "counts.tsv.gz", sep="\t", index_col=0)
+    counts = counts.astype(float)
+    counts.iloc[5, 2] = 2.5
+    counts.to_csv(tmp_path / "inputs" / "counts.tsv.gz", sep="\t")
+    run = snakemake(tmp_path)
+    assert run.returncode != 0
+    assert "is not an integer" in run.stderr
+    assert not list((tmp_path / "results").rglob("*.h5ad"))

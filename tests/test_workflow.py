@@ -50,7 +50,7 @@ def snakemake(folder, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=1200)
 
 
-SPEC = CohortSpec(n_patients=14, n_controls=8, n_genes=3000, n_treatment_genes=100, seed=7)
+SPEC = CohortSpec(n_patients=20, n_controls=8, n_genes=3000, n_treatment_genes=300, seed=7)
 
 
 @pytest.fixture(scope="module")

@@ -123,7 +123,7 @@ def deseq_dataset_class():
                     genes["fitted_dispersions"]
                 )
                 residuals = residuals[genes["_normed_means"] > 100].to_numpy()
-                self.uns["prior_disp_var"] = monte_carlo_prior_variance(residuals, df)
+                self.uns["prior_disp_var"] = np.float64(monte_carlo_prior_variance(residuals, df))
 
     return DeseqDataSetDESeq2Prior
 

@@ -1,7 +1,7 @@
 rule clinical_linkage:
     input:
-        scores="results/scores/ifn_scores.tsv",
         **sheet_inputs(),
+        scores="results/scores/ifn_scores.tsv",
     output:
         score_changes=report(
             clinical_outputs()["score_changes"],

@@ -1,15 +1,11 @@
 # Validation at parse time, the contrast plan, and input functions.
-import os
 import sys
 from pathlib import Path
 
-# The package lives next to the rules; putting it on the path lets jobs import it in any
-# environment (pip install, --sdm conda, a cluster node) without installing it there.
-PACKAGE_DIR = str(Path(workflow.basedir) / "workflow")
-sys.path.insert(0, PACKAGE_DIR)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in [PACKAGE_DIR, os.environ.get("PYTHONPATH", "")] if p
-)
+# The package lives beside the rules, so the workflow runs from a clone without installing
+# it; scripts find it through the workflow/scripts/ifnsig link (Snakemake puts a script's
+# folder on sys.path), in any environment: pip, --sdm conda, a cluster node.
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from ifnsig.de import contrasts_from_config, plan_fits
 from ifnsig.errors import InputError

@@ -7,10 +7,10 @@ rule build_anndata:
         "logs/data/build_anndata.log",
     benchmark:
         "benchmarks/out/build_anndata.tsv"
-    resources:
-        mem_mb=memory_for_inputs(1000, 20),
     conda:
         "../../envs/core.yaml"
+    resources:
+        mem_mb=memory_for_inputs(1000, 20),
     script:
         "../scripts/build_anndata.py"
 
@@ -24,11 +24,11 @@ rule normalize:
         "logs/data/normalize.log",
     benchmark:
         "benchmarks/out/normalize.tsv"
+    conda:
+        "../../envs/core.yaml"
     threads: 2
     resources:
         mem_mb=memory_for_inputs(1000, 30),
-    conda:
-        "../../envs/core.yaml"
     script:
         "../scripts/normalize.py"
 

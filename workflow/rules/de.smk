@@ -15,11 +15,11 @@ rule differential_expression:
         "logs/de/differential_expression.log",
     benchmark:
         "benchmarks/out/differential_expression.tsv"
+    conda:
+        "../../envs/de.yaml"
     threads: 2
     resources:
         mem_mb=memory_for_inputs(2000, 40),
-    conda:
-        "../../envs/de.yaml"
     script:
         "../scripts/differential_expression.py"
 

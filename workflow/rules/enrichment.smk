@@ -24,10 +24,10 @@ rule enrichment:
         "logs/enrichment/{contrast}.log",
     benchmark:
         "benchmarks/out/enrichment_{contrast}.tsv"
+    conda:
+        "../../envs/enrichment.yaml"
     threads: 2
     resources:
         mem_mb=memory_for_inputs(1000, 10),
-    conda:
-        "../../envs/enrichment.yaml"
     script:
         "../scripts/enrichment.py"

@@ -24,9 +24,9 @@ rule score_ifn:
         "logs/scores/score_ifn.log",
     benchmark:
         "benchmarks/out/score_ifn.tsv"
-    resources:
-        mem_mb=memory_for_inputs(1000, 10),
     conda:
         "../../envs/core.yaml"
+    resources:
+        mem_mb=memory_for_inputs(1000, 10),
     script:
         "../scripts/score_ifn.py"

@@ -217,6 +217,15 @@ def test_irls_matches_default(method_inputs) -> None:
     np.testing.assert_allclose(h1, h0, rtol=1e-9, atol=1e-12)
 
 
+def test_rough_dispersions_match_default(method_inputs) -> None:
+    d = method_inputs
+    normed = d["counts"] / d["sf"][:, None]
+    inf = BlockedInference(n_cpus=1, min_levels=2)
+    got = inf.fit_rough_dispersions(normed, d["x"])
+    assert inf.paths["fit_rough_dispersions"] == "blocked"
+    np.testing.assert_allclose(got, bi.utils.fit_rough_dispersions(normed, d["x"]), rtol=1e-9)
+
+
 def test_irls_optimiser_fallback(method_inputs) -> None:
     """maxiter=2 sends every gene to the optimiser branch of irls_solver."""
     d = method_inputs
@@ -320,7 +329,8 @@ def test_pipeline_equivalence_simulated(n_subjects, n_timepoints, n_genes, min_r
     )
     inf = BlockedInference(n_cpus=N_CPUS)
     res1 = run_deseq(counts, meta, design, contrast, inf, min_replicates)
-    assert inf.paths == {"irls": "blocked", "alpha_mle": "blocked", "wald_test": "blocked"}
+    assert set(inf.paths) == {"fit_rough_dispersions", "irls", "alpha_mle", "wald_test"}
+    assert set(inf.paths.values()) == {"blocked"}
     if min_replicates == 1:
         assert res0[0].var["refitted"].sum() > 0
         np.testing.assert_array_equal(res0[0].var["refitted"], res1[0].var["refitted"])

@@ -910,6 +910,32 @@ class BlockedInference(DefaultInference):
                 delayed(func)(*t) for t in tasks
             )
 
+    def fit_rough_dispersions(
+        self, normed_counts: np.ndarray, design_matrix: pd.DataFrame | np.ndarray
+    ) -> np.ndarray:
+        """Rough dispersions (see ``utils.fit_rough_dispersions``), least squares by blocks.
+
+        Same estimator as pydeseq2 (ordinary least-squares fit of the normalised counts,
+        fitted values floored at 1, DESeq2's ``roughDispEstimate``); the least-squares fit
+        uses the Schur complement of X'X instead of a dense lstsq with p columns.
+        """
+        bd = self.block_design(design_matrix)
+        n, p = np.shape(design_matrix)
+        if bd is None or n == p:
+            self.paths["fit_rough_dispersions"] = "default"
+            return utils.fit_rough_dispersions(normed_counts, design_matrix)
+        self.paths["fit_rough_dispersions"] = "blocked"
+        y = np.asarray(normed_counts, dtype=float)
+        a, ba, s = _unweighted_schur(bd)
+        out = []
+        for sl in self._chunks(*y.shape):
+            r_a = bd.segsum(y[:, sl])
+            beta_c = np.linalg.solve(s, bd.dense.T @ y[:, sl] - ba.T @ r_a)
+            beta_a = r_a / a[:, None] - ba @ beta_c
+            y_hat = np.maximum(bd.xmul(beta_a, beta_c), 1)
+            out.append((((y[:, sl] - y_hat) ** 2 - y_hat) / ((n - p) * y_hat**2)).sum(axis=0))
+        return np.maximum(np.concatenate(out), 0)
+
     def irls(
         self,
         counts: np.ndarray,

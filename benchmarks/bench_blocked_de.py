@@ -1,0 +1,190 @@
+"""Benchmark pydeseq2 on paired designs: DefaultInference vs ifnsig's BlockedInference.
+
+Simulates paired negative-binomial cohorts (n samples = n/2 subjects x 2 timepoints,
+``~ subject + timepoint``), runs the DE fit (``DeseqDataSet.deseq2()``, refit_cooks=True)
+and the Wald test (``DeseqStats.summary()``) with each backend, each run in its own child
+process, and writes wall times and peak resident memory to a TSV.
+
+Peak memory: the child process reports its own ``ru_maxrss`` (RUSAGE_SELF) and, after
+shutting down the joblib/loky workers, the largest worker's (RUSAGE_CHILDREN).
+
+Examples
+--------
+python benchmarks/bench_blocked_de.py --sizes 100 400 1000 --backends blocked
+python benchmarks/bench_blocked_de.py --sizes 100 400 --backends default
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+OUT = Path(__file__).resolve().parent / "out" / "blocked_de.tsv"
+KEY = ["n_samples", "n_genes", "backend", "n_cpus"]
+
+
+def simulate_paired(n_samples: int, n_genes: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Paired NB counts: n/2 subjects x 2 timepoints, subject effects, 15% DE genes.
+
+    Parameters
+    ----------
+    n_samples : int
+        Number of samples (even).
+    n_genes : int
+        Number of genes.
+    seed : int
+        Seed of the numpy generator.
+
+    Returns
+    -------
+    counts : pandas.DataFrame
+        Samples x genes.
+    metadata : pandas.DataFrame
+        Columns ``subject`` and ``timepoint``.
+    """
+    rng = np.random.default_rng(seed)
+    n_subjects = n_samples // 2
+    subject = np.repeat([f"S{i:04d}" for i in range(n_subjects)], 2)
+    timepoint = np.tile(["T0", "T1"], n_subjects)
+    names = [f"{s}_{t}" for s, t in zip(subject, timepoint, strict=True)]
+    meta = pd.DataFrame({"subject": subject, "timepoint": timepoint}, index=names)
+    base = rng.lognormal(5.0, 1.5, n_genes)
+    disp = (0.1 + 2.0 / base) * rng.lognormal(0, 0.3, n_genes)
+    lfc = np.where(rng.random(n_genes) < 0.15, rng.normal(0, 1.0, n_genes), 0.0)
+    sf = rng.lognormal(0, 0.2, 2 * n_subjects)
+    counts = np.empty((2 * n_subjects, n_genes), dtype=np.int64)
+    # Row blocks keep the float temporaries small for large cohorts.
+    for start in range(0, 2 * n_subjects, 100):
+        rows = slice(start, min(start + 100, 2 * n_subjects))
+        subject_effect = rng.normal(0, 0.5, (rows.stop - rows.start, n_genes))
+        t = np.arange(rows.start, rows.stop) % 2
+        mu = sf[rows, None] * base * np.exp(subject_effect + t[:, None] * lfc)
+        counts[rows] = rng.negative_binomial(1 / disp, 1 / (1 + mu * disp))
+    genes = [f"g{i:05d}" for i in range(n_genes)]
+    return pd.DataFrame(counts, index=names, columns=genes), meta
+
+
+def run_one(n_samples: int, n_genes: int, backend: str, n_cpus: int, seed: int) -> dict:
+    """Simulate, fit and test in this process; return timings and peak memory."""
+    from joblib.externals.loky import get_reusable_executor
+    from pydeseq2.dds import DeseqDataSet
+    from pydeseq2.default_inference import DefaultInference
+    from pydeseq2.ds import DeseqStats
+
+    from ifnsig.blocked_inference import BlockedInference
+
+    counts, meta = simulate_paired(n_samples, n_genes, seed)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    inference = (
+        BlockedInference(n_cpus=n_cpus) if backend == "blocked" else DefaultInference(n_cpus=n_cpus)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        dds = DeseqDataSet(
+            counts=counts,
+            metadata=meta,
+            design="~subject + timepoint",
+            refit_cooks=True,
+            inference=inference,
+            n_cpus=n_cpus,
+            quiet=True,
+        )
+        dds.deseq2()
+        t1 = time.perf_counter()
+        ds = DeseqStats(dds, contrast=["timepoint", "T1", "T0"], inference=inference, quiet=True)
+        ds.summary()
+        t2 = time.perf_counter()
+    get_reusable_executor().shutdown(wait=True)  # reap the workers: RUSAGE_CHILDREN
+    return {
+        "fit_s": round(t1 - t0, 2),
+        "wald_s": round(t2 - t1, 2),
+        "wall_s": round(t2 - t0, 2),
+        # ru_maxrss is in KiB on Linux.
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_sim_mb": round(rss_before / 1024, 1),
+        "peak_rss_worker_mb": round(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
+        ),
+        "n_padj_lt_0.05": int((ds.results_df["padj"] < 0.05).sum()),
+        "paths": ",".join(f"{k}={v}" for k, v in getattr(inference, "paths", {}).items()),
+    }
+
+
+def run_child(args: argparse.Namespace, n: int, backend: str) -> dict:
+    """Run :func:`run_one` in a fresh Python process (isolated timing and ru_maxrss)."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        json.dumps({"n_samples": n, "n_genes": args.genes, "backend": backend,
+                    "n_cpus": args.n_cpus, "seed": args.seed}),
+    ]  # fmt: skip
+    row = {"n_samples": n, "n_subjects": n // 2, "n_genes": args.genes, "backend": backend}
+    row["n_cpus"] = args.n_cpus
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {**row, "status": f"timeout>{args.timeout}s"}
+    if proc.returncode != 0:
+        print(proc.stderr[-2000:], file=sys.stderr)
+        return {**row, "status": f"error rc={proc.returncode}"}
+    return {**row, **json.loads(proc.stdout.strip().splitlines()[-1]), "status": "ok"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 400, 1000])
+    parser.add_argument("--genes", type=int, default=20_000)
+    parser.add_argument("--backends", nargs="+", choices=["blocked", "default"],
+                        default=["blocked", "default"])  # fmt: skip
+    parser.add_argument(
+        "--skip-default-above",
+        type=int,
+        default=400,
+        help="skip the default backend for cohorts larger than this (it takes over an hour "
+        "at 1000 samples); 0 never skips",
+    )
+    parser.add_argument("--n-cpus", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=None, help="seconds per run")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        print(json.dumps(run_one(**json.loads(args.child))))
+        return
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    table = pd.read_csv(args.out, sep="\t") if args.out.exists() else pd.DataFrame()
+    for n in args.sizes:
+        for backend in args.backends:
+            if backend == "default" and 0 < args.skip_default_above < n:
+                print(f"skip default backend at n={n}", file=sys.stderr)
+                continue
+            row = run_child(args, n, backend)
+            row["date"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            print(json.dumps(row), file=sys.stderr)
+            new = pd.DataFrame([row])
+            if not table.empty:
+                same = (table[KEY].astype(str) == new[KEY].astype(str).iloc[0]).all(axis=1)
+                table = table[~same]
+            table = pd.concat([table, new], ignore_index=True)
+            table = table.sort_values(KEY, kind="stable")
+            table.to_csv(args.out, sep="\t", index=False)
+
+
+if __name__ == "__main__":
+    main()

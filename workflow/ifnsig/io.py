@@ -9,6 +9,9 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +37,47 @@ def _open_text(path: Path):
     return open(path, encoding="utf-8-sig", newline="")
 
 
+def _where_not_utf8(path: Path) -> str:
+    """Where a file that failed to decode as UTF-8 goes wrong, for the message."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if number == 1 and raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+                    return "line 1 starts with a UTF-16 byte-order mark"
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    return f"line {number} holds the byte {raw[err.start]:#04x}, which is not UTF-8"
+    except (EOFError, OSError, zlib.error):
+        pass
+    return "a byte is not UTF-8"
+
+
+@contextmanager
+def readable(path: Path) -> Iterator[None]:
+    """Turn decoding and decompression failures while reading ``path`` into InputErrors.
+
+    Spreadsheets export "Unicode text" as UTF-16 and older tools write Latin-1; downloads
+    get cut off. Without this the user would see a codec or zlib traceback.
+    """
+    try:
+        yield
+    except UnicodeDecodeError:
+        raise InputError(
+            f"{path}: {_where_not_utf8(path)}, so the file is not UTF-8 text; save it as UTF-8 "
+            "(from a spreadsheet: tab-separated text, UTF-8)."
+        ) from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise InputError(
+            f"{path}: the file is not a complete gzip file ({err}); download or compress it "
+            "again, or remove the .gz suffix if it is plain text."
+        ) from None
+
+
 def _first_lines(path: Path, n: int = 50) -> list[str]:
     lines = []
-    with _open_text(path) as handle:
+    with readable(path), _open_text(path) as handle:
         for line in handle:
             lines.append(line.rstrip("\r\n"))
             if len(lines) >= n:
@@ -97,6 +138,17 @@ def featurecounts_sample_name(column: str) -> str:
     return name
 
 
+def _check_header_width(path: Path, sep: str, lines: list[str]) -> None:
+    # R's write.table leaves the row-name column out of the header, shifting every sample
+    # name one column to the left of its counts.
+    if len(lines) > 1 and len(lines[1].split(sep)) == len(lines[0].split(sep)) + 1:
+        raise InputError(
+            f"{path}: line 1 has one field fewer than line 2, as R's write.table writes it; "
+            "add a name (e.g. gene_id) for the gene ID column at the start of the header "
+            "(in R: write.table(..., col.names = NA))."
+        )
+
+
 def read_count_header(path: str | os.PathLike, fmt: str = "auto") -> list[str]:
     """Sample names of a count file, read from its header line only (cheap for big files)."""
     path = Path(path)
@@ -108,6 +160,8 @@ def read_count_header(path: str | os.PathLike, fmt: str = "auto") -> list[str]:
             "line of sample names."
         )
     sep = _sniff_delimiter(path, lines[0])
+    if fmt != "featurecounts":
+        _check_header_width(path, sep, lines)
     columns = lines[0].split(sep)
     if fmt == "featurecounts":
         return [featurecounts_sample_name(c) for c in columns[len(FEATURECOUNTS_COLUMNS) :]]
@@ -139,11 +193,25 @@ def read_counts(path: str | os.PathLike, fmt: str = "auto") -> pd.DataFrame:
             "line of sample names."
         )
     sep = _sniff_delimiter(path, header[0])
-    with _open_text(path) as handle:
-        # keep_default_na=False: a literal "NaN" or "NA" is reported as such, not as empty.
-        frame = pd.read_csv(
-            handle, sep=sep, dtype=str, skiprows=_comment_rows(path), keep_default_na=False
+    if fmt != "featurecounts":
+        _check_header_width(path, sep, header)
+    try:
+        with readable(path), _open_text(path) as handle:
+            # keep_default_na=False: a literal "NaN" or "NA" is reported as such, not as empty.
+            frame = pd.read_csv(
+                handle, sep=sep, dtype=str, skiprows=_comment_rows(path), keep_default_na=False
+            )
+    except pd.errors.ParserError as err:
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
+        where = (
+            f"line {found.group(2)} has {found.group(3)} fields but the header has {found.group(1)}"
+            if found
+            else f"the table does not parse ({err})"
         )
+        raise InputError(
+            f"{path}: {where}; every row needs the gene ID and one count per sample (look for "
+            "a stray tab or comma)."
+        ) from None
     raw_columns = [c.strip().strip('"') for c in header[0].split(sep)]
     seen = set()
     for column in raw_columns[1:]:
@@ -180,10 +248,11 @@ def read_counts(path: str | os.PathLike, fmt: str = "auto") -> pd.DataFrame:
         )
     duplicated = genes[genes.duplicated()]
     if not duplicated.empty:
+        lines = np.flatnonzero(genes.to_numpy() == duplicated.iloc[0]) + first_data_line
         raise InputError(
-            f"{path}: gene ID '{duplicated.iloc[0]}' appears more than once "
-            f"({duplicated.nunique()} duplicated IDs in all); sum or remove duplicated rows "
-            "before running the workflow."
+            f"{path}: gene ID '{duplicated.iloc[0]}' appears more than once (lines "
+            f"{', '.join(str(n) for n in lines[:5])}; {duplicated.nunique()} duplicated IDs in "
+            "all); sum or remove duplicated rows before running the workflow."
         )
     samples = frame.columns[1:]
     values = frame[samples]
@@ -236,7 +305,7 @@ def read_sheet(path: str | os.PathLike, string_columns: list[str]) -> pd.DataFra
     """Read a tab-separated sheet; ``string_columns`` are kept as text (IDs such as "007")."""
     path = Path(path)
     try:
-        with _open_text(path) as handle:
+        with readable(path), _open_text(path) as handle:
             frame = pd.read_csv(
                 handle,
                 sep="\t",

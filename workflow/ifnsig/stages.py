@@ -61,6 +61,8 @@ def build_anndata(config: dict, output: str) -> None:
         counts, design.samples, design.clinical, annotation, timepoints=design.timepoints
     )
     log.info("cohort: %d samples x %d genes", adata.n_obs, adata.n_vars)
+    # A signature with none of its genes in the data fails here, before any heavy rule.
+    signatures_for(config, adata)
     data.write_h5ad(adata, output)
 
 

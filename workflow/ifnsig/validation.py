@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ifnsig.errors import InputError
+from ifnsig.genesets import SHIPPED_GMT, load_gene_sets
 from ifnsig.io import read_count_header, read_sheet, require_file
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -40,7 +41,10 @@ def _schema_error(err: Exception, where: str) -> InputError:
             f"{where}: unknown key {', '.join(repr(k) for k in unknown)} under {path}; "
             f"check its spelling (allowed keys: {allowed})."
         )
-    return InputError(f"{where}: the value of '{path}' is invalid ({cause.message}); fix it.")
+    return InputError(
+        f"{where}: the value of '{path}' is invalid ({cause.message}); change it as "
+        "config/README.md describes."
+    )
 
 
 def validate_config(config: dict, config_file: str = "config/config.yaml") -> dict:
@@ -52,7 +56,42 @@ def validate_config(config: dict, config_file: str = "config/config.yaml") -> di
         validate(config, str(SCHEMA_DIR / "config.schema.yaml"))
     except WorkflowError as err:
         raise _schema_error(err, config_file) from None
+    # Timepoints name the default contrasts, hence output files.
+    unsafe = [t for t in config["timepoints"] if not SAFE_ID.match(t)]
+    if unsafe:
+        raise InputError(
+            f"{config_file}: timepoints holds '{unsafe[0]}', which cannot be part of a file "
+            "name; use only letters, digits, '.', '_' and '-' (in the sheets too)."
+        )
     return config
+
+
+def check_gene_sets(config: dict, config_file: str = "config/config.yaml") -> None:
+    """Parse every gene-set file the configuration names and check the scored signatures.
+
+    The GMT files are small, so reading them here makes a malformed file fail when the
+    workflow is parsed rather than in the scoring or enrichment rule.
+    """
+    scores = config["scores"]
+    for key in ("scores", "enrichment"):
+        for path in config[key]["gene_sets"]:
+            require_file(path, "gene-set file", f"{key}.gene_sets")
+    load_gene_sets([SHIPPED_GMT, *config["enrichment"]["gene_sets"]])
+    defined = load_gene_sets([SHIPPED_GMT, *scores["gene_sets"]])
+    unknown = [name for name in scores["signatures"] if name not in defined]
+    if unknown:
+        raise InputError(
+            f"{config_file}: scores.signatures names {', '.join(unknown)}, which no gene-set "
+            f"file defines; choose from {', '.join(defined)}, or add a GMT file that defines "
+            "it under scores.gene_sets."
+        )
+    for key, chosen in [("signature", scores["signatures"]), ("method", scores["methods"])]:
+        if scores[f"primary_{key}"] not in chosen:
+            raise InputError(
+                f"{config_file}: scores.primary_{key} is '{scores[f'primary_{key}']}', which "
+                f"is not among scores.{key}s ({', '.join(chosen)}); add it there or choose "
+                "one of those."
+            )
 
 
 def _validate_rows(frame: pd.DataFrame, schema: str, path: Path) -> None:
@@ -112,10 +151,11 @@ def read_sample_sheet(path: str | Path, config: dict) -> pd.DataFrame:
         bad = ~frame[column].str.match(SAFE_ID)
         if bad.any():
             i = int(bad.to_numpy().nonzero()[0][0])
+            also = "count column" if column == "sample" else "rows of the clinical table"
             raise InputError(
                 f"{path}: line {i + 2}, column '{column}' holds '{frame[column].iat[i]}', which "
                 "is not a safe ID; use only letters, digits, '.', '_' and '-', starting with a "
-                "letter or digit (rename the matching count column too)."
+                f"letter or digit (rename the matching {also} too)."
             )
     duplicated = frame["sample"][frame["sample"].duplicated()]
     if not duplicated.empty:
@@ -291,6 +331,7 @@ def load_design(config: dict, config_file: str = "config/config.yaml") -> Design
     one-sentence message at the first problem.
     """
     validate_config(config, config_file)
+    check_gene_sets(config, config_file)
     samples = read_sample_sheet(config["samples"], config)
     counts_path = require_file(config["counts"], "count matrix", "counts")
     check_counts_match(

@@ -1,0 +1,202 @@
+"""Malformed inputs are rejected before any heavy rule, with one sentence that names the file,
+the row or column and the fix; harmless variants (BOM, Windows line endings) are accepted.
+
+Each folder of ``tests/bad_inputs/`` is one case: ``case.yaml`` says how to derive it from
+the small valid project in ``tests/bad_inputs/_base`` (configuration overrides, edits of the
+base files, extra files beside it) and what must happen. Every case runs through the
+workflow's own validation path in-process (what the Snakefile runs at parse time, then the
+first rule); the cases marked ``cli`` also run through the real ``snakemake`` command, to show
+that the message reaches the user and that nothing is written under ``results/``.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import logging
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pytest
+import yaml
+from conftest import REPO
+
+from ifnsig import stages
+from ifnsig.de import plan_fits
+from ifnsig.errors import InputError
+from ifnsig.validation import load_design
+
+CORPUS = Path(__file__).resolve().parent / "bad_inputs"
+BASE = CORPUS / "_base"
+CASES = sorted(p.name for p in CORPUS.iterdir() if (p / "case.yaml").is_file())
+CLI_CASES = [c for c in CASES if yaml.safe_load((CORPUS / c / "case.yaml").read_text()).get("cli")]
+OUTPUT = "results/data/counts.h5ad"
+
+
+def merge(base: dict, override: dict) -> dict:
+    """``override`` merged into ``base`` key by key (nested mappings merged, others replaced)."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def apply_edit(folder: Path, edit: dict) -> None:
+    """Apply one edit of a case (see the README of the corpus) to a file of the project."""
+    path = folder / edit["file"]
+    if edit.get("delete"):
+        path.unlink()
+        return
+    data = path.read_bytes()
+    if "replace" in edit:
+        old, new = edit["replace"].encode(), edit["with"].encode()
+        assert old in data, f"edit {edit} does not apply to {path.name}"
+        data = data.replace(old, new)
+    if "content" in edit:
+        data = edit["content"].encode()
+    if "append" in edit:
+        data += edit["append"].encode()
+    if "keep_lines" in edit:
+        data = b"".join(data.splitlines(keepends=True)[: edit["keep_lines"]])
+    if edit.get("crlf"):
+        data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if edit.get("bom"):
+        data = b"\xef\xbb\xbf" + data
+    if "encoding" in edit:
+        data = data.decode("utf-8").encode(edit["encoding"])
+    if "truncate" in edit:
+        data = data[: edit["truncate"]]
+    if edit.get("gzip"):
+        path.unlink()
+        path = path.with_name(path.name + ".gz")
+        data = gzip.compress(data, mtime=0)
+    path.write_bytes(data)
+
+
+def make_project(name: str, folder: Path) -> dict:
+    """Write case ``name`` into ``folder``; returns its ``case.yaml``."""
+    spec = yaml.safe_load((CORPUS / name / "case.yaml").read_text())
+    shutil.copytree(BASE, folder, dirs_exist_ok=True)
+    for extra in (CORPUS / name).iterdir():
+        if extra.name != "case.yaml":
+            shutil.copy(extra, folder / extra.name)
+    for edit in spec.get("edits", []):
+        apply_edit(folder, edit)
+    config_file = folder / "config" / "config.yaml"
+    config = merge(yaml.safe_load(config_file.read_text()), spec.get("config", {}))
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    return spec
+
+
+def validation_path(config: dict, steps: list[str]) -> list:
+    """Run what the workflow runs before any heavy work; returns the planned DE fits.
+
+    ``steps`` records the step reached: ``parse`` is what ``workflow/rules/common.smk`` runs
+    while Snakemake parses the workflow; ``counts`` is the first rule, which reads the count
+    values in full and writes the AnnData only when everything is valid.
+    """
+    steps.append("parse")
+    design = load_design(config)
+    fits = plan_fits(design.samples, config)
+    steps.append("counts")
+    Path(OUTPUT).parent.mkdir(parents=True, exist_ok=True)  # as Snakemake does for a job
+    stages.build_anndata(config, OUTPUT)
+    return fits
+
+
+def assert_is_one_sentence(message: str, spec: dict) -> None:
+    assert "\n" not in message and "Traceback" not in message
+    assert message.endswith("."), message
+    # A second sentence would start after a full stop; file names and "e.g." do not count.
+    assert not re.search(r"[a-z)]\. [A-Z]", message), f"more than one sentence: {message}"
+    assert spec["file"] in message, f"{spec['file']} not named: {message}"
+    for fragment in spec["message"]:
+        assert fragment in message, f"{fragment!r} not in: {message}"
+
+
+def test_corpus_is_large_and_every_case_is_described():
+    assert len(CASES) >= 25
+    for name in CASES:
+        spec = yaml.safe_load((CORPUS / name / "case.yaml").read_text())
+        assert spec["expect"] in {"error", "warning", "accepted"}, name
+        assert spec.get("summary"), name
+        if spec["expect"] == "error":
+            assert spec["stage"] in {"parse", "counts"} and spec["file"] and spec["message"], name
+
+
+def test_base_project_is_valid(tmp_path, monkeypatch):
+    shutil.copytree(BASE, tmp_path, dirs_exist_ok=True)
+    monkeypatch.chdir(tmp_path)
+    validation_path(yaml.safe_load(Path("config/config.yaml").read_text()), [])
+    assert ad.read_h5ad(OUTPUT).shape == (10, 12)
+
+
+@pytest.fixture(scope="module")
+def base_anndata(tmp_path_factory) -> ad.AnnData:
+    folder = tmp_path_factory.mktemp("base")
+    shutil.copytree(BASE, folder, dirs_exist_ok=True)
+    config = yaml.safe_load((folder / "config" / "config.yaml").read_text())
+    config.update(counts=str(folder / config["counts"]), samples=str(folder / config["samples"]))
+    config["clinical"] = str(folder / config["clinical"])
+    stages.build_anndata(config, str(folder / "counts.h5ad"))
+    return ad.read_h5ad(folder / "counts.h5ad")
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_input(name, tmp_path, monkeypatch, caplog, base_anndata):
+    spec = make_project(name, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    config = yaml.safe_load(Path("config/config.yaml").read_text())
+    caplog.set_level(logging.WARNING)
+    steps: list[str] = []
+    if spec["expect"] == "error":
+        with pytest.raises(InputError) as info:
+            validation_path(config, steps)
+        assert steps[-1] == spec["stage"], f"caught at {steps[-1]}, expected {spec['stage']}"
+        assert_is_one_sentence(str(info.value), spec)
+        assert not Path(OUTPUT).exists()
+        return
+    fits = validation_path(config, steps)
+    adata = ad.read_h5ad(OUTPUT)
+    warnings = " ".join(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+    if spec["expect"] == "warning":
+        for fragment in spec["warning"]:
+            assert fragment in warnings, f"{fragment!r} not in warnings: {warnings}"
+        fitted = {s for fit in fits for s in fit.samples}
+        assert fitted and not fitted & set(spec["left_out"])
+        return
+    assert not warnings
+    # An accepted variant gives exactly the AnnData of the base project.
+    assert list(adata.obs_names) == list(base_anndata.obs_names)
+    assert list(adata.var_names) == list(base_anndata.var_names)
+    np.testing.assert_array_equal(adata.layers["counts"], base_anndata.layers["counts"])
+    assert adata.obs.astype(str).equals(base_anndata.obs.astype(str))
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", CLI_CASES)
+def test_message_reaches_the_user_and_nothing_is_written(name, tmp_path):
+    spec = make_project(name, tmp_path)
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+    run = subprocess.run(
+        [*command, "--directory", str(tmp_path), "--cores", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode != 0
+    shown = [line for line in run.stderr.splitlines() if "Input error: " in line]
+    assert shown, run.stderr[-3000:]
+    assert_is_one_sentence(shown[0].split("Input error: ", 1)[1], spec)
+    assert "Traceback" not in run.stderr
+    written = [p for p in (tmp_path / "results").rglob("*") if p.is_file()]
+    assert not written
+    assert not (tmp_path / "pwned").exists()

@@ -18,7 +18,7 @@ import pandas as pd
 from ifnsig import clinical as clin
 from ifnsig import data, de, enrichment, genesets, plots, scores
 from ifnsig.errors import InputError
-from ifnsig.io import read_counts
+from ifnsig.formats import read_count_input
 from ifnsig.validation import load_design
 
 log = logging.getLogger("ifnsig")
@@ -55,10 +55,15 @@ def run_script(snakemake, stage: Callable, **kwargs) -> None:
 def build_anndata(config: dict, output: str) -> None:
     """Validate every input (counts in full) and write the raw-count AnnData."""
     design = load_design(config)
-    counts = read_counts(config["counts"], config["counts_format"])
-    annotation = data.read_annotation(config["annotation"]) if config.get("annotation") else None
+    source = read_count_input(config)
+    # Without an annotation table, symbols come from the source when it names them (GTF).
+    annotation = (
+        data.read_annotation(config["annotation"])
+        if config.get("annotation")
+        else source.annotation
+    )
     adata = data.build_anndata(
-        counts, design.samples, design.clinical, annotation, timepoints=design.timepoints
+        source.counts, design.samples, design.clinical, annotation, timepoints=design.timepoints
     )
     log.info("cohort: %d samples x %d genes", adata.n_obs, adata.n_vars)
     # A signature with none of its genes in the data fails here, before any heavy rule.

@@ -15,7 +15,8 @@ import pandas as pd
 
 from ifnsig.errors import InputError
 from ifnsig.genesets import SHIPPED_GMT, load_gene_sets
-from ifnsig.io import read_count_header, read_sheet, require_file
+from ifnsig.formats import count_sample_names
+from ifnsig.io import read_sheet, require_file
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -333,9 +334,10 @@ def load_design(config: dict, config_file: str = "config/config.yaml") -> Design
     validate_config(config, config_file)
     check_gene_sets(config, config_file)
     samples = read_sample_sheet(config["samples"], config)
-    counts_path = require_file(config["counts"], "count matrix", "counts")
+    counts_path = config["counts"]
+    # Only what names the samples is read: a header, folder names or an .h5ad's obs.
     check_counts_match(
-        read_count_header(counts_path, config["counts_format"]),
+        count_sample_names(config),
         samples,
         str(counts_path),
         str(config["samples"]),

@@ -64,6 +64,8 @@ def sheet_inputs():
         files["clinical"] = config["clinical"]
     if config.get("annotation"):
         files["annotation"] = config["annotation"]
+    if config["tximport"]["tx2gene"]:
+        files["tx2gene"] = config["tximport"]["tx2gene"]
     return files
 
 

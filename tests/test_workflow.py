@@ -80,7 +80,7 @@ def test_every_output_exists_and_rerun_has_nothing_to_do(demo_run):
         "results/clinical/changes.tsv",
         "results/plots/pca.png",
         "results/plots/volcano_month6_vs_baseline.png",
-        "results/plots/change_vs_change.png",
+        "results/plots/clinical/change_vs_change.png",
     ]
     for path in expected:
         assert (demo_run / path).stat().st_size > 0, path

@@ -132,6 +132,33 @@ def enrichment_bars(prerank: pd.DataFrame, path: str | Path, n_top: int = 15) ->
     _save(fig, path)
 
 
+RESPONSE_COLORS = {True: "tab:blue", False: "tab:orange"}
+NOT_EVALUABLE = "0.65"
+
+
+def _response_color(calls: pd.Series | None, subject: str) -> str:
+    call = None if calls is None else calls.get(subject, pd.NA)
+    return NOT_EVALUABLE if call is None or pd.isna(call) else RESPONSE_COLORS[bool(call)]
+
+
+def _response_legend(ax, response: str) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], color=RESPONSE_COLORS[True], marker="o", label=f"{response}: yes"),
+        Line2D([], [], color=RESPONSE_COLORS[False], marker="o", label=f"{response}: no"),
+        Line2D([], [], color=NOT_EVALUABLE, marker="o", label="not evaluable"),
+    ]
+    ax.legend(handles=handles, fontsize=7, frameon=False)
+
+
+def _nothing_to_plot(message: str, path: str | Path) -> None:
+    fig, ax = plt.subplots(figsize=(4, 2))
+    ax.text(0.5, 0.5, message, ha="center", wrap=True)
+    ax.axis("off")
+    _save(fig, path)
+
+
 def change_scatter(
     score_change: pd.DataFrame,
     measure_change: pd.DataFrame,
@@ -140,18 +167,21 @@ def change_scatter(
     measures: list[str],
     timepoint: str,
     path: str | Path,
+    calls: pd.Series | None = None,
+    response: str = "",
 ) -> None:
-    """Change in IFN score vs change in each clinical measure, one panel per measure."""
+    """Change in IFN score vs change in each clinical measure, one panel per measure.
+
+    Points are coloured by the response call (``calls``: subject -> True/False/NA) when
+    given; the line is the least-squares fit over all points.
+    """
     scores = score_change[
         (score_change["signature"] == signature)
         & (score_change["method"] == method)
         & (score_change["timepoint"] == timepoint)
     ]
     if not measures:
-        fig, ax = plt.subplots(figsize=(4, 2))
-        ax.text(0.5, 0.5, "no clinical measures declared", ha="center")
-        ax.axis("off")
-        _save(fig, path)
+        _nothing_to_plot("no clinical measures declared", path)
         return
     fig, axes = plt.subplots(1, len(measures), figsize=(3.6 * len(measures), 3.6), squeeze=False)
     for ax, measure in zip(axes[0], measures, strict=True):
@@ -161,12 +191,110 @@ def change_scatter(
         merged = scores.merge(values, on="subject", suffixes=("_score", "_measure")).dropna(
             subset=["change_score", "change_measure"]
         )
-        ax.scatter(merged["change_score"], merged["change_measure"], s=16, color="tab:purple")
+        colors = (
+            [_response_color(calls, s) for s in merged["subject"]]
+            if calls is not None
+            else "tab:purple"
+        )
+        ax.scatter(merged["change_score"], merged["change_measure"], s=16, color=colors)
         if len(merged) >= 3:
             slope, intercept = np.polyfit(merged["change_score"], merged["change_measure"], 1)
             xs = np.linspace(merged["change_score"].min(), merged["change_score"].max(), 20)
             ax.plot(xs, intercept + slope * xs, color="black", lw=1)
+        ax.axhline(0, color="0.85", lw=0.8, zorder=0)
+        ax.axvline(0, color="0.85", lw=0.8, zorder=0)
         ax.set_xlabel(f"change in {signature}")
         ax.set_ylabel(f"change in {measure}")
-        ax.set_title(f"{timepoint} vs baseline", fontsize=9)
+        ax.set_title(f"{timepoint} vs baseline (n = {len(merged)})", fontsize=9)
+    if calls is not None:
+        _response_legend(axes[0][0], response)
+    _save(fig, path)
+
+
+def clinical_trajectories(
+    score_change: pd.DataFrame,
+    clinical: pd.DataFrame,
+    measures: dict[str, dict],
+    signature: str,
+    method: str,
+    timepoints: list[str],
+    path: str | Path,
+    calls: pd.Series | None = None,
+    response: str = "",
+) -> None:
+    """The IFN score and each clinical measure over time, a line per patient.
+
+    Lines are coloured by the response call at the last timepoint (``calls``: subject ->
+    True/False/NA), so a reader sees whether those whose score falls are those who improve.
+    """
+    score = score_change[
+        (score_change["signature"] == signature) & (score_change["method"] == method)
+    ][["subject", "timepoint", "score"]]
+    panels = [("score", f"{signature}\n({method.replace('_', ' ')})", score)]
+    for measure, spec in measures.items():
+        if clinical is not None and measure in clinical.columns:
+            values = clinical[["subject", "timepoint", measure]].rename(columns={measure: "score"})
+            panels.append((measure, spec.get("label") or measure, values))
+    n_cols = min(4, len(panels))
+    n_rows = -(-len(panels) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.4 * n_cols, 3.2 * n_rows), squeeze=False)
+    x_of = {tp: i for i, tp in enumerate(timepoints)}
+    for ax, (_, label, values) in zip(axes.flat, panels, strict=False):
+        values = values.assign(x=values["timepoint"].map(x_of)).dropna(subset=["x", "score"])
+        for subject, rows in values.groupby("subject", sort=True):
+            rows = rows.sort_values("x")
+            color = _response_color(calls, subject)
+            ax.plot(rows["x"], rows["score"], color=color, alpha=0.7, lw=1, marker="o", ms=3)
+        ax.set_xticks(list(x_of.values()), timepoints, fontsize=8)
+        ax.set_ylabel(label, fontsize=9)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    if calls is not None:
+        _response_legend(axes.flat[0], response)
+    _save(fig, path)
+
+
+def response_roc(
+    score_change: pd.DataFrame,
+    responses: pd.DataFrame,
+    signature: str,
+    method: str,
+    timepoint: str,
+    path: str | Path,
+) -> None:
+    """ROC curve of the baseline score for each response definition at ``timepoint``.
+
+    Curves come from scikit-learn's ``roc_curve``; the AUC in the legend is the estimate
+    of the Mann-Whitney rows of baseline_prediction.tsv.
+    """
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    baseline = score_change[
+        (score_change["signature"] == signature)
+        & (score_change["method"] == method)
+        & (score_change["timepoint"] == timepoint)
+    ].set_index("subject")["baseline_score"]
+    at = responses[responses["timepoint"] == timepoint]
+    curves = []
+    for name, group in at.groupby("response", sort=False):
+        calls = group.set_index("subject")["responder"].dropna().astype(bool)
+        data = pd.concat([baseline.rename("x"), calls.rename("y")], axis=1, join="inner").dropna()
+        if data["y"].nunique() == 2:
+            fpr, tpr, _ = roc_curve(data["y"], data["x"])
+            auc = roc_auc_score(data["y"], data["x"])
+            curves.append((f"{name}: AUC {auc:.2f} (n = {len(data)})", fpr, tpr))
+    if not curves:
+        _nothing_to_plot(
+            f"no response with both responders and non-responders at {timepoint}", path
+        )
+        return
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    for i, (label, fpr, tpr) in enumerate(curves):
+        ax.step(fpr, tpr, where="post", color=PALETTE(i % 10), label=label)
+    ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1)
+    ax.set_xlabel("1 - specificity")
+    ax.set_ylabel("sensitivity")
+    ax.set_title(f"baseline {signature} for response at {timepoint}", fontsize=9)
+    ax.legend(fontsize=7, frameon=False, loc="lower right")
+    ax.set_aspect("equal")
     _save(fig, path)

@@ -176,53 +176,83 @@ def enrich(
 
 
 def clinical_linkage(config: dict, scores_tsv: str, outputs: dict[str, str]) -> None:
-    """Score changes, paired tests, and score-change vs measure-change correlations."""
+    """Score changes, response calls, and every test linking the IFN score to the clinic."""
     design = load_design(config)
+    clin.check_linkage(config, design.clinical, design.samples)
     table = pd.read_csv(scores_tsv, sep="\t", dtype={"subject": str, "sample": str})
     timepoints = config["timepoints"]
     measures = config["clinical_measures"]
-    score_change = clin.score_changes(table, timepoints, config["groups"]["patient"])
-    paired = clin.paired_tests(score_change, timepoints)
+    settings = config["linkage"]
+    seed, n_boot, level = config["seed"], settings["bootstrap"], settings["confidence"]
+    patient = config["groups"]["patient"]
+    score_change = clin.score_changes(table, timepoints, patient)
     write_tsv(score_change, outputs["score_changes"])
-    write_tsv(paired, outputs["paired_tests"])
-    if design.clinical is None or not measures:
-        log.warning("no clinical table or no clinical_measures: change correlations are empty")
-        measure_change = pd.DataFrame(
-            columns=[
-                "subject",
-                "timepoint",
-                "measure",
-                "value",
-                "baseline_value",
-                "change",
-                "percent_change",
-                "improvement",
-            ]
-        )
-        correlations = pd.DataFrame(
-            columns=[
-                "signature",
-                "method",
-                "timepoint",
-                "measure",
-                "n",
-                "estimate",
-                "pvalue",
-                "qvalue",
-            ]
-        )
-    else:
-        measure_change = clin.measure_changes(design.clinical, measures, timepoints)
-        correlations = clin.change_correlations(score_change, measure_change, timepoints)
+    write_tsv(
+        clin.paired_tests(score_change, timepoints, n_boot, level, seed), outputs["paired_tests"]
+    )
+    clinical = design.clinical
+    if clinical is None or not measures:
+        log.warning("no clinical table or no clinical_measures: the clinical tables are empty")
+        clinical = pd.DataFrame(columns=["subject", "timepoint"])
+        measures = {}
+    measure_change = clin.measure_changes(clinical, measures, timepoints)
+    responses = clin.call_responses(
+        clinical,
+        measure_change,
+        settings["responses"],
+        measures,
+        timepoints,
+        clinical_path=str(config.get("clinical")),
+    )
+    names = settings["covariates"]
+    if names:
+        # Glucocorticoids suppress ISG expression themselves, so dose is a covariate of note.
+        log.info("covariates of the logistic and mixed models: %s", ", ".join(names))
+    covariates = clin.covariate_values(design.samples, design.clinical, names)
     write_tsv(measure_change, outputs["changes"])
-    write_tsv(correlations, outputs["correlations"])
+    write_tsv(responses, outputs["response"])
+    write_tsv(
+        clin.change_correlations(score_change, measure_change, timepoints, n_boot, level, seed),
+        outputs["correlations"],
+    )
+    write_tsv(
+        clin.baseline_prediction(score_change, responses, timepoints, covariates, names, level),
+        outputs["baseline_prediction"],
+    )
+    write_tsv(
+        clin.mixed_models(table, clinical, measures, timepoints, patient, covariates, names, level),
+        outputs["mixed_models"],
+    )
+
+    signature = config["scores"]["primary_signature"]
+    method = config["scores"]["primary_method"]
+    primary = settings["primary_response"] or next((d["name"] for d in settings["responses"]), "")
+    last = responses[
+        (responses["response"] == primary) & (responses["timepoint"] == timepoints[-1])
+    ]
+    calls = last.set_index("subject")["responder"] if primary else None
+    label = f"{primary} at {timepoints[-1]}"
     plotted = [m for m in measures if m in set(measure_change["measure"])][:4]
     plots.change_scatter(
         score_change,
         measure_change,
-        config["scores"]["primary_signature"],
-        config["scores"]["primary_method"],
+        signature,
+        method,
         plotted,
         timepoints[-1],
-        outputs["plot"],
+        outputs["change_scatter"],
+        calls=calls,
+        response=label,
     )
+    plots.clinical_trajectories(
+        score_change,
+        clinical,
+        measures,
+        signature,
+        method,
+        timepoints,
+        outputs["trajectories"],
+        calls=calls,
+        response=label,
+    )
+    plots.response_roc(score_change, responses, signature, method, timepoints[-1], outputs["roc"])

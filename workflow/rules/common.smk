@@ -7,6 +7,7 @@ from pathlib import Path
 # folder on sys.path), in any environment: pip, --sdm conda, a cluster node.
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
+from ifnsig.clinical import check_linkage
 from ifnsig.de import contrasts_from_config, plan_fits
 from ifnsig.errors import InputError
 from ifnsig.validation import load_design
@@ -16,6 +17,7 @@ from ifnsig.validation import load_design
 try:
     DESIGN = load_design(config)
     plan_fits(DESIGN.samples, config)
+    check_linkage(config, DESIGN.clinical, DESIGN.samples)
 except InputError as err:
     sys.exit(f"Input error: {err}")
 
@@ -51,9 +53,14 @@ def clinical_outputs():
     return {
         "score_changes": "results/clinical/score_changes.tsv",
         "changes": "results/clinical/changes.tsv",
+        "response": "results/clinical/response.tsv",
         "paired_tests": "results/clinical/paired_tests.tsv",
         "correlations": "results/clinical/correlations.tsv",
-        "plot": "results/plots/change_vs_change.png",
+        "baseline_prediction": "results/clinical/baseline_prediction.tsv",
+        "mixed_models": "results/clinical/mixed_models.tsv",
+        "change_scatter": "results/plots/clinical/change_vs_change.png",
+        "trajectories": "results/plots/clinical/trajectories.png",
+        "roc": "results/plots/clinical/baseline_score_roc.png",
     }
 
 

@@ -11,6 +11,7 @@ rule build_anndata:
         "../../envs/core.yaml"
     resources:
         mem_mb=memory_for_inputs(1000, 20),
+        runtime=runtime_for_inputs(10, 1),
     script:
         "../scripts/build_anndata.py"
 
@@ -29,6 +30,7 @@ rule normalize:
     threads: 2
     resources:
         mem_mb=memory_for_inputs(1000, 30),
+        runtime=runtime_for_inputs(10, 0.5),
     script:
         "../scripts/normalize.py"
 

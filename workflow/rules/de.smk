@@ -20,6 +20,7 @@ rule differential_expression:
     threads: 2
     resources:
         mem_mb=memory_for_inputs(2000, 40),
+        runtime=runtime_for_inputs(10, 0.5),
     script:
         "../scripts/differential_expression.py"
 

@@ -28,5 +28,6 @@ rule score_ifn:
         "../../envs/core.yaml"
     resources:
         mem_mb=memory_for_inputs(1000, 10),
+        runtime=runtime_for_inputs(10, 0.2),
     script:
         "../scripts/score_ifn.py"

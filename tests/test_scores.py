@@ -1,10 +1,21 @@
+import warnings
+from pathlib import Path
+
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import shared_data
+import yaml
+from conftest import REPO, shared_data
+from scipy import stats
+from sklearn.metrics import roc_auc_score
 
-from ifnsig import data, genesets, scores
+from ifnsig import data, genesets, scores, stages
+from ifnsig.errors import InputError
+from ifnsig.simulate import CohortSpec, simulate_cohort
+from ifnsig.validation import validate_config
+
+TYPE1 = ["RICE2013_6", "NIH28", "FENG2006_5"]
 
 
 def test_median_fold_change_matches_hand_computation():
@@ -23,6 +34,30 @@ def test_zscore_sum_and_mean():
     assert scores.zscore_mean(values, reference)[2] == pytest.approx(expected / 2)
 
 
+def test_singscore_matches_hand_computation():
+    values = np.array([[5.0, 1.0, 3.0, 3.0, 10.0]])
+    result = scores.singscore(values, {"top": np.array([0, 4]), "tied": np.array([2, 3])})
+    # N = 5, k = 2: bounds (k + 1) / 2 = 1.5 and (2N - k + 1) / 2 = 4.5.
+    # 'top' ranks 4 and 5 (mean 4.5) -> the maximum, 0.5 after centring.
+    assert result["top"][0] == pytest.approx(0.5)
+    # The tied 3s both take the minimum rank 2 (singscore's rankGenes default).
+    assert result["tied"][0] == pytest.approx((2 - 1.5) / 3 - 0.5)
+
+
+def test_singscore_equals_rank_formula_and_ignores_other_samples():
+    rng = np.random.default_rng(1)
+    values = np.round(rng.gamma(1.0, 50.0, size=(30, 400)))  # integers: many ties
+    cols = {"a": rng.choice(400, 12, replace=False), "b": rng.choice(400, 3, replace=False)}
+    together = scores.singscore(values, cols, chunk=7)
+    ranks = stats.rankdata(values, axis=1, method="min")
+    for name, c in cols.items():
+        k, n = len(c), values.shape[1]
+        expected = (ranks[:, c].mean(axis=1) - (k + 1) / 2) / (n - k) - 0.5
+        np.testing.assert_allclose(together[name], expected)
+    alone = scores.singscore(values[[4]], cols)
+    assert alone["a"][0] == together["a"][4]
+
+
 def test_reference_mask_fallback_warns(caplog):
     obs = pd.DataFrame({"group": ["patient"] * 3, "timepoint": ["baseline", "m3", "baseline"]})
     with pytest.raises(ValueError, match="at least 2 samples"):
@@ -30,6 +65,50 @@ def test_reference_mask_fallback_warns(caplog):
     mask = scores.reference_mask(obs, "baseline", "control", "baseline")
     assert mask.tolist() == [True, False, True]
     assert "not to healthy people" in caplog.text
+
+
+def test_method_agreement_and_type_contrast_on_a_small_table():
+    rng = np.random.default_rng(0)
+    rows = []
+    base = rng.normal(size=10)
+    for signature, shift in [("T1", 0.0), ("T2", 1.0)]:
+        for method, noise in [("m1", 0.0), ("m2", 0.1)]:
+            score = base + shift + noise * rng.normal(size=10)
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "sample": [f"s{i}" for i in range(10)],
+                        "subject": [f"s{i}" for i in range(10)],
+                        "group": ["control"] * 5 + ["patient"] * 5,
+                        "timepoint": "baseline",
+                        "signature": signature,
+                        "method": method,
+                        "score": score,
+                        "positive": score > 0.5,
+                        "reference": [True] * 5 + [False] * 5,
+                    }
+                )
+            )
+    table = pd.concat(rows, ignore_index=True)
+    agreement = scores.method_agreement(table)
+    assert list(agreement["signature"]) == ["T1", "T2"]
+    t1 = agreement.iloc[0]
+    assert (t1["method_a"], t1["method_b"], t1["n"]) == ("m1", "m2", 10)
+    expected = stats.spearmanr(
+        table.query("signature == 'T1' and method == 'm1'")["score"],
+        table.query("signature == 'T1' and method == 'm2'")["score"],
+    )[0]
+    assert t1["rho"] == pytest.approx(expected)
+    contrast = scores.type_contrast(table, "T2")
+    assert set(contrast["signature"]) == {"T1"} and len(contrast) == 20
+    # Both z-scores are against the reference samples, so they average 0 there.
+    ref = contrast[contrast["group"] == "control"]
+    assert ref.groupby("method")[["type1_z", "type2_z"]].mean().abs().max().max() < 1e-12
+    np.testing.assert_allclose(contrast["difference"], contrast["type1_z"] - contrast["type2_z"])
+    assert scores.type_contrast(table, None).empty
+
+
+# --- Kang et al. 2018: PBMCs of 8 donors, control vs IFN-beta ------------------------------
 
 
 def kang_cohort() -> ad.AnnData:
@@ -61,42 +140,205 @@ def paired_deltas(table: pd.DataFrame) -> pd.Series:
     return wide["stim"] - wide["baseline"]
 
 
-def test_kang_every_method_scores_stim_above_ctrl_in_every_donor(kang):
-    sets = genesets.load_gene_sets(genesets.SHIPPED_GMT)
+def matched_sets(adata: ad.AnnData, names: list[str]) -> dict[str, list[str]]:
+    sets = genesets.load_gene_sets(genesets.SHIPPED_GMT, include=names)
     aliases = genesets.read_aliases(genesets.SHIPPED_ALIASES)
-    matched, _ = genesets.match_gene_sets(
-        {k: sets[k] for k in ["RICE2013_6", "NIH28", "FENG2006_5", "IFNG_BIASED"]},
-        kang.var["symbol"],
-        aliases,
-    )
+    return genesets.match_gene_sets(sets, adata.var["symbol"], aliases)[0]
+
+
+def test_kang_every_method_scores_stim_above_ctrl_in_every_donor(kang):
+    matched = matched_sets(kang, [*TYPE1, "IFNG_BIASED"])
     reference = (kang.obs["group"] == "control").to_numpy()
-    table = scores.score_samples(kang, matched, list(scores.METHODS), reference)
+    table = scores.score_samples(kang, matched, list(scores.METHODS), reference, seed=1)
+    assert set(table["method"]) == set(scores.METHODS)
     separation = {}
     for (signature, method), group in table.groupby(["signature", "method"]):
         deltas = paired_deltas(group)
-        if signature != "IFNG_BIASED":
+        if signature in TYPE1:
             assert (deltas > 0).sum() == 8, (signature, method, deltas)
         # Separation in units of the control SD, comparable across methods.
         control_sd = group.loc[group["reference"], "score"].std()
         separation[signature, method] = deltas.mean() / control_sd
     for method in scores.METHODS:
-        assert separation["RICE2013_6", method] > separation["IFNG_BIASED", method]
-        assert separation["NIH28", method] > separation["IFNG_BIASED", method]
+        assert separation["RICE2013_6", method] > separation["IFNG_BIASED", method], method
+        assert separation["NIH28", method] > separation["IFNG_BIASED", method], method
 
 
 @pytest.mark.parametrize("group", ["patient", "control"])
 def test_scores_do_not_move_with_library_size(kang, group):
-    sets = genesets.load_gene_sets(genesets.SHIPPED_GMT, include=["NIH28"])
-    matched, _ = genesets.match_gene_sets(sets, kang.var["symbol"])
+    matched = matched_sets(kang, ["NIH28", "RICE2013_6"])
     reference = (kang.obs["group"] == "control").to_numpy()
-    before = scores.score_samples(kang, matched, list(scores.METHODS), reference)
+    methods = list(scores.METHODS)
+    before = scores.score_samples(kang, matched, methods, reference, seed=1)
     deeper = kang.copy()
     deeper.layers["counts"] = deeper.layers["counts"].copy()
     index = int(np.flatnonzero(kang.obs["group"] == group)[1])
     deeper.layers["counts"][index] *= 10
     data.normalize(deeper, n_cpus=1)
-    after = scores.score_samples(deeper, matched, list(scores.METHODS), reference)
-    for method in scores.METHODS:
-        b = before[before["method"] == method]["score"].to_numpy()
-        a = after[after["method"] == method]["score"].to_numpy()
-        assert abs(a[index] - b[index]) < 0.05 * b.std(), method
+    after = scores.score_samples(deeper, matched, methods, reference, seed=1)
+    for (signature, method), b in before.groupby(["signature", "method"]):
+        a = after[(after["signature"] == signature) & (after["method"] == method)]
+        moved = abs(a["score"].to_numpy()[index] - b["score"].to_numpy()[index])
+        assert moved < 0.05 * b["score"].std(), (signature, method, moved)
+
+
+# --- The simulated demo cohort -------------------------------------------------------------
+
+
+def config_for(**scores_settings) -> dict:
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["scores"].update(scores_settings)
+    return validate_config(config)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    cohort = simulate_cohort(CohortSpec(n_patients=25, n_controls=12, n_genes=2000, seed=11))
+    samples = cohort.samples.set_index("sample", drop=False)
+    adata = data.build_anndata(cohort.counts, samples)
+    adata = data.filter_genes(adata, 10, 3)
+    return data.normalize(adata, n_cpus=1), cohort.truth_subjects
+
+
+@pytest.fixture(scope="module")
+def demo_scored(demo, tmp_path_factory):
+    """The scoring stage run on the demo cohort with every method."""
+    adata, truth = demo
+    folder = tmp_path_factory.mktemp("scores")
+    data.write_h5ad(adata, folder / "cohort.h5ad")
+    config = config_for(methods=list(scores.METHODS))
+    outputs = stage_outputs(folder)
+    stages.score_ifn(config, str(folder / "cohort.h5ad"), outputs, threads=1)
+    return config, outputs, truth
+
+
+def read(path: str) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", dtype={"sample": str, "subject": str})
+
+
+def test_demo_planted_ifn_high_patients_recovered_by_default_score(demo_scored):
+    config, outputs, truth = demo_scored
+    table = read(outputs["scores"])
+    default = table[
+        (table["signature"] == config["scores"]["primary_signature"])
+        & (table["method"] == config["scores"]["primary_method"])
+        & (table["group"] == "patient")
+        & (table["timepoint"] == "baseline")
+    ].merge(truth[["subject", "ifn_high"]], on="subject")
+    assert len(default) == 25 and default["ifn_high"].nunique() == 2
+    assert roc_auc_score(default["ifn_high"], default["score"]) >= 0.95
+    assert (default["positive"] == default["ifn_high"]).mean() >= 0.9
+
+
+def test_demo_every_method_recovers_ifn_high_patients(demo_scored):
+    _, outputs, truth = demo_scored
+    table = read(outputs["scores"])
+    base = table[(table["group"] == "patient") & (table["timepoint"] == "baseline")]
+    base = base[base["signature"] == "NIH28"].merge(truth[["subject", "ifn_high"]], on="subject")
+    for method, part in base.groupby("method"):
+        assert roc_auc_score(part["ifn_high"], part["score"]) >= 0.9, method
+
+
+def test_stage_outputs_agree_with_the_tidy_table(demo_scored):
+    config, outputs, _ = demo_scored
+    table = read(outputs["scores"])
+    # The type II set is scored although config.yaml does not list it twice.
+    expected_sets = list(dict.fromkeys([*config["scores"]["signatures"], "IFNG_BIASED"]))
+    assert list(dict.fromkeys(table["signature"])) == expected_sets
+    assert set(table["reference_group"]) == {"controls"}
+    # One threshold per signature and method, and the calls follow it.
+    assert (table.groupby(["signature", "method"])["threshold"].nunique() == 1).all()
+    assert (table["positive"] == (table["score"] > table["threshold"])).all()
+    obs = read(outputs["obs"]).set_index("sample")
+    row = table.iloc[123]
+    column = f"ifn_{row['signature']}_{row['method']}"
+    assert obs.loc[row["sample"], column] == pytest.approx(row["score"])
+    assert bool(obs.loc[row["sample"], f"{column}_positive"]) == bool(row["positive"])
+    assert {"subject", "group", "timepoint", "size_factor"} <= set(obs.columns)
+    agreement = read(outputs["agreement"])
+    n_methods = len(scores.METHODS)
+    assert len(agreement) == len(expected_sets) * n_methods * (n_methods - 1) // 2
+    nih = agreement[agreement["signature"] == "NIH28"]
+    assert (nih["rho"] > 0.8).all(), nih
+    contrast = read(outputs["type_contrast"])
+    assert set(contrast["type2_signature"]) == {"IFNG_BIASED"}
+    assert "IFNG_BIASED" not in set(contrast["signature"])
+    for key in ["over_time", "heatmap", "distributions", "type1_vs_type2"]:
+        with open(outputs[key], "rb") as handle:
+            assert handle.read(8) == b"\x89PNG\r\n\x1a\n", key
+
+
+def test_demo_type1_contrast_rises_in_ifn_high_patients(demo_scored):
+    _, outputs, truth = demo_scored
+    contrast = read(outputs["type_contrast"])
+    base = contrast[
+        (contrast["signature"] == "RICE2013_6")
+        & (contrast["method"] == "zscore_sum")
+        & (contrast["group"] == "patient")
+        & (contrast["timepoint"] == "baseline")
+    ].merge(truth[["subject", "ifn_high"]], on="subject")
+    # The simulator moves the IFN-gamma-biased genes only weakly with type I activity.
+    assert roc_auc_score(base["ifn_high"], base["difference"]) >= 0.9
+
+
+def test_stage_reports_the_baseline_fallback_reference(demo, tmp_path, caplog):
+    adata, _ = demo
+    data.write_h5ad(adata, tmp_path / "cohort.h5ad")
+    config = config_for(reference="baseline", signatures=["RICE2013_6"], type2_signature=None)
+    outputs = stage_outputs(tmp_path)
+    stages.score_ifn(config, str(tmp_path / "cohort.h5ad"), outputs)
+    table = read(outputs["scores"])
+    assert set(table["reference_group"]) == {"baseline"}
+    assert table.loc[table["reference"], "timepoint"].eq("baseline").all()
+    assert "not to healthy people" in caplog.text
+    assert read(outputs["type_contrast"]).empty
+
+
+STAGE_OUTPUTS = {
+    "scores": "ifn_scores.tsv",
+    "coverage": "geneset_coverage.tsv",
+    "obs": "cohort_obs.tsv",
+    "agreement": "method_agreement.tsv",
+    "type_contrast": "type1_vs_type2.tsv",
+    "over_time": "over_time.png",
+    "heatmap": "heatmap.png",
+    "distributions": "distributions.png",
+    "type1_vs_type2": "type1_vs_type2.png",
+}
+
+
+def stage_outputs(folder) -> dict[str, str]:
+    return {key: str(folder / name) for key, name in STAGE_OUTPUTS.items()}
+
+
+def write_gmt(path, sets: dict[str, list[str]]) -> str:
+    path.write_text("".join(f"{k}\t\t" + "\t".join(v) + "\n" for k, v in sets.items()))
+    return str(path)
+
+
+def test_stage_names_a_gene_set_with_no_gene_present(demo, tmp_path):
+    adata, _ = demo
+    data.write_h5ad(adata, tmp_path / "cohort.h5ad")
+    gmt = write_gmt(tmp_path / "mine.gmt", {"MY_ABSENT_SET": ["NOTAGENE1", "NOTAGENE2"]})
+    config = config_for(gene_sets=[gmt], signatures=["RICE2013_6", "MY_ABSENT_SET"])
+    outputs = stage_outputs(tmp_path)
+    with pytest.raises(InputError, match="MY_ABSENT_SET.*none of its 2 genes"):
+        stages.score_ifn(config, str(tmp_path / "cohort.h5ad"), outputs)
+    # Raised before anything is written.
+    assert not any(Path(path).exists() for path in outputs.values())
+
+
+def test_stage_warns_with_the_count_for_a_gene_set_with_few_genes(demo, tmp_path):
+    adata, _ = demo
+    data.write_h5ad(adata, tmp_path / "cohort.h5ad")
+    gmt = write_gmt(tmp_path / "mine.gmt", {"MY_SMALL_SET": ["IFI27", "RSAD2", "NOTAGENE"]})
+    config = config_for(
+        gene_sets=[gmt], signatures=["MY_SMALL_SET"], primary_signature="MY_SMALL_SET"
+    )
+    outputs = stage_outputs(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stages.score_ifn(config, str(tmp_path / "cohort.h5ad"), outputs)
+    messages = [str(w.message) for w in caught if w.category is genesets.GeneSetCoverageWarning]
+    assert any("MY_SMALL_SET" in m and "only 2 of 3 genes" in m for m in messages), messages
+    assert (read(outputs["scores"]).query("signature == 'MY_SMALL_SET'")["n_genes"] == 2).all()

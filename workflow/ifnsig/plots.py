@@ -298,3 +298,126 @@ def response_roc(
     ax.legend(fontsize=7, frameon=False, loc="lower right")
     ax.set_aspect("equal")
     _save(fig, path)
+
+
+def _sample_classes(scores: pd.DataFrame, timepoints: list[str]) -> list[tuple[str, str]]:
+    """(group, timepoint) pairs present, reference groups first, timepoints in order."""
+    pairs = scores[["group", "timepoint", "reference"]].drop_duplicates()
+    tp_order = {tp: i for i, tp in enumerate(timepoints)}
+    ref_share = pairs.groupby("group")["reference"].mean()
+    keys = sorted(
+        {(g, t) for g, t in pairs[["group", "timepoint"]].itertuples(index=False)},
+        key=lambda gt: (-ref_share[gt[0]], gt[0], tp_order.get(gt[1], len(tp_order))),
+    )
+    return keys
+
+
+def signature_heatmap(
+    adata: ad.AnnData,
+    gene_sets: dict[str, list[str]],
+    scores: pd.DataFrame,
+    signature: str,
+    method: str,
+    type2: str | None,
+    path: str | Path,
+) -> None:
+    """VST z-scores (against the reference samples) of the signature's genes, samples ordered
+    by score; the IFN-gamma-biased genes below, for comparison."""
+    data = scores[(scores["signature"] == signature) & (scores["method"] == method)]
+    data = data.sort_values("score", kind="stable")
+    blocks = [(signature, gene_sets[signature])]
+    if type2 and type2 in gene_sets and type2 != signature:
+        blocks.append((type2, gene_sets[type2]))
+    symbols = pd.Index(adata.var["symbol"].astype(str))
+    rows = [(name, gene) for name, genes in blocks for gene in genes]
+    vst = np.asarray(adata.layers["vst"], dtype=float)[:, symbols.get_indexer([g for _, g in rows])]
+    reference = data.set_index("sample")["reference"].reindex(adata.obs_names).to_numpy(bool)
+    mean, sd = vst[reference].mean(axis=0), vst[reference].std(axis=0, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(sd > 0, (vst - mean) / sd, 0.0)
+    z = z[adata.obs_names.get_indexer(data["sample"])].T
+    n = len(data)
+    fig, axes = plt.subplots(
+        4,
+        1,
+        figsize=(min(max(6, 0.1 * n + 2.5), 24), 0.2 * len(rows) + 3),
+        gridspec_kw={"height_ratios": [0.3, 0.3, 0.3, max(len(rows), 1) * 0.2]},
+        sharex=True,
+    )
+    for ax, column in zip(axes[:2], ["group", "timepoint"], strict=True):
+        levels = pd.Categorical(data[column])
+        ax.imshow(levels.codes[None, :], aspect="auto", cmap="tab10", vmin=0, vmax=9)
+        ax.set_yticks([0], [f"{column}: " + ", ".join(map(str, levels.categories))], fontsize=7)
+    calls = data["positive"].to_numpy(int)[None, :]
+    axes[2].imshow(calls, aspect="auto", cmap="Greys", vmin=0, vmax=1)
+    axes[2].set_yticks([0], ["positive (black)"], fontsize=7)
+    # Clipped at +-4 SD so a few extreme genes do not wash out the rest.
+    image = axes[3].imshow(
+        np.clip(z, -4, 4), aspect="auto", cmap="RdBu_r", vmin=-4, vmax=4, interpolation="nearest"
+    )
+    axes[3].set_yticks(range(len(rows)), [g for _, g in rows], fontsize=6)
+    if len(blocks) > 1:
+        axes[3].axhline(len(blocks[0][1]) - 0.5, color="black", lw=1.2)
+        axes[3].set_ylabel(f"{blocks[0][0]} above, {blocks[1][0]} below", fontsize=8)
+    if n <= 80:
+        axes[3].set_xticks(range(n), data["sample"], rotation=90, fontsize=5)
+    else:
+        axes[3].set_xticks([])
+    axes[3].set_xlabel(f"samples ordered by {signature} ({method.replace('_', ' ')})")
+    fig.colorbar(image, ax=axes[3], label="VST z-score vs reference", fraction=0.03)
+    _save(fig, path)
+
+
+def score_distributions(scores: pd.DataFrame, timepoints: list[str], path: str | Path) -> None:
+    """Scores of each group and timepoint, one panel per signature (rows) and method
+    (columns), with the positivity threshold."""
+    signatures = list(dict.fromkeys(scores["signature"]))
+    methods = list(dict.fromkeys(scores["method"]))
+    classes = _sample_classes(scores, timepoints)
+    fig, axes = plt.subplots(
+        len(signatures),
+        len(methods),
+        figsize=(max(3.0, 0.55 * len(classes) + 1.2) * len(methods), 2.6 * len(signatures)),
+        squeeze=False,
+    )
+    rng = np.random.default_rng(0)
+    for i, signature in enumerate(signatures):
+        for j, method in enumerate(methods):
+            ax = axes[i, j]
+            data = scores[(scores["signature"] == signature) & (scores["method"] == method)]
+            for k, (group, timepoint) in enumerate(classes):
+                part = data[(data["group"] == group) & (data["timepoint"] == timepoint)]
+                ax.boxplot([part["score"]], positions=[k], widths=0.6, showfliers=False)
+                color = "grey" if part["reference"].all() else "tab:red"
+                jitter = k + rng.uniform(-0.18, 0.18, len(part))
+                ax.scatter(jitter, part["score"], s=6, color=color, alpha=0.6)
+            if not data.empty:
+                ax.axhline(data["threshold"].iloc[0], ls="--", color="black", lw=0.8)
+            ax.set_xticks(range(len(classes)), [f"{g}\n{t}" for g, t in classes], fontsize=6)
+            ax.tick_params(axis="y", labelsize=7)
+            if i == 0:
+                ax.set_title(method.replace("_", " "), fontsize=9)
+            if j == 0:
+                ax.set_ylabel(signature, fontsize=9)
+    _save(fig, path)
+
+
+def type1_vs_type2(contrast: pd.DataFrame, signature: str, method: str, path: str | Path) -> None:
+    """Type I signature score against the IFN-gamma-biased one, both in reference SDs."""
+    data = contrast[(contrast["signature"] == signature) & (contrast["method"] == method)]
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    if data.empty:
+        ax.text(0.5, 0.5, "no IFN-gamma-biased signature scored", ha="center")
+        ax.axis("off")
+        _save(fig, path)
+        return
+    for k, ((group, timepoint), part) in enumerate(data.groupby(["group", "timepoint"])):
+        label = f"{group} {timepoint}"
+        ax.scatter(part["type1_z"], part["type2_z"], s=16, color=PALETTE(k % 10), label=label)
+    low = float(np.nanmin(data[["type1_z", "type2_z"]].to_numpy()))
+    high = float(np.nanmax(data[["type1_z", "type2_z"]].to_numpy()))
+    ax.plot([low, high], [low, high], color="black", lw=0.8, ls=":", label="type I = type II")
+    ax.set_xlabel(f"{signature} (reference SDs, {method.replace('_', ' ')})")
+    ax.set_ylabel(f"{data['type2_signature'].iloc[0]} (reference SDs)")
+    ax.legend(fontsize=7, frameon=False)
+    _save(fig, path)

@@ -87,18 +87,33 @@ def plot_pca(input_h5ad: str, output: str) -> None:
 
 
 def signatures_for(config: dict, adata: ad.AnnData) -> tuple[dict[str, list[str]], pd.DataFrame]:
-    """The configured signatures matched to the cohort's symbols, with the coverage table."""
-    paths = [genesets.SHIPPED_GMT, *config["scores"]["gene_sets"]]
-    sets = genesets.load_gene_sets(paths, include=config["scores"]["signatures"])
+    """The configured signatures (and the type II one) matched to the cohort's symbols.
+
+    A signature with none of its genes in the data raises an InputError naming it; one
+    with fewer than ``scores.min_genes`` found warns with the count.
+    """
+    settings = config["scores"]
+    names = list(settings["signatures"])
+    if settings.get("type2_signature"):
+        names = list(dict.fromkeys([*names, settings["type2_signature"]]))
+    paths = [genesets.SHIPPED_GMT, *settings["gene_sets"]]
+    sets = genesets.load_gene_sets(paths, include=names)
     aliases = genesets.read_aliases(genesets.SHIPPED_ALIASES)
-    return genesets.match_gene_sets(sets, adata.var["symbol"].astype(str), aliases)
+    return genesets.match_gene_sets(
+        sets, adata.var["symbol"].astype(str), aliases, min_genes=settings.get("min_genes", 3)
+    )
 
 
-def score_ifn(
-    config: dict, input_h5ad: str, scores_tsv: str, coverage_tsv: str, plot_png: str
-) -> None:
-    """IFN scores of every signature and method, tidy; coverage of each signature."""
+def score_ifn(config: dict, input_h5ad: str, outputs: dict[str, str], threads: int = 1) -> None:
+    """IFN scores of every signature and method with positivity, agreement and plots.
+
+    ``outputs`` names the files: ``scores``, ``coverage``, ``obs``, ``agreement``,
+    ``type_contrast`` (tables) and ``over_time``, ``heatmap``, ``distributions``,
+    ``type1_vs_type2`` (plots).
+    """
+    settings = config["scores"]
     adata = ad.read_h5ad(input_h5ad)
+    # Gene sets first: a set absent from the data fails before any score is computed.
     matched, coverage = signatures_for(config, adata)
     for row in coverage.itertuples():
         log.info(
@@ -109,23 +124,32 @@ def score_ifn(
             row.missing or "none",
         )
     reference = scores.reference_mask(
-        adata.obs,
-        config["scores"]["reference"],
-        config["groups"]["control"],
-        config["timepoints"][0],
+        adata.obs, settings["reference"], config["groups"]["control"], config["timepoints"][0]
     )
+    label = scores.REFERENCE_LABELS[settings["reference"]]
+    log.info("IFN-score reference: %d samples, %s", reference.sum(), label)
     table = scores.score_samples(
-        adata, matched, config["scores"]["methods"], reference, config["scores"]["positivity_sd"]
+        adata,
+        matched,
+        settings["methods"],
+        reference,
+        settings["positivity_sd"],
+        seed=config["seed"],
+        threads=threads,
+        reference_group=settings["reference"],
     )
-    write_tsv(table, scores_tsv)
-    write_tsv(coverage, coverage_tsv)
-    plots.scores_over_time(
-        table,
-        config["timepoints"],
-        config["scores"]["primary_signature"],
-        config["scores"]["primary_method"],
-        plot_png,
-    )
+    type2 = settings.get("type2_signature")
+    contrast = scores.type_contrast(table, type2)
+    write_tsv(table, outputs["scores"])
+    write_tsv(coverage, outputs["coverage"])
+    write_tsv(scores.annotate_obs(adata.obs, table).reset_index(), outputs["obs"])
+    write_tsv(scores.method_agreement(table), outputs["agreement"])
+    write_tsv(contrast, outputs["type_contrast"])
+    primary = settings["primary_signature"], settings["primary_method"]
+    plots.scores_over_time(table, config["timepoints"], *primary, outputs["over_time"])
+    plots.signature_heatmap(adata, matched, table, *primary, type2, outputs["heatmap"])
+    plots.score_distributions(table, config["timepoints"], outputs["distributions"])
+    plots.type1_vs_type2(contrast, *primary, outputs["type1_vs_type2"])
 
 
 def differential_expression(

@@ -33,9 +33,7 @@ def all_outputs():
     return [
         "results/data/cohort.h5ad",
         "results/plots/pca.png",
-        "results/scores/ifn_scores.tsv",
-        "results/scores/geneset_coverage.tsv",
-        "results/plots/ifn_scores_over_time.png",
+        *score_outputs().values(),
         *expand("results/de/{contrast}.tsv", contrast=CONTRASTS),
         *expand("results/plots/volcano_{contrast}.png", contrast=CONTRASTS),
         *expand(
@@ -46,6 +44,21 @@ def all_outputs():
         *expand("results/plots/enrichment_{contrast}.png", contrast=CONTRASTS),
         *clinical_outputs().values(),
     ]
+
+
+def score_outputs():
+    """Named outputs of the IFN scoring stage."""
+    return {
+        "scores": "results/scores/ifn_scores.tsv",
+        "coverage": "results/scores/geneset_coverage.tsv",
+        "obs": "results/scores/cohort_obs.tsv",
+        "agreement": "results/scores/method_agreement.tsv",
+        "type_contrast": "results/scores/type1_vs_type2.tsv",
+        "over_time": "results/plots/scores/ifn_scores_over_time.png",
+        "heatmap": "results/plots/scores/signature_heatmap.png",
+        "distributions": "results/plots/scores/score_distributions.png",
+        "type1_vs_type2": "results/plots/scores/type1_vs_type2.png",
+    }
 
 
 def clinical_outputs():

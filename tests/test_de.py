@@ -198,3 +198,33 @@ def test_kang_prerank_puts_hallmark_ifn_alpha_on_top(kang_de):
     top = result[result["nes"] > 0].sort_values("nes", ascending=False).head(3)
     assert "HALLMARK_INTERFERON_ALPHA_RESPONSE" in set(top["gene_set"])
     assert result.set_index("gene_set").loc["HALLMARK_INTERFERON_ALPHA_RESPONSE", "fdr"] < 0.05
+
+
+def test_blocked_backend_gives_the_same_tables_as_default():
+    from ifnsig.simulate import CohortSpec, simulate_cohort
+
+    cohort = simulate_cohort(
+        CohortSpec(n_patients=10, n_controls=2, n_genes=400, n_treatment_genes=30, seed=3)
+    )
+    samples = cohort.samples.set_index("sample", drop=False).rename_axis(None)
+    adata = data.build_anndata(cohort.counts, samples)
+    cfg = validate_config({"timepoints": ["baseline", "month3", "month6"]})
+    (fit,) = de.plan_fits(samples, cfg)
+    tables = {
+        backend: de.run_fit(adata, fit, samples, n_cpus=1, inference=backend)
+        for backend in ["default", "blocked"]
+    }
+    for name in ["month3_vs_baseline", "month6_vs_baseline"]:
+        a, b = tables["default"][name], tables["blocked"][name]
+        # The backends' own equivalence is tested in test_blocked_inference.py; here the
+        # workflow's choice of backend must not change the tables.
+        tolerances = {
+            "log2FoldChange": 1e-6,
+            "stat": 1e-3,
+            "pvalue": 1e-3,
+            "log2FoldChange_shrunk": 2e-2,
+        }
+        for column, rtol in tolerances.items():
+            assert np.allclose(a[column], b[column], rtol=rtol, atol=1e-4, equal_nan=True), column
+        near = (a["padj"] - 0.05).abs() < 1e-3
+        assert ((a["padj"] < 0.05) == (b["padj"] < 0.05))[~near].all()

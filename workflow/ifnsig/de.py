@@ -299,6 +299,28 @@ def _check_rank(fit: Fit, samples: pd.DataFrame) -> None:
         )
 
 
+def choose_inference(fit: Fit, samples: pd.DataFrame, setting: str, min_subjects: int, n_cpus: int):
+    """pydeseq2 inference for a fit: the subject-blocked backend for large paired fits.
+
+    ``setting`` is ``auto`` (blocked when the fit is paired with at least ``min_subjects``
+    subjects), ``blocked`` or ``default``. Both give the same numbers (to rounding); the
+    blocked backend only changes how fast they are computed.
+    """
+    from pydeseq2.default_inference import DefaultInference
+
+    from ifnsig.blocked_inference import BlockedInference
+
+    n_subjects = samples.loc[fit.samples, "subject"].nunique()
+    use_blocked = fit.paired and (
+        setting == "blocked" or (setting == "auto" and n_subjects >= min_subjects)
+    )
+    if use_blocked:
+        log.info("%s: subject-blocked inference (%d subjects)", fit.formula, n_subjects)
+        return BlockedInference(n_cpus=n_cpus, min_levels=2)
+    log.info("%s: pydeseq2 default inference (%d subjects)", fit.formula, n_subjects)
+    return DefaultInference(n_cpus=n_cpus)
+
+
 def run_fit(
     adata: ad.AnnData,
     fit: Fit,
@@ -306,6 +328,8 @@ def run_fit(
     alpha: float = 0.1,
     n_cpus: int = 1,
     shrink: bool = True,
+    inference: str = "auto",
+    blocked_min_subjects: int = 8,
 ) -> dict[str, pd.DataFrame]:
     """Fit one design with pydeseq2 and test each of its contrasts.
 
@@ -318,7 +342,6 @@ def run_fit(
     dict
         Contrast name -> results table (columns :data:`RESULT_COLUMNS`, plus the shrunk LFC).
     """
-    from pydeseq2.default_inference import DefaultInference
     from pydeseq2.ds import DeseqStats
 
     sub = adata[fit.samples]
@@ -326,14 +349,14 @@ def run_fit(
         np.asarray(sub.layers["counts"]), index=sub.obs_names, columns=sub.var_names
     )
     metadata = design_frame(fit, samples)
-    inference = DefaultInference(n_cpus=n_cpus)
+    backend = choose_inference(fit, samples, inference, blocked_min_subjects, n_cpus)
     log.info("fitting %s on %d samples x %d genes", fit.formula, *counts.shape)
     dds = deseq_dataset_class()(
         counts=counts,
         metadata=metadata,
         design=fit.formula,
         refit_cooks=True,
-        inference=inference,
+        inference=backend,
         quiet=True,
     )
     dds.deseq2()
@@ -343,7 +366,7 @@ def run_fit(
             dds,
             contrast=[fit.variable, contrast.test, contrast.reference],
             alpha=alpha,
-            inference=inference,
+            inference=backend,
             quiet=True,
         )
         stats.summary()

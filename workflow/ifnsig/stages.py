@@ -13,10 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 
 from ifnsig import clinical as clin
 from ifnsig import data, de, enrichment, genesets, plots, scores
+from ifnsig import qc as quality
 from ifnsig.errors import InputError
 from ifnsig.formats import read_count_input
 from ifnsig.validation import load_design
@@ -81,9 +83,104 @@ def normalize(config: dict, input_h5ad: str, output: str, threads: int = 1) -> N
     data.write_h5ad(adata, output)
 
 
-def plot_pca(input_h5ad: str, output: str) -> None:
-    """PCA of the VST values coloured by the sheet's design columns."""
-    plots.pca(ad.read_h5ad(input_h5ad), ["timepoint", "group", "batch", "drug"], output)
+def qc(
+    config: dict,
+    counts_h5ad: str,
+    cohort_h5ad: str,
+    outputs: dict[str, str],
+    markers_tsv: str | None = None,
+    threads: int = 1,
+) -> None:
+    """Library metrics, identity checks, outliers and composition; tables, plots, MultiQC.
+
+    Reads only what it needs from the two ``.h5ad`` files: raw counts of every gene (metrics,
+    sex and trait genes) and the VST layer of the filtered genes (PCA, correlations,
+    composition). ``markers_tsv`` defaults to ``qc.markers`` or the shipped marker table.
+    """
+    from threadpoolctl import threadpool_limits
+
+    settings = config["qc"]
+    markers = quality.read_markers(markers_tsv or settings["markers"] or quality.SHIPPED_MARKERS)
+    with threadpool_limits(limits=threads):
+        _qc(config, counts_h5ad, cohort_h5ad, outputs, markers)
+
+
+def _qc(
+    config: dict,
+    counts_h5ad: str,
+    cohort_h5ad: str,
+    outputs: dict[str, str],
+    markers: dict[str, list[str]],
+) -> None:
+    settings = config["qc"]
+    obs, var, counts = quality.read_layer(counts_h5ad, "counts")
+    cohort_obs, cohort_var, vst = quality.read_layer(cohort_h5ad, "vst")
+    if list(obs.index) != list(cohort_obs.index):
+        raise ValueError(f"{counts_h5ad} and {cohort_h5ad} hold different samples; rerun both")
+    samples = cohort_obs.assign(sample=cohort_obs.index.astype(str))
+    result = quality.run_qc(
+        counts,
+        var["symbol"],
+        vst,
+        cohort_var["symbol"],
+        samples,
+        cohort_obs["size_factor"].to_numpy(),
+        markers,
+        quality.QCSettings.from_config(config),
+        timepoints=config["timepoints"],
+        patient_group=config["groups"]["patient"],
+        seed=config["seed"],
+    )
+    write_tsv(result.samples, outputs["metrics"])
+    write_tsv(result.flags, outputs["flags"])
+    write_tsv(result.composition, outputs["composition"])
+    write_tsv(result.composition_changes, outputs["composition_changes"])
+    write_tsv(result.composition_coverage, outputs["composition_markers"])
+    quality.write_multiqc(result, outputs["multiqc_metrics"], outputs["multiqc_flags"])
+
+    status = quality.flag_status(result)
+    per_sample = samples.reset_index(drop=True).drop(columns="sample")
+    qc_obs = pd.concat(
+        [
+            per_sample,
+            result.samples.drop(columns=["sample", "subject", "size_factor"]),
+            result.composition.drop(columns="sample"),
+            status.drop(columns="sample"),
+        ],
+        axis=1,
+    ).set_index(samples.index)
+    for column in qc_obs.columns:
+        if qc_obs[column].dtype == object:
+            qc_obs[column] = qc_obs[column].astype(str)
+    # obs only (no expression matrix): the QC view of the cohort for scanpy, e.g.
+    # sc.pl.pca(ad.read_h5ad("results/qc/quality.h5ad"), color="qc_pairing").
+    summary = ad.AnnData(obs=qc_obs)
+    summary.obsm["X_pca"] = result.pca
+    summary.uns["pca"] = {"variance_ratio": result.pca_variance_ratio}
+    summary.write_h5ad(outputs["h5ad"], compression="gzip")
+
+    flagged = set(result.flags["sample"])
+    colors = ["timepoint", "group", "batch", "drug", *status.columns.drop("sample")]
+    plots.pca(result.pca, result.pca_variance_ratio, qc_obs, colors, outputs["pca"])
+    plots.qc_correlation_heatmap(result.correlation, samples, flagged, outputs["correlation"])
+    plots.qc_metric_bars(
+        result.samples[["sample", *quality.METRICS]],
+        result.bounds,
+        result.flags,
+        outputs["metric_bars"],
+    )
+    sex = result.samples.assign(
+        declared_sex=samples["sex"].astype(str).to_numpy() if "sex" in samples else ""
+    )
+    plots.qc_sex(sex, settings["sex_margin"], outputs["sex"])
+    plots.composition_over_time(
+        result.composition,
+        samples,
+        config["timepoints"],
+        config["groups"]["patient"],
+        result.composition_changes,
+        outputs["composition_plot"],
+    )
 
 
 def signatures_for(config: dict, adata: ad.AnnData) -> tuple[dict[str, list[str]], pd.DataFrame]:
@@ -157,46 +254,92 @@ def differential_expression(
 ) -> None:
     """Fit every planned design once and write one table per contrast."""
     adata = ad.read_h5ad(input_h5ad)
-    samples = adata.obs.copy()
-    samples["timepoint"] = samples["timepoint"].astype(str)
+    samples = _samples_frame(adata)
     for fit in de.plan_fits(samples, config):
-        results = de.run_fit(adata, fit, samples, alpha=config["de"]["alpha"], n_cpus=threads)
+        results = de.run_fit(
+            adata,
+            fit,
+            samples,
+            alpha=config["de"]["alpha"],
+            n_cpus=threads,
+            inference=config["de"]["inference"],
+            blocked_min_subjects=config["de"]["blocked_min_subjects"],
+        )
         for name, table in results.items():
             write_tsv(table, outputs[name])
 
 
-def plot_de(config: dict, de_tsv: str, volcano_png: str) -> None:
-    """Volcano plot with the primary signature's genes highlighted."""
+def plot_de(config: dict, de_tsv: str, input_h5ad: str, contrast: str, outputs: dict) -> None:
+    """Volcano (IFN genes labelled), MA, p-value histogram and top-gene heatmap."""
     table = pd.read_csv(de_tsv, sep="\t")
+    alpha = config["de"]["alpha"]
     sets = genesets.load_gene_sets([genesets.SHIPPED_GMT, *config["scores"]["gene_sets"]])
-    highlight = sets.get(config["scores"]["primary_signature"], [])
-    plots.volcano(table, volcano_png, highlight=list(highlight), alpha=config["de"]["alpha"])
+    highlight = list(sets.get(config["scores"]["primary_signature"], []))
+    plots.volcano(table, outputs["volcano"], highlight=highlight, alpha=alpha)
+    plots.ma_plot(table, outputs["ma"], alpha=alpha)
+    plots.pvalue_histogram(table, outputs["pvalues"])
+    adata = ad.read_h5ad(input_h5ad)
+    samples = _samples_frame(adata)
+    fit = next(
+        f for f in de.plan_fits(samples, config) if contrast in {c.name for c in f.contrasts}
+    )
+    plots.top_gene_heatmap(adata, table, fit.samples, outputs["heatmap"])
 
 
-def enrich(
-    config: dict, de_tsv: str, prerank_tsv: str, ora_tsv: str, plot_png: str, threads: int = 1
-) -> None:
+def _samples_frame(adata: ad.AnnData) -> pd.DataFrame:
+    samples = adata.obs.copy()
+    samples["timepoint"] = samples["timepoint"].astype(str)
+    return samples
+
+
+def export_matrices(input_h5ad: str, normalized_tsv: str, vst_tsv: str) -> None:
+    """Normalized counts and VST values as gene x sample tables with ID and symbol."""
+    adata = ad.read_h5ad(input_h5ad)
+    for layer, path in [("normalized", normalized_tsv), ("vst", vst_tsv)]:
+        frame = pd.DataFrame(
+            np.asarray(adata.layers[layer]).T, index=adata.var_names, columns=adata.obs_names
+        )
+        frame.insert(0, "symbol", adata.var["symbol"].astype(str).to_numpy())
+        frame.insert(0, "gene_id", adata.var_names)
+        write_tsv(frame, path)
+
+
+def enrichment_gene_sets(config: dict) -> dict[str, list[str]]:
+    """Shipped IFN sets, Li 2014 blood transcription modules (optional) and user GMTs."""
+    settings = config["enrichment"]
+    sets = dict(genesets.load_gene_sets([genesets.SHIPPED_GMT, *settings["gene_sets"]]))
+    if settings["blood_modules"]:
+        for name, genes in genesets.li2014_modules().items():
+            sets.setdefault(name, genes)
+    return sets
+
+
+def enrich(config: dict, de_tsv: str, outputs: dict, threads: int = 1) -> None:
     """Prerank GSEA on the Wald statistic and ORA of significant genes, local gene sets only."""
     table = pd.read_csv(de_tsv, sep="\t")
     settings = config["enrichment"]
-    sets = genesets.load_gene_sets([genesets.SHIPPED_GMT, *settings["gene_sets"]])
     aliases = genesets.read_aliases(genesets.SHIPPED_ALIASES)
-    translated = enrichment.restrict_to(sets, set(table["symbol"].astype(str)), aliases)
+    sets = enrichment.restrict_to(
+        enrichment_gene_sets(config), set(table["symbol"].astype(str)), aliases
+    )
     result = enrichment.prerank(
         enrichment.ranking(table),
-        translated,
+        sets,
         permutations=settings["permutations"],
         min_size=settings["min_size"],
         max_size=settings["max_size"],
         seed=config["seed"],
         threads=threads,
     )
-    write_tsv(result, prerank_tsv)
+    write_tsv(result, outputs["prerank"])
     ora = enrichment.over_representation(
-        table, translated, alpha=config["de"]["alpha"], min_size=settings["min_size"]
+        table, sets, alpha=config["de"]["alpha"], min_size=settings["min_size"]
     )
-    write_tsv(ora, ora_tsv)
-    plots.enrichment_bars(result, plot_png)
+    write_tsv(ora, outputs["ora"])
+    plots.enrichment_dotplot(result, outputs["dotplot"])
+    shipped = genesets.load_gene_sets(genesets.SHIPPED_GMT)
+    ifn_sets = [name for name in shipped if name != "IFNG_BIASED"]
+    plots.running_scores(result, ifn_sets[:6], outputs["running_scores"])
 
 
 def clinical_linkage(config: dict, scores_tsv: str, outputs: dict[str, str]) -> None:

@@ -136,6 +136,9 @@ def over_representation(
             }
         )
         res["direction"] = direction
+        # gseapy lists the overlap in set order, which changes with Python's string hashing
+        # from run to run; sorted, the table is byte-identical between runs.
+        res["genes"] = res["genes"].map(lambda g: ";".join(sorted(g.split(";"))))
         res["n_genes"] = res["gene_set"].map(lambda s: len(set(sets[s]) & set(background)))
         frames.append(res)
     if not frames:

@@ -6,7 +6,9 @@ and the Wald test (``DeseqStats.summary()``) with each backend, each run in its 
 process, and writes wall times and peak resident memory to a TSV.
 
 Peak memory: the child process reports its own ``ru_maxrss`` (RUSAGE_SELF) and, after
-shutting down the joblib/loky workers, the largest worker's (RUSAGE_CHILDREN).
+shutting down the joblib/loky workers, the largest worker's (RUSAGE_CHILDREN). CPU time
+(user + system, child and its workers, fit + test only) is reported beside wall time: on a
+shared machine it is the steadier figure.
 
 Examples
 --------
@@ -83,8 +85,15 @@ def run_one(n_samples: int, n_genes: int, backend: str, n_cpus: int, seed: int) 
 
     from ifnsig.blocked_inference import BlockedInference
 
+    def cpu_seconds() -> float:
+        return sum(
+            r.ru_utime + r.ru_stime
+            for r in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+        )
+
     counts, meta = simulate_paired(n_samples, n_genes, seed)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cpu0 = cpu_seconds()
     inference = (
         BlockedInference(n_cpus=n_cpus) if backend == "blocked" else DefaultInference(n_cpus=n_cpus)
     )
@@ -110,6 +119,7 @@ def run_one(n_samples: int, n_genes: int, backend: str, n_cpus: int, seed: int) 
         "fit_s": round(t1 - t0, 2),
         "wald_s": round(t2 - t1, 2),
         "wall_s": round(t2 - t0, 2),
+        "cpu_s": round(cpu_seconds() - cpu0, 2),
         # ru_maxrss is in KiB on Linux.
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "peak_rss_sim_mb": round(rss_before / 1024, 1),

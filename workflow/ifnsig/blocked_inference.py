@@ -13,10 +13,12 @@ k other ("dense") columns: intercept, timepoint, covariates. With the Schur comp
 :math:`S = C - B^T A^{-1} B` the solve, the log-determinant (Cox-Reid term), the hat
 diagonals (Cook's distances) and the contrast variance (Wald test) cost O(n k^2) per gene.
 
-:class:`BlockedInference` computes exactly the quantities of pydeseq2's
-:class:`~pydeseq2.default_inference.DefaultInference` in pydeseq2's own parametrisation
-(intercept + treatment-coded indicators), vectorised across genes, and falls back to the
-parent class whenever the design has no such block.
+:class:`BlockedInference` computes the same quantities as pydeseq2's
+:class:`~pydeseq2.default_inference.DefaultInference`, with the same algorithms (IRLS steps
+and stopping rule, scipy L-BFGS-B for dispersions, grid-search fallbacks), in pydeseq2's own
+parametrisation (intercept + treatment-coded indicators), vectorised across genes; results
+agree up to floating-point rounding. It falls back to the parent class whenever the design
+has no such block.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ __all__ = ["BlockDesign", "BlockedInference", "detect_block_design", "irls_objec
 IRLS_RIDGE = 1e-6
 
 #: Target number of sample x gene cells per vectorised chunk (bounds the memory of a chunk).
-_CHUNK_CELLS = 2**21
+_CHUNK_CELLS = 2**20
 
 
 @dataclass(eq=False)
@@ -822,10 +824,11 @@ class BlockedInference(DefaultInference):
     """pydeseq2 inference exploiting a many-level blocking factor (paired designs).
 
     ``irls`` (LFCs, mu, hat diagonals for Cook's distances), ``alpha_mle`` (gene-wise and
-    MAP dispersions, Cox-Reid term) and ``wald_test`` use the Schur complement of the
-    indicator block, vectorised across genes and split into gene chunks run on ``n_cpus``
-    processes. Designs without a block of at least ``min_levels`` levels, and every other
-    method, use :class:`~pydeseq2.default_inference.DefaultInference`.
+    MAP dispersions, Cox-Reid term), ``wald_test`` and ``fit_rough_dispersions`` use the
+    Schur complement of the indicator block, vectorised across genes and split into gene
+    chunks run on ``n_cpus`` processes. Designs without a block of at least ``min_levels``
+    levels, and every other method (``lin_reg_mu``, ``fit_moments_dispersions``, the trend
+    fit, LFC shrinkage), use :class:`~pydeseq2.default_inference.DefaultInference`.
 
     Parameters
     ----------
@@ -841,7 +844,7 @@ class BlockedInference(DefaultInference):
     backend : str
         Joblib backend. (default: ``"loky"``).
     chunk_size : int, optional
-        Genes per vectorised chunk. If None, about 2**21 / n_samples genes, and small
+        Genes per vectorised chunk. If None, about 2**20 / n_samples genes, and small
         enough to give every process at least two chunks. (default: ``None``).
 
     Attributes

@@ -16,6 +16,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from test_workflow import write_project
+
+from ifnsig.simulate import CohortSpec
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
@@ -202,3 +205,60 @@ def test_toy_workflow_through_slurm_matches_local(slurm_cluster: Path, tmp_path:
     assert "none" not in job_ids and len(job_ids) == 3, job_ids
     assert "cpus=2" in (cluster / "logs/numbers.log").read_text()
     assert {_job_id(local / f"logs/{r}.log") for r in ("numbers", "squares", "summary")} == {"none"}
+
+
+# A cohort just large enough for every stage to have something to do: DE fits on 6 patients
+# at 3 timepoints, enrichment finds the shipped sets among 800 genes.
+SMALL_COHORT = CohortSpec(n_patients=6, n_controls=4, n_genes=800, n_treatment_genes=80, seed=11)
+SNAKEFILE_ARGS = ["-s", str(REPO / "Snakefile")]
+
+
+def _requested_resources() -> dict[str, tuple[str, str]]:
+    """Memory and time limit sbatch gave each rule's job, from squeue (MinJobAge keeps them)."""
+    proc = subprocess.run(
+        ["squeue", "--states=all", "--noheader", "--format=%k|%m|%l"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    requested = {}
+    for line in proc.stdout.splitlines():
+        comment, memory, limit = line.strip().split("|")
+        # The plugin puts "rule_<name>_wildcards_..." in the job comment.
+        rule = comment.removeprefix("rule_").split("_wildcards")[0]
+        requested[rule] = (memory, limit)
+    return requested
+
+
+def test_workflow_through_slurm_matches_local(slurm_cluster: Path, tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    local.mkdir()
+    write_project(local, SMALL_COHORT)
+    cluster = tmp_path / "slurm"
+    shutil.copytree(local, cluster)
+
+    started = time.monotonic()
+    run_locally(local, extra_args=SNAKEFILE_ARGS)
+    local_s = time.monotonic() - started
+    tables = sorted(p.relative_to(local).as_posix() for p in local.glob("results/**/*.tsv"))
+    assert any(t.startswith("results/de/") for t in tables), tables
+
+    # Only the rules that write tables: the plots add jobs but nothing to compare.
+    started = time.monotonic()
+    run_through_slurm(cluster, tables, SNAKEFILE_ARGS)
+    print(
+        f"\nsmall cohort: local {local_s:.0f} s, through SLURM {time.monotonic() - started:.0f} s"
+    )
+
+    different = [t for t in tables if not filecmp.cmp(local / t, cluster / t, shallow=False)]
+    assert not different, f"outputs differ between local and SLURM runs: {different}"
+
+    # Every rule ran as its own SLURM job, with the memory and time its rule computes from
+    # the input size (not the 500 MB / 10 min test defaults).
+    slurm_logs = cluster / ".snakemake" / "slurm_logs"
+    for rule in ("build_anndata", "normalize", "differential_expression", "enrichment"):
+        assert list(slurm_logs.glob(f"rule_{rule}/**/*.log")), f"no SLURM job log for {rule}"
+    requested = _requested_resources()
+    memory, limit = requested["differential_expression"]
+    assert memory.endswith("M") and int(memory[:-1]) >= 2000, requested
+    assert limit == "10:00", requested

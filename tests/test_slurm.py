@@ -38,7 +38,7 @@ SLURM_TEST_ARGS = [
     "none",
     "--default-resources",
     "slurm_partition=debug",
-    "runtime=10",
+    "runtime=5",
     "mem_mb=500",
     "--max-threads",
     str(len(os.sched_getaffinity(0))),
@@ -254,7 +254,8 @@ def test_workflow_through_slurm_matches_local(slurm_cluster: Path, tmp_path: Pat
     assert not different, f"outputs differ between local and SLURM runs: {different}"
 
     # Every rule ran as its own SLURM job, with the memory and time its rule computes from
-    # the input size (not the 500 MB / 10 min test defaults).
+    # the input size (not the 500 MB / 5 min test defaults), and the profile's fixed request
+    # for enrichment.
     slurm_logs = cluster / ".snakemake" / "slurm_logs"
     for rule in ("build_anndata", "normalize", "differential_expression", "enrichment"):
         assert list(slurm_logs.glob(f"rule_{rule}/**/*.log")), f"no SLURM job log for {rule}"
@@ -262,3 +263,4 @@ def test_workflow_through_slurm_matches_local(slurm_cluster: Path, tmp_path: Pat
     memory, limit = requested["differential_expression"]
     assert memory.endswith("M") and int(memory[:-1]) >= 2000, requested
     assert limit == "10:00", requested
+    assert requested["enrichment"][1] == "2:00:00", requested

@@ -334,17 +334,18 @@ def read_quantifications(
 def _check_count_values(matrix, path: Path, genes, rows, what: str) -> None:
     """Raise at the first negative, fractional or non-finite count (dense or sparse)."""
     values = matrix.data if sp.issparse(matrix) else np.asarray(matrix)
-    for test, problem, fix in [
-        (lambda v: ~np.isfinite(v), "is not finite", "counts must be finite numbers"),
-        (lambda v: v < 0, "is negative", "counts cannot be negative"),
-        (
-            lambda v: v != np.round(v),
-            "is not an integer",
-            "give raw integer counts, not normalized or log values (set h5ad.layer to the "
-            "layer holding the raw counts)",
-        ),
-    ]:
-        bad = test(values)
+    with np.errstate(invalid="ignore"):
+        checks = [
+            (~np.isfinite(values), "is not finite", "counts must be finite numbers"),
+            (values < 0, "is negative", "counts cannot be negative"),
+            (
+                values != np.round(values),
+                "is not an integer",
+                "give raw integer counts, not normalized or log values (set h5ad.layer to the "
+                "layer holding the raw counts)",
+            ),
+        ]
+    for bad, problem, fix in checks:
         if not bad.any():
             continue
         if sp.issparse(matrix):

@@ -101,9 +101,10 @@ def memory_for_inputs(base_mb, per_input_mb):
 def runtime_for_inputs(base_min, per_input_mb_min):
     """Wall time (minutes) that grows with the size of a rule's inputs, like memory_for_inputs.
 
-    Calibrated on the demo cohort (87 samples x 15,000 genes, cohort.h5ad 22 MB):
-    differential_expression took 4.4 min and normalize 1.0 min on 2 cores; the factors
-    leave several-fold headroom so a slow node does not hit the limit.
+    Calibrated on the demo cohort (87 samples x 15,000 genes, cohort.h5ad 22 MB): in the
+    benchmark files of `snakemake --cores 2` on a loaded 2-core machine,
+    differential_expression took 265 s and normalize 62 s; the factors leave several-fold
+    headroom so a slow node does not hit the limit.
     """
 
     def runtime(wildcards, input):

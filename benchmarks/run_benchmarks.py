@@ -1,0 +1,550 @@
+"""Benchmarks of the whole workflow on simulated cohorts, IFN scoring, and DE against R DESeq2.
+
+For each size N, the package's simulator (``ifnsig.simulate``) writes a cohort of N samples x
+``--genes`` genes: patients at three timepoints and about 16% healthy controls, like the
+demo. The workflow then runs end to end with ``--cores`` in a scratch folder, with the
+repository's configuration (only the input paths changed), and the ``benchmark:`` files that
+Snakemake writes for every heavy rule (``benchmarks/out/*.tsv`` in the run folder: wall time,
+peak resident memory, CPU time) are collected into one tidy table.
+
+Also measured, when asked:
+
+* ``--demo``: the shipped demo cohort end to end.
+* ``--score-samples M``: IFN scoring (signature matching and every configured signature x
+  method) of M samples x ``--genes`` genes held in memory.
+* ``--r``: the DE fit of each size with pydeseq2 (as the workflow calls it, without the
+  apeGLM shrinkage, which Debian's R has no package for) and with R DESeq2 on the same
+  filtered counts, design and number of cores. Debian's ``r-bioc-deseq2`` is installed with
+  apt-get when ``Rscript`` is missing.
+* ``--profile-de``: where the pydeseq2 fit spends its time (cProfile, top functions).
+
+Results are merged into ``benchmarks/results.tsv`` (one row per measurement; rerunning a
+size replaces its rows) and the growth of each rule's time with N into
+``benchmarks/scaling.tsv``.
+
+Examples
+--------
+python benchmarks/run_benchmarks.py --sizes 50 200 1000
+python benchmarks/run_benchmarks.py --sizes 50 200 --demo --score-samples 10000 --r
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import inspect
+import io
+import json
+import os
+import platform
+import pstats
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results.tsv"
+SCALING = HERE / "scaling.tsv"
+COLUMNS = [
+    "benchmark",
+    "n_samples",
+    "n_genes",
+    "step",
+    "wall_s",
+    "cpu_s",
+    "max_rss_mb",
+    "cores",
+    "note",
+]
+KEY = ["benchmark", "n_samples", "n_genes", "step"]
+
+
+def cohort_spec(n_samples: int, n_genes: int, seed: int):
+    """A simulator spec with exactly ``n_samples`` samples: 3 per patient, ~16% controls."""
+    from ifnsig.simulate import CohortSpec
+
+    n_controls = max(4, round(0.16 * n_samples))
+    n_patients = (n_samples - n_controls) // 3
+    n_controls = n_samples - 3 * n_patients
+    return CohortSpec(
+        n_patients=n_patients,
+        n_controls=n_controls,
+        n_genes=n_genes,
+        n_treatment_genes=max(50, n_genes // 50),
+        seed=seed,
+    )
+
+
+def write_config(folder: Path, **overrides) -> None:
+    """The repository's configuration with the inputs pointed at ``folder/inputs``."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config.update(overrides)
+    (folder / "config").mkdir(parents=True, exist_ok=True)
+    (folder / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def run_workflow(folder: Path, cores: int) -> float:
+    """Run the whole workflow in ``folder``; returns the wall time in seconds."""
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(folder),
+        "--cores",
+        str(cores),
+    ]
+    start = time.perf_counter()
+    with open(folder / "snakemake.log", "w") as log:
+        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"the workflow failed in {folder}; see {folder / 'snakemake.log'}")
+    return wall
+
+
+def rule_rows(folder: Path, benchmark: str, n_samples: int, n_genes: int, cores: int) -> list:
+    """One row per ``benchmark:`` file of the run (rules with wildcards: one per file)."""
+    rows = []
+    for path in sorted((folder / "benchmarks" / "out").glob("*.tsv")):
+        record = pd.read_csv(path, sep="\t").iloc[-1]
+        rows.append(
+            {
+                "benchmark": benchmark,
+                "n_samples": n_samples,
+                "n_genes": n_genes,
+                "step": path.stem,
+                "wall_s": float(record["s"]),
+                "cpu_s": float(record["cpu_time"]),
+                "max_rss_mb": float(record["max_rss"]),
+                "cores": cores,
+                "note": "rule",
+            }
+        )
+    return rows
+
+
+def bench_workflow(n_samples: int, args: argparse.Namespace) -> list[dict]:
+    from ifnsig.simulate import simulate_cohort
+
+    folder = args.workdir / f"cohort_{n_samples}"
+    shutil.rmtree(folder, ignore_errors=True)
+    spec = cohort_spec(n_samples, args.genes, args.seed)
+    start = time.perf_counter()
+    simulate_cohort(spec).write(folder / "inputs")
+    print(f"{n_samples} samples: simulated in {time.perf_counter() - start:.0f} s", flush=True)
+    write_config(
+        folder,
+        counts="inputs/counts.tsv.gz",
+        samples="inputs/samples.tsv",
+        clinical="inputs/clinical.tsv",
+        timepoints=list(spec.timepoints),
+    )
+    wall = run_workflow(folder, args.cores)
+    print(f"{n_samples} samples: workflow in {wall:.0f} s", flush=True)
+    rows = rule_rows(folder, "workflow", n_samples, args.genes, args.cores)
+    rows.append(
+        {
+            "benchmark": "workflow",
+            "n_samples": n_samples,
+            "n_genes": args.genes,
+            "step": "total",
+            "wall_s": wall,
+            "cpu_s": np.nan,
+            "max_rss_mb": max((r["max_rss_mb"] for r in rows), default=np.nan),
+            "cores": args.cores,
+            "note": "snakemake end to end; memory = largest rule",
+        }
+    )
+    return rows
+
+
+def bench_demo(args: argparse.Namespace) -> list[dict]:
+    """The shipped demo cohort end to end, exactly as configured."""
+    folder = args.workdir / "demo"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    shutil.copytree(REPO / "config", folder / "config")
+    (folder / "resources").symlink_to(REPO / "resources")
+    wall = run_workflow(folder, args.cores)
+    print(f"demo: workflow in {wall:.0f} s", flush=True)
+    samples = pd.read_csv(folder / "config" / "samples.tsv", sep="\t")
+    n_genes = int(pd.read_csv(REPO / "resources" / "demo" / "counts.tsv.gz", sep="\t").shape[0])
+    rows = rule_rows(folder, "demo", len(samples), n_genes, args.cores)
+    rows.append(
+        {
+            "benchmark": "demo",
+            "n_samples": len(samples),
+            "n_genes": n_genes,
+            "step": "total",
+            "wall_s": wall,
+            "cpu_s": np.nan,
+            "max_rss_mb": max((r["max_rss_mb"] for r in rows), default=np.nan),
+            "cores": args.cores,
+            "note": "snakemake end to end; memory = largest rule",
+        }
+    )
+    return rows
+
+
+def bench_scoring(n_samples: int, args: argparse.Namespace) -> list[dict]:
+    """IFN scores of ``n_samples`` samples in memory: every configured signature and method."""
+    import anndata as ad
+
+    from ifnsig import scores, stages
+    from ifnsig.simulate import gene_names
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    from ifnsig.validation import validate_config
+
+    validate_config(config)
+    rng = np.random.default_rng(args.seed)
+    genes, _ = gene_names(args.genes)
+    n_controls = n_samples // 6
+    obs = pd.DataFrame(
+        {
+            "subject": [f"S{i}" for i in range(n_samples)],
+            "group": ["control"] * n_controls + ["patient"] * (n_samples - n_controls),
+            "timepoint": "baseline",
+            "size_factor": rng.lognormal(0, 0.2, n_samples),
+        },
+        index=[f"X{i}" for i in range(n_samples)],
+    )
+    normalized = rng.gamma(2.0, 50.0, (n_samples, len(genes))).astype(np.float32)
+    adata = ad.AnnData(obs=obs, var=pd.DataFrame({"symbol": genes}, index=genes))
+    adata.layers["normalized"] = normalized
+    adata.layers["vst"] = np.log2(normalized + 1)
+    start = time.perf_counter()
+    cpu = time.process_time()
+    matched, _ = stages.signatures_for(config, adata)
+    reference = scores.reference_mask(adata.obs, "controls", "control", "baseline")
+    table = scores.score_samples(
+        adata, matched, config["scores"]["methods"], reference, config["scores"]["positivity_sd"]
+    )
+    wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu
+    print(f"scoring {n_samples} samples: {wall:.2f} s ({len(table)} scores)", flush=True)
+    return [
+        {
+            "benchmark": "ifn_scoring",
+            "n_samples": n_samples,
+            "n_genes": args.genes,
+            "step": "score_samples",
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "cores": 1,
+            "note": f"{len(matched)} signatures x {len(config['scores']['methods'])} methods, "
+            "data in memory",
+        }
+    ]
+
+
+def export_for_r(folder: Path) -> list[dict]:
+    """Counts and design of each planned fit, as the DE rule would fit them, for R."""
+    import anndata as ad
+
+    from ifnsig import de
+
+    config = yaml.safe_load((folder / "config" / "config.yaml").read_text())
+    from ifnsig.validation import validate_config
+
+    validate_config(config)
+    adata = ad.read_h5ad(folder / "results" / "data" / "cohort.h5ad")
+    samples = adata.obs.copy()
+    samples["timepoint"] = samples["timepoint"].astype(str)
+    fits = []
+    for i, fit in enumerate(de.plan_fits(samples, config)):
+        sub = adata[fit.samples]
+        counts = pd.DataFrame(
+            np.asarray(sub.layers["counts"]).T, index=sub.var_names, columns=sub.obs_names
+        )
+        design = de.design_frame(fit, samples)
+        counts_path = folder / f"r_counts_{i}.tsv"
+        design_path = folder / f"r_design_{i}.tsv"
+        counts.to_csv(counts_path, sep="\t")
+        design.to_csv(design_path, sep="\t")
+        fits.append(
+            {
+                "counts": str(counts_path),
+                "design": str(design_path),
+                "formula": fit.formula,
+                "variable": fit.variable,
+                "reference": fit.reference,
+                "tests": ",".join(c.test for c in fit.contrasts),
+            }
+        )
+    return fits
+
+
+# DESeq2 as its vignette runs it: DESeq() then results() per contrast, BiocParallel workers.
+R_SCRIPT = r"""
+suppressPackageStartupMessages({library(DESeq2); library(BiocParallel)})
+args <- commandArgs(trailingOnly = TRUE)
+fits <- read.delim(args[1], colClasses = "character")
+cores <- as.integer(args[2])
+register(MulticoreParam(cores))
+elapsed <- 0
+for (i in seq_len(nrow(fits))) {
+  fit <- fits[i, ]
+  counts <- as.matrix(read.delim(fit$counts, row.names = 1, check.names = FALSE))
+  design <- read.delim(fit$design, row.names = 1, colClasses = "character")
+  for (column in colnames(design)) design[[column]] <- factor(design[[column]])
+  design[[fit$variable]] <- relevel(design[[fit$variable]], ref = fit$reference)
+  t <- system.time({
+    dds <- DESeqDataSetFromMatrix(counts, design, as.formula(fit$formula))
+    dds <- DESeq(dds, parallel = cores > 1, quiet = TRUE)
+    for (test in strsplit(fit$tests, ",")[[1]]) {
+      res <- results(dds, contrast = c(fit$variable, test, fit$reference), alpha = 0.1,
+                     parallel = cores > 1)
+    }
+  })
+  elapsed <- elapsed + t[["elapsed"]]
+}
+status <- readLines("/proc/self/status")
+hwm <- as.numeric(gsub("[^0-9]", "", grep("^VmHWM", status, value = TRUE)))
+cat(sprintf("FIT_SECONDS %.3f\nPEAK_KB %.0f\n", elapsed, hwm))
+"""
+
+
+def ensure_r() -> None:
+    """Install Debian's DESeq2 (and R) when Rscript or the package is missing."""
+    check = ["Rscript", "-e", "library(DESeq2); library(BiocParallel)"]
+    if shutil.which("Rscript") and subprocess.run(check, capture_output=True).returncode == 0:
+        return
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", "r-bioc-deseq2"],
+        check=True,
+        env=env,
+    )
+
+
+def pydeseq2_child(folder: str, cores: int, profile: str) -> None:
+    """Fit every planned design as the DE rule does (no shrinkage); print timings as JSON."""
+    start_process = time.perf_counter()
+    import anndata as ad
+
+    # Imported before the clock starts, as R's library() calls are outside its timing.
+    import pydeseq2.dds  # noqa: F401
+    import pydeseq2.default_inference  # noqa: F401
+    import pydeseq2.ds  # noqa: F401
+
+    from ifnsig import de
+    from ifnsig.validation import validate_config
+
+    config = yaml.safe_load((Path(folder) / "config" / "config.yaml").read_text())
+    validate_config(config)
+    adata = ad.read_h5ad(Path(folder) / "results" / "data" / "cohort.h5ad")
+    samples = adata.obs.copy()
+    samples["timepoint"] = samples["timepoint"].astype(str)
+    accepted = inspect.signature(de.run_fit).parameters
+    options = {"alpha": config["de"]["alpha"], "n_cpus": cores, "shrink": False}
+    for key in ("inference", "blocked_min_subjects"):
+        if key in accepted and key in config["de"]:
+            options[key] = config["de"][key]
+    profiler = cProfile.Profile() if profile else None
+    start = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    for fit in de.plan_fits(samples, config):
+        de.run_fit(adata, fit, samples, **options)
+    if profiler:
+        profiler.disable()
+    fit_seconds = time.perf_counter() - start
+    if profiler:
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(25)
+        Path(profile).write_text(text.getvalue())
+    print(
+        json.dumps(
+            {
+                "fit_s": fit_seconds,
+                "process_s": time.perf_counter() - start_process,
+                "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "inference": options.get("inference", "default"),
+            }
+        )
+    )
+
+
+def bench_de_vs_r(n_samples: int, args: argparse.Namespace) -> list[dict]:
+    folder = args.workdir / f"cohort_{n_samples}"
+    if not (folder / "results" / "data" / "cohort.h5ad").exists():
+        sys.exit(f"run the workflow on {n_samples} samples first (--sizes {n_samples})")
+    child = subprocess.run(
+        [sys.executable, __file__, "--pydeseq2-child", str(folder), str(args.cores), ""],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    py = json.loads(child.stdout.strip().splitlines()[-1])
+    if args.profile_de:
+        # On one core, so that the work runs in the profiled process, not in joblib workers.
+        profile = HERE / "out" / f"profile_de_{n_samples}.txt"
+        profile.parent.mkdir(exist_ok=True)
+        subprocess.run(
+            [sys.executable, __file__, "--pydeseq2-child", str(folder), "1", str(profile)],
+            capture_output=True,
+            check=True,
+        )
+        print(f"profile of the pydeseq2 fit on 1 core: {profile}", flush=True)
+    rows = [
+        {
+            "benchmark": "de_vs_r",
+            "n_samples": n_samples,
+            "n_genes": args.genes,
+            "step": "pydeseq2_fit",
+            "wall_s": py["fit_s"],
+            "cpu_s": np.nan,
+            "max_rss_mb": py["max_rss_mb"],
+            "cores": args.cores,
+            "note": f"inference={py['inference']}; fit + Wald tests, no shrinkage",
+        }
+    ]
+    print(f"{n_samples} samples: pydeseq2 fit {py['fit_s']:.1f} s", flush=True)
+    if not args.r:
+        return rows
+    ensure_r()
+    fits = export_for_r(folder)
+    spec_path = folder / "r_fits.tsv"
+    pd.DataFrame(fits).to_csv(spec_path, sep="\t", index=False)
+    script = folder / "deseq2.R"
+    script.write_text(R_SCRIPT)
+    start = time.perf_counter()
+    done = subprocess.run(
+        ["Rscript", str(script), str(spec_path), str(args.cores)],
+        capture_output=True,
+        text=True,
+    )
+    process = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"DESeq2 failed:\n{done.stderr[-3000:]}")
+    fit_seconds = float(done.stdout.split("FIT_SECONDS")[-1].split()[0])
+    peak_kb = float(done.stdout.split("PEAK_KB")[-1].split()[0])
+    r_version = subprocess.run(
+        ["Rscript", "-e", "cat(as.character(packageVersion('DESeq2')))"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    print(f"{n_samples} samples: DESeq2 fit {fit_seconds:.1f} s", flush=True)
+    rows.append(
+        {
+            "benchmark": "de_vs_r",
+            "n_samples": n_samples,
+            "n_genes": args.genes,
+            "step": "DESeq2_fit",
+            "wall_s": fit_seconds,
+            "cpu_s": np.nan,
+            "max_rss_mb": peak_kb / 1024,
+            "cores": args.cores,
+            "note": f"DESeq2 {r_version}, BiocParallel; Rscript process {process:.1f} s",
+        }
+    )
+    rows.append(
+        {
+            "benchmark": "de_vs_r",
+            "n_samples": n_samples,
+            "n_genes": args.genes,
+            "step": "ratio_pydeseq2_to_DESeq2",
+            "wall_s": py["fit_s"] / fit_seconds,
+            "cpu_s": np.nan,
+            "max_rss_mb": np.nan,
+            "cores": args.cores,
+            "note": "fit times; <= 1 means pydeseq2 is as fast or faster",
+        }
+    )
+    return rows
+
+
+def merge_results(rows: list[dict]) -> pd.DataFrame:
+    new = pd.DataFrame(rows, columns=COLUMNS)
+    if RESULTS.exists():
+        old = pd.read_csv(RESULTS, sep="\t")
+        old = old[~old.set_index(KEY).index.isin(new.set_index(KEY).index)]
+        new = pd.concat([old, new], ignore_index=True)
+    new = new.sort_values(KEY, kind="stable").reset_index(drop=True)
+    new.to_csv(RESULTS, sep="\t", index=False, float_format="%.4g")
+    return new
+
+
+def scaling(table: pd.DataFrame) -> pd.DataFrame:
+    """Exponent b of wall time ~ n_samples^b per rule, least squares on log-log."""
+    runs = table[table["benchmark"] == "workflow"].copy()
+    # Rules run once per contrast are summed, so a step's cost is comparable across sizes.
+    runs["step"] = runs["step"].str.replace(r"_\w+_vs_\w+$", "", regex=True)
+    runs = runs.groupby(["step", "n_samples"], as_index=False)["wall_s"].sum()
+    rows = []
+    for step, part in runs.groupby("step"):
+        if part["n_samples"].nunique() < 2:
+            continue
+        slope = np.polyfit(np.log(part["n_samples"]), np.log(part["wall_s"]), 1)[0]
+        largest = part.loc[part["n_samples"].idxmax()]
+        smallest = part.loc[part["n_samples"].idxmin()]
+        rows.append(
+            {
+                "step": step,
+                "sizes": ",".join(str(n) for n in sorted(part["n_samples"])),
+                "exponent": slope,
+                "time_ratio": largest["wall_s"] / smallest["wall_s"],
+                "size_ratio": largest["n_samples"] / smallest["n_samples"],
+            }
+        )
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame.to_csv(SCALING, sep="\t", index=False, float_format="%.3g")
+    return frame
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--pydeseq2-child":
+        pydeseq2_child(argv[1], int(argv[2]), argv[3])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[50, 200, 1000])
+    parser.add_argument("--genes", type=int, default=20000)
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/ifnsig-benchmarks"))
+    parser.add_argument("--demo", action="store_true", help="also time the shipped demo")
+    parser.add_argument("--score-samples", type=int, nargs="*", default=[])
+    parser.add_argument("--r", action="store_true", help="DE fit against R DESeq2")
+    parser.add_argument("--de-sizes", type=int, nargs="*", help="sizes for --r (all)")
+    parser.add_argument("--profile-de", action="store_true", help="cProfile the pydeseq2 fit")
+    args = parser.parse_args(argv)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    print(f"{platform.node()}: {os.cpu_count()} CPUs, --cores {args.cores}", flush=True)
+    rows: list[dict] = []
+    if args.demo:
+        rows += bench_demo(args)
+        merge_results(rows)
+    for n in args.sizes:
+        rows += bench_workflow(n, args)
+        merge_results(rows)
+    for n in args.score_samples:
+        rows += bench_scoring(n, args)
+    if args.r or args.profile_de:
+        for n in args.de_sizes or args.sizes:
+            rows += bench_de_vs_r(n, args)
+            merge_results(rows)
+    table = merge_results(rows)
+    print(table.to_string(index=False))
+    growth = scaling(table)
+    if not growth.empty:
+        print(growth.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,9 @@ plus one).
 
 from __future__ import annotations
 
+import gzip
 import logging
+import re
 from pathlib import Path
 
 import anndata as ad
@@ -22,14 +24,22 @@ log = logging.getLogger(__name__)
 
 
 def read_annotation(path: str | Path) -> pd.DataFrame:
-    """Read a gene annotation table with columns gene_id and symbol (optional: biotype)."""
+    """Read a gene annotation: a GTF (gzip ok) or a TSV with gene_id and symbol [, biotype].
+
+    From a GTF the ``gene`` records give ``gene_id``, ``gene_name`` (symbol) and
+    ``gene_biotype`` or ``gene_type`` (Ensembl and GENCODE spellings), so the annotation
+    comes offline from the same file the counts were made with.
+    """
     path = require_file(path, "gene annotation", "annotation")
+    name = path.name.lower()
+    if name.endswith((".gtf", ".gtf.gz", ".gff", ".gff.gz")):
+        return read_gtf_genes(path)
     frame = read_sheet(path, ["gene_id", "symbol", "biotype"])
     missing = [c for c in ["gene_id", "symbol"] if c not in frame.columns]
     if missing:
         raise InputError(
             f"{path}: column(s) {', '.join(missing)} missing; the annotation table needs "
-            "gene_id and symbol columns (biotype optional)."
+            "gene_id and symbol columns (biotype optional), or give a GTF file."
         )
     duplicated = frame["gene_id"][frame["gene_id"].duplicated()]
     if not duplicated.empty:
@@ -38,6 +48,48 @@ def read_annotation(path: str | Path) -> pd.DataFrame:
             "gene ID."
         )
     return frame.set_index("gene_id")
+
+
+_GTF_ATTRIBUTE = re.compile(r'(\w+) "([^"]*)"')
+
+
+def read_gtf_genes(path: Path) -> pd.DataFrame:
+    """Gene ID, symbol and biotype of every ``gene`` record of a GTF."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    rows = []
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if line.startswith("#") or not line.strip():
+                continue
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) != 9:
+                raise InputError(
+                    f"{path}: line {line_number} has {len(fields)} tab-separated fields, not "
+                    "the 9 of a GTF; give a GTF file or a gene_id/symbol table."
+                )
+            if fields[2] != "gene":
+                continue
+            attributes = dict(_GTF_ATTRIBUTE.findall(fields[8]))
+            if "gene_id" not in attributes:
+                continue
+            rows.append(
+                {
+                    "gene_id": attributes["gene_id"],
+                    "symbol": attributes.get("gene_name", attributes["gene_id"]),
+                    "biotype": attributes.get("gene_biotype", attributes.get("gene_type", "")),
+                }
+            )
+    if not rows:
+        raise InputError(
+            f"{path}: no 'gene' records with a gene_id attribute; give the GTF the counts "
+            "were made with (Ensembl or GENCODE)."
+        )
+    return pd.DataFrame(rows).drop_duplicates("gene_id").set_index("gene_id")
+
+
+def _without_version(ids: pd.Index) -> pd.Index:
+    # Ensembl IDs carry a version suffix (ENSG00000141510.17) in some files and not others.
+    return pd.Index([i.split(".")[0] if i.startswith("ENS") else i for i in ids])
 
 
 def build_anndata(
@@ -75,9 +127,15 @@ def build_anndata(
     var = pd.DataFrame(index=counts.index.astype(str))
     var["gene_id"] = var.index
     if annotation is not None:
-        var["symbol"] = annotation["symbol"].reindex(var.index)
+        if not var.index.isin(annotation.index).any():
+            annotation = annotation.set_axis(_without_version(annotation.index))
+            annotation = annotation[~annotation.index.duplicated()]
+            keys = _without_version(var.index)
+        else:
+            keys = var.index
+        var["symbol"] = annotation["symbol"].reindex(keys).to_numpy()
         if "biotype" in annotation.columns:
-            var["biotype"] = annotation["biotype"].reindex(var.index).fillna("")
+            var["biotype"] = annotation["biotype"].reindex(keys).fillna("").to_numpy()
         unmatched = var["symbol"].isna().sum()
         if unmatched == len(var):
             raise InputError(

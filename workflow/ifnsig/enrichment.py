@@ -50,7 +50,11 @@ def prerank(
     seed: int = 0,
     threads: int = 1,
 ) -> pd.DataFrame:
-    """Preranked GSEA (gseapy) of ``rank`` against local ``gene_sets``; tidy result."""
+    """Preranked GSEA (gseapy) of ``rank`` against local ``gene_sets``; tidy result.
+
+    The gseapy result object, with each set's running enrichment score, is kept in
+    ``result.attrs["gseapy"]`` for plotting.
+    """
     import gseapy
 
     sets = {k: v for k, v in gene_sets.items() if min_size <= len(set(v) & set(rank.index))}
@@ -84,7 +88,9 @@ def prerank(
     for column in ["es", "nes", "pvalue", "fdr", "fwer"]:
         res[column] = pd.to_numeric(res[column], errors="coerce")
     res = res[PRERANK_COLUMNS].sort_values(["fdr", "pvalue", "gene_set"], kind="mergesort")
-    return res.reset_index(drop=True)
+    res = res.reset_index(drop=True)
+    res.attrs["gseapy"] = result
+    return res
 
 
 def over_representation(

@@ -7,6 +7,7 @@ users may add their own GMT files. Every problem in those files is reported as a
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
@@ -374,3 +375,20 @@ def match_gene_sets(
         )
     coverage = pd.DataFrame(rows, columns=COVERAGE_COLUMNS)
     return matched, coverage
+
+
+def li2014_modules() -> dict[str, list[str]]:
+    """All 346 blood transcription modules of Li et al. (Nat Immunol 2014), keyed ``LI.M<id>``.
+
+    Read from the MIT-licensed ``BTM`` package by the modules' author (installed with
+    ifnsig), so nothing is downloaded. The module title is dropped from the key to match
+    the IDs of the IFN modules in the shipped GMT.
+    """
+    from BTM.btm2013 import ModuleDict
+
+    modules = {}
+    for title, genes in ModuleDict.items():
+        match = re.search(r"\((M[\d.]+)\)\s*$", title)
+        key = f"LI.{match.group(1)}" if match else f"LI.{title}"
+        modules[key] = sorted(set(genes))
+    return modules

@@ -23,27 +23,252 @@ def _save(fig, path: str | Path) -> None:
     plt.close(fig)
 
 
-def pca(adata: ad.AnnData, colors: list[str], path: str | Path, n_top: int = 500) -> None:
-    """PCA (scanpy) of VST values of the ``n_top`` most variable genes, one panel per colour."""
-    import scanpy as sc
+def pca(
+    scores: np.ndarray,
+    variance_ratio: np.ndarray,
+    obs: pd.DataFrame,
+    colors: list[str],
+    path: str | Path,
+) -> None:
+    """PC1 vs PC2, one panel per ``obs`` column (design columns and QC flags), 4 per row."""
+    colors = [c for c in colors if c in obs.columns and obs[c].astype(str).ne("").any()]
+    n_cols = min(4, len(colors))
+    n_rows = -(-len(colors) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.3 * n_cols, 3.9 * n_rows), squeeze=False)
+    second = scores[:, 1] if scores.shape[1] > 1 else np.zeros(len(scores))
+    for ax, column in zip(axes.flat, colors, strict=False):
+        values = obs[column].astype(str).replace("", "(none)").to_numpy()
+        levels = sorted(set(values), key=lambda v: (v != "ok", v))
+        for i, level in enumerate(levels):
+            mask = values == level
+            flagged = column.startswith("qc_") and level != "ok"
+            ax.scatter(
+                scores[mask, 0],
+                second[mask],
+                s=30 if flagged else 14,
+                color="lightgrey" if level == "ok" else PALETTE(i % 10),
+                edgecolor="black" if flagged else "none",
+                linewidth=0.5,
+                label=level,
+                zorder=3 if flagged else 2,
+            )
+        ax.set_xlabel(f"PC1 ({100 * variance_ratio[0]:.1f}%)")
+        ax.set_ylabel(f"PC2 ({100 * variance_ratio[1]:.1f}%)" if len(variance_ratio) > 1 else "")
+        ax.set_title(column.replace("qc_", "QC: "))
+        ax.legend(fontsize=6, frameon=False, markerscale=0.8)
+    for ax in list(axes.flat)[len(colors) :]:
+        ax.axis("off")
+    _save(fig, path)
 
-    variances = np.asarray(adata.layers["vst"]).var(axis=0)
-    top = np.argsort(variances)[::-1][: min(n_top, adata.n_vars)]
-    sub = ad.AnnData(X=np.asarray(adata.layers["vst"][:, top], dtype=float), obs=adata.obs.copy())
-    sc.pp.pca(sub, n_comps=min(10, sub.n_obs - 1, sub.n_vars - 1), random_state=0)
-    ratio = sub.uns["pca"]["variance_ratio"]
-    coords = sub.obsm["X_pca"]
-    colors = [c for c in colors if c in sub.obs.columns]
-    fig, axes = plt.subplots(1, len(colors), figsize=(4.5 * len(colors), 4), squeeze=False)
-    for ax, column in zip(axes[0], colors, strict=True):
-        values = sub.obs[column].astype(str)
-        for i, level in enumerate(sorted(values.unique())):
-            mask = (values == level).to_numpy()
-            ax.scatter(coords[mask, 0], coords[mask, 1], s=18, color=PALETTE(i % 10), label=level)
-        ax.set_xlabel(f"PC1 ({100 * ratio[0]:.1f}%)")
-        ax.set_ylabel(f"PC2 ({100 * ratio[1]:.1f}%)")
-        ax.set_title(column)
-        ax.legend(fontsize=7, frameon=False)
+
+def qc_correlation_heatmap(
+    correlation: np.ndarray, samples: pd.DataFrame, flagged: set[str], path: str | Path
+) -> None:
+    """Sample-sample correlation, samples ordered by average-linkage clustering on 1 - r.
+
+    Strips on the left mark group and timepoint; flagged samples are named in red when the
+    cohort is small enough to label every sample.
+    """
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    n = len(samples)
+    distance = 1 - np.asarray(correlation, dtype=float)
+    np.fill_diagonal(distance, 0.0)
+    order = (
+        leaves_list(linkage(squareform(np.clip(distance, 0, None), checks=False), "average"))
+        if n > 2
+        else np.arange(n)
+    )
+    ordered = np.array(np.asarray(correlation)[np.ix_(order, order)], dtype=float)
+    if n > 1:
+        # The diagonal (r = 1) would set the colour scale; it is left blank.
+        np.fill_diagonal(ordered, np.nan)
+    off = ordered[np.isfinite(ordered)] if n > 1 else np.ones(1)
+    size = min(12.0, 4.0 + 0.09 * n)
+    fig, (*strips, ax, bar) = plt.subplots(
+        1, 4, figsize=(size + 1.6, size), width_ratios=[0.4, 0.4, size, 0.3]
+    )
+    image = ax.imshow(
+        ordered,
+        cmap="viridis",
+        vmin=np.quantile(off, 0.01),
+        vmax=np.quantile(off, 0.99),
+        interpolation="nearest",
+        aspect="auto",
+    )
+    fig.colorbar(image, cax=bar, label="Pearson r (VST)")
+    handles = []
+    offset = 0
+    for strip, column in zip(strips, ["group", "timepoint"], strict=True):
+        values = samples[column].astype(str).to_numpy()[order]
+        levels = list(dict.fromkeys(sorted(values)))
+        codes = (offset + np.array([levels.index(v) for v in values])[:, None]) % 10
+        strip.imshow(codes, cmap="tab10", vmin=0, vmax=9, aspect="auto", interpolation="nearest")
+        strip.set_xticks([0], [column], rotation=90, fontsize=7)
+        strip.set_yticks([])
+        handles += [
+            plt.Rectangle((0, 0), 1, 1, color=PALETTE((offset + i) % 10), label=level)
+            for i, level in enumerate(levels)
+        ]
+        offset += len(levels)
+    fig.legend(handles=handles, loc="lower left", ncol=min(len(handles), 6), fontsize=7)
+    names = samples["sample"].astype(str).to_numpy()[order]
+    ax.set_yticks([])
+    if n <= 100:
+        ax.set_xticks(range(n), names, fontsize=4 if n > 50 else 6, rotation=90)
+        for label in ax.get_xticklabels():
+            if label.get_text() in flagged:
+                label.set_color("red")
+    else:
+        ax.set_xticks([])
+    ax.set_title("sample-sample correlation (flagged samples in red)", fontsize=9)
+    _save(fig, path)
+
+
+def qc_metric_bars(
+    metrics: pd.DataFrame, bounds: pd.DataFrame, flags: pd.DataFrame, path: str | Path
+) -> None:
+    """A bar per sample for each metric, with its bounds.
+
+    Red: the sample crosses a bound of this metric; orange: flagged by another check.
+    """
+    columns = [c for c in metrics.columns if c != "sample" and metrics[c].notna().any()]
+    n = len(metrics)
+    fig, axes = plt.subplots(
+        len(columns), 1, figsize=(min(18.0, 4 + 0.12 * n), 1.7 * len(columns)), squeeze=False
+    )
+    flagged = metrics["sample"].isin(flags["sample"]).to_numpy()
+    for ax, column in zip(axes[:, 0], columns, strict=True):
+        crossed = (
+            metrics["sample"]
+            .isin(flags.loc[flags["flag"].str.startswith(f"{column}_"), "sample"])
+            .to_numpy()
+        )
+        colors = np.where(crossed, "tab:red", np.where(flagged, "tab:orange", "tab:blue"))
+        ax.bar(np.arange(n), metrics[column], color=colors, width=0.85)
+        for bound in bounds[bounds["metric"] == column].itertuples():
+            fixed = bound.rule.startswith("qc.thresholds")
+            ax.axhline(bound.bound, color="black", ls="-" if fixed else "--", lw=0.8)
+            ax.annotate(
+                bound.rule if fixed else f"{bound.side}: {bound.rule}",
+                (n - 0.5, bound.bound),
+                fontsize=6,
+                ha="right",
+                va="bottom",
+            )
+        ax.set_ylabel(column.replace("_", " "), fontsize=8)
+        ax.set_xlim(-0.6, n - 0.4)
+        ax.set_xticks([])
+    if n <= 120:
+        axes[-1, 0].set_xticks(np.arange(n), metrics["sample"], rotation=90, fontsize=5)
+    _save(fig, path)
+
+
+def qc_sex(table: pd.DataFrame, path: str | Path) -> None:
+    """XIST against Y-linked genes, coloured by declared sex; mismatches and unclear named."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    if table["predicted_sex"].astype(str).eq("").all():
+        ax.text(0.5, 0.5, "sex genes not found or not expressed in the data", ha="center")
+        ax.axis("off")
+        _save(fig, path)
+        return
+    colors = {"female": "tab:red", "male": "tab:blue"}
+    declared = (
+        table["declared_sex"].astype(str).replace({"": "not declared", "nan": "not declared"})
+    )
+    for level in sorted(declared.unique()):
+        rows = table[declared == level]
+        ax.scatter(
+            rows["female_log2"],
+            rows["male_log2"],
+            s=16,
+            color=colors.get(level, "grey"),
+            label=f"declared {level}" if level in colors else level,
+        )
+    odd = table[
+        (table["predicted_sex"] == "unclear")
+        | (
+            table["declared_sex"].isin(["female", "male"])
+            & (table["declared_sex"] != table["predicted_sex"])
+        )
+    ]
+    ax.scatter(
+        odd["female_log2"],
+        odd["male_log2"],
+        s=40,
+        facecolor=[colors.get(d, "grey") for d in odd["declared_sex"]],
+        edgecolor="black",
+        linewidth=1,
+        zorder=3,
+        label="mismatch or unclear",
+    )
+    for i, row in enumerate(odd.itertuples()):
+        ax.annotate(
+            row.sample,
+            (row.female_log2, row.male_log2),
+            xytext=(-8, 10 + 9 * (i % 4)),
+            textcoords="offset points",
+            ha="right",
+            fontsize=6,
+            arrowprops={"arrowstyle": "-", "lw": 0.4},
+        )
+    ax.set_xlabel("XIST/TSIX, mean log2 normalized count")
+    ax.set_ylabel("Y-linked genes, mean log2 normalized count")
+    ax.set_title("sex check: females bottom right, males top left", fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+    _save(fig, path)
+
+
+def composition_over_time(
+    composition: pd.DataFrame,
+    samples: pd.DataFrame,
+    timepoints: list[str],
+    patient_group: str,
+    changes: pd.DataFrame,
+    path: str | Path,
+) -> None:
+    """Cell-type scores by timepoint, a line per patient, other samples on the left."""
+    columns = [c for c in composition.columns if c.endswith("_score")]
+    if not columns:
+        _nothing_to_plot("no cell-type marker found in the data", path)
+        return
+    frame = composition.assign(
+        subject=samples["subject"].astype(str).to_numpy(),
+        group=samples["group"].astype(str).to_numpy(),
+        timepoint=samples["timepoint"].astype(str).to_numpy(),
+    )
+    x_of = {tp: i + 1 for i, tp in enumerate(timepoints)}
+    n_cols = min(4, len(columns))
+    n_rows = -(-len(columns) // n_cols)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(3.8 * n_cols, 3.2 * n_rows), squeeze=False, sharex=True
+    )
+    rng = np.random.default_rng(0)
+    patients = frame[frame["group"] == patient_group]
+    others = frame[frame["group"] != patient_group]
+    for ax, column in zip(axes.flat, columns, strict=False):
+        ax.scatter(
+            rng.uniform(-0.15, 0.15, len(others)), others[column], s=8, color="grey", zorder=2
+        )
+        for _, subject in patients.groupby("subject"):
+            subject = subject.sort_values("timepoint", key=lambda s: s.map(x_of))
+            ax.plot(subject["timepoint"].map(x_of), subject[column], color="tab:red", alpha=0.3)
+        ax.scatter(patients["timepoint"].map(x_of), patients[column], s=8, color="tab:red")
+        cell = column.removesuffix("_score")
+        last = changes[(changes["cell_type"] == cell) & (changes["timepoint"] == timepoints[-1])]
+        title = cell.replace("_", " ")
+        if len(last) and np.isfinite(last["pvalue"].iat[0]):
+            title += (
+                f"\n{timepoints[-1]} vs {timepoints[0]}: median {last['median_change'].iat[0]:+.2f}"
+                f", q = {last['qvalue'].iat[0]:.2g}"
+            )
+        ax.set_title(title, fontsize=8)
+        ax.axhline(0, color="black", lw=0.5)
+        ax.set_xticks([0] + list(x_of.values()), ["other"] + timepoints, fontsize=7)
+        ax.set_ylabel("marker score (log2)", fontsize=7)
+    for ax in list(axes.flat)[len(columns) :]:
+        ax.axis("off")
     _save(fig, path)
 
 
@@ -298,6 +523,120 @@ def response_roc(
     ax.legend(fontsize=7, frameon=False, loc="lower right")
     ax.set_aspect("equal")
     _save(fig, path)
+
+
+def ma_plot(de: pd.DataFrame, path: str | Path, alpha: float = 0.1) -> None:
+    """Log2 fold change against mean normalized count, significant genes coloured."""
+    table = de.dropna(subset=["log2FoldChange"])
+    table = table[table["baseMean"] > 0]
+    significant = (table["padj"] < alpha).to_numpy()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.scatter(
+        table["baseMean"][~significant],
+        table["log2FoldChange"][~significant],
+        s=3,
+        color="lightgrey",
+        rasterized=True,
+    )
+    ax.scatter(
+        table["baseMean"][significant],
+        table["log2FoldChange"][significant],
+        s=4,
+        color="tab:blue",
+        label=f"padj < {alpha}",
+        rasterized=True,
+    )
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("mean of normalized counts")
+    ax.set_ylabel("log2 fold change")
+    ax.legend(fontsize=8, frameon=False)
+    _save(fig, path)
+
+
+def pvalue_histogram(de: pd.DataFrame, path: str | Path) -> None:
+    """Histogram of raw p-values: flat with a peak at 0 when the model fits."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.hist(de["pvalue"].dropna(), bins=np.linspace(0, 1, 41), color="tab:gray")
+    ax.set_xlabel("p-value")
+    ax.set_ylabel("genes")
+    _save(fig, path)
+
+
+def top_gene_heatmap(
+    adata: ad.AnnData, de: pd.DataFrame, samples: list[str], path: str | Path, n_top: int = 40
+) -> None:
+    """VST z-scores of the top genes across the contrast's samples, ordered by timepoint."""
+    top = de.dropna(subset=["padj"]).nsmallest(n_top, "pvalue")
+    sub = adata[samples, top["gene_id"].astype(str).to_numpy()]
+    order = np.lexsort((sub.obs["subject"].astype(str), sub.obs["timepoint"].astype(str)))
+    sub = sub[order]
+    values = np.asarray(sub.layers["vst"], dtype=float).T
+    z = (values - values.mean(axis=1, keepdims=True)) / (values.std(axis=1, keepdims=True) + 1e-9)
+    fig, axes = plt.subplots(
+        3,
+        1,
+        figsize=(max(6, 0.12 * len(samples) + 2), 0.18 * len(top) + 2.5),
+        gridspec_kw={"height_ratios": [0.4, 0.4, max(len(top), 1) * 0.18]},
+        sharex=True,
+    )
+    for ax, column in zip(axes[:2], ["timepoint", "subject"], strict=True):
+        codes = pd.Categorical(sub.obs[column].astype(str)).codes
+        ax.imshow(codes[None, :], aspect="auto", cmap="tab20", interpolation="nearest")
+        ax.set_yticks([0], [column])
+    image = axes[2].imshow(
+        z, aspect="auto", cmap="RdBu_r", vmin=-2.5, vmax=2.5, interpolation="nearest"
+    )
+    axes[2].set_yticks(range(len(top)), top["symbol"].astype(str), fontsize=6)
+    axes[2].set_xticks([])
+    fig.colorbar(image, ax=axes[2], label="VST z-score", fraction=0.03)
+    _save(fig, path)
+
+
+def enrichment_dotplot(prerank: pd.DataFrame, path: str | Path, n_top: int = 20) -> None:
+    """Top gene sets: normalized enrichment score, size = genes in the set, colour = FDR."""
+    top = prerank.dropna(subset=["nes"]).head(n_top).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.32 * max(len(top), 3) + 1.3))
+    if top.empty:
+        ax.text(0.5, 0.5, "no gene set tested", ha="center")
+        ax.axis("off")
+    else:
+        points = ax.scatter(
+            top["nes"],
+            top["gene_set"],
+            s=8 * np.sqrt(top["n_genes"]) * 4,
+            c=top["fdr"].astype(float),
+            cmap="viridis_r",
+            vmin=0,
+            vmax=0.25,
+        )
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_xlabel("normalized enrichment score")
+        fig.colorbar(points, ax=ax, label="FDR")
+    _save(fig, path)
+
+
+def running_scores(prerank: pd.DataFrame, gene_sets: list[str], path: str | Path) -> None:
+    """gseapy running enrichment score of the named gene sets (those that were tested)."""
+    from gseapy.plot import gseaplot2
+
+    result = prerank.attrs.get("gseapy")
+    terms = [t for t in gene_sets if result is not None and t in result.results]
+    if not terms:
+        fig, ax = plt.subplots(figsize=(4, 2))
+        ax.text(0.5, 0.5, "none of the IFN sets was tested", ha="center")
+        ax.axis("off")
+        _save(fig, path)
+        return
+    gseaplot2(
+        terms=terms,
+        hits=[result.results[t]["hits"] for t in terms],
+        RESs=[result.results[t]["RES"] for t in terms],
+        rank_metric=result.ranking,
+        figsize=(6, 4.5),
+        ofname=str(path),
+    )
+    plt.close("all")
 
 
 def _sample_classes(scores: pd.DataFrame, timepoints: list[str]) -> list[tuple[str, str]]:

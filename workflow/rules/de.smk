@@ -25,19 +25,62 @@ rule differential_expression:
         "../scripts/differential_expression.py"
 
 
-rule plot_volcano:
+rule plot_de:
     input:
-        "results/de/{contrast}.tsv",
+        de="results/de/{contrast}.tsv",
+        cohort="results/data/cohort.h5ad",
     output:
-        report(
-            "results/plots/volcano_{contrast}.png",
+        volcano=report(
+            "results/plots/de/{contrast}.volcano.png",
             caption="../report/volcano.rst",
             category="Differential expression",
             labels={"contrast": "{contrast}", "figure": "volcano"},
         ),
+        ma=report(
+            "results/plots/de/{contrast}.ma.png",
+            caption="../report/ma.rst",
+            category="Differential expression",
+            labels={"contrast": "{contrast}", "figure": "MA"},
+        ),
+        pvalues=report(
+            "results/plots/de/{contrast}.pvalues.png",
+            caption="../report/pvalue_histogram.rst",
+            category="Differential expression",
+            labels={"contrast": "{contrast}", "figure": "p-value histogram"},
+        ),
+        heatmap=report(
+            "results/plots/de/{contrast}.heatmap.png",
+            caption="../report/top_gene_heatmap.rst",
+            category="Differential expression",
+            labels={"contrast": "{contrast}", "figure": "top genes"},
+        ),
     log:
-        "logs/de/plot_volcano_{contrast}.log",
+        "logs/de/plot_de_{contrast}.log",
+    conda:
+        "../../envs/de.yaml"
+    script:
+        "../scripts/plot_de.py"
+
+
+rule export_matrices:
+    input:
+        "results/data/cohort.h5ad",
+    output:
+        normalized=report(
+            "results/de/normalized_counts.tsv",
+            caption="../report/normalized_counts.rst",
+            category="Differential expression",
+            labels={"table": "normalized counts"},
+        ),
+        vst=report(
+            "results/de/vst.tsv",
+            caption="../report/vst.rst",
+            category="Differential expression",
+            labels={"table": "VST values"},
+        ),
+    log:
+        "logs/de/export_matrices.log",
     conda:
         "../../envs/core.yaml"
     script:
-        "../scripts/plot_volcano.py"
+        "../scripts/export_matrices.py"

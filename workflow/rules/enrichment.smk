@@ -14,11 +14,17 @@ rule enrichment:
             category="Enrichment",
             labels={"contrast": "{contrast}", "table": "over-representation"},
         ),
-        plot=report(
-            "results/plots/enrichment_{contrast}.png",
-            caption="../report/enrichment_plot.rst",
+        dotplot=report(
+            "results/plots/enrichment/{contrast}.dotplot.png",
+            caption="../report/enrichment_dotplot.rst",
             category="Enrichment",
             labels={"contrast": "{contrast}", "figure": "top gene sets"},
+        ),
+        running_scores=report(
+            "results/plots/enrichment/{contrast}.ifn_running_scores.png",
+            caption="../report/running_scores.rst",
+            category="Enrichment",
+            labels={"contrast": "{contrast}", "figure": "IFN running scores"},
         ),
     log:
         "logs/enrichment/{contrast}.log",

@@ -5,8 +5,6 @@ run_script(
     enrich,
     config=snakemake.config,
     de_tsv=snakemake.input[0],
-    prerank_tsv=snakemake.output.prerank,
-    ora_tsv=snakemake.output.ora,
-    plot_png=snakemake.output.plot,
+    outputs=dict(snakemake.output.items()),
     threads=snakemake.threads,
 )

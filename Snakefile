@@ -13,6 +13,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/qc.smk"
 include: "workflow/rules/scores.smk"
 include: "workflow/rules/de.smk"
 include: "workflow/rules/enrichment.smk"

@@ -78,8 +78,12 @@ def test_every_output_exists_and_rerun_has_nothing_to_do(demo_run):
         "results/clinical/paired_tests.tsv",
         "results/clinical/correlations.tsv",
         "results/clinical/changes.tsv",
-        "results/plots/pca.png",
-        "results/plots/volcano_month6_vs_baseline.png",
+        "results/plots/qc/pca.png",
+        "results/qc/qc_flags.tsv",
+        "results/plots/de/month6_vs_baseline.volcano.png",
+        "results/plots/de/month6_vs_baseline.heatmap.png",
+        "results/plots/enrichment/month6_vs_baseline.ifn_running_scores.png",
+        "results/de/vst.tsv",
         "results/plots/clinical/change_vs_change.png",
     ]
     for path in expected:

@@ -95,6 +95,10 @@ class CohortSpec:
     plant_sex_flip, plant_swap, plant_globin
         Plant a declared-sex error, a label swap between two subjects, a globin-dominated
         library (for QC tests).
+    composition_shift
+        Cell type (a key of ``CELL_MARKERS``) to the log2 change of its markers in patients
+        on treatment, reached at the last timepoint (e.g. more neutrophils and fewer
+        lymphocytes as steroids are tapered); empty for none.
     seed
         Seed of the random generator: the same spec gives the same cohort.
     """
@@ -113,6 +117,7 @@ class CohortSpec:
     plant_sex_flip: bool = False
     plant_swap: bool = False
     plant_globin: bool = False
+    composition_shift: dict[str, float] = field(default_factory=dict)
     seed: int = 20200101
 
 
@@ -303,11 +308,16 @@ def simulate_cohort(spec: CohortSpec | None = None) -> Cohort:
         g = genes.index(gene)
         log2_effect[g, ~subjects[f"has_{gene}"].to_numpy()[s_of]] -= 8.0
 
-    # Cell composition varies between samples and shifts nothing systematically.
+    # Cell composition varies between samples at random.
     for markers in CELL_MARKERS.values():
         shift = rng.normal(0, 0.3, n_s)
         rows_g = np.isin(genes, markers)
         log2_effect[rows_g] += shift
+    # A planted composition change on treatment draws no random numbers, so cohorts without
+    # one stay identical to those simulated before it existed.
+    for cell, lfc in spec.composition_shift.items():
+        rows_g = np.isin(genes, CELL_MARKERS[cell])
+        log2_effect[rows_g] += lfc * np.where(is_patient, progress[t_of], 0.0)
 
     # --- counts ---------------------------------------------------------------------
     lib_factor = np.exp(rng.normal(0, 0.3, n_s))

@@ -112,7 +112,6 @@ def _qc(
     outputs: dict[str, str],
     markers: dict[str, list[str]],
 ) -> None:
-    settings = config["qc"]
     obs, var, counts = quality.read_layer(counts_h5ad, "counts")
     cohort_obs, cohort_var, vst = quality.read_layer(cohort_h5ad, "vst")
     if list(obs.index) != list(cohort_obs.index):
@@ -172,7 +171,7 @@ def _qc(
     sex = result.samples.assign(
         declared_sex=samples["sex"].astype(str).to_numpy() if "sex" in samples else ""
     )
-    plots.qc_sex(sex, settings["sex_margin"], outputs["sex"])
+    plots.qc_sex(sex, outputs["sex"])
     plots.composition_over_time(
         result.composition,
         samples,

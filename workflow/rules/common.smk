@@ -32,16 +32,26 @@ def all_outputs():
     """Every table and plot of every stage."""
     return [
         "results/data/cohort.h5ad",
-        "results/plots/pca.png",
+        *qc_outputs().values(),
         *score_outputs().values(),
         *expand("results/de/{contrast}.tsv", contrast=CONTRASTS),
-        *expand("results/plots/volcano_{contrast}.png", contrast=CONTRASTS),
+        "results/de/normalized_counts.tsv",
+        "results/de/vst.tsv",
+        *expand(
+            "results/plots/de/{contrast}.{plot}.png",
+            contrast=CONTRASTS,
+            plot=["volcano", "ma", "pvalues", "heatmap"],
+        ),
         *expand(
             "results/enrichment/{contrast}.{kind}.tsv",
             contrast=CONTRASTS,
             kind=["prerank", "ora"],
         ),
-        *expand("results/plots/enrichment_{contrast}.png", contrast=CONTRASTS),
+        *expand(
+            "results/plots/enrichment/{contrast}.{plot}.png",
+            contrast=CONTRASTS,
+            plot=["dotplot", "ifn_running_scores"],
+        ),
         *clinical_outputs().values(),
     ]
 
@@ -59,6 +69,34 @@ def score_outputs():
         "distributions": "results/plots/scores/score_distributions.png",
         "type1_vs_type2": "results/plots/scores/type1_vs_type2.png",
     }
+
+
+def qc_outputs():
+    """Named outputs of the quality-control stage."""
+    return {
+        "metrics": "results/qc/qc_metrics.tsv",
+        "flags": "results/qc/qc_flags.tsv",
+        "composition": "results/qc/composition.tsv",
+        "composition_changes": "results/qc/composition_changes.tsv",
+        "composition_markers": "results/qc/composition_markers.tsv",
+        "h5ad": "results/qc/qc.h5ad",
+        "multiqc_metrics": "results/qc/qc_metrics_mqc.tsv",
+        "multiqc_flags": "results/qc/qc_flags_mqc.yaml",
+        "pca": "results/plots/qc/pca.png",
+        "correlation": "results/plots/qc/sample_correlation.png",
+        "metric_bars": "results/plots/qc/metrics.png",
+        "sex": "results/plots/qc/sex_check.png",
+        "composition_plot": "results/plots/qc/composition_over_time.png",
+    }
+
+
+def qc_marker_table():
+    """The cell-type marker table of the QC stage: the config's, or the shipped one."""
+    if config["qc"]["markers"]:
+        return config["qc"]["markers"]
+    return str(
+        Path(workflow.basedir) / "resources" / "markers" / "blood_cell_markers.tsv"
+    )
 
 
 def clinical_outputs():

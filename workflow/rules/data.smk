@@ -33,21 +33,3 @@ rule normalize:
         runtime=runtime_for_inputs(10, 0.5),
     script:
         "../scripts/normalize.py"
-
-
-rule plot_pca:
-    input:
-        "results/data/cohort.h5ad",
-    output:
-        report(
-            "results/plots/pca.png",
-            caption="../report/pca.rst",
-            category="Quality control",
-            labels={"figure": "PCA"},
-        ),
-    log:
-        "logs/data/plot_pca.log",
-    conda:
-        "../../envs/core.yaml"
-    script:
-        "../scripts/plot_pca.py"

@@ -256,10 +256,9 @@ def test_workflow_through_slurm_matches_local(slurm_cluster: Path, tmp_path: Pat
     # Every rule ran as its own SLURM job, with the memory and time its rule computes from
     # the input size (not the 500 MB / 5 min test defaults), and the profile's fixed request
     # for enrichment.
-    slurm_logs = cluster / ".snakemake" / "slurm_logs"
-    for rule in ("build_anndata", "normalize", "differential_expression", "enrichment"):
-        assert list(slurm_logs.glob(f"rule_{rule}/**/*.log")), f"no SLURM job log for {rule}"
     requested = _requested_resources()
+    for rule in ("build_anndata", "normalize", "differential_expression", "enrichment"):
+        assert rule in requested, f"no SLURM job for {rule}: {sorted(requested)}"
     memory, limit = requested["differential_expression"]
     assert memory.endswith("M") and int(memory[:-1]) >= 2000, requested
     assert limit == "10:00", requested

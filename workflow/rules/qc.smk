@@ -28,7 +28,12 @@ rule quality_control:
             category="Quality control",
             labels={"table": "cell-type score changes"},
         ),
-        composition_markers=qc_outputs()["composition_markers"],
+        composition_markers=report(
+            qc_outputs()["composition_markers"],
+            caption="../report/composition_markers.rst",
+            category="Quality control",
+            labels={"table": "cell-type markers found"},
+        ),
         h5ad=qc_outputs()["h5ad"],
         multiqc_metrics=qc_outputs()["multiqc_metrics"],
         multiqc_flags=qc_outputs()["multiqc_flags"],

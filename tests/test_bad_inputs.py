@@ -136,7 +136,7 @@ def test_base_project_is_valid(tmp_path, monkeypatch):
     shutil.copytree(BASE, tmp_path, dirs_exist_ok=True)
     monkeypatch.chdir(tmp_path)
     validation_path(yaml.safe_load(Path("config/config.yaml").read_text()), [])
-    assert ad.read_h5ad(OUTPUT).shape == (10, 12)
+    assert ad.read_h5ad(OUTPUT).shape == (10, 15)
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from ifnsig.errors import InputError
-from ifnsig.genesets import SHIPPED_GMT, load_gene_sets
 from ifnsig.formats import count_sample_names
+from ifnsig.genesets import SHIPPED_GMT, load_gene_sets
 from ifnsig.io import read_sheet, require_file
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -79,12 +79,16 @@ def check_gene_sets(config: dict, config_file: str = "config/config.yaml") -> No
             require_file(path, "gene-set file", f"{key}.gene_sets")
     load_gene_sets([SHIPPED_GMT, *config["enrichment"]["gene_sets"]])
     defined = load_gene_sets([SHIPPED_GMT, *scores["gene_sets"]])
-    unknown = [name for name in scores["signatures"] if name not in defined]
+    keys = [("signatures", name) for name in scores["signatures"]]
+    if scores.get("type2_signature"):
+        keys.append(("type2_signature", scores["type2_signature"]))
+    unknown = [(key, name) for key, name in keys if name not in defined]
     if unknown:
+        key, name = unknown[0]
         raise InputError(
-            f"{config_file}: scores.signatures names {', '.join(unknown)}, which no gene-set "
-            f"file defines; choose from {', '.join(defined)}, or add a GMT file that defines "
-            "it under scores.gene_sets."
+            f"{config_file}: scores.{key} names {name}, which no gene-set file defines; "
+            f"choose from {', '.join(defined)}, or add a GMT file that defines it under "
+            "scores.gene_sets."
         )
     for key, chosen in [("signature", scores["signatures"]), ("method", scores["methods"])]:
         if scores[f"primary_{key}"] not in chosen:

@@ -152,6 +152,18 @@ def test_shipped_ifn_sets_are_enriched_in_planted_direction(demo_run):
     assert (rows["nes"] < 0).all() and (rows["fdr"] < 0.05).all()
 
 
+def test_qc_flags_nothing_in_a_clean_cohort_and_reports_every_sample(demo_run):
+    flags = read(demo_run, "results/qc/qc_flags.tsv")
+    assert flags.empty, flags[["sample", "flag", "evidence"]].to_string()
+    metrics = read(demo_run, "results/qc/qc_metrics.tsv")
+    samples = read(demo_run, "inputs/samples.tsv")
+    assert sorted(metrics["sample"]) == sorted(samples["sample"])
+    truth = read(demo_run, "inputs/truth_subjects.tsv").set_index("subject")["sex"]
+    assert (metrics["predicted_sex"] == metrics["subject"].map(truth)).all()
+    composition = read(demo_run, "results/qc/composition.tsv")
+    assert {"neutrophil_score", "t_cell_score"} <= set(composition.columns)
+
+
 def test_malformed_sheet_fails_before_any_job(tmp_path):
     write_project(
         tmp_path, CohortSpec(n_patients=3, n_controls=2, n_genes=500, n_treatment_genes=10)

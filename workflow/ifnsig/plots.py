@@ -12,6 +12,7 @@ import anndata as ad  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
 
 PALETTE = plt.get_cmap("tab10")
 
@@ -146,7 +147,11 @@ def qc_metric_bars(
             .to_numpy()
         )
         colors = np.where(crossed, "tab:red", np.where(flagged, "tab:orange", "tab:blue"))
-        ax.bar(np.arange(n), metrics[column], color=colors, width=0.85)
+        if n <= 150:
+            ax.bar(np.arange(n), metrics[column], color=colors, width=0.85)
+        else:
+            # One line collection instead of a patch per bar: fast for thousands of samples.
+            ax.vlines(np.arange(n), 0, metrics[column], colors=colors, linewidth=0.8)
         for bound in bounds[bounds["metric"] == column].itertuples():
             fixed = bound.rule.startswith("qc.thresholds")
             ax.axhline(bound.bound, color="black", ls="-" if fixed else "--", lw=0.8)
@@ -251,9 +256,14 @@ def composition_over_time(
         ax.scatter(
             rng.uniform(-0.15, 0.15, len(others)), others[column], s=8, color="grey", zorder=2
         )
-        for _, subject in patients.groupby("subject"):
-            subject = subject.sort_values("timepoint", key=lambda s: s.map(x_of))
-            ax.plot(subject["timepoint"].map(x_of), subject[column], color="tab:red", alpha=0.3)
+        # One line collection of all patients' trajectories (fast for hundreds of patients).
+        wide = patients.pivot(index="subject", columns="timepoint", values=column)
+        wide = wide.reindex(columns=[t for t in timepoints if t in wide.columns])
+        xs = np.array([x_of[t] for t in wide.columns], dtype=float)
+        segments = [
+            np.column_stack([xs[np.isfinite(y)], y[np.isfinite(y)]]) for y in wide.to_numpy()
+        ]
+        ax.add_collection(LineCollection(segments, colors="tab:red", alpha=0.3, linewidths=1))
         ax.scatter(patients["timepoint"].map(x_of), patients[column], s=8, color="tab:red")
         cell = column.removesuffix("_score")
         last = changes[(changes["cell_type"] == cell) & (changes["timepoint"] == timepoints[-1])]

@@ -75,7 +75,8 @@ rule quality_control:
         "../../envs/core.yaml"
     threads: 2
     resources:
-        mem_mb=memory_for_inputs(1000, 40),
-        runtime=runtime_for_inputs(10, 0.2),
+        # Measured: 1.3 GB peak for 1,000 samples x 20,000 genes (415 MB of inputs).
+        mem_mb=memory_for_inputs(1000, 4),
+        runtime=runtime_for_inputs(10, 0.05),
     script:
         "../scripts/quality_control.py"

@@ -507,6 +507,30 @@ def scaling(table: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def markdown(table: pd.DataFrame) -> str:
+    """The workflow rows as a Markdown table: one row per step, one column per cohort size."""
+    runs = table[table["benchmark"].isin(["workflow", "demo"])].copy()
+    runs["cohort"] = np.where(
+        runs["benchmark"] == "demo",
+        "demo, n = " + runs["n_samples"].astype(str),
+        "n = " + runs["n_samples"].astype(str),
+    )
+    runs["cell"] = [
+        f"{w:.0f} s" + ("" if np.isnan(c) else f" ({c:.0f} s CPU)") + f", {m / 1024:.1f} GB"
+        for w, c, m in zip(runs["wall_s"], runs["cpu_s"], runs["max_rss_mb"], strict=True)
+    ]
+    order = runs.drop_duplicates("cohort").sort_values(
+        ["benchmark", "n_samples"], ascending=[False, True]
+    )["cohort"]
+    wide = runs.pivot(index="step", columns="cohort", values="cell").reindex(columns=order)
+    steps = [s for s in wide.index if s != "total"] + ["total"]
+    wide = wide.reindex(steps).fillna("")
+    header = "| step | " + " | ".join(wide.columns) + " |"
+    lines = [header, "|---" * (len(wide.columns) + 1) + "|"]
+    lines += [f"| {step} | " + " | ".join(row) + " |" for step, row in wide.iterrows()]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--pydeseq2-child":
@@ -523,7 +547,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--r", action="store_true", help="DE fit against R DESeq2")
     parser.add_argument("--de-sizes", type=int, nargs="*", help="sizes for --r (all)")
     parser.add_argument("--profile-de", action="store_true", help="cProfile the pydeseq2 fit")
+    parser.add_argument(
+        "--markdown", action="store_true", help="print results.tsv as Markdown and stop"
+    )
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(pd.read_csv(RESULTS, sep="\t")))
+        return
     args.workdir.mkdir(parents=True, exist_ok=True)
     print(f"{platform.node()}: {os.cpu_count()} CPUs, --cores {args.cores}", flush=True)
     rows: list[dict] = []

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
+
+from ifnsig.simulate import CohortSpec, simulate_cohort
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -51,3 +56,50 @@ def tiny_inputs(tmp_path, monkeypatch, base_config):
         clinical += [f"{subject}\tbaseline\t30", f"{subject}\tmonth3\t40"]
     (tmp_path / "clinical.tsv").write_text("\n".join(clinical) + "\n")
     return tmp_path
+
+
+def write_project(folder: Path, spec: CohortSpec, permutations: int = 200, **overrides) -> None:
+    """A working directory with simulated inputs, truth and a config pointing at them."""
+    cohort = simulate_cohort(spec)
+    cohort.write(folder / "inputs")
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config.update(
+        counts="inputs/counts.tsv.gz",
+        samples="inputs/samples.tsv",
+        clinical="inputs/clinical.tsv",
+        timepoints=list(spec.timepoints),
+    )
+    config["enrichment"]["permutations"] = permutations
+    config.update(overrides)
+    (folder / "config").mkdir(exist_ok=True)
+    (folder / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def snakemake(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """The real snakemake on the repository's Snakefile, in ``folder``, on 2 cores."""
+    command = [
+        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+        "--directory", str(folder), "--cores", "2", *args,
+    ]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=1200)
+
+
+# One small cohort run once per test session and shared by the tests that need a finished
+# run but not its statistics (report, reproducibility, SLURM): every stage has work to do,
+# and the DE fit lasts long enough to be interrupted.
+SMALL_SPEC = CohortSpec(n_patients=6, n_controls=4, n_genes=1500, n_treatment_genes=80, seed=11)
+SMALL_PERMUTATIONS = 100
+
+
+def small_project(folder: Path) -> Path:
+    write_project(folder, SMALL_SPEC, permutations=SMALL_PERMUTATIONS)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory) -> Path:
+    """A finished run of the workflow on the small cohort (read it, do not write into it)."""
+    folder = small_project(tmp_path_factory.mktemp("small_run"))
+    run = snakemake(folder)
+    assert run.returncode == 0, run.stderr[-4000:]
+    return folder

@@ -15,14 +15,10 @@ import subprocess
 import numpy as np
 import pytest
 import yaml
-from test_workflow import snakemake, write_project
-
-from ifnsig.simulate import CohortSpec
+from conftest import snakemake
 
 pytestmark = pytest.mark.e2e
 
-# Small: the report, not the statistics, is under test here.
-SPEC = CohortSpec(n_patients=6, n_controls=4, n_genes=800, n_treatment_genes=80, seed=5)
 CATEGORIES = [
     "Quality control",
     "IFN scores",
@@ -34,15 +30,12 @@ BROWSERS = ["chromium-headless-shell", "chromium", "chromium-browser", "google-c
 
 
 @pytest.fixture(scope="module")
-def demo_report(tmp_path_factory):
-    """A finished small run and its report, written as `--report results/report.html`."""
-    folder = tmp_path_factory.mktemp("report")
-    write_project(folder, SPEC)
-    run = snakemake(folder)
+def demo_report(small_run, tmp_path_factory):
+    """The report of the shared small run (written outside it, so the run stays as it was)."""
+    report = tmp_path_factory.mktemp("report") / "report.html"
+    run = snakemake(small_run, "--report", str(report))
     assert run.returncode == 0, run.stderr[-4000:]
-    run = snakemake(folder, "--report", "results/report.html")
-    assert run.returncode == 0, run.stderr[-4000:]
-    return folder, (folder / "results" / "report.html").read_text()
+    return small_run, report.read_text(), report
 
 
 def embedded(html: str, name: str):
@@ -53,7 +46,7 @@ def embedded(html: str, name: str):
 
 
 def test_every_category_has_its_outputs(demo_report):
-    _, html = demo_report
+    _, html, _ = demo_report
     categories = embedded(html, "categories")
     for category in CATEGORIES:
         assert category in categories, sorted(categories)
@@ -61,7 +54,7 @@ def test_every_category_has_its_outputs(demo_report):
 
 
 def test_every_table_and_figure_is_in_the_report_with_a_caption(demo_report):
-    folder, html = demo_report
+    folder, html, _ = demo_report
     results = embedded(html, "results")
     # MultiQC custom-content files (*_mqc.*) are exports for MultiQC, not report items.
     written = {
@@ -76,7 +69,7 @@ def test_every_table_and_figure_is_in_the_report_with_a_caption(demo_report):
 
 
 def test_ifn_scores_and_de_tables_are_embedded_byte_for_byte(demo_report):
-    folder, html = demo_report
+    folder, html, _ = demo_report
     results = embedded(html, "results")
     categories = embedded(html, "categories")
 
@@ -99,7 +92,7 @@ def test_ifn_scores_and_de_tables_are_embedded_byte_for_byte(demo_report):
 
 
 def test_workflow_description_gives_parameters_and_citations(demo_report):
-    folder, html = demo_report
+    folder, html, _ = demo_report
     description = embedded(html, "workflow_desc")
     text = re.sub(r"<[^>]+>", " ", description)
     text = re.sub(r"\s+", " ", text)
@@ -146,8 +139,8 @@ def chromium(browser: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_report_renders_in_a_browser_with_every_category(demo_report, browser, tmp_path):
-    folder, _ = demo_report
-    url = (folder / "results" / "report.html").as_uri()
+    _, _, report = demo_report
+    url = report.as_uri()
     dom = chromium(browser, "--dump-dom", url)
     assert dom.returncode == 0, dom.stderr[-2000:]
     app = dom.stdout[dom.stdout.index('id="app"') :]

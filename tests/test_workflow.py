@@ -2,52 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
-from conftest import REPO
+from conftest import snakemake, write_project
 from scipy import stats
 
-from ifnsig.simulate import CohortSpec, simulate_cohort
+from ifnsig.simulate import CohortSpec
 
 pytestmark = pytest.mark.e2e
-
-
-def write_project(folder, spec: CohortSpec, **overrides) -> None:
-    """A working directory with inputs, truth and a config pointing at them."""
-    cohort = simulate_cohort(spec)
-    cohort.write(folder / "inputs")
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config.update(
-        counts="inputs/counts.tsv.gz",
-        samples="inputs/samples.tsv",
-        clinical="inputs/clinical.tsv",
-        timepoints=list(spec.timepoints),
-    )
-    config["enrichment"]["permutations"] = 200
-    config.update(overrides)
-    (folder / "config").mkdir(exist_ok=True)
-    (folder / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-
-
-def snakemake(folder, *args: str) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(folder),
-        "--cores",
-        "2",
-        *args,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=1200)
 
 
 SPEC = CohortSpec(n_patients=20, n_controls=8, n_genes=3000, n_treatment_genes=300, seed=7)

@@ -235,7 +235,7 @@ def bench_scoring(n_samples: int, args: argparse.Namespace) -> list[dict]:
             "step": step,
             "wall_s": wall,
             "cpu_s": cpu,
-            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "max_rss_mb": peak_rss_mb(),
             "cores": 1,
             "note": note,
         }
@@ -339,6 +339,18 @@ def ensure_r() -> None:
     )
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM).
+
+    Not ``ru_maxrss``: Linux keeps that across exec, so a child started by a big parent
+    would report the parent's peak.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def pydeseq2_child(folder: str, cores: int, profile: str) -> None:
     """Fit every planned design as the DE rule does (no shrinkage); print timings as JSON."""
     start_process = time.perf_counter()
@@ -380,7 +392,7 @@ def pydeseq2_child(folder: str, cores: int, profile: str) -> None:
             {
                 "fit_s": fit_seconds,
                 "process_s": time.perf_counter() - start_process,
-                "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "max_rss_mb": peak_rss_mb(),
                 "inference": options.get("inference", "default"),
             }
         )
@@ -418,7 +430,8 @@ def bench_de_vs_r(n_samples: int, args: argparse.Namespace) -> list[dict]:
             "cpu_s": np.nan,
             "max_rss_mb": py["max_rss_mb"],
             "cores": args.cores,
-            "note": f"inference={py['inference']}; fit + Wald tests, no shrinkage",
+            "note": f"inference={py['inference']}; fit + Wald tests, no shrinkage; main "
+            "process memory (joblib workers apart)",
         }
     ]
     print(f"{n_samples} samples: pydeseq2 fit {py['fit_s']:.1f} s", flush=True)
@@ -574,7 +587,7 @@ def main(argv: list[str] | None = None) -> None:
         merge_results(rows)
     for n in args.score_samples:
         rows += bench_scoring(n, args)
-    if args.r or args.profile_de:
+    if args.r or args.profile_de or args.de_sizes:
         for n in args.de_sizes or args.sizes:
             rows += bench_de_vs_r(n, args)
             merge_results(rows)

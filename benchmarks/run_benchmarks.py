@@ -491,7 +491,9 @@ def bench_de_vs_r(n_samples: int, args: argparse.Namespace) -> list[dict]:
 
 def merge_results(rows: list[dict]) -> pd.DataFrame:
     new = pd.DataFrame(rows, columns=COLUMNS)
-    if RESULTS.exists():
+    if RESULTS.exists() and new.empty:
+        new = pd.read_csv(RESULTS, sep="\t")
+    elif RESULTS.exists():
         old = pd.read_csv(RESULTS, sep="\t")
         old = old[~old.set_index(KEY).index.isin(new.set_index(KEY).index)]
         new = pd.concat([old, new], ignore_index=True)
@@ -506,7 +508,8 @@ def scaling(table: pd.DataFrame) -> pd.DataFrame:
     CPU time is shown beside wall time because on a shared machine the wall time also
     measures the other jobs.
     """
-    runs = table[(table["benchmark"] == "workflow") & (table["step"] != "total")].copy()
+    runs = table[(table["benchmark"] == "workflow") & (table["step"] != "total")]
+    runs = runs.dropna(subset=["wall_s"]).copy()
     # Rules run once per contrast are summed, so a step's cost is comparable across sizes.
     runs["step"] = runs["step"].str.replace(r"_\w+_vs_\w+$", "", regex=True)
     runs = runs.groupby(["step", "n_samples"], as_index=False)[["wall_s", "cpu_s"]].sum()
@@ -514,7 +517,7 @@ def scaling(table: pd.DataFrame) -> pd.DataFrame:
     for step, part in runs.groupby("step"):
         if part["n_samples"].nunique() < 2:
             continue
-        log_n = np.log(part["n_samples"])
+        log_n = np.log(part["n_samples"].astype(float))
         rows.append(
             {
                 "step": step,
@@ -537,9 +540,11 @@ def markdown(table: pd.DataFrame) -> str:
         "demo, n = " + runs["n_samples"].astype(str),
         "n = " + runs["n_samples"].astype(str),
     )
+    # CPU time is left out: Snakemake samples it from the job's processes and misses
+    # short-lived workers (joblib, multiprocessing), so it undercounts parallel rules.
     runs["cell"] = [
-        f"{w:.0f} s" + ("" if np.isnan(c) else f" ({c:.0f} s CPU)") + f", {m / 1024:.1f} GB"
-        for w, c, m in zip(runs["wall_s"], runs["cpu_s"], runs["max_rss_mb"], strict=True)
+        ("did not finish" if np.isnan(w) else f"{w:.0f} s") + f", {m / 1024:.1f} GB"
+        for w, m in zip(runs["wall_s"], runs["max_rss_mb"], strict=True)
     ]
     order = runs.drop_duplicates("cohort").sort_values(
         ["benchmark", "n_samples"], ascending=[False, True]

@@ -227,3 +227,22 @@ def test_blocked_backend_gives_the_same_tables_as_default():
         assert shrunk.quantile(0.99) < 1e-3 and shrunk.max() < 0.05
         near = (a["padj"] - 0.05).abs() < 1e-3
         assert ((a["padj"] < 0.05) == (b["padj"] < 0.05))[~near].all()
+
+
+def test_shrinkage_is_skipped_for_designs_with_too_many_coefficients(caplog):
+    from ifnsig.simulate import CohortSpec, simulate_cohort
+
+    cohort = simulate_cohort(
+        CohortSpec(n_patients=4, n_controls=2, n_genes=400, n_treatment_genes=20, seed=2)
+    )
+    samples = cohort.samples.set_index("sample", drop=False).rename_axis(None)
+    adata = data.build_anndata(cohort.counts, samples)
+    (fit,) = de.plan_fits(
+        samples, validate_config({"timepoints": ["baseline", "month3", "month6"]})
+    )
+    # ~subject + timepoint on 4 subjects and 3 timepoints: 6 coefficients.
+    skipped = de.run_fit(adata, fit, samples, shrink_max_coefficients=5)["month3_vs_baseline"]
+    assert skipped["log2FoldChange_shrunk"].isna().all()
+    assert "no apeGLM shrinkage" in caplog.text
+    kept = de.run_fit(adata, fit, samples, shrink_max_coefficients=6)["month3_vs_baseline"]
+    assert kept["log2FoldChange_shrunk"].notna().sum() > 250

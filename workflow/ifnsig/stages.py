@@ -263,6 +263,7 @@ def differential_expression(
             n_cpus=threads,
             inference=config["de"]["inference"],
             blocked_min_subjects=config["de"]["blocked_min_subjects"],
+            shrink_max_coefficients=config["de"]["shrink_max_coefficients"],
         )
         for name, table in results.items():
             write_tsv(table, outputs[name])

@@ -149,9 +149,8 @@ def _check_header_width(path: Path, sep: str, lines: list[str]) -> None:
         )
 
 
-def read_count_header(path: str | os.PathLike, fmt: str = "auto") -> list[str]:
-    """Sample names of a count file, read from its header line only (cheap for big files)."""
-    path = Path(path)
+def _header(path: Path, fmt: str) -> tuple[str, str, list[str]]:
+    """Format, delimiter and first non-comment lines of a count file, checked."""
     fmt = detect_count_format(path) if fmt == "auto" else fmt
     lines = [line for line in _first_lines(path, 50) if not line.startswith("#")]
     if not lines or not lines[0].strip():
@@ -162,6 +161,13 @@ def read_count_header(path: str | os.PathLike, fmt: str = "auto") -> list[str]:
     sep = _sniff_delimiter(path, lines[0])
     if fmt != "featurecounts":
         _check_header_width(path, sep, lines)
+    return fmt, sep, lines
+
+
+def read_count_header(path: str | os.PathLike, fmt: str = "auto") -> list[str]:
+    """Sample names of a count file, read from its header line only (cheap for big files)."""
+    path = Path(path)
+    fmt, sep, lines = _header(path, fmt)
     columns = lines[0].split(sep)
     if fmt == "featurecounts":
         return [featurecounts_sample_name(c) for c in columns[len(FEATURECOUNTS_COLUMNS) :]]
@@ -185,16 +191,7 @@ def read_counts(path: str | os.PathLike, fmt: str = "auto") -> pd.DataFrame:
         Integer counts, genes as the index (``gene_id``) and samples as columns.
     """
     path = Path(path)
-    fmt = detect_count_format(path) if fmt == "auto" else fmt
-    header = [line for line in _first_lines(path, 50) if not line.startswith("#")]
-    if not header or not header[0].strip():
-        raise InputError(
-            f"{path}: the count file is empty; provide a genes x samples table with a header "
-            "line of sample names."
-        )
-    sep = _sniff_delimiter(path, header[0])
-    if fmt != "featurecounts":
-        _check_header_width(path, sep, header)
+    fmt, sep, header = _header(path, fmt)
     clean = _read_clean_counts(path, sep, fmt, header[0])
     if clean is not None:
         return clean

@@ -29,6 +29,7 @@ CONDA_TO_PYPI = {"matplotlib-base": "matplotlib", "snakemake-minimal": "snakemak
 # Import names that differ from the conda package name.
 IMPORT_TO_CONDA = {
     "sklearn": "scikit-learn",
+    "skmisc": "scikit-misc",
     "matplotlib": "matplotlib-base",
     "yaml": "pyyaml",
     "BTM": "btm",

@@ -13,9 +13,9 @@ k other ("dense") columns: intercept, timepoint, covariates. With the Schur comp
 :math:`S = C - B^T A^{-1} B` the solve, the log-determinant (Cox-Reid term), the hat
 diagonals (Cook's distances) and the contrast variance (Wald test) cost O(n k^2) per gene.
 
-:class:`BlockedInference` computes the same quantities as pydeseq2's
-:class:`~pydeseq2.default_inference.DefaultInference`, with the same algorithms (IRLS steps
-and stopping rule, scipy L-BFGS-B for dispersions, grid-search fallbacks), in pydeseq2's own
+:class:`BlockedInference` computes the same quantities as its parent
+:class:`~ifnsig.deseq2_compat.DESeq2Inference` (pydeseq2's IRLS steps, stopping rule and
+Wald test; DESeq2's dispersion line search; the grid-search fallbacks), in pydeseq2's own
 parametrisation (intercept + treatment-coded indicators), vectorised across genes; results
 agree up to floating-point rounding. It falls back to the parent class whenever the design
 has no such block.
@@ -32,13 +32,14 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed, parallel_backend  # type: ignore[import-untyped]
 from pydeseq2 import utils
-from pydeseq2.default_inference import DefaultInference
 from pydeseq2.grid_search import grid_fit_beta, vec_nb_nll
 from scipy import sparse
 from scipy.optimize import minimize
-from scipy.special import gammaln, psi
+from scipy.special import gammaln
 from scipy.stats import norm
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+from ifnsig.deseq2_compat import DESeq2Inference, deseq2_dispersions, nb_negative_loglik
 
 __all__ = ["BlockDesign", "BlockedInference", "detect_block_design", "irls_objective"]
 
@@ -496,17 +497,22 @@ def _grid_fit_alpha_blocked(
     mu: np.ndarray,
     min_disp: float,
     max_disp: float,
-    grid_length: int = 100,
+    prior_mean: float | None = None,
+    prior_var: float | None = None,
+    grid_length: int = 20,
 ) -> float:
     """``pydeseq2.grid_search.grid_fit_alpha`` with the blocked Cox-Reid term.
 
-    As in ``utils.fit_alpha_mle``, the grid fallback uses the Cox-Reid term only (no prior).
+    A coarse grid of ``grid_length`` points in log(alpha), then as many around its best
+    point, as DESeq2's ``fitDispGrid``; the normal prior on log(alpha) is optional.
     """
 
     def loss(log_alpha: np.ndarray) -> np.ndarray:
         alpha = np.exp(log_alpha)
         w = mu[:, None] / (1 + mu[:, None] * alpha)
         reg = 0.5 * _normal(bd, w, 0.0, 0.0).logdet()
+        if prior_var is not None:
+            reg = reg + (log_alpha - prior_mean) ** 2 / (2 * prior_var)
         return vec_nb_nll(counts, mu, alpha) + reg
 
     grid = np.linspace(np.log(min_disp), np.log(max_disp), grid_length)
@@ -516,246 +522,54 @@ def _grid_fit_alpha_blocked(
     return float(fine[np.argmin(loss(fine))])
 
 
-def _alpha_mle_gene(
-    bd: BlockDesign,
-    counts: np.ndarray,
-    mu: np.ndarray,
-    alpha_hat: float,
-    min_disp: float,
-    max_disp: float,
-    prior_disp_var: float | None,
-    cr_reg: bool,
-    prior_reg: bool,
-    optimizer: str,
-) -> tuple[float, bool]:
-    """``utils.fit_alpha_mle`` for one gene with the blocked Cox-Reid term and gradient.
-
-    Same objective in log(alpha), same start, bounds and scipy optimiser as pydeseq2, so
-    the optimiser takes the same path up to floating-point rounding.
-    """
-    log_alpha_hat = np.log(alpha_hat)
-    if prior_reg and prior_disp_var is None:
-        raise ValueError("Sigma_prior is required for prior regularization")
-
-    def loss_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
-        log_alpha = x[0]
-        alpha = np.exp(log_alpha)
-        reg, reg_grad = 0.0, 0.0
-        if cr_reg:
-            # 0.5 log det X'WX, W = mu / (1 + mu alpha); d/dlog(alpha) of it is
-            # 0.5 alpha tr((X'WX)^-1 X' dW X) with dW = -W^2 (fit_alpha_mle's dloss).
-            w = mu / (1 + mu * alpha)
-            logdet, q = _cox_reid_1d(bd, w, grad=True)
-            reg += 0.5 * logdet
-            reg_grad += 0.5 * float((-(w**2) * q).sum()) * alpha
-        if prior_reg:
-            reg += (log_alpha - log_alpha_hat) ** 2 / (2 * prior_disp_var)
-            reg_grad += (log_alpha - log_alpha_hat) / prior_disp_var
-        val = float(utils.nb_nll(counts, mu, alpha)) + reg
-        grad = alpha * utils.dnb_nll(counts, mu, alpha) + reg_grad
-        return val, np.asarray([grad])
-
-    res = minimize(
-        loss_and_grad,
-        x0=np.asarray([log_alpha_hat]),
-        jac=True,
-        method=optimizer,
-        bounds=[(np.log(min_disp), np.log(max_disp))] if optimizer == "L-BFGS-B" else None,
-    )
-    if res.success:
-        return float(np.exp(res.x[0])), True
-    return float(np.exp(_grid_fit_alpha_blocked(bd, counts, mu, min_disp, max_disp))), False
-
-
-def _lbfgsb_lockstep(
-    fg: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
-    x0: np.ndarray,
-    lower: float,
-    upper: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Run many independent 1-D L-BFGS-B problems side by side, as ``scipy.optimize.minimize``.
-
-    Drives scipy's own L-BFGS-B routine (``_lbfgsb.setulb``, reverse communication) with the
-    options of ``minimize(method="L-BFGS-B")`` (maxcor 10, ftol 2.22e-9, gtol 1e-5, maxls 20),
-    one state per problem, so each problem follows exactly the iterates ``minimize`` would;
-    only the function evaluations are batched.
-
-    Parameters
-    ----------
-    fg : callable
-        ``fg(idx, x)`` returns the objectives and derivatives of problems ``idx`` at ``x``.
-    x0 : ndarray
-        Starting points, shape (G,).
-    lower, upper : float
-        Bounds shared by all problems.
-
-    Returns
-    -------
-    x : ndarray
-        Solutions, shape (G,).
-    success : ndarray
-        ``OptimizeResult.success`` of each problem.
-    """
-    from scipy.optimize import _lbfgsb  # type: ignore[attr-defined]
-
-    n_prob, m, maxiter, maxfun = len(x0), 10, 15000, 15000
-    factr, pgtol, maxls = 2.2204460492503131e-09 / np.finfo(float).eps, 1e-5, 20
-    x = np.clip(np.asarray(x0, dtype=float), lower, upper).reshape(n_prob, 1)
-    low, upp, nbd = np.array([lower]), np.array([upper]), np.array([2], dtype=np.int32)
-    f = np.zeros(n_prob)
-    g = np.zeros((n_prob, 1))
-    wa = np.zeros((n_prob, 2 * m + 5 + 11 * m * m + 8 * m))
-    iwa = np.zeros((n_prob, 3), dtype=np.int32)
-    task = np.zeros((n_prob, 2), dtype=np.int32)
-    ln_task = np.zeros((n_prob, 2), dtype=np.int32)
-    lsave = np.zeros((n_prob, 4), dtype=np.int32)
-    isave = np.zeros((n_prob, 44), dtype=np.int32)
-    dsave = np.zeros((n_prob, 29))
-    nit = np.zeros(n_prob, dtype=np.int64)
-    # minimize's ScalarFunction evaluates at x0 on construction; setulb's first FG request
-    # is at x0, so that evaluation is counted once.
-    nfev = np.zeros(n_prob, dtype=np.int64)
-    pending = np.arange(n_prob)
-    while len(pending):
-        need = []
-        for j in pending:
-            while True:
-                _lbfgsb.setulb(
-                    m, x[j], low, upp, nbd, f[j], g[j], factr, pgtol, wa[j], iwa[j], task[j],
-                    lsave[j], isave[j], dsave[j], maxls, ln_task[j],
-                )  # fmt: skip
-                if task[j, 0] == 3:  # FG: wants f and g at x
-                    need.append(j)
-                    break
-                if task[j, 0] != 1:  # neither FG nor NEW_X: finished
-                    break
-                nit[j] += 1
-                if nit[j] >= maxiter:
-                    task[j] = (5, 504)
-                elif nfev[j] > maxfun:
-                    task[j] = (5, 502)
-        pending = np.asarray(need, dtype=np.intp)
-        if len(pending):
-            f[pending], g[pending, 0] = fg(pending, x[pending, 0])
-            nfev[pending] += 1
-    return x[:, 0], task[:, 0] == 4
-
-
-_LOCKSTEP_OK: bool | None = None
-
-
-def _lockstep_available() -> bool:
-    """Whether :func:`_lbfgsb_lockstep` reproduces ``scipy.optimize.minimize`` here.
-
-    ``_lbfgsb.setulb`` is private scipy API (its signature changed in scipy 1.15), so it
-    is checked once against ``minimize`` on a few 1-D problems; if it fails, dispersions
-    are fitted gene by gene with ``minimize``.
-    """
-    global _LOCKSTEP_OK
-    if _LOCKSTEP_OK is None:
-        centers = np.array([-3.0, 0.5, 2.0, 9.0, -25.0])
-
-        def obj(x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return np.cosh(x - c) + 0.1 * x**4, np.sinh(x - c) + 0.4 * x**3
-
-        try:
-            with threadpool_limits(limits=1):
-                got, ok = _lbfgsb_lockstep(
-                    lambda idx, x: obj(x, centers[idx]), np.zeros(len(centers)), -20.0, 5.0
-                )
-            ref = [
-                minimize(
-                    lambda x, c=c: (float(obj(x[0], c)[0]), np.asarray([obj(x[0], c)[1]])),
-                    np.zeros(1),
-                    jac=True,
-                    method="L-BFGS-B",
-                    bounds=[(-20.0, 5.0)],
-                )
-                for c in centers
-            ]
-            _LOCKSTEP_OK = bool(
-                np.array_equal(got, [r.x[0] for r in ref])
-                and np.array_equal(ok, [r.success for r in ref])
-            )
-        except Exception:  # any failure of the private API means "not available"
-            _LOCKSTEP_OK = False
-    return _LOCKSTEP_OK
-
-
 def _alpha_mle_chunk(
     bd: BlockDesign,
     counts: np.ndarray,
     mu: np.ndarray,
     alpha_hat: np.ndarray,
+    start: np.ndarray | None,
     min_disp: float,
     max_disp: float,
     prior_disp_var: float | None,
     cr_reg: bool,
     prior_reg: bool,
-    optimizer: str,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Dispersion MLE for a chunk of genes; returns (dispersions, converged).
+    """Dispersions for a chunk of genes, as :class:`~ifnsig.deseq2_compat.DESeq2Inference`.
 
-    Reproduces ``utils.fit_alpha_mle`` gene by gene: same objective in log(alpha), start,
-    bounds, optimiser and grid-search fallback. With L-BFGS-B the genes are optimised in
-    lockstep (:func:`_lbfgsb_lockstep`) with objective and gradient evaluated for all
-    genes at once.
+    DESeq2's line search (:func:`~ifnsig.deseq2_compat.deseq2_dispersions`) on the same
+    objective, with the Cox-Reid log-determinant and its derivative from the Schur
+    complement, evaluated for all genes of the chunk at once.
     """
     counts = np.asarray(counts, dtype=float)
     mu = np.asarray(mu, dtype=float)
     alpha_hat = np.asarray(alpha_hat, dtype=float)
     if prior_reg and prior_disp_var is None:
         raise ValueError("Sigma_prior is required for prior regularization")
-    if optimizer != "L-BFGS-B" or not _lockstep_available():
-        res = [
-            _alpha_mle_gene(
-                bd, counts[:, j], mu[:, j], float(alpha_hat[j]), min_disp, max_disp,
-                prior_disp_var, cr_reg, prior_reg, optimizer,
-            )
-            for j in range(counts.shape[1])
-        ]  # fmt: skip
-        return np.array([r[0] for r in res]), np.array([r[1] for r in res], dtype=bool)
-
-    # Gene-major copies so that sums over samples run in the order of utils.nb_nll.
     y_t, mu_t = np.ascontiguousarray(counts.T), np.ascontiguousarray(mu.T)
-    lg_y1 = gammaln(y_t + 1)
-    log_mu = np.log(mu_t)
-    n = y_t.shape[1]
-    log_alpha_hat = np.log(alpha_hat)
+    prior_mean = np.log(alpha_hat)
 
-    def fg(idx: np.ndarray, log_alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        alpha = np.exp(log_alpha)
-        a1 = (1 / alpha)[:, None]
-        y, m_ = y_t[idx], mu_t[idx]
-        # utils.nb_nll and utils.dnb_nll (d/dalpha), term by term.
-        logbinom = gammaln(y + a1) - lg_y1[idx] - gammaln(a1)
-        nll = n * a1[:, 0] * np.log(alpha) + (
-            -logbinom + (y + a1) * np.log(a1 + m_) - y * log_mu[idx]
-        ).sum(axis=1)
-        dnll = -(
-            a1[:, 0] ** 2
-            * (psi(a1) - psi(y + a1) + np.log(1 + m_ * alpha[:, None]) + (y - m_) / (m_ + a1)).sum(
-                axis=1
-            )
-        )
-        val, grad = nll, alpha * dnll
+    def objective(idx: np.ndarray, log_alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        m_ = mu_t[idx]
+        value, slope = nb_negative_loglik(y_t[idx], m_, log_alpha)
         if cr_reg:
+            alpha = np.exp(log_alpha)
             w = (m_ / (1 + m_ * alpha[:, None])).T
             nm = _normal(bd, w, 0.0, 0.0)
-            q = nm.quad_diag(bd)
-            val = val + 0.5 * nm.logdet()
-            grad = grad + 0.5 * (-(w**2) * q).sum(axis=0) * alpha
+            value = value + 0.5 * nm.logdet()
+            slope = slope + 0.5 * (-(w**2) * nm.quad_diag(bd)).sum(axis=0) * alpha
         if prior_reg:
-            diff = log_alpha - log_alpha_hat[idx]
-            val = val + diff**2 / (2 * prior_disp_var)
-            grad = grad + diff / prior_disp_var
-        return val, grad
+            diff = log_alpha - prior_mean[idx]
+            value = value + diff**2 / (2 * prior_disp_var)
+            slope = slope + diff / prior_disp_var
+        return value, slope
 
-    log_alpha, converged = _lbfgsb_lockstep(fg, log_alpha_hat, np.log(min_disp), np.log(max_disp))
-    alpha = np.exp(log_alpha)
-    for j in np.flatnonzero(~converged):
-        alpha[j] = np.exp(_grid_fit_alpha_blocked(bd, counts[:, j], mu[:, j], min_disp, max_disp))
-    return alpha, converged
+    def grid_fit(j: int) -> float:
+        prior = (prior_mean[j], prior_disp_var) if prior_reg else (None, None)
+        return _grid_fit_alpha_blocked(bd, counts[:, j], mu[:, j], min_disp, max_disp, *prior)
+
+    return deseq2_dispersions(
+        objective, alpha_hat, min_disp, max_disp, prior_reg, grid_fit, start=start
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -820,7 +634,7 @@ def _wald_chunk(
 # --------------------------------------------------------------------------------------
 
 
-class BlockedInference(DefaultInference):
+class BlockedInference(DESeq2Inference):
     """pydeseq2 inference exploiting a many-level blocking factor (paired designs).
 
     ``irls`` (LFCs, mu, hat diagonals for Cook's distances), ``alpha_mle`` (gene-wise and
@@ -828,7 +642,7 @@ class BlockedInference(DefaultInference):
     Schur complement of the indicator block, vectorised across genes and split into gene
     chunks run on ``n_cpus`` processes. Designs without a block of at least ``min_levels``
     levels, and every other method (``lin_reg_mu``, ``fit_moments_dispersions``, the trend
-    fit, LFC shrinkage), use :class:`~pydeseq2.default_inference.DefaultInference`.
+    fit, LFC shrinkage), use the parent :class:`~ifnsig.deseq2_compat.DESeq2Inference`.
 
     Parameters
     ----------
@@ -998,9 +812,9 @@ class BlockedInference(DefaultInference):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Fit dispersions (see :meth:`pydeseq2.inference.Inference.alpha_mle`).
 
-        Blocked path: ``utils.fit_alpha_mle``'s objective (NB nll + 0.5 log det X'WX
-        Cox-Reid term + optional log-normal prior) with the log-determinant and its
-        derivative from the Schur complement.
+        Blocked path: DESeq2's line search on the NB likelihood + Cox-Reid term + optional
+        log-normal prior, with the log-determinant and its derivative from the Schur
+        complement.
         """
         bd = self.block_design(design_matrix)
         if bd is None:
@@ -1011,11 +825,12 @@ class BlockedInference(DefaultInference):
             )  # fmt: skip
         self.paths["alpha_mle"] = "blocked"
         counts = np.asarray(counts)
-        mu = np.asarray(mu, dtype=float)
+        mu = np.maximum(np.asarray(mu, dtype=float), self.min_mu)
         alpha_hat = np.asarray(alpha_hat, dtype=float)
+        start = self.map_start if prior_reg else None
         tasks = [
-            (bd, counts[:, s], mu[:, s], alpha_hat[s], min_disp, max_disp, prior_disp_var,
-             cr_reg, prior_reg, optimizer)
+            (bd, counts[:, s], mu[:, s], alpha_hat[s], None if start is None else start[s],
+             min_disp, max_disp, prior_disp_var, cr_reg, prior_reg)
             for s in self._chunks(*counts.shape)
         ]  # fmt: skip
         res = self._map(_alpha_mle_chunk, tasks)
@@ -1046,7 +861,7 @@ class BlockedInference(DefaultInference):
                 design_matrix, disp, lfc, mu, ridge_factor, contrast, lfc_null, alt_hypothesis
             )
         self.paths["wald_test"] = "blocked"
-        mu = np.asarray(mu, dtype=float)
+        mu = np.maximum(np.asarray(mu, dtype=float), self.min_mu)
         lfc = np.asarray(lfc, dtype=float)
         disp = np.asarray(disp, dtype=float)
         contrast = np.asarray(contrast, dtype=float)

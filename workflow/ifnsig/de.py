@@ -72,62 +72,6 @@ class Fit:
         return "~" + " + ".join(terms)
 
 
-def monte_carlo_prior_variance(residuals: np.ndarray, df: int, seed: int = 2) -> float:
-    """DESeq2's prior variance of log dispersions for 1 to 3 residual degrees of freedom.
-
-    With so few degrees of freedom the log-dispersion residuals are too skewed for the
-    MAD-based estimate; DESeq2 (``estimateDispersionsPriorVar``) instead finds the prior
-    variance whose simulated residual distribution, log(chi2_df / df) + N(0, var), is
-    closest in Kullback-Leibler divergence to the observed one (genes with base mean above
-    100), smooths the divergence over the grid (loess, span 0.2) and takes its minimum,
-    floored at 0.25. The same steps are followed here with a seeded numpy generator.
-    """
-    from statsmodels.nonparametric.smoothers_lowess import lowess
-
-    rng = np.random.default_rng(seed)
-    breaks = np.arange(-20, 21) / 2
-    observed = residuals[(residuals > breaks[0]) & (residuals < breaks[-1])]
-    observed_density, _ = np.histogram(observed, bins=breaks, density=True)
-    grid = np.linspace(0, 8, 200)
-    divergences = []
-    for variance in grid:
-        simulated = np.log(rng.chisquare(df, 10_000)) + rng.normal(0, np.sqrt(variance), 10_000)
-        simulated -= np.log(df)
-        simulated = simulated[(simulated > breaks[0]) & (simulated < breaks[-1])]
-        simulated_density, _ = np.histogram(simulated, bins=breaks, density=True)
-        both = np.r_[observed_density, simulated_density]
-        small = both[both > 0].min()
-        divergences.append(
-            np.sum(
-                observed_density
-                * (np.log(observed_density + small) - np.log(simulated_density + small))
-            )
-        )
-    smoothed = lowess(divergences, grid, frac=0.2, return_sorted=False)
-    fine = np.linspace(0, 8, 1000)
-    best = fine[np.argmin(np.interp(fine, grid, smoothed))]
-    return float(max(best, 0.25))
-
-
-def deseq_dataset_class():
-    """pydeseq2's DeseqDataSet with DESeq2's dispersion prior for designs with df <= 3."""
-    from pydeseq2.dds import DeseqDataSet
-
-    class DeseqDataSetDESeq2Prior(DeseqDataSet):
-        def fit_dispersion_prior(self) -> None:
-            super().fit_dispersion_prior()
-            df = self.n_obs - self.obsm["design_matrix"].shape[-1]
-            if 1 <= df <= 3:
-                genes = self[:, self.non_zero_genes].var
-                residuals = np.log(genes["genewise_dispersions"]) - np.log(
-                    genes["fitted_dispersions"]
-                )
-                residuals = residuals[genes["_normed_means"] > 100].to_numpy()
-                self.uns["prior_disp_var"] = np.float64(monte_carlo_prior_variance(residuals, df))
-
-    return DeseqDataSetDESeq2Prior
-
-
 def contrasts_from_config(config: dict) -> list[Contrast]:
     """Configured contrasts, or each follow-up timepoint vs baseline, paired, in patients."""
     entries = config["de"]["contrasts"]
@@ -303,13 +247,11 @@ def choose_inference(fit: Fit, samples: pd.DataFrame, setting: str, min_subjects
     """pydeseq2 inference for a fit: the subject-blocked backend for large paired fits.
 
     ``setting`` is ``auto`` (blocked when the fit is paired with at least ``min_subjects``
-    subjects), ``blocked`` or ``default``. Both follow the same algorithms; results agree to
-    about 1e-6 except for the few genes whose dispersion optimiser does not converge, where
-    pydeseq2 itself is no more reproducible (reordering the samples moves them as much).
+    subjects), ``blocked`` or ``default``. Both follow the same algorithms (pydeseq2's, with
+    DESeq2's dispersion fit from :mod:`ifnsig.deseq2_compat`) and agree to rounding.
     """
-    from pydeseq2.default_inference import DefaultInference
-
     from ifnsig.blocked_inference import BlockedInference
+    from ifnsig.deseq2_compat import DESeq2Inference
 
     n_subjects = samples.loc[fit.samples, "subject"].nunique()
     use_blocked = fit.paired and (
@@ -318,8 +260,8 @@ def choose_inference(fit: Fit, samples: pd.DataFrame, setting: str, min_subjects
     if use_blocked:
         log.info("%s: subject-blocked inference (%d subjects)", fit.formula, n_subjects)
         return BlockedInference(n_cpus=n_cpus, min_levels=2)
-    log.info("%s: pydeseq2 default inference (%d subjects)", fit.formula, n_subjects)
-    return DefaultInference(n_cpus=n_cpus)
+    log.info("%s: dense inference (%d subjects)", fit.formula, n_subjects)
+    return DESeq2Inference(n_cpus=n_cpus)
 
 
 def run_fit(
@@ -350,6 +292,8 @@ def run_fit(
     """
     from pydeseq2.ds import DeseqStats
 
+    from ifnsig.deseq2_compat import deseq_dataset_class, independent_filtering
+
     sub = adata[fit.samples]
     counts = pd.DataFrame(
         np.asarray(sub.layers["counts"]), index=sub.obs_names, columns=sub.var_names
@@ -372,11 +316,14 @@ def run_fit(
             dds,
             contrast=[fit.variable, contrast.test, contrast.reference],
             alpha=alpha,
+            independent_filter=False,
             inference=backend,
             quiet=True,
         )
         stats.summary()
         table = stats.results_df.copy()
+        table["padj"], threshold = independent_filtering(table["baseMean"], table["pvalue"], alpha)
+        log.info("%s: independent filtering keeps base mean >= %.3g", contrast.name, threshold)
         table.insert(0, "gene_id", table.index.astype(str))
         table.insert(1, "symbol", adata.var.loc[table.index, "symbol"].astype(str).to_numpy())
         coefficient = f"{fit.variable}[T.{contrast.test}]"

@@ -1,0 +1,78 @@
+"""The DESeq2 steps ifnsig does the R way: dispersion trend, prior variance, filtering."""
+
+import numpy as np
+import pandas as pd
+from conftest import shared_data
+
+from ifnsig.deseq2_compat import (
+    independent_filtering,
+    monte_carlo_prior_variance,
+    parametric_dispersion_trend,
+)
+
+
+def test_independent_filtering_reproduces_r_on_r_pvalues():
+    """Fed R DESeq2's own airway p-values, the filter picks R's threshold and R's 4,819 genes."""
+    reference = pd.read_csv(
+        shared_data("airway", "reference_deseq2", "deseq2_1.38.3_cell+dex_results.csv.gz"),
+        index_col=0,
+    )
+    padj, threshold = independent_filtering(reference["baseMean"], reference["pvalue"], 0.1)
+    assert abs(threshold - 4.5034) < 1e-3  # R: metadata(res)$filterThreshold
+    assert int((padj < 0.1).sum()) == 4819
+    tested = ~np.isnan(padj)
+    assert np.allclose(padj[tested], reference["padj"].to_numpy()[tested], rtol=1e-9)
+    assert np.array_equal(tested, reference["padj"].notna().to_numpy())
+
+
+def test_independent_filtering_without_signal_keeps_every_gene():
+    rng = np.random.default_rng(0)
+    base_mean = rng.lognormal(3, 2, 2000)
+    padj, threshold = independent_filtering(base_mean, rng.uniform(size=2000), 0.1)
+    assert threshold == base_mean.min()
+    assert not np.isnan(padj).any()
+
+
+def test_independent_filtering_drops_uninformative_low_counts():
+    """Signal only among well-expressed genes: filtering out the rest gains rejections."""
+    from scipy.stats import false_discovery_control
+
+    rng = np.random.default_rng(1)
+    base_mean = rng.lognormal(3, 2, 5000)
+    pvalues = rng.uniform(size=5000)
+    signal = (base_mean > np.quantile(base_mean, 0.6)) & (rng.uniform(size=5000) < 0.3)
+    pvalues[signal] = rng.beta(0.2, 8, signal.sum())
+    padj, threshold = independent_filtering(base_mean, pvalues, 0.1)
+    assert threshold > base_mean.min()
+    assert np.isnan(padj[base_mean < threshold]).all()
+    assert not np.isnan(padj[base_mean >= threshold]).any()
+    unfiltered = false_discovery_control(pvalues, method="bh")
+    assert (padj < 0.1).sum() > (unfiltered < 0.1).sum()
+
+
+def test_parametric_trend_recovers_the_curve_and_ignores_floored_genes():
+    rng = np.random.default_rng(2)
+    means = rng.lognormal(4, 2, 8000)
+    truth = 0.01 + 3.6 / means
+    dispersions = truth * rng.gamma(4, 1 / 4, means.size)
+    dispersions[:500] = 1e-8  # genes at pydeseq2's minimum, which DESeq2 leaves out
+    a0, a1 = parametric_dispersion_trend(means, dispersions)
+    assert abs(a0 - 0.01) < 0.001 and abs(a1 - 3.6) < 0.2
+
+
+def test_parametric_trend_gives_up_like_deseq2():
+    """No dependence on the mean and a negative slope: DESeq2 stops the parametric fit."""
+    rng = np.random.default_rng(3)
+    means = rng.lognormal(4, 2, 3000)
+    dispersions = 0.05 * means**0.3 * rng.gamma(4, 1 / 4, means.size)
+    assert parametric_dispersion_trend(means, dispersions) is None
+
+
+def test_monte_carlo_prior_variance_recovers_the_planted_variance():
+    rng = np.random.default_rng(4)
+    df = 3
+    for planted in (0.6, 1.5):
+        residuals = np.log(rng.chisquare(df, 20_000) / df) + rng.normal(0, np.sqrt(planted), 20_000)
+        assert abs(monte_carlo_prior_variance(residuals, df) - planted) < 0.2
+    sampling_only = np.log(rng.chisquare(df, 20_000) / df)
+    assert monte_carlo_prior_variance(sampling_only, df) == 0.25

@@ -277,7 +277,7 @@ def export_for_r(folder: Path) -> list[dict]:
         counts = pd.DataFrame(
             np.asarray(sub.layers["counts"]).T, index=sub.var_names, columns=sub.obs_names
         )
-        design = de.design_frame(fit, samples)
+        design = fit.metadata
         counts_path = folder / f"r_counts_{i}.tsv"
         design_path = folder / f"r_design_{i}.tsv"
         counts.to_csv(counts_path, sep="\t")

@@ -106,6 +106,76 @@ def test_subject_level_covariate_is_absorbed_in_paired_design(caplog):
     assert "absorbed" in caplog.text
 
 
+def response_setup(**contrast):
+    """Six patients at baseline and month3; CMAS gains of 0..5 make S3-S5 responders."""
+    samples = sheet(n_subjects=6)
+    clinical = pd.DataFrame(
+        [
+            {"subject": f"S{i}", "timepoint": tp, "CMAS": 30 + (i if tp == "month3" else 0)}
+            for i in range(6)
+            for tp in ("baseline", "month3")
+        ]
+    )
+    clinical.loc[(clinical.subject == "S5") & (clinical.timepoint == "month3"), "CMAS"] = None
+    cfg = validate_config(
+        {
+            "timepoints": ["baseline", "month3"],
+            "clinical": "clinical.tsv",
+            "clinical_measures": {"CMAS": {"higher_is_better": True, "min": 0, "max": 52}},
+            "linkage": {
+                "responses": [
+                    {"name": "CMAS_gain_3", "type": "improvement", "measure": "CMAS", "at_least": 3}
+                ]
+            },
+            "de": {
+                "contrasts": [
+                    {
+                        "name": "responders_at_baseline",
+                        "response": "CMAS_gain_3",
+                        "subset": {"timepoint": ["baseline"]},
+                        **contrast,
+                    }
+                ]
+            },
+        }
+    )
+    return samples, clinical, cfg
+
+
+def test_response_contrast_takes_the_clinical_calls(caplog):
+    samples, clinical, cfg = response_setup()
+    (fit,) = de.plan_fits(samples, cfg, clinical)
+    column = "response_CMAS_gain_3_month3"
+    assert fit.formula == f"~{column}" and not fit.paired
+    # S5 has no month-3 CMAS, so no call: left out, and the log says so.
+    assert fit.samples == [f"S{i}_baseline" for i in range(5)]
+    assert "S5" in caplog.text
+    calls = fit.metadata[column].astype(str).to_dict()
+    assert calls == {
+        "S0_baseline": "non_responder",
+        "S1_baseline": "non_responder",
+        "S2_baseline": "non_responder",
+        "S3_baseline": "responder",
+        "S4_baseline": "responder",
+    }
+    assert list(fit.metadata[column].cat.categories) == ["non_responder", "responder"]
+
+
+@pytest.mark.parametrize(
+    "contrast, clinical_given, message",
+    [
+        ({"response": "CMAS_gain_9"}, True, "not defined under linkage.responses; use one of"),
+        ({"paired": True}, True, "cannot be paired on subject"),
+        ({"response_at": "baseline"}, True, "not a follow-up timepoint; use one of month3"),
+        ({}, False, "needs the clinical table"),
+    ],
+)
+def test_response_contrast_errors(contrast, clinical_given, message):
+    samples, clinical, cfg = response_setup(**contrast)
+    with pytest.raises(InputError, match=message):
+        de.plan_fits(samples, cfg, clinical if clinical_given else None)
+
+
 def airway():
     folder = shared_data("airway")
     # All 64,102 genes, zeros included, as R was given them: the share of all-zero genes

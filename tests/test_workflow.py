@@ -153,3 +153,51 @@ def test_non_integer_counts_fail_in_first_rule_and_leave_nothing(tmp_path):
     assert run.returncode != 0
     assert "is not an integer" in run.stderr
     assert not list((tmp_path / "results").rglob("*.h5ad"))
+
+
+def test_response_contrast_splits_patients_as_the_clinical_stage(small_run, tmp_path, monkeypatch):
+    """A responders-vs-non-responders contrast at baseline uses response.tsv's calls."""
+    import anndata as ad
+    import yaml
+
+    from ifnsig import de, stages
+
+    config = yaml.safe_load((small_run / "config" / "config.yaml").read_text())
+    config["de"]["contrasts"] = [
+        {
+            "name": "CMAS_responders_at_baseline",
+            "response": "CMAS_gain_3",
+            "response_at": "month6",
+            "subset": {"group": ["patient"], "timepoint": ["baseline"]},
+        }
+    ]
+    # The Snakefile plans this at parse time: a dry run shows the job reading the clinical table.
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (tmp_path / "inputs").symlink_to(small_run / "inputs")
+    dry = snakemake(tmp_path, "-n", "-p", "results/de/CMAS_responders_at_baseline.tsv")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "inputs/clinical.tsv" in dry.stdout + dry.stderr
+
+    monkeypatch.chdir(small_run)
+    output = tmp_path / "responders.tsv"
+    stages.differential_expression(
+        config, "results/data/cohort.h5ad", {"CMAS_responders_at_baseline": str(output)}
+    )
+    table = pd.read_csv(output, sep="\t")
+    assert table["pvalue"].notna().mean() > 0.9
+
+    calls = pd.read_csv(small_run / "results" / "clinical" / "response.tsv", sep="\t")
+    calls = calls[(calls.response == "CMAS_gain_3") & (calls.timepoint == "month6")].dropna(
+        subset=["responder"]
+    )
+    samples = stages._samples_frame(ad.read_h5ad("results/data/cohort.h5ad"))
+    (fit,) = de.plan_fits(samples, config, stages.load_design(config).clinical)
+    used = fit.metadata["response_CMAS_gain_3_month6"].astype(str)
+    by_subject = dict(zip(samples.loc[used.index, "subject"].astype(str), used, strict=True))
+    expected = {
+        str(s): "responder" if r in (True, "True") else "non_responder"
+        for s, r in zip(calls.subject, calls.responder, strict=True)
+    }
+    assert by_subject == expected
+    assert {"responder", "non_responder"} <= set(by_subject.values())

@@ -8,6 +8,7 @@ differentialabundance ``blocking``): each person is their own control.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 
 import anndata as ad
@@ -40,17 +41,44 @@ class Contrast:
     variable: str = "timepoint"
     paired: bool = True
     subset: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: (response definition, timepoint judged) for responders vs non-responders.
+    response: tuple[str, str] | None = None
 
     @classmethod
-    def from_config(cls, entry: dict) -> Contrast:
+    def from_config(cls, entry: dict, timepoints: list[str]) -> Contrast:
         subset = tuple(sorted((k, tuple(v)) for k, v in entry.get("subset", {}).items()))
+        if "response" not in entry:
+            return cls(
+                name=entry["name"],
+                test=str(entry["test"]),
+                reference=str(entry["reference"]),
+                variable=entry.get("variable", "timepoint"),
+                paired=entry.get("paired", True),
+                subset=subset,
+            )
+        # Responders vs non-responders: a property of the subject, so never paired.
+        definition = entry["response"]
+        judged_at = str(entry.get("response_at", timepoints[-1]))
+        if entry.get("paired", False):
+            raise InputError(
+                f"config/config.yaml: contrast '{entry['name']}' compares responders with "
+                "non-responders, which differ between subjects, so it cannot be paired on "
+                "subject; set paired: false or leave paired out."
+            )
+        if judged_at not in timepoints[1:]:
+            raise InputError(
+                f"config/config.yaml: contrast '{entry['name']}' has response_at "
+                f"'{judged_at}', which is not a follow-up timepoint; use one of "
+                f"{', '.join(timepoints[1:])}."
+            )
         return cls(
             name=entry["name"],
-            test=str(entry["test"]),
-            reference=str(entry["reference"]),
-            variable=entry.get("variable", "timepoint"),
-            paired=entry.get("paired", True),
+            test=str(entry.get("test", RESPONDER)),
+            reference=str(entry.get("reference", NON_RESPONDER)),
+            variable=response_column(definition, judged_at),
+            paired=False,
             subset=subset,
+            response=(definition, judged_at),
         )
 
 
@@ -64,6 +92,8 @@ class Fit:
     subset: tuple[tuple[str, tuple[str, ...]], ...]
     covariates: list[str]
     samples: list[str] = field(default_factory=list)
+    #: The design's columns for the chosen samples, set by :func:`plan_fits`.
+    metadata: pd.DataFrame | None = None
     contrasts: list[Contrast] = field(default_factory=list)
 
     @property
@@ -72,11 +102,19 @@ class Fit:
         return "~" + " + ".join(terms)
 
 
+RESPONDER, NON_RESPONDER = "responder", "non_responder"
+
+
+def response_column(definition: str, timepoint: str) -> str:
+    """Name of the derived sample column holding one response call (a formula-safe name)."""
+    return re.sub(r"\W", "_", f"response_{definition}_{timepoint}")
+
+
 def contrasts_from_config(config: dict) -> list[Contrast]:
     """Configured contrasts, or each follow-up timepoint vs baseline, paired, in patients."""
     entries = config["de"]["contrasts"]
     if entries:
-        contrasts = [Contrast.from_config(e) for e in entries]
+        contrasts = [Contrast.from_config(e, list(config["timepoints"])) for e in entries]
     else:
         baseline, *followups = config["timepoints"]
         patient = config["groups"]["patient"]
@@ -99,6 +137,71 @@ def contrasts_from_config(config: dict) -> list[Contrast]:
     return contrasts
 
 
+def uses_responses(config: dict) -> bool:
+    """Whether a contrast compares responders, so the DE stage needs the clinical table."""
+    return any("response" in entry for entry in config["de"]["contrasts"])
+
+
+def add_response_columns(
+    samples: pd.DataFrame, clinical: pd.DataFrame | None, config: dict
+) -> pd.DataFrame:
+    """The sample sheet with one column per response contrast: responder / non_responder.
+
+    The calls are the clinical stage's (:func:`ifnsig.clinical.call_responses`) for the
+    contrast's definition at its ``response_at`` timepoint, given to every sample of the
+    subject. Patients without an evaluable call get no level and are left out, with a
+    warning naming them.
+    """
+    from ifnsig import clinical as clin
+
+    wanted = {c.response for c in contrasts_from_config(config) if c.response}
+    if not wanted:
+        return samples
+    definitions = {d["name"]: d for d in (config.get("linkage") or {}).get("responses") or []}
+    for definition, _ in sorted(wanted):
+        if definition not in definitions:
+            raise InputError(
+                f"config/config.yaml: a contrast under de.contrasts uses response "
+                f"'{definition}', which is not defined under linkage.responses; use one of "
+                f"{', '.join(definitions) or '(none defined)'}."
+            )
+    if clinical is None:
+        raise InputError(
+            "config/config.yaml: a contrast under de.contrasts compares responders, which "
+            "needs the clinical table; set clinical: to its path."
+        )
+    measures, timepoints = config["clinical_measures"], list(config["timepoints"])
+    calls = clin.call_responses(
+        clinical,
+        clin.measure_changes(clinical, measures, timepoints),
+        list(definitions.values()),
+        measures,
+        timepoints,
+        clinical_path=str(config.get("clinical")),
+    )
+    samples = samples.copy()
+    for definition, judged_at in sorted(wanted):
+        chosen = calls[(calls["response"] == definition) & (calls["timepoint"] == judged_at)]
+        by_subject = chosen.set_index("subject")["responder"].dropna()
+        column = (
+            samples["subject"]
+            .astype(str)
+            .map(by_subject.map({True: RESPONDER, False: NON_RESPONDER}))
+        )
+        patients = samples["group"].astype(str) == config["groups"]["patient"]
+        missing = sorted(set(samples.loc[column.isna() & patients, "subject"].astype(str)))
+        if missing:
+            log.warning(
+                "response %s at %s: no call for subject(s) %s; their samples are left out of "
+                "contrasts on it",
+                definition,
+                judged_at,
+                ", ".join(missing),
+            )
+        samples[response_column(definition, judged_at)] = column
+    return samples
+
+
 def _select(samples: pd.DataFrame, subset) -> pd.Series:
     keep = pd.Series(True, index=samples.index)
     for column, values in subset:
@@ -111,7 +214,9 @@ def _select(samples: pd.DataFrame, subset) -> pd.Series:
     return keep
 
 
-def plan_fits(samples: pd.DataFrame, config: dict) -> list[Fit]:
+def plan_fits(
+    samples: pd.DataFrame, config: dict, clinical: pd.DataFrame | None = None
+) -> list[Fit]:
     """Group contrasts into fits and check every level, subject and design before fitting.
 
     Parameters
@@ -120,6 +225,9 @@ def plan_fits(samples: pd.DataFrame, config: dict) -> list[Fit]:
         Validated sample sheet (columns from the sheet plus, optionally, derived columns).
     config
         Validated configuration.
+    clinical
+        Validated clinical table, for contrasts between responders and non-responders
+        (their column is added by :func:`add_response_columns`).
 
     Raises
     ------
@@ -134,6 +242,7 @@ def plan_fits(samples: pd.DataFrame, config: dict) -> list[Fit]:
                 f"config/config.yaml: de.covariates names '{covariate}', which is not a column "
                 f"of the sample sheet; use one of {', '.join(samples.columns)}."
             )
+    samples = add_response_columns(samples, clinical, config)
     fits: dict[tuple, Fit] = {}
     for contrast in contrasts_from_config(config):
         if contrast.variable not in samples.columns:
@@ -164,7 +273,8 @@ def plan_fits(samples: pd.DataFrame, config: dict) -> list[Fit]:
         fits[key].contrasts.append(contrast)
     for fit in fits.values():
         _choose_samples(fit, samples)
-        _check_rank(fit, samples)
+        fit.metadata = design_frame(fit, samples)
+        _check_rank(fit)
     return list(fits.values())
 
 
@@ -223,10 +333,10 @@ def design_frame(fit: Fit, samples: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _check_rank(fit: Fit, samples: pd.DataFrame) -> None:
+def _check_rank(fit: Fit) -> None:
     from formulaic import model_matrix
 
-    design = model_matrix(fit.formula, design_frame(fit, samples))
+    design = model_matrix(fit.formula, fit.metadata)
     rank = np.linalg.matrix_rank(np.asarray(design, dtype=float))
     if rank < design.shape[1]:
         raise InputError(
@@ -298,7 +408,7 @@ def run_fit(
     counts = pd.DataFrame(
         np.asarray(sub.layers["counts"]), index=sub.obs_names, columns=sub.var_names
     )
-    metadata = design_frame(fit, samples)
+    metadata = fit.metadata if fit.metadata is not None else design_frame(fit, samples)
     backend = choose_inference(fit, samples, inference, blocked_min_subjects, n_cpus)
     log.info("fitting %s on %d samples x %d genes", fit.formula, *counts.shape)
     dds = deseq_dataset_class()(

@@ -254,7 +254,7 @@ def differential_expression(
     """Fit every planned design once and write one table per contrast."""
     adata = ad.read_h5ad(input_h5ad)
     samples = _samples_frame(adata)
-    for fit in de.plan_fits(samples, config):
+    for fit in de.plan_fits(samples, config, _clinical_for_de(config)):
         results = de.run_fit(
             adata,
             fit,
@@ -280,10 +280,14 @@ def plot_de(config: dict, de_tsv: str, input_h5ad: str, contrast: str, outputs: 
     plots.pvalue_histogram(table, outputs["pvalues"])
     adata = ad.read_h5ad(input_h5ad)
     samples = _samples_frame(adata)
-    fit = next(
-        f for f in de.plan_fits(samples, config) if contrast in {c.name for c in f.contrasts}
-    )
+    fits = de.plan_fits(samples, config, _clinical_for_de(config))
+    fit = next(f for f in fits if contrast in {c.name for c in f.contrasts})
     plots.top_gene_heatmap(adata, table, fit.samples, outputs["heatmap"])
+
+
+def _clinical_for_de(config: dict) -> pd.DataFrame | None:
+    """The clinical table, when a contrast compares responders with non-responders."""
+    return load_design(config).clinical if de.uses_responses(config) else None
 
 
 def _samples_frame(adata: ad.AnnData) -> pd.DataFrame:

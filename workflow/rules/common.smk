@@ -8,7 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from ifnsig.clinical import check_linkage
-from ifnsig.de import contrasts_from_config, plan_fits
+from ifnsig.de import contrasts_from_config, plan_fits, uses_responses
 from ifnsig.errors import InputError
 from ifnsig.validation import load_design
 
@@ -16,8 +16,8 @@ from ifnsig.validation import load_design
 # first rule checks the counts in full before writing anything.
 try:
     DESIGN = load_design(config)
-    plan_fits(DESIGN.samples, config)
     check_linkage(config, DESIGN.clinical, DESIGN.samples)
+    plan_fits(DESIGN.samples, config, DESIGN.clinical)
 except InputError as err:
     sys.exit(f"Input error: {err}")
 
@@ -125,6 +125,13 @@ def sheet_inputs():
     if config["tximport"]["tx2gene"]:
         files["tx2gene"] = config["tximport"]["tx2gene"]
     return files
+
+
+def response_inputs():
+    """The clinical table for DE jobs whose contrasts compare responders."""
+    if uses_responses(config) and config.get("clinical"):
+        return {"clinical": config["clinical"]}
+    return {}
 
 
 def memory_for_inputs(base_mb, per_input_mb):

@@ -1,6 +1,7 @@
 rule differential_expression:
     input:
         "results/data/cohort.h5ad",
+        **response_inputs(),
     output:
         **{
             name: report(
@@ -27,6 +28,7 @@ rule differential_expression:
 
 rule plot_de:
     input:
+        **response_inputs(),
         de="results/de/{contrast}.tsv",
         cohort="results/data/cohort.h5ad",
     output:

@@ -382,7 +382,7 @@ def run_fit(
     n_cpus: int = 1,
     shrink: bool = True,
     inference: str = "auto",
-    blocked_min_subjects: int = 8,
+    blocked_min_subjects: int = 2,
     shrink_max_coefficients: int = 100,
 ) -> dict[str, pd.DataFrame]:
     """Fit one design with pydeseq2 and test each of its contrasts.

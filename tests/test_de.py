@@ -343,3 +343,39 @@ def test_shrinkage_is_skipped_for_designs_with_too_many_coefficients(caplog):
     assert "no apeGLM shrinkage" in caplog.text
     kept = de.run_fit(adata, fit, samples, shrink_max_coefficients=6)["month3_vs_baseline"]
     assert kept["log2FoldChange_shrunk"].notna().sum() > 250
+
+
+def test_demo_paired_fit_is_r_deseq2(monkeypatch):
+    """The shipped demo's paired fit (75 samples, 25 subjects) equals R DESeq2 1.38.3's.
+
+    The reference was written by tests/data/demo_deseq2.R on the same filtered counts.
+    """
+    import yaml
+    from conftest import REPO
+
+    from ifnsig import stages
+    from ifnsig.formats import read_count_input
+    from ifnsig.validation import load_design
+
+    monkeypatch.chdir(REPO)
+    cfg = validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    design = load_design(cfg)
+    adata = data.build_anndata(
+        read_count_input(cfg).counts, design.samples, design.clinical, timepoints=design.timepoints
+    )
+    adata = data.filter_genes(
+        adata, cfg["filtering"]["min_count"], cfg["filtering"]["min_samples"]
+    )
+    samples = stages._samples_frame(adata)
+    (fit,) = de.plan_fits(samples, cfg)
+    tables = de.run_fit(adata, fit, samples, alpha=cfg["de"]["alpha"], n_cpus=2, shrink=False)
+    reference = pd.read_csv(REPO / "tests" / "data" / "demo_deseq2_1.38.3.tsv.gz", sep="\t")
+    for name, expected in reference.groupby("contrast"):
+        ours = tables[name].set_index("gene_id")
+        expected = expected.set_index("gene_id")
+        assert set(ours.index) == set(expected.index)
+        expected = expected.loc[ours.index]
+        relative = (ours["stat"] / expected["stat"] - 1).abs()
+        assert relative.median() < 1e-5 and relative.quantile(0.999) < 1e-3, name
+        assert ((ours["padj"] < 0.1) == (expected["padj"] < 0.1)).all(), name
+        assert ((ours["padj"] < 0.05) == (expected["padj"] < 0.05)).all(), name

@@ -363,9 +363,7 @@ def test_demo_paired_fit_is_r_deseq2(monkeypatch):
     adata = data.build_anndata(
         read_count_input(cfg).counts, design.samples, design.clinical, timepoints=design.timepoints
     )
-    adata = data.filter_genes(
-        adata, cfg["filtering"]["min_count"], cfg["filtering"]["min_samples"]
-    )
+    adata = data.filter_genes(adata, cfg["filtering"]["min_count"], cfg["filtering"]["min_samples"])
     samples = stages._samples_frame(adata)
     (fit,) = de.plan_fits(samples, cfg)
     tables = de.run_fit(adata, fit, samples, alpha=cfg["de"]["alpha"], n_cpus=2, shrink=False)
@@ -379,3 +377,18 @@ def test_demo_paired_fit_is_r_deseq2(monkeypatch):
         assert relative.median() < 1e-5 and relative.quantile(0.999) < 1e-3, name
         assert ((ours["padj"] < 0.1) == (expected["padj"] < 0.1)).all(), name
         assert ((ours["padj"] < 0.05) == (expected["padj"] < 0.05)).all(), name
+
+
+def test_clinical_measure_as_covariate_is_checked_at_planning():
+    """Steroid dose and the like come from the clinical table, joined on subject and timepoint."""
+    samples, clinical, _ = response_setup()
+    cfg = config(covariates=["CMAS"])
+    complete = clinical.fillna({"CMAS": 30})
+    (fit,) = de.plan_fits(samples, cfg, complete)
+    assert fit.formula == "~subject + CMAS + timepoint"
+    assert fit.metadata["CMAS"].dtype.kind == "f"
+    # S5 has no month-3 CMAS in the incomplete table.
+    with pytest.raises(InputError, match="'CMAS' has no value for sample\\(s\\) S5_month3"):
+        de.plan_fits(samples, cfg, clinical)
+    with pytest.raises(InputError, match="not a column of the sample sheet or the clinical"):
+        de.plan_fits(samples, cfg)

@@ -92,6 +92,16 @@ def _without_version(ids: pd.Index) -> pd.Index:
     return pd.Index([i.split(".")[0] if i.startswith("ENS") else i for i in ids])
 
 
+def join_clinical(samples: pd.DataFrame, clinical: pd.DataFrame) -> pd.DataFrame:
+    """The sample sheet with the clinical measures of each sample's subject and timepoint.
+
+    A measure whose name the sheet already uses gets the suffix ``_clinical``.
+    """
+    return samples.merge(
+        clinical, on=["subject", "timepoint"], how="left", suffixes=("", "_clinical")
+    ).set_index(samples.index)
+
+
 def build_anndata(
     counts: pd.DataFrame,
     samples: pd.DataFrame,
@@ -117,11 +127,8 @@ def build_anndata(
     counts = counts[samples.index]
     obs = samples.copy()
     if clinical is not None:
-        measures = [c for c in clinical.columns if c not in ("subject", "timepoint")]
-        obs = obs.merge(
-            clinical, on=["subject", "timepoint"], how="left", suffixes=("", "_clinical")
-        ).set_index(obs.index)
-        log.info("joined %d clinical measures to %d samples", len(measures), len(obs))
+        obs = join_clinical(obs, clinical)
+        log.info("joined %d clinical measures to %d samples", clinical.shape[1] - 2, len(obs))
     if timepoints is not None:
         obs["timepoint"] = pd.Categorical(obs["timepoint"], categories=timepoints, ordered=True)
     var = pd.DataFrame(index=counts.index.astype(str))

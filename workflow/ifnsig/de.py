@@ -235,12 +235,20 @@ def plan_fits(
         Unknown variable or level (the message lists the valid ones), no paired subjects
         left, or a rank-deficient design (the message lists the coefficient names).
     """
+    from ifnsig.data import join_clinical
+
+    if clinical is not None and not set(clinical.columns) - {"subject", "timepoint"} <= set(
+        samples.columns
+    ):
+        # At parse time the sheet comes alone; in the DE job the AnnData obs holds both.
+        samples = join_clinical(samples, clinical)
     covariates = list(config["de"]["covariates"])
     for covariate in covariates:
         if covariate not in samples.columns:
             raise InputError(
                 f"config/config.yaml: de.covariates names '{covariate}', which is not a column "
-                f"of the sample sheet; use one of {', '.join(samples.columns)}."
+                f"of the sample sheet or the clinical table; use one of "
+                f"{', '.join(samples.columns)}."
             )
     samples = add_response_columns(samples, clinical, config)
     fits: dict[tuple, Fit] = {}
@@ -318,6 +326,15 @@ def _choose_samples(fit: Fit, samples: pd.DataFrame) -> None:
                 fit.formula,
             )
             fit.covariates = [c for c in fit.covariates if c not in absorbed]
+    for covariate in fit.covariates:
+        missing = chosen.index[chosen[covariate].isna()]
+        if len(missing):
+            raise InputError(
+                f"config/config.yaml: de.covariates '{covariate}' has no value for sample(s) "
+                f"{', '.join(map(str, missing[:10]))}{' ...' if len(missing) > 10 else ''} "
+                f"of contrast(s) {', '.join(c.name for c in fit.contrasts)}; fill it in the "
+                "sample sheet or clinical table, or remove the covariate."
+            )
     fit.samples = list(chosen.index)
 
 

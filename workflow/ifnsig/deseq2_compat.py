@@ -178,8 +178,13 @@ def deseq_dataset_class():
             return None
 
         def fit_dispersion_prior(self) -> None:
-            super().fit_dispersion_prior()
             df = self.n_obs - self.obsm["design_matrix"].shape[-1]
+            with warnings.catch_warnings():
+                # pydeseq2 warns that the MAD estimate is poor below 4 df; DESeq2's
+                # simulation-based estimate replaces it just below.
+                if 1 <= df <= 3:
+                    warnings.filterwarnings("ignore", message="As the residual degrees")
+                super().fit_dispersion_prior()
             if 1 <= df <= 3:
                 genes = self.var.loc[self.non_zero_genes]
                 genes = genes[genes["genewise_dispersions"] >= 100 * self.min_disp]

@@ -345,11 +345,8 @@ def test_shrinkage_is_skipped_for_designs_with_too_many_coefficients(caplog):
     assert kept["log2FoldChange_shrunk"].notna().sum() > 250
 
 
-def test_demo_paired_fit_is_r_deseq2(monkeypatch):
-    """The shipped demo's paired fit (75 samples, 25 subjects) equals R DESeq2 1.38.3's.
-
-    The reference was written by tests/data/demo_deseq2.R on the same filtered counts.
-    """
+def demo_fit(monkeypatch, contrasts=None):
+    """The shipped demo's filtered counts, sample frame and the fits of ``contrasts``."""
     import yaml
     from conftest import REPO
 
@@ -358,25 +355,61 @@ def test_demo_paired_fit_is_r_deseq2(monkeypatch):
     from ifnsig.validation import load_design
 
     monkeypatch.chdir(REPO)
-    cfg = validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    if contrasts:
+        cfg["de"]["contrasts"] = contrasts
+    cfg = validate_config(cfg)
     design = load_design(cfg)
     adata = data.build_anndata(
         read_count_input(cfg).counts, design.samples, design.clinical, timepoints=design.timepoints
     )
     adata = data.filter_genes(adata, cfg["filtering"]["min_count"], cfg["filtering"]["min_samples"])
     samples = stages._samples_frame(adata)
-    (fit,) = de.plan_fits(samples, cfg)
-    tables = de.run_fit(adata, fit, samples, alpha=cfg["de"]["alpha"], n_cpus=2, shrink=False)
+    (fit,) = de.plan_fits(samples, cfg, design.clinical)
+    return de.run_fit(adata, fit, samples, alpha=cfg["de"]["alpha"], n_cpus=2, shrink=False)
+
+
+def assert_same_as_r(ours: pd.DataFrame, expected: pd.DataFrame, name: str) -> None:
+    ours, expected = ours.set_index("gene_id"), expected.set_index("gene_id")
+    assert set(ours.index) == set(expected.index)
+    expected = expected.loc[ours.index]
+    relative = (ours["stat"] / expected["stat"] - 1).abs()
+    assert relative.median() < 1e-5 and relative.quantile(0.999) < 1e-3, name
+    assert ((ours["padj"] < 0.1) == (expected["padj"] < 0.1)).all(), name
+    assert ((ours["padj"] < 0.05) == (expected["padj"] < 0.05)).all(), name
+
+
+def test_demo_paired_fit_is_r_deseq2(monkeypatch):
+    """The shipped demo's paired fit (75 samples, 25 subjects) equals R DESeq2 1.38.3's.
+
+    The reference was written by tests/data/demo_deseq2.R on the same filtered counts.
+    """
+    from conftest import REPO
+
+    tables = demo_fit(monkeypatch)
     reference = pd.read_csv(REPO / "tests" / "data" / "demo_deseq2_1.38.3.tsv.gz", sep="\t")
     for name, expected in reference.groupby("contrast"):
-        ours = tables[name].set_index("gene_id")
-        expected = expected.set_index("gene_id")
-        assert set(ours.index) == set(expected.index)
-        expected = expected.loc[ours.index]
-        relative = (ours["stat"] / expected["stat"] - 1).abs()
-        assert relative.median() < 1e-5 and relative.quantile(0.999) < 1e-3, name
-        assert ((ours["padj"] < 0.1) == (expected["padj"] < 0.1)).all(), name
-        assert ((ours["padj"] < 0.05) == (expected["padj"] < 0.05)).all(), name
+        assert_same_as_r(tables[name], expected, name)
+
+
+def test_demo_responder_contrast_is_r_deseq2(monkeypatch):
+    """Unpaired, 19 vs 6 patients at baseline: the dense path with Cook's outlier refit.
+
+    The reference was written by tests/data/demo_responders_deseq2.R.
+    """
+    from conftest import REPO
+
+    contrast = {
+        "name": "CMAS_responders_at_baseline",
+        "response": "CMAS_gain_3",
+        "response_at": "month6",
+        "subset": {"group": ["patient"], "timepoint": ["baseline"]},
+    }
+    (table,) = demo_fit(monkeypatch, [contrast]).values()
+    reference = pd.read_csv(
+        REPO / "tests" / "data" / "demo_responders_deseq2_1.38.3.tsv.gz", sep="\t"
+    )
+    assert_same_as_r(table, reference, contrast["name"])
 
 
 def test_clinical_measure_as_covariate_is_checked_at_planning():

@@ -574,13 +574,29 @@ def pvalue_histogram(de: pd.DataFrame, path: str | Path) -> None:
 
 
 def top_gene_heatmap(
-    adata: ad.AnnData, de: pd.DataFrame, samples: list[str], path: str | Path, n_top: int = 40
+    adata: ad.AnnData,
+    de: pd.DataFrame,
+    groups: pd.Series,
+    path: str | Path,
+    n_top: int = 40,
 ) -> None:
-    """VST z-scores of the top genes across the contrast's samples, ordered by timepoint."""
+    """VST z-scores of the top genes across the contrast's samples.
+
+    ``groups`` maps each sample of the contrast to its level of the compared variable
+    (timepoint, response, ...); samples are ordered and annotated by it, then by subject.
+    """
     top = de.dropna(subset=["padj"]).nsmallest(n_top, "pvalue")
+    samples = list(groups.index)
     sub = adata[samples, top["gene_id"].astype(str).to_numpy()]
-    order = np.lexsort((sub.obs["subject"].astype(str), sub.obs["timepoint"].astype(str)))
+    level = groups.astype(str).to_numpy()
+    # The reference level first when the levels are ordered (the design's categorical).
+    rank = pd.Categorical(groups).codes if isinstance(groups.dtype, pd.CategoricalDtype) else level
+    order = np.lexsort((sub.obs["subject"].astype(str).to_numpy(), rank))
     sub = sub[order]
+    annotation = pd.DataFrame(
+        {str(groups.name or "group"): level[order], "subject": sub.obs["subject"].astype(str)},
+        index=sub.obs_names,
+    )
     values = np.asarray(sub.layers["vst"], dtype=float).T
     z = (values - values.mean(axis=1, keepdims=True)) / (values.std(axis=1, keepdims=True) + 1e-9)
     fig, axes = plt.subplots(
@@ -590,10 +606,13 @@ def top_gene_heatmap(
         gridspec_kw={"height_ratios": [0.4, 0.4, max(len(top), 1) * 0.18]},
         sharex=True,
     )
-    for ax, column in zip(axes[:2], ["timepoint", "subject"], strict=True):
-        codes = pd.Categorical(sub.obs[column].astype(str)).codes
+    for ax, column in zip(axes[:2], annotation.columns, strict=True):
+        codes = pd.Categorical(annotation[column]).codes
         ax.imshow(codes[None, :], aspect="auto", cmap="tab20", interpolation="nearest")
         ax.set_yticks([0], [column])
+    # Samples are sorted by level, so each level is one block: name it in place.
+    for name, positions in pd.Series(range(len(level))).groupby(level[order]):
+        axes[0].text(positions.mean(), 0, name, ha="center", va="center", fontsize=7)
     image = axes[2].imshow(
         z, aspect="auto", cmap="RdBu_r", vmin=-2.5, vmax=2.5, interpolation="nearest"
     )

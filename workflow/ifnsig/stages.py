@@ -282,7 +282,10 @@ def plot_de(config: dict, de_tsv: str, input_h5ad: str, contrast: str, outputs: 
     samples = _samples_frame(adata)
     fits = de.plan_fits(samples, config, _clinical_for_de(config))
     fit = next(f for f in fits if contrast in {c.name for c in f.contrasts})
-    plots.top_gene_heatmap(adata, table, fit.samples, outputs["heatmap"])
+    # Response contrasts compare a derived column; the heatmap names it "response".
+    is_response = fit.contrasts[0].response is not None
+    groups = fit.metadata[fit.variable].rename("response" if is_response else fit.variable)
+    plots.top_gene_heatmap(adata, table, groups, outputs["heatmap"])
 
 
 def _clinical_for_de(config: dict) -> pd.DataFrame | None:

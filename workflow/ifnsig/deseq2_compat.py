@@ -150,7 +150,7 @@ def independent_filtering(
 
 
 def deseq_dataset_class():
-    """pydeseq2's DeseqDataSet with DESeq2's dispersion trend and prior variance."""
+    """pydeseq2's DeseqDataSet with DESeq2's dispersion trend, prior variance and MAP start."""
     from pydeseq2.dds import DeseqDataSet
 
     class DESeq2DispersionDataSet(DeseqDataSet):

@@ -27,9 +27,8 @@ import yaml
 from conftest import REPO
 
 from ifnsig import stages
-from ifnsig.de import plan_fits
 from ifnsig.errors import InputError
-from ifnsig.validation import load_design
+from ifnsig.validation import check_inputs
 
 CORPUS = Path(__file__).resolve().parent / "bad_inputs"
 BASE = CORPUS / "_base"
@@ -104,8 +103,7 @@ def validation_path(config: dict, steps: list[str]) -> list:
     values in full and writes the AnnData only when everything is valid.
     """
     steps.append("parse")
-    design = load_design(config)
-    fits = plan_fits(design.samples, config)
+    _, fits = check_inputs(config)
     steps.append("counts")
     Path(OUTPUT).parent.mkdir(parents=True, exist_ok=True)  # as Snakemake does for a job
     stages.build_anndata(config, OUTPUT)

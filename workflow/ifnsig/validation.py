@@ -329,6 +329,20 @@ def check_reference_available(samples: pd.DataFrame, config: dict, sheet_path: s
         )
 
 
+def check_inputs(config: dict) -> tuple[Design, list]:
+    """Everything the workflow checks at parse time: inputs, response definitions, DE plan.
+
+    Returns the design and the planned DE fits; raises :class:`InputError` at the first
+    problem.
+    """
+    from ifnsig.clinical import check_linkage
+    from ifnsig.de import plan_fits
+
+    design = load_design(config)
+    check_linkage(config, design.clinical, design.samples)
+    return design, plan_fits(design.samples, config, design.clinical)
+
+
 def load_design(config: dict, config_file: str = "config/config.yaml") -> Design:
     """Validate the configuration and every sheet; read only the header of the counts.
 

@@ -7,17 +7,14 @@ from pathlib import Path
 # folder on sys.path), in any environment: pip, --sdm conda, a cluster node.
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
-from ifnsig.clinical import check_linkage
-from ifnsig.de import contrasts_from_config, plan_fits, uses_responses
+from ifnsig.de import contrasts_from_config, uses_responses
 from ifnsig.errors import InputError
-from ifnsig.validation import load_design
+from ifnsig.validation import check_inputs
 
 # Everything except the count values is checked here, before any job is scheduled; the
 # first rule checks the counts in full before writing anything.
 try:
-    DESIGN = load_design(config)
-    check_linkage(config, DESIGN.clinical, DESIGN.samples)
-    plan_fits(DESIGN.samples, config, DESIGN.clinical)
+    check_inputs(config)
 except InputError as err:
     sys.exit(f"Input error: {err}")
 

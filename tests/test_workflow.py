@@ -224,3 +224,51 @@ def test_response_contrast_heatmap_is_drawn(small_run, tmp_path, monkeypatch):
     }
     stages.plot_de(config, str(table), "results/data/cohort.h5ad", "responders", outputs)
     assert all((tmp_path / f"{name}.png").stat().st_size > 1000 for name in outputs)
+
+
+def test_composition_score_as_de_covariate(small_run, tmp_path, monkeypatch):
+    """A QC composition score named in de.covariates reaches the DE design, from QC's table."""
+    import anndata as ad
+    import yaml
+
+    from ifnsig import de, stages
+    from ifnsig.validation import check_inputs
+
+    config = yaml.safe_load((small_run / "config" / "config.yaml").read_text())
+    config["de"]["covariates"] = ["neutrophil_score"]
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (tmp_path / "inputs").symlink_to(small_run / "inputs")
+    dry = snakemake(tmp_path, "-n", "-p", "results/de/month3_vs_baseline.tsv")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "results/qc/composition.tsv" in dry.stdout + dry.stderr
+
+    monkeypatch.chdir(small_run)
+    # At parse time the score is accepted by name and left out of the checked designs.
+    _, fits = check_inputs(config)
+    assert all("neutrophil_score" not in fit.formula for fit in fits)
+    composition = "results/qc/composition.tsv"
+    samples = stages._de_samples(ad.read_h5ad("results/data/cohort.h5ad"), composition)
+    (fit,) = de.plan_fits(samples, config)
+    assert fit.formula == "~subject + neutrophil_score + timepoint"
+    expected = pd.read_csv(composition, sep="\t").set_index("sample")["neutrophil_score"]
+    assert np.allclose(fit.metadata["neutrophil_score"], expected.loc[fit.samples])
+    outputs = {
+        "month3_vs_baseline": str(tmp_path / "m3.tsv"),
+        "month6_vs_baseline": str(tmp_path / "m6.tsv"),
+    }
+    stages.differential_expression(config, "results/data/cohort.h5ad", outputs, 1, composition)
+    assert pd.read_csv(tmp_path / "m3.tsv", sep="\t")["pvalue"].notna().mean() > 0.9
+
+
+def test_unknown_score_covariate_is_rejected_at_parse_time(small_run, monkeypatch):
+    import yaml
+
+    from ifnsig.errors import InputError
+    from ifnsig.validation import check_inputs
+
+    config = yaml.safe_load((small_run / "config" / "config.yaml").read_text())
+    config["de"]["covariates"] = ["eosinophil_score"]
+    monkeypatch.chdir(small_run)
+    with pytest.raises(InputError, match="nor a composition score of the QC stage"):
+        check_inputs(config)

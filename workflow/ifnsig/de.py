@@ -137,6 +137,17 @@ def contrasts_from_config(config: dict) -> list[Contrast]:
     return contrasts
 
 
+def composition_covariates(config: dict) -> list[str]:
+    """DE covariates that are the QC stage's composition scores (``<cell type>_score``)."""
+    candidates = [c for c in config["de"]["covariates"] if c.endswith("_score")]
+    if not candidates:
+        return []
+    from ifnsig.qc import composition_columns
+
+    known = composition_columns(config)
+    return [c for c in candidates if c in known]
+
+
 def uses_responses(config: dict) -> bool:
     """Whether a contrast compares responders, so the DE stage needs the clinical table."""
     return any("response" in entry for entry in config["de"]["contrasts"])
@@ -215,7 +226,10 @@ def _select(samples: pd.DataFrame, subset) -> pd.Series:
 
 
 def plan_fits(
-    samples: pd.DataFrame, config: dict, clinical: pd.DataFrame | None = None
+    samples: pd.DataFrame,
+    config: dict,
+    clinical: pd.DataFrame | None = None,
+    deferred: set[str] | frozenset[str] = frozenset(),
 ) -> list[Fit]:
     """Group contrasts into fits and check every level, subject and design before fitting.
 
@@ -227,7 +241,10 @@ def plan_fits(
         Validated configuration.
     clinical
         Validated clinical table, for contrasts between responders and non-responders
-        (their column is added by :func:`add_response_columns`).
+        (their column is added by :func:`add_response_columns`) and clinical covariates.
+    deferred
+        Covariates whose values exist only later (the QC stage's composition scores, at
+        parse time): accepted by name and left out of this plan's designs.
 
     Raises
     ------
@@ -242,13 +259,13 @@ def plan_fits(
     ):
         # At parse time the sheet comes alone; in the DE job the AnnData obs holds both.
         samples = join_clinical(samples, clinical)
-    covariates = list(config["de"]["covariates"])
+    covariates = [c for c in config["de"]["covariates"] if c not in deferred]
     for covariate in covariates:
         if covariate not in samples.columns:
             raise InputError(
                 f"config/config.yaml: de.covariates names '{covariate}', which is not a column "
-                f"of the sample sheet or the clinical table; use one of "
-                f"{', '.join(samples.columns)}."
+                f"of the sample sheet or the clinical table, nor a composition score of the "
+                f"QC stage; use one of {', '.join(samples.columns)}."
             )
     samples = add_response_columns(samples, clinical, config)
     fits: dict[tuple, Fit] = {}

@@ -775,6 +775,21 @@ def correlation_outliers(
 # --- composition -----------------------------------------------------------------------------
 
 
+def composition_column(cell_type: str) -> str:
+    """Column of ``composition.tsv`` holding a cell type's score."""
+    return f"{cell_type}_score"
+
+
+def composition_columns(config: dict) -> set[str]:
+    """The composition score columns the QC stage can write, from the marker table."""
+    return {composition_column(cell) for cell in read_markers(marker_table(config))}
+
+
+def marker_table(config: dict) -> str | Path:
+    """The cell-type marker table of the QC stage: the config's, or the shipped one."""
+    return config["qc"]["markers"] or SHIPPED_MARKERS
+
+
 def composition_scores(
     vst: np.ndarray, symbols: pd.Series | np.ndarray, markers: dict[str, list[str]]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -804,7 +819,7 @@ def composition_scores(
             log.warning("composition: no marker of %s in the data; no score", cell)
             continue
         values = np.asarray(vst, dtype=float)[:, [index[g] for g in found]]
-        scores[f"{cell}_score"] = (values - values.mean(axis=0)).mean(axis=1)
+        scores[composition_column(cell)] = (values - values.mean(axis=0)).mean(axis=1)
     coverage = pd.DataFrame(rows, columns=["cell_type", "n_markers", "n_found", "found", "missing"])
     return pd.DataFrame(scores), coverage
 

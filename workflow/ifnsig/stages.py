@@ -249,11 +249,19 @@ def score_ifn(config: dict, input_h5ad: str, outputs: dict[str, str], threads: i
 
 
 def differential_expression(
-    config: dict, input_h5ad: str, outputs: dict[str, str], threads: int = 1
+    config: dict,
+    input_h5ad: str,
+    outputs: dict[str, str],
+    threads: int = 1,
+    composition_tsv: str | None = None,
 ) -> None:
-    """Fit every planned design once and write one table per contrast."""
+    """Fit every planned design once and write one table per contrast.
+
+    ``composition_tsv`` is the QC stage's composition table, needed when a covariate is
+    one of its scores.
+    """
     adata = ad.read_h5ad(input_h5ad)
-    samples = _samples_frame(adata)
+    samples = _de_samples(adata, composition_tsv)
     for fit in de.plan_fits(samples, config, _clinical_for_de(config)):
         results = de.run_fit(
             adata,
@@ -269,7 +277,14 @@ def differential_expression(
             write_tsv(table, outputs[name])
 
 
-def plot_de(config: dict, de_tsv: str, input_h5ad: str, contrast: str, outputs: dict) -> None:
+def plot_de(
+    config: dict,
+    de_tsv: str,
+    input_h5ad: str,
+    contrast: str,
+    outputs: dict,
+    composition_tsv: str | None = None,
+) -> None:
     """Volcano (IFN genes labelled), MA, p-value histogram and top-gene heatmap."""
     table = pd.read_csv(de_tsv, sep="\t")
     alpha = config["de"]["alpha"]
@@ -279,13 +294,23 @@ def plot_de(config: dict, de_tsv: str, input_h5ad: str, contrast: str, outputs: 
     plots.ma_plot(table, outputs["ma"], alpha=alpha)
     plots.pvalue_histogram(table, outputs["pvalues"])
     adata = ad.read_h5ad(input_h5ad)
-    samples = _samples_frame(adata)
+    samples = _de_samples(adata, composition_tsv)
     fits = de.plan_fits(samples, config, _clinical_for_de(config))
     fit = next(f for f in fits if contrast in {c.name for c in f.contrasts})
     # Response contrasts compare a derived column; the heatmap names it "response".
     is_response = fit.contrasts[0].response is not None
     groups = fit.metadata[fit.variable].rename("response" if is_response else fit.variable)
     plots.top_gene_heatmap(adata, table, groups, outputs["heatmap"])
+
+
+def _de_samples(adata: ad.AnnData, composition_tsv: str | None) -> pd.DataFrame:
+    """The AnnData obs, with the QC composition scores joined on sample when given."""
+    samples = _samples_frame(adata)
+    if composition_tsv is None:
+        return samples
+    composition = pd.read_csv(composition_tsv, sep="\t", dtype={"sample": str}).set_index("sample")
+    new = [c for c in composition.columns if c not in samples.columns]
+    return samples.join(composition[new])
 
 
 def _clinical_for_de(config: dict) -> pd.DataFrame | None:

@@ -336,11 +336,13 @@ def check_inputs(config: dict) -> tuple[Design, list]:
     problem.
     """
     from ifnsig.clinical import check_linkage
-    from ifnsig.de import plan_fits
+    from ifnsig.de import composition_covariates, plan_fits
 
     design = load_design(config)
     check_linkage(config, design.clinical, design.samples)
-    return design, plan_fits(design.samples, config, design.clinical)
+    # Composition scores come from the QC stage: only their names can be checked here.
+    deferred = set(composition_covariates(config))
+    return design, plan_fits(design.samples, config, design.clinical, deferred)
 
 
 def load_design(config: dict, config_file: str = "config/config.yaml") -> Design:

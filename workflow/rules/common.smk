@@ -7,8 +7,9 @@ from pathlib import Path
 # folder on sys.path), in any environment: pip, --sdm conda, a cluster node.
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
-from ifnsig.de import contrasts_from_config, uses_responses
+from ifnsig.de import composition_covariates, contrasts_from_config, uses_responses
 from ifnsig.errors import InputError
+from ifnsig.qc import marker_table
 from ifnsig.validation import check_inputs
 
 # Everything except the count values is checked here, before any job is scheduled; the
@@ -89,11 +90,7 @@ def qc_outputs():
 
 def qc_marker_table():
     """The cell-type marker table of the QC stage: the config's, or the shipped one."""
-    if config["qc"]["markers"]:
-        return config["qc"]["markers"]
-    return str(
-        Path(workflow.basedir) / "resources" / "markers" / "blood_cell_markers.tsv"
-    )
+    return str(marker_table(config))
 
 
 def clinical_outputs():
@@ -124,11 +121,15 @@ def sheet_inputs():
     return files
 
 
-def response_inputs():
-    """The clinical table for DE jobs whose contrasts compare responders."""
+def de_extra_inputs():
+    """What DE jobs read besides the cohort: the clinical table for responder contrasts,
+    the QC composition scores when they are covariates."""
+    files = {}
     if uses_responses(config) and config.get("clinical"):
-        return {"clinical": config["clinical"]}
-    return {}
+        files["clinical"] = config["clinical"]
+    if composition_covariates(config):
+        files["composition"] = qc_outputs()["composition"]
+    return files
 
 
 def memory_for_inputs(base_mb, per_input_mb):

@@ -1,7 +1,7 @@
 rule differential_expression:
     input:
         "results/data/cohort.h5ad",
-        **response_inputs(),
+        **de_extra_inputs(),
     output:
         **{
             name: report(
@@ -28,7 +28,7 @@ rule differential_expression:
 
 rule plot_de:
     input:
-        **response_inputs(),
+        **de_extra_inputs(),
         de="results/de/{contrast}.tsv",
         cohort="results/data/cohort.h5ad",
     output:

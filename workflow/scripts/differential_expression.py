@@ -7,4 +7,5 @@ run_script(
     input_h5ad=snakemake.input[0],
     outputs=dict(snakemake.output.items()),
     threads=snakemake.threads,
+    composition_tsv=snakemake.input.get("composition"),
 )

@@ -8,4 +8,5 @@ run_script(
     input_h5ad=snakemake.input.cohort,
     contrast=snakemake.wildcards.contrast,
     outputs=dict(snakemake.output.items()),
+    composition_tsv=snakemake.input.get("composition"),
 )

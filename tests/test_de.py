@@ -1,4 +1,6 @@
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -345,25 +347,38 @@ def test_shrinkage_is_skipped_for_designs_with_too_many_coefficients(caplog):
     assert kept["log2FoldChange_shrunk"].notna().sum() > 250
 
 
-def demo_fit(monkeypatch, contrasts=None):
-    """The shipped demo's filtered counts, sample frame and the fits of ``contrasts``."""
+@pytest.fixture(scope="module")
+def demo_cohort():
+    """The shipped demo as the workflow filters it: AnnData, clinical table, config."""
     import yaml
     from conftest import REPO
 
-    from ifnsig import stages
     from ifnsig.formats import read_count_input
     from ifnsig.validation import load_design
 
-    monkeypatch.chdir(REPO)
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    if contrasts:
-        cfg["de"]["contrasts"] = contrasts
-    cfg = validate_config(cfg)
-    design = load_design(cfg)
-    adata = data.build_anndata(
-        read_count_input(cfg).counts, design.samples, design.clinical, timepoints=design.timepoints
-    )
-    adata = data.filter_genes(adata, cfg["filtering"]["min_count"], cfg["filtering"]["min_samples"])
+    cwd = Path.cwd()
+    os.chdir(REPO)  # the config's paths are relative to the repository
+    try:
+        cfg = validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+        design = load_design(cfg)
+        adata = data.build_anndata(
+            read_count_input(cfg).counts,
+            design.samples,
+            design.clinical,
+            timepoints=design.timepoints,
+        )
+    finally:
+        os.chdir(cwd)
+    filters = cfg["filtering"]
+    return data.filter_genes(adata, filters["min_count"], filters["min_samples"]), design, cfg
+
+
+def demo_fit(demo_cohort, contrasts=None):
+    """The tables of the demo's fit of ``contrasts`` (default: the configured ones)."""
+    from ifnsig import stages
+
+    adata, design, cfg = demo_cohort
+    cfg = {**cfg, "de": {**cfg["de"], "contrasts": contrasts or cfg["de"]["contrasts"]}}
     samples = stages._samples_frame(adata)
     (fit,) = de.plan_fits(samples, cfg, design.clinical)
     return de.run_fit(adata, fit, samples, alpha=cfg["de"]["alpha"], n_cpus=2, shrink=False)
@@ -379,20 +394,20 @@ def assert_same_as_r(ours: pd.DataFrame, expected: pd.DataFrame, name: str) -> N
     assert ((ours["padj"] < 0.05) == (expected["padj"] < 0.05)).all(), name
 
 
-def test_demo_paired_fit_is_r_deseq2(monkeypatch):
+def test_demo_paired_fit_is_r_deseq2(demo_cohort):
     """The shipped demo's paired fit (75 samples, 25 subjects) equals R DESeq2 1.38.3's.
 
     The reference was written by tests/data/demo_deseq2.R on the same filtered counts.
     """
     from conftest import REPO
 
-    tables = demo_fit(monkeypatch)
+    tables = demo_fit(demo_cohort)
     reference = pd.read_csv(REPO / "tests" / "data" / "demo_deseq2_1.38.3.tsv.gz", sep="\t")
     for name, expected in reference.groupby("contrast"):
         assert_same_as_r(tables[name], expected, name)
 
 
-def test_demo_responder_contrast_is_r_deseq2(monkeypatch):
+def test_demo_responder_contrast_is_r_deseq2(demo_cohort):
     """Unpaired, 19 vs 6 patients at baseline: the dense path with Cook's outlier refit.
 
     The reference was written by tests/data/demo_responders_deseq2.R.
@@ -405,7 +420,7 @@ def test_demo_responder_contrast_is_r_deseq2(monkeypatch):
         "response_at": "month6",
         "subset": {"group": ["patient"], "timepoint": ["baseline"]},
     }
-    (table,) = demo_fit(monkeypatch, [contrast]).values()
+    (table,) = demo_fit(demo_cohort, [contrast]).values()
     reference = pd.read_csv(
         REPO / "tests" / "data" / "demo_responders_deseq2_1.38.3.tsv.gz", sep="\t"
     )

@@ -17,7 +17,8 @@ import pytest
 import yaml
 from conftest import snakemake
 
-pytestmark = pytest.mark.e2e
+# The workflow runs share the session's small run: one pytest-xdist worker takes them all.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("workflow")]
 
 CATEGORIES = [
     "Quality control",

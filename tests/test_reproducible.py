@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, small_project, snakemake
 
-pytestmark = pytest.mark.e2e
+# The workflow runs share the session's small run: one pytest-xdist worker takes them all.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("workflow")]
 
 
 def outputs(folder: Path) -> dict[str, bytes]:

@@ -41,7 +41,8 @@ SLURM_TEST_ARGS = [
     "5",
 ]
 
-pytestmark = pytest.mark.slurm
+# The workflow runs share the session's small run: one pytest-xdist worker takes them all.
+pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("workflow")]
 
 
 def _snakemake(workdir: Path, args: Sequence[str]) -> subprocess.CompletedProcess[str]:

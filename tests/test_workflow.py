@@ -10,7 +10,8 @@ from scipy import stats
 
 from ifnsig.simulate import CohortSpec
 
-pytestmark = pytest.mark.e2e
+# The workflow runs share the session's small run: one pytest-xdist worker takes them all.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("workflow")]
 
 
 SPEC = CohortSpec(n_patients=20, n_controls=8, n_genes=3000, n_treatment_genes=300, seed=7)

@@ -156,6 +156,18 @@ def test_non_integer_counts_fail_in_first_rule_and_leave_nothing(tmp_path):
     assert not list((tmp_path / "results").rglob("*.h5ad"))
 
 
+def dry_run_beside(small_run, folder, config: dict, target: str) -> str:
+    """``snakemake -n -p target`` in ``folder`` with ``config`` and the small run's inputs."""
+    import yaml
+
+    (folder / "config").mkdir()
+    (folder / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (folder / "inputs").symlink_to(small_run / "inputs")
+    dry = snakemake(folder, "-n", "-p", target)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    return dry.stdout + dry.stderr
+
+
 def test_response_contrast_splits_patients_as_the_clinical_stage(small_run, tmp_path, monkeypatch):
     """A responders-vs-non-responders contrast at baseline uses response.tsv's calls."""
     import anndata as ad
@@ -173,12 +185,8 @@ def test_response_contrast_splits_patients_as_the_clinical_stage(small_run, tmp_
         }
     ]
     # The Snakefile plans this at parse time: a dry run shows the job reading the clinical table.
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    (tmp_path / "inputs").symlink_to(small_run / "inputs")
-    dry = snakemake(tmp_path, "-n", "-p", "results/de/CMAS_responders_at_baseline.tsv")
-    assert dry.returncode == 0, dry.stderr[-3000:]
-    assert "inputs/clinical.tsv" in dry.stdout + dry.stderr
+    dry = dry_run_beside(small_run, tmp_path, config, "results/de/CMAS_responders_at_baseline.tsv")
+    assert "inputs/clinical.tsv" in dry
 
     monkeypatch.chdir(small_run)
     output = tmp_path / "responders.tsv"
@@ -222,12 +230,8 @@ def test_composition_score_as_de_covariate(small_run, tmp_path, monkeypatch):
 
     config = yaml.safe_load((small_run / "config" / "config.yaml").read_text())
     config["de"]["covariates"] = ["neutrophil_score"]
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    (tmp_path / "inputs").symlink_to(small_run / "inputs")
-    dry = snakemake(tmp_path, "-n", "-p", "results/de/month3_vs_baseline.tsv")
-    assert dry.returncode == 0, dry.stderr[-3000:]
-    assert "results/qc/composition.tsv" in dry.stdout + dry.stderr
+    dry = dry_run_beside(small_run, tmp_path, config, "results/de/month3_vs_baseline.tsv")
+    assert "results/qc/composition.tsv" in dry
 
     monkeypatch.chdir(small_run)
     # At parse time the score is accepted by name and left out of the checked designs.

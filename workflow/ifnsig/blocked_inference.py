@@ -475,22 +475,6 @@ def _irls_chunk(
 # --------------------------------------------------------------------------------------
 
 
-def _cox_reid_1d(bd: BlockDesign, w: np.ndarray, grad: bool) -> tuple[float, np.ndarray | None]:
-    """``log det X'WX`` for one gene and, if ``grad``, the diagonal ``x_i'(X'WX)^-1 x_i``."""
-    u = bd.dense
-    a = bd.segsum(w)
-    b = bd.segsum(w[:, None] * u)
-    ba = b / a[:, None]
-    s = (u.T * w) @ u - b.T @ ba
-    logdet = float(np.log(np.abs(a)).sum() + np.linalg.slogdet(s)[1])
-    if not grad:
-        return logdet, None
-    v = u - np.concatenate([ba, np.zeros((1, bd.n_dense))])[bd.level]
-    inv_a = np.concatenate([1.0 / a, [0.0]])[bd.level]
-    q = inv_a + np.einsum("ic,ic->i", v @ np.linalg.inv(s), v)
-    return logdet, q
-
-
 def _grid_fit_alpha_blocked(
     bd: BlockDesign,
     counts: np.ndarray,

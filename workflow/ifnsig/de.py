@@ -442,12 +442,11 @@ def run_fit(
     counts = pd.DataFrame(
         np.asarray(sub.layers["counts"]), index=sub.obs_names, columns=sub.var_names
     )
-    metadata = fit.metadata if fit.metadata is not None else design_frame(fit, samples)
     backend = choose_inference(fit, samples, inference, blocked_min_subjects, n_cpus)
     log.info("fitting %s on %d samples x %d genes", fit.formula, *counts.shape)
     dds = deseq_dataset_class()(
         counts=counts,
-        metadata=metadata,
+        metadata=fit.metadata,
         design=fit.formula,
         refit_cooks=True,
         inference=backend,

@@ -1,8 +1,18 @@
 # ifnsig: the type I interferon signature in blood RNA-seq before and after JAK
 # inhibition, and its link to clinical response. See README.md.
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# The workflow's own folder (a clone, or a module deployed from elsewhere): its package,
+# resources and schemas are found from here, never from the working directory.
+WORKFLOW_DIR = Path(workflow.current_basedir.get_path_or_uri(secret_free=True))
+
+
+# A YAML mistake in the config file is reported with its line before Snakemake reads it.
+include: "workflow/rules/config_file.smk"
 
 
 configfile: "config/config.yaml"
@@ -21,6 +31,16 @@ include: "workflow/rules/clinical.smk"
 
 
 rule all:
+    """Every table and figure of every stage."""
     default_target: True
     input:
-        all_outputs(),
+        rules.normalize.output,
+        rules.export_matrices.output,
+        rules.quality_control.output,
+        rules.geneset_coverage.output,
+        rules.score_ifn.output,
+        rules.differential_expression.output,
+        expand(rules.plot_de.output, contrast=CONTRASTS),
+        expand(rules.enrichment.output, contrast=CONTRASTS),
+        rules.call_responses.output,
+        rules.clinical_linkage.output,

@@ -218,6 +218,16 @@ def log_cpm(counts: np.ndarray) -> np.ndarray:
     return np.log2(counts / np.maximum(library, 1.0) * 1e6 + 1.0)
 
 
+def layer_table(adata: ad.AnnData, layer: str) -> pd.DataFrame:
+    """One layer as a gene x sample table, with the gene ID and symbol first."""
+    frame = pd.DataFrame(
+        np.asarray(adata.layers[layer]).T, index=adata.var_names, columns=adata.obs_names
+    )
+    frame.insert(0, "symbol", adata.var["symbol"].astype(str).to_numpy())
+    frame.insert(0, "gene_id", adata.var_names)
+    return frame
+
+
 def write_h5ad(adata: ad.AnnData, path: str | Path) -> None:
     """Write AnnData compressed; obs columns are made h5ad-safe first."""
     adata.write_h5ad(path, compression="gzip")

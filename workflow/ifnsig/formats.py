@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ifnsig.config_files import origin
 from ifnsig.errors import InputError
 from ifnsig.io import detect_count_format, read_count_header, read_counts, read_sheet
 
@@ -67,7 +68,7 @@ def detect_format(config: dict) -> str:
     fmt = config.get("counts_format", "auto")
     if not path.exists():
         raise InputError(
-            f"{path}: the count input does not exist; set 'counts' in config/config.yaml to an "
+            f"{path}: the count input does not exist; set 'counts' in {origin('counts')} to an "
             "existing file or folder (paths are relative to the directory snakemake runs in)."
         )
     if path.is_dir():

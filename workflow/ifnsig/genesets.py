@@ -22,8 +22,10 @@ __all__ = [
     "SHIPPED_DIR",
     "SHIPPED_GMT",
     "SHIPPED_SIGNATURES",
+    "TYPE2_SHIPPED",
     "GeneSetCoverageWarning",
     "GeneSets",
+    "ifn_sets",
     "load_gene_sets",
     "match_gene_sets",
     "read_aliases",
@@ -37,6 +39,9 @@ SHIPPED_DIR: Path = Path(__file__).resolve().parents[2] / "resources" / "geneset
 SHIPPED_GMT: Path = SHIPPED_DIR / "ifn_signatures.gmt"
 SHIPPED_ALIASES: Path = SHIPPED_DIR / "symbol_aliases.tsv"
 SHIPPED_SIGNATURES: Path = SHIPPED_DIR / "signatures.tsv"
+
+#: The shipped set of IFN-gamma-biased genes, contrasted with the type I signatures.
+TYPE2_SHIPPED = "IFNG_BIASED"
 
 COVERAGE_COLUMNS = ["gene_set", "n_genes", "n_found", "fraction_found", "missing"]
 
@@ -375,6 +380,11 @@ def match_gene_sets(
         )
     coverage = pd.DataFrame(rows, columns=COVERAGE_COLUMNS)
     return matched, coverage
+
+
+def ifn_sets(sets: Mapping[str, Sequence[str]]) -> list[str]:
+    """The type I IFN sets among ``sets`` (the shipped GMT without the IFN-gamma-biased one)."""
+    return [name for name in sets if name != TYPE2_SHIPPED]
 
 
 def li2014_modules() -> dict[str, list[str]]:

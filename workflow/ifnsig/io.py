@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ifnsig.config_files import origin
 from ifnsig.errors import InputError
 
 # featureCounts writes these annotation columns before the sample columns.
@@ -100,7 +101,7 @@ def require_file(path: str | os.PathLike, what: str, key: str) -> Path:
     path = Path(path)
     if not path.is_file():
         raise InputError(
-            f"{path}: the {what} does not exist; set '{key}' in config/config.yaml "
+            f"{path}: the {what} does not exist; set '{key}' in {origin(key)} "
             "to an existing file (paths are relative to the directory snakemake runs in)."
         )
     return path

@@ -34,6 +34,7 @@ from scipy import stats
 
 from ifnsig.errors import InputError
 from ifnsig.io import read_sheet, require_file
+from ifnsig.stats import bh
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,12 @@ def read_layer(path: str | Path, layer: str) -> tuple[pd.DataFrame, pd.DataFrame
         var = read_elem(handle["var"])
         matrix = np.asarray(read_elem(handle[f"layers/{layer}"]))
     return obs, var, matrix
+
+
+def read_var(path: str | Path) -> pd.DataFrame:
+    """The ``var`` table of an ``.h5ad`` alone (gene IDs and symbols)."""
+    with h5py.File(path, "r") as handle:
+        return read_elem(handle["var"])
 
 
 def read_markers(path: str | Path) -> dict[str, list[str]]:
@@ -782,12 +789,8 @@ def composition_column(cell_type: str) -> str:
 
 def composition_columns(config: dict) -> set[str]:
     """The composition score columns the QC stage can write, from the marker table."""
-    return {composition_column(cell) for cell in read_markers(marker_table(config))}
-
-
-def marker_table(config: dict) -> str | Path:
-    """The cell-type marker table of the QC stage: the config's, or the shipped one."""
-    return config["qc"]["markers"] or SHIPPED_MARKERS
+    markers = config["qc"]["markers"] or SHIPPED_MARKERS
+    return {composition_column(cell) for cell in read_markers(markers)}
 
 
 def composition_scores(
@@ -836,8 +839,6 @@ def composition_changes(
     median change and the two-sided signed-rank p-value; q-values are Benjamini-Hochberg over
     all rows.
     """
-    from statsmodels.stats.multitest import multipletests
-
     columns = [c for c in composition.columns if c.endswith("_score")]
     frame = composition.assign(
         subject=samples["subject"].astype(str).to_numpy(),
@@ -879,10 +880,7 @@ def composition_changes(
             "pvalue",
         ],
     )
-    table["qvalue"] = np.nan
-    tested = table["pvalue"].notna()
-    if tested.any():
-        table.loc[tested, "qvalue"] = multipletests(table.loc[tested, "pvalue"], method="fdr_bh")[1]
+    table["qvalue"] = bh(table["pvalue"])
     return table
 
 
@@ -1001,6 +999,37 @@ def flag_status(result: QCResult) -> pd.DataFrame:
         listed = flags.groupby("sample")["flag"].agg(lambda f: ";".join(sorted(set(f))))
         status[f"qc_{check}"] = status["sample"].map(listed).fillna("ok")
     return status
+
+
+def qc_anndata(result: QCResult, samples: pd.DataFrame) -> ad.AnnData:
+    """The QC view of the cohort: obs = sheet, metrics, composition and flag status per sample,
+    ``obsm["X_pca"]`` the PCA of the VST values (no expression matrix), e.g.
+    ``sc.pl.pca(ad.read_h5ad("results/qc/qc.h5ad"), color="qc_pairing")``.
+    """
+    status = flag_status(result)
+    per_sample = samples.reset_index(drop=True).drop(columns="sample")
+    obs = pd.concat(
+        [
+            per_sample,
+            result.samples.drop(columns=["sample", "subject", "size_factor"]),
+            result.composition.drop(columns="sample"),
+            status.drop(columns="sample"),
+        ],
+        axis=1,
+    ).set_index(samples.index)
+    for column in obs.columns:
+        if obs[column].dtype == object:
+            obs[column] = obs[column].astype(str)
+    summary = ad.AnnData(obs=obs)
+    summary.obsm["X_pca"] = result.pca
+    summary.uns["pca"] = {"variance_ratio": result.pca_variance_ratio}
+    return summary
+
+
+def sex_table(result: QCResult, samples: pd.DataFrame) -> pd.DataFrame:
+    """The sex-check columns of every sample beside its declared sex (empty if undeclared)."""
+    declared = samples["sex"].astype(str).to_numpy() if "sex" in samples else ""
+    return result.samples.assign(declared_sex=declared)
 
 
 # --- MultiQC custom content ------------------------------------------------------------------

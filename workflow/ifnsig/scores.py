@@ -47,6 +47,14 @@ METHOD_LAYERS = {
     "score_genes": "vst",
 }
 
+def scored_signatures(settings: dict) -> list[str]:
+    """The signatures a run scores (``scores.signatures``), then the type II one if set."""
+    names = list(settings["signatures"])
+    if settings.get("type2_signature"):
+        names.append(settings["type2_signature"])
+    return list(dict.fromkeys(names))
+
+
 REFERENCE_LABELS = {
     "controls": "healthy controls",
     "baseline": "all baseline samples (no healthy controls)",

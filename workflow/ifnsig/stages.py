@@ -1,7 +1,10 @@
-"""One function per workflow stage: read the stage's inputs, call the package, write outputs.
+"""One function per rule, with the rule's name: read the inputs, call the package, write.
 
-The Snakemake scripts only call these, so every stage runs (and is tested) without
-Snakemake too. Tables are written as tidy TSV with full-precision p-values.
+Every stage has the same shape, ``stage(inputs, outputs, settings, threads)``: ``inputs`` and
+``outputs`` map the rule's names to paths, ``settings`` is the part of the config the stage
+uses (:mod:`ifnsig.settings`, the rule's ``params``). The Snakemake scripts only call these
+through :func:`run_script`, so every stage runs (and is tested) without Snakemake too.
+Tables are written as tidy TSV with full-precision p-values.
 """
 
 from __future__ import annotations
@@ -9,21 +12,24 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import anndata as ad
-import numpy as np
 import pandas as pd
 
-from ifnsig import clinical as clin
-from ifnsig import data, de, enrichment, genesets, plots, scores
+from ifnsig import data, genesets, linkage, plots, response, scores
 from ifnsig import qc as quality
+from ifnsig.de import fit as de_fit
+from ifnsig.de import plan as de_plan
+from ifnsig.enrichment import over_representation, prerank, ranking, restrict_to
 from ifnsig.errors import InputError
 from ifnsig.formats import read_count_input
-from ifnsig.validation import load_design
+from ifnsig.validation import clinical_values, load_samples, read_clinical_table
 
 log = logging.getLogger("ifnsig")
+
+Paths = Mapping[str, str]
 
 
 def write_tsv(frame: pd.DataFrame, path: str | Path) -> None:
@@ -31,11 +37,12 @@ def write_tsv(frame: pd.DataFrame, path: str | Path) -> None:
     frame.to_csv(path, sep="\t", index=False, float_format="%.10g")
 
 
-def run_script(snakemake, stage: Callable, **kwargs) -> None:
+def run_script(snakemake, stage: Callable) -> None:
     """Run ``stage`` from a Snakemake script with logging to the rule's log file.
 
-    An :class:`InputError` is printed as its one-sentence message (to the terminal and the
-    log) instead of a traceback, and the job fails.
+    The stage gets the rule's named inputs and outputs, its ``params.settings`` and its
+    threads. An :class:`InputError` is printed as its one-sentence message (to the terminal
+    and the log) instead of a traceback, and the job fails.
     """
     handler = logging.FileHandler(snakemake.log[0], mode="w")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -44,7 +51,12 @@ def run_script(snakemake, stage: Callable, **kwargs) -> None:
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)
     try:
-        stage(**kwargs)
+        stage(
+            inputs=dict(snakemake.input.items()),
+            outputs=dict(snakemake.output.items()),
+            settings=snakemake.params.settings,
+            threads=snakemake.threads,
+        )
     except InputError as err:
         log.error("%s", err)
         print(f"\nInput error: {err}\n", file=sys.stderr)
@@ -54,163 +66,35 @@ def run_script(snakemake, stage: Callable, **kwargs) -> None:
         raise
 
 
-def build_anndata(config: dict, output: str) -> None:
-    """Validate every input (counts in full) and write the raw-count AnnData."""
-    design = load_design(config)
+# --- data ------------------------------------------------------------------------------------
+
+
+def build_anndata(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """Check every input (counts in full) and write the raw-count AnnData and the samples."""
+    config = {
+        **settings,
+        "counts": inputs["counts"],
+        "samples": inputs["samples"],
+        "tximport": {**settings["tximport"], "tx2gene": inputs.get("tx2gene")},
+    }
+    samples = load_samples(config)
     source = read_count_input(config)
     # Without an annotation table, symbols come from the source when it names them (GTF).
     annotation = (
-        data.read_annotation(config["annotation"])
-        if config.get("annotation")
-        else source.annotation
+        data.read_annotation(inputs["annotation"]) if "annotation" in inputs else source.annotation
     )
     adata = data.build_anndata(
-        source.counts, design.samples, design.clinical, annotation, timepoints=design.timepoints
+        source.counts, samples, annotation=annotation, timepoints=settings["timepoints"]
     )
     log.info("cohort: %d samples x %d genes", adata.n_obs, adata.n_vars)
-    # A signature with none of its genes in the data fails here, before any heavy rule.
-    signatures_for(config, adata)
-    data.write_h5ad(adata, output)
+    write_tsv(samples.reset_index(drop=True), outputs["samples"])
+    data.write_h5ad(adata, outputs["counts"])
 
 
-def normalize(config: dict, input_h5ad: str, output: str, threads: int = 1) -> None:
-    """Filter lowly expressed genes and add size factors, normalized, VST and log-CPM layers."""
-    adata = ad.read_h5ad(input_h5ad)
-    adata = data.filter_genes(
-        adata, config["filtering"]["min_count"], config["filtering"]["min_samples"]
-    )
-    data.normalize(adata, n_cpus=threads)
-    data.write_h5ad(adata, output)
-
-
-def qc(
-    config: dict,
-    counts_h5ad: str,
-    cohort_h5ad: str,
-    outputs: dict[str, str],
-    markers_tsv: str | None = None,
-    threads: int = 1,
-) -> None:
-    """Library metrics, identity checks, outliers and composition; tables, plots, MultiQC.
-
-    Reads only what it needs from the two ``.h5ad`` files: raw counts of every gene (metrics,
-    sex and trait genes) and the VST layer of the filtered genes (PCA, correlations,
-    composition). ``markers_tsv`` defaults to ``qc.markers`` or the shipped marker table.
-    """
-    from threadpoolctl import threadpool_limits
-
-    settings = config["qc"]
-    markers = quality.read_markers(markers_tsv or settings["markers"] or quality.SHIPPED_MARKERS)
-    with threadpool_limits(limits=threads):
-        _qc(config, counts_h5ad, cohort_h5ad, outputs, markers)
-
-
-def _qc(
-    config: dict,
-    counts_h5ad: str,
-    cohort_h5ad: str,
-    outputs: dict[str, str],
-    markers: dict[str, list[str]],
-) -> None:
-    obs, var, counts = quality.read_layer(counts_h5ad, "counts")
-    cohort_obs, cohort_var, vst = quality.read_layer(cohort_h5ad, "vst")
-    if list(obs.index) != list(cohort_obs.index):
-        raise ValueError(f"{counts_h5ad} and {cohort_h5ad} hold different samples; rerun both")
-    samples = cohort_obs.assign(sample=cohort_obs.index.astype(str))
-    result = quality.run_qc(
-        counts,
-        var["symbol"],
-        vst,
-        cohort_var["symbol"],
-        samples,
-        cohort_obs["size_factor"].to_numpy(),
-        markers,
-        quality.QCSettings.from_config(config),
-        timepoints=config["timepoints"],
-        patient_group=config["groups"]["patient"],
-        seed=config["seed"],
-    )
-    write_tsv(result.samples, outputs["metrics"])
-    write_tsv(result.flags, outputs["flags"])
-    write_tsv(result.composition, outputs["composition"])
-    write_tsv(result.composition_changes, outputs["composition_changes"])
-    write_tsv(result.composition_coverage, outputs["composition_markers"])
-    quality.write_multiqc(result, outputs["multiqc_metrics"], outputs["multiqc_flags"])
-
-    status = quality.flag_status(result)
-    per_sample = samples.reset_index(drop=True).drop(columns="sample")
-    qc_obs = pd.concat(
-        [
-            per_sample,
-            result.samples.drop(columns=["sample", "subject", "size_factor"]),
-            result.composition.drop(columns="sample"),
-            status.drop(columns="sample"),
-        ],
-        axis=1,
-    ).set_index(samples.index)
-    for column in qc_obs.columns:
-        if qc_obs[column].dtype == object:
-            qc_obs[column] = qc_obs[column].astype(str)
-    # obs only (no expression matrix): the QC view of the cohort for scanpy, e.g.
-    # sc.pl.pca(ad.read_h5ad("results/qc/quality.h5ad"), color="qc_pairing").
-    summary = ad.AnnData(obs=qc_obs)
-    summary.obsm["X_pca"] = result.pca
-    summary.uns["pca"] = {"variance_ratio": result.pca_variance_ratio}
-    summary.write_h5ad(outputs["h5ad"], compression="gzip")
-
-    flagged = set(result.flags["sample"])
-    colors = ["timepoint", "group", "batch", "drug", *status.columns.drop("sample")]
-    plots.pca(result.pca, result.pca_variance_ratio, qc_obs, colors, outputs["pca"])
-    plots.qc_correlation_heatmap(result.correlation, samples, flagged, outputs["correlation"])
-    plots.qc_metric_bars(
-        result.samples[["sample", *quality.METRICS]],
-        result.bounds,
-        result.flags,
-        outputs["metric_bars"],
-    )
-    sex = result.samples.assign(
-        declared_sex=samples["sex"].astype(str).to_numpy() if "sex" in samples else ""
-    )
-    plots.qc_sex(sex, outputs["sex"])
-    plots.composition_over_time(
-        result.composition,
-        samples,
-        config["timepoints"],
-        config["groups"]["patient"],
-        result.composition_changes,
-        outputs["composition_plot"],
-    )
-
-
-def signatures_for(config: dict, adata: ad.AnnData) -> tuple[dict[str, list[str]], pd.DataFrame]:
-    """The configured signatures (and the type II one) matched to the cohort's symbols.
-
-    A signature with none of its genes in the data raises an InputError naming it; one
-    with fewer than ``scores.min_genes`` found warns with the count.
-    """
-    settings = config["scores"]
-    names = list(settings["signatures"])
-    if settings.get("type2_signature"):
-        names = list(dict.fromkeys([*names, settings["type2_signature"]]))
-    paths = [genesets.SHIPPED_GMT, *settings["gene_sets"]]
-    sets = genesets.load_gene_sets(paths, include=names)
-    aliases = genesets.read_aliases(genesets.SHIPPED_ALIASES)
-    return genesets.match_gene_sets(
-        sets, adata.var["symbol"].astype(str), aliases, min_genes=settings.get("min_genes", 3)
-    )
-
-
-def score_ifn(config: dict, input_h5ad: str, outputs: dict[str, str], threads: int = 1) -> None:
-    """IFN scores of every signature and method with positivity, agreement and plots.
-
-    ``outputs`` names the files: ``scores``, ``coverage``, ``obs``, ``agreement``,
-    ``type_contrast`` (tables) and ``over_time``, ``heatmap``, ``distributions``,
-    ``type1_vs_type2`` (plots).
-    """
-    settings = config["scores"]
-    adata = ad.read_h5ad(input_h5ad)
-    # Gene sets first: a set absent from the data fails before any score is computed.
-    matched, coverage = signatures_for(config, adata)
+def geneset_coverage(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """Match the scored signatures to the cohort's symbols; a set with no gene fails here."""
+    var = quality.read_var(inputs["counts"])
+    _, coverage = _matched_signatures(inputs, settings, var["symbol"])
     for row in coverage.itertuples():
         log.info(
             "%s: %d of %d genes found; missing: %s",
@@ -219,218 +103,298 @@ def score_ifn(config: dict, input_h5ad: str, outputs: dict[str, str], threads: i
             row.n_genes,
             row.missing or "none",
         )
-    reference = scores.reference_mask(
-        adata.obs, settings["reference"], config["groups"]["control"], config["timepoints"][0]
+    write_tsv(coverage, outputs["coverage"])
+
+
+def _matched_signatures(
+    inputs: Paths, settings: dict, symbols: pd.Series
+) -> tuple[dict[str, list[str]], pd.DataFrame]:
+    """The scored signatures (and the type II one) matched to the cohort's symbols."""
+    chosen = settings["scores"]
+    sets = genesets.load_gene_sets(
+        inputs["gene_sets"], include=scores.scored_signatures(chosen)
     )
-    label = scores.REFERENCE_LABELS[settings["reference"]]
-    log.info("IFN-score reference: %d samples, %s", reference.sum(), label)
+    aliases = genesets.read_aliases(inputs["aliases"])
+    return genesets.match_gene_sets(
+        sets, symbols.astype(str), aliases, min_genes=chosen["min_genes"]
+    )
+
+
+def normalize(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """Filter lowly expressed genes and add size factors, normalized, VST and log-CPM layers."""
+    adata = ad.read_h5ad(inputs["counts"])
+    filtering = settings["filtering"]
+    adata = data.filter_genes(adata, filtering["min_count"], filtering["min_samples"])
+    data.normalize(adata, n_cpus=threads)
+    data.write_h5ad(adata, outputs["cohort"])
+
+
+def export_matrices(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """Normalized counts and VST values as gene x sample tables with ID and symbol."""
+    adata = ad.read_h5ad(inputs["cohort"])
+    for layer in ("normalized", "vst"):
+        write_tsv(data.layer_table(adata, layer), outputs[layer])
+
+
+# --- quality control -------------------------------------------------------------------------
+
+
+def quality_control(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """Library metrics, identity checks, outliers and composition; tables, plots, MultiQC.
+
+    Reads only what it needs from the two ``.h5ad`` files: raw counts of every gene (metrics,
+    sex and trait genes) and the VST layer of the filtered genes (PCA, correlations,
+    composition).
+    """
+    from threadpoolctl import threadpool_limits
+
+    markers = quality.read_markers(inputs["markers"])
+    with threadpool_limits(limits=threads):
+        obs, var, counts = quality.read_layer(inputs["counts"], "counts")
+        cohort_obs, cohort_var, vst = quality.read_layer(inputs["cohort"], "vst")
+        if list(obs.index) != list(cohort_obs.index):
+            raise ValueError(f"{inputs['counts']} and {inputs['cohort']} hold different samples")
+        samples = cohort_obs.assign(sample=cohort_obs.index.astype(str))
+        result = quality.run_qc(
+            counts,
+            var["symbol"],
+            vst,
+            cohort_var["symbol"],
+            samples,
+            cohort_obs["size_factor"].to_numpy(),
+            markers,
+            quality.QCSettings.from_config(settings),
+            timepoints=settings["timepoints"],
+            patient_group=settings["groups"]["patient"],
+            seed=settings["seed"],
+        )
+    write_tsv(result.samples, outputs["metrics"])
+    write_tsv(result.flags, outputs["flags"])
+    write_tsv(result.composition, outputs["composition"])
+    write_tsv(result.composition_changes, outputs["composition_changes"])
+    write_tsv(result.composition_coverage, outputs["composition_markers"])
+    quality.write_multiqc(result, outputs["multiqc_metrics"], outputs["multiqc_flags"])
+    summary = quality.qc_anndata(result, samples)
+    summary.write_h5ad(outputs["h5ad"], compression="gzip")
+
+    status = quality.flag_status(result)
+    colors = ["timepoint", "group", "batch", "drug", *status.columns.drop("sample")]
+    plots.pca(result.pca, result.pca_variance_ratio, summary.obs, colors, outputs["pca"])
+    plots.qc_correlation_heatmap(
+        result.correlation, samples, set(result.flags["sample"]), outputs["correlation"]
+    )
+    plots.qc_metric_bars(
+        result.samples[["sample", *quality.METRICS]],
+        result.bounds,
+        result.flags,
+        outputs["metric_bars"],
+    )
+    plots.qc_sex(quality.sex_table(result, samples), outputs["sex"])
+    plots.composition_over_time(
+        result.composition,
+        samples,
+        settings["timepoints"],
+        settings["groups"]["patient"],
+        result.composition_changes,
+        outputs["composition_plot"],
+    )
+
+
+# --- IFN scores ------------------------------------------------------------------------------
+
+
+def score_ifn(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """IFN scores of every signature and method with positivity, agreement and plots."""
+    chosen = settings["scores"]
+    adata = ad.read_h5ad(inputs["cohort"])
+    matched, _ = _matched_signatures(inputs, settings, adata.var["symbol"])
+    reference = scores.reference_mask(
+        adata.obs, chosen["reference"], settings["groups"]["control"], settings["timepoints"][0]
+    )
+    log.info(
+        "IFN-score reference: %d samples, %s",
+        reference.sum(),
+        scores.REFERENCE_LABELS[chosen["reference"]],
+    )
     table = scores.score_samples(
         adata,
         matched,
-        settings["methods"],
+        chosen["methods"],
         reference,
-        settings["positivity_sd"],
-        seed=config["seed"],
+        chosen["positivity_sd"],
+        seed=settings["seed"],
         threads=threads,
-        reference_group=settings["reference"],
+        reference_group=chosen["reference"],
     )
-    type2 = settings.get("type2_signature")
+    type2 = chosen["type2_signature"]
     contrast = scores.type_contrast(table, type2)
     write_tsv(table, outputs["scores"])
-    write_tsv(coverage, outputs["coverage"])
     write_tsv(scores.annotate_obs(adata.obs, table).reset_index(), outputs["obs"])
     write_tsv(scores.method_agreement(table), outputs["agreement"])
     write_tsv(contrast, outputs["type_contrast"])
-    primary = settings["primary_signature"], settings["primary_method"]
-    plots.scores_over_time(table, config["timepoints"], *primary, outputs["over_time"])
+    primary = chosen["primary_signature"], chosen["primary_method"]
+    timepoints = settings["timepoints"]
+    plots.scores_over_time(table, timepoints, *primary, outputs["over_time"])
     plots.signature_heatmap(adata, matched, table, *primary, type2, outputs["heatmap"])
-    plots.score_distributions(table, config["timepoints"], outputs["distributions"])
+    plots.score_distributions(table, timepoints, outputs["distributions"])
     plots.type1_vs_type2(contrast, *primary, outputs["type1_vs_type2"])
 
 
-def differential_expression(
-    config: dict,
-    input_h5ad: str,
-    outputs: dict[str, str],
-    threads: int = 1,
-    composition_tsv: str | None = None,
-) -> None:
-    """Fit every planned design once and write one table per contrast.
+# --- differential expression -----------------------------------------------------------------
 
-    ``composition_tsv`` is the QC stage's composition table, needed when a covariate is
-    one of its scores.
+
+def differential_expression(
+    inputs: Paths, outputs: Paths, settings: dict, threads: int = 1
+) -> None:
+    """Fit every planned design once; write one table per contrast and the samples fitted.
+
+    Besides the cohort, ``inputs`` may hold the response calls (``responses``, for
+    responder contrasts), the clinical table (``clinical``, for clinical covariates) and
+    the QC composition scores (``composition``, when a covariate is one of them).
     """
-    adata = ad.read_h5ad(input_h5ad)
-    samples = _de_samples(adata, composition_tsv)
-    for fit in de.plan_fits(samples, config, _clinical_for_de(config)):
-        results = de.run_fit(
+    adata = ad.read_h5ad(inputs["cohort"])
+    samples = de_plan.cohort_samples(adata.obs, inputs.get("composition"))
+    clinical = None
+    if "clinical" in inputs:
+        names = set(pd.read_csv(inputs["clinical"], sep="\t", nrows=0).columns)
+        wanted = [c for c in settings["de"]["covariates"] if c in names]
+        clinical = clinical_values(inputs["clinical"], wanted)
+    responses = (
+        pd.read_csv(inputs["responses"], sep="\t", dtype=str) if "responses" in inputs else None
+    )
+    de_settings = settings["de"]
+    for fit in de_plan.plan_fits(samples, settings, clinical, responses):
+        results = de_fit.run_fit(
             adata,
             fit,
             samples,
-            alpha=config["de"]["alpha"],
+            alpha=de_settings["alpha"],
             n_cpus=threads,
-            inference=config["de"]["inference"],
-            blocked_min_subjects=config["de"]["blocked_min_subjects"],
-            shrink_max_coefficients=config["de"]["shrink_max_coefficients"],
+            inference=de_settings["inference"],
+            blocked_min_subjects=de_settings["blocked_min_subjects"],
+            shrink_max_coefficients=de_settings["shrink_max_coefficients"],
         )
+        fitted = de_plan.fitted_samples(fit, samples)
         for name, table in results.items():
             write_tsv(table, outputs[name])
+            write_tsv(fitted, outputs[f"{name}.samples"])
 
 
-def plot_de(
-    config: dict,
-    de_tsv: str,
-    input_h5ad: str,
-    contrast: str,
-    outputs: dict,
-    composition_tsv: str | None = None,
-) -> None:
-    """Volcano (IFN genes labelled), MA, p-value histogram and top-gene heatmap."""
-    table = pd.read_csv(de_tsv, sep="\t")
-    alpha = config["de"]["alpha"]
-    sets = genesets.load_gene_sets([genesets.SHIPPED_GMT, *config["scores"]["gene_sets"]])
-    highlight = list(sets.get(config["scores"]["primary_signature"], []))
+def plot_de(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """Volcano (primary signature labelled), MA, p-value histogram and top-gene heatmap."""
+    table = pd.read_csv(inputs["de"], sep="\t")
+    alpha = settings["de"]["alpha"]
+    sets = genesets.load_gene_sets(inputs["gene_sets"])
+    highlight = list(sets.get(settings["scores"]["primary_signature"], []))
     plots.volcano(table, outputs["volcano"], highlight=highlight, alpha=alpha)
     plots.ma_plot(table, outputs["ma"], alpha=alpha)
     plots.pvalue_histogram(table, outputs["pvalues"])
-    adata = ad.read_h5ad(input_h5ad)
-    samples = _de_samples(adata, composition_tsv)
-    fits = de.plan_fits(samples, config, _clinical_for_de(config))
-    fit = next(f for f in fits if contrast in {c.name for c in f.contrasts})
-    # Response contrasts compare a derived column; the heatmap names it "response".
-    is_response = fit.contrasts[0].response is not None
-    groups = fit.metadata[fit.variable].rename("response" if is_response else fit.variable)
+    fitted = pd.read_csv(inputs["samples"], sep="\t", dtype=str)
+    groups = de_plan.compared_levels(fitted)
+    adata = ad.read_h5ad(inputs["cohort"])
     plots.top_gene_heatmap(adata, table, groups, outputs["heatmap"])
 
 
-def _de_samples(adata: ad.AnnData, composition_tsv: str | None) -> pd.DataFrame:
-    """The AnnData obs, with the QC composition scores joined on sample when given."""
-    samples = _samples_frame(adata)
-    if composition_tsv is None:
-        return samples
-    composition = pd.read_csv(composition_tsv, sep="\t", dtype={"sample": str}).set_index("sample")
-    new = [c for c in composition.columns if c not in samples.columns]
-    return samples.join(composition[new])
+# --- enrichment ------------------------------------------------------------------------------
 
 
-def _clinical_for_de(config: dict) -> pd.DataFrame | None:
-    """The clinical table, when a contrast compares responders with non-responders."""
-    return load_design(config).clinical if de.uses_responses(config) else None
-
-
-def _samples_frame(adata: ad.AnnData) -> pd.DataFrame:
-    samples = adata.obs.copy()
-    samples["timepoint"] = samples["timepoint"].astype(str)
-    return samples
-
-
-def export_matrices(input_h5ad: str, normalized_tsv: str, vst_tsv: str) -> None:
-    """Normalized counts and VST values as gene x sample tables with ID and symbol."""
-    adata = ad.read_h5ad(input_h5ad)
-    for layer, path in [("normalized", normalized_tsv), ("vst", vst_tsv)]:
-        frame = pd.DataFrame(
-            np.asarray(adata.layers[layer]).T, index=adata.var_names, columns=adata.obs_names
-        )
-        frame.insert(0, "symbol", adata.var["symbol"].astype(str).to_numpy())
-        frame.insert(0, "gene_id", adata.var_names)
-        write_tsv(frame, path)
-
-
-def enrichment_gene_sets(config: dict) -> dict[str, list[str]]:
-    """Shipped IFN sets, Li 2014 blood transcription modules (optional) and user GMTs."""
-    settings = config["enrichment"]
-    sets = dict(genesets.load_gene_sets([genesets.SHIPPED_GMT, *settings["gene_sets"]]))
-    if settings["blood_modules"]:
+def enrichment_sets(inputs: Paths, settings: dict) -> dict[str, list[str]]:
+    """The enrichment's gene sets: the GMT inputs, and the Li 2014 blood modules if asked."""
+    sets = dict(genesets.load_gene_sets(inputs["gene_sets"]))
+    if settings["enrichment"]["blood_modules"]:
         for name, genes in genesets.li2014_modules().items():
             sets.setdefault(name, genes)
     return sets
 
 
-def enrich(config: dict, de_tsv: str, outputs: dict, threads: int = 1) -> None:
+def enrichment(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
     """Prerank GSEA on the Wald statistic and ORA of significant genes, local gene sets only."""
-    table = pd.read_csv(de_tsv, sep="\t")
-    settings = config["enrichment"]
-    aliases = genesets.read_aliases(genesets.SHIPPED_ALIASES)
-    sets = enrichment.restrict_to(
-        enrichment_gene_sets(config), set(table["symbol"].astype(str)), aliases
+    table = pd.read_csv(inputs["de"], sep="\t")
+    chosen = settings["enrichment"]
+    aliases = genesets.read_aliases(inputs["aliases"])
+    sets = restrict_to(
+        enrichment_sets(inputs, settings), set(table["symbol"].astype(str)), aliases
     )
-    result = enrichment.prerank(
-        enrichment.ranking(table),
+    result = prerank(
+        ranking(table),
         sets,
-        permutations=settings["permutations"],
-        min_size=settings["min_size"],
-        max_size=settings["max_size"],
-        seed=config["seed"],
+        permutations=chosen["permutations"],
+        min_size=chosen["min_size"],
+        max_size=chosen["max_size"],
+        seed=settings["seed"],
         threads=threads,
     )
     write_tsv(result, outputs["prerank"])
-    ora = enrichment.over_representation(
-        table, sets, alpha=config["de"]["alpha"], min_size=settings["min_size"]
+    ora = over_representation(
+        table, sets, alpha=settings["de"]["alpha"], min_size=chosen["min_size"]
     )
     write_tsv(ora, outputs["ora"])
     plots.enrichment_dotplot(result, outputs["dotplot"])
-    shipped = genesets.load_gene_sets(genesets.SHIPPED_GMT)
-    ifn_sets = [name for name in shipped if name != "IFNG_BIASED"]
-    plots.running_scores(result, ifn_sets[:6], outputs["running_scores"])
+    shipped = genesets.load_gene_sets(inputs["gene_sets"][0])
+    plots.running_scores(result, genesets.ifn_sets(shipped)[:6], outputs["running_scores"])
 
 
-def clinical_linkage(config: dict, scores_tsv: str, outputs: dict[str, str]) -> None:
-    """Score changes, response calls, and every test linking the IFN score to the clinic."""
-    design = load_design(config)
-    clin.check_linkage(config, design.clinical, design.samples)
-    table = pd.read_csv(scores_tsv, sep="\t", dtype={"subject": str, "sample": str})
-    timepoints = config["timepoints"]
-    measures = config["clinical_measures"]
-    settings = config["linkage"]
-    seed, n_boot, level = config["seed"], settings["bootstrap"], settings["confidence"]
-    patient = config["groups"]["patient"]
-    score_change = clin.score_changes(table, timepoints, patient)
+# --- clinical ----------------------------------------------------------------------------------
+
+
+def call_responses(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """Changes of the clinical measures from baseline and the response calls, traced."""
+    samples = pd.read_csv(inputs["samples"], sep="\t", dtype=str)
+    if "clinical" not in inputs or not settings["clinical_measures"]:
+        log.warning("no clinical table or no clinical_measures: the clinical tables are empty")
+        changes, calls = response.empty_tables()
+    else:
+        clinical = read_clinical_table(inputs["clinical"], samples, settings)
+        changes, calls = response.clinical_responses(clinical, settings, inputs["clinical"])
+    write_tsv(changes, outputs["changes"])
+    write_tsv(calls, outputs["response"])
+
+
+def clinical_linkage(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """Score changes and every test linking the IFN score to the clinical course."""
+    table = pd.read_csv(inputs["scores"], sep="\t", dtype={"subject": str, "sample": str})
+    samples = pd.read_csv(inputs["samples"], sep="\t", dtype=str)
+    measure_change = pd.read_csv(inputs["changes"], sep="\t", dtype={"subject": str})
+    responses = response.read_calls(inputs["response"])
+    timepoints = settings["timepoints"]
+    measures = settings["clinical_measures"]
+    chosen = settings["linkage"]
+    seed, n_boot, level = settings["seed"], chosen["bootstrap"], chosen["confidence"]
+    patient = settings["groups"]["patient"]
+    clinical = response.measure_values(measure_change, measures)
+    if clinical.empty:
+        measures = {}
+    score_change = linkage.score_changes(table, timepoints, patient)
     write_tsv(score_change, outputs["score_changes"])
     write_tsv(
-        clin.paired_tests(score_change, timepoints, n_boot, level, seed), outputs["paired_tests"]
+        linkage.paired_tests(score_change, timepoints, n_boot, level, seed),
+        outputs["paired_tests"],
     )
-    clinical = design.clinical
-    if clinical is None or not measures:
-        log.warning("no clinical table or no clinical_measures: the clinical tables are empty")
-        clinical = pd.DataFrame(columns=["subject", "timepoint"])
-        measures = {}
-    measure_change = clin.measure_changes(clinical, measures, timepoints)
-    responses = clin.call_responses(
-        clinical,
-        measure_change,
-        settings["responses"],
-        measures,
-        timepoints,
-        clinical_path=str(config.get("clinical")),
-    )
-    names = settings["covariates"]
+    names = chosen["covariates"]
     if names:
         # Glucocorticoids suppress ISG expression themselves, so dose is a covariate of note.
         log.info("covariates of the logistic and mixed models: %s", ", ".join(names))
-    covariates = clin.covariate_values(design.samples, design.clinical, names)
-    write_tsv(measure_change, outputs["changes"])
-    write_tsv(responses, outputs["response"])
+    covariates = linkage.covariate_values(samples, clinical, names)
     write_tsv(
-        clin.change_correlations(score_change, measure_change, timepoints, n_boot, level, seed),
+        linkage.change_correlations(
+            score_change, measure_change, timepoints, n_boot, level, seed
+        ),
         outputs["correlations"],
     )
     write_tsv(
-        clin.baseline_prediction(score_change, responses, timepoints, covariates, names, level),
+        linkage.baseline_prediction(score_change, responses, timepoints, covariates, names, level),
         outputs["baseline_prediction"],
     )
     write_tsv(
-        clin.mixed_models(table, clinical, measures, timepoints, patient, covariates, names, level),
+        linkage.mixed_models(
+            table, clinical, measures, timepoints, patient, covariates, names, level
+        ),
         outputs["mixed_models"],
     )
 
-    signature = config["scores"]["primary_signature"]
-    method = config["scores"]["primary_method"]
-    primary = settings["primary_response"] or next((d["name"] for d in settings["responses"]), "")
-    last = responses[
-        (responses["response"] == primary) & (responses["timepoint"] == timepoints[-1])
-    ]
-    calls = last.set_index("subject")["responder"] if primary else None
-    label = f"{primary} at {timepoints[-1]}"
+    signature = settings["scores"]["primary_signature"]
+    method = settings["scores"]["primary_method"]
+    calls, label = response.primary_calls(responses, chosen["primary_response"], timepoints[-1])
     plotted = [m for m in measures if m in set(measure_change["measure"])][:4]
     plots.change_scatter(
         score_change,
@@ -455,3 +419,20 @@ def clinical_linkage(config: dict, scores_tsv: str, outputs: dict[str, str]) -> 
         response=label,
     )
     plots.response_roc(score_change, responses, signature, method, timepoints[-1], outputs["roc"])
+
+
+__all__ = [
+    "build_anndata",
+    "call_responses",
+    "clinical_linkage",
+    "differential_expression",
+    "enrichment",
+    "export_matrices",
+    "geneset_coverage",
+    "normalize",
+    "plot_de",
+    "quality_control",
+    "run_script",
+    "score_ifn",
+    "write_tsv",
+]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ifnsig.config_files import ConfigSources, origin, use_sources, written, yaml_reading
 from ifnsig.errors import InputError
 from ifnsig.formats import count_sample_names
 from ifnsig.genesets import SHIPPED_GMT, load_gene_sets
@@ -29,26 +30,66 @@ def _validation_cause(err: Exception):
     return cause if hasattr(cause, "validator") else None
 
 
-def _schema_error(err: Exception, where: str) -> InputError:
-    """Turn snakemake's WorkflowError around a jsonschema error into one sentence."""
+def _key(path) -> str:
+    """A config key path as written in messages: ``de.contrasts[0].name``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _schema_error(err: Exception, where: str | None = None) -> InputError:
+    """Turn snakemake's WorkflowError around a jsonschema error into one sentence.
+
+    ``where`` names a sheet; without it the message names the config file (or --config)
+    that set the offending key.
+    """
     cause = _validation_cause(err)
     if cause is None:
-        return InputError(f"{where}: {err}")
-    path = ".".join(str(p) for p in cause.absolute_path) or "(top level)"
+        return InputError(f"{where or origin('')}: {err}")
+    path = list(cause.absolute_path)
+    key = _key(path)
+    source = where or origin(tuple(path))
     if cause.validator == "additionalProperties":
         unknown = sorted(set(cause.instance) - set(cause.schema.get("properties", {})))
         allowed = ", ".join(sorted(cause.schema.get("properties", {})))
         return InputError(
-            f"{where}: unknown key {', '.join(repr(k) for k in unknown)} under {path}; "
+            f"{source}: unknown key {', '.join(repr(k) for k in unknown)} under {key}; "
             f"check its spelling (allowed keys: {allowed})."
         )
+    expected = cause.schema.get("type") if cause.validator == "type" else None
+    expected = expected if isinstance(expected, list) else [expected]
+    value, spelled = cause.instance, written(tuple(path))
+    if where is None and "string" in expected and not isinstance(value, str | dict | list):
+        quoted = spelled if spelled is not None else str(value)
+        return InputError(
+            f"{source}: {key} is meant to be a name, but {yaml_reading(value, spelled)}; "
+            f"quote it ('{quoted}') so that it stays a name."
+        )
+    if where is None and isinstance(value, str) and {"number", "integer"} & set(expected):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if number is not None:
+            return InputError(
+                f"{source}: {key} is '{value}', which YAML reads as text, not a number; "
+                f"write it with a decimal point (e.g. {number:.1e}) or in full ({number:g})."
+            )
     return InputError(
-        f"{where}: the value of '{path}' is invalid ({cause.message}); change it as "
+        f"{source}: the value of '{key}' is invalid ({cause.message}); change it as "
         "config/README.md describes."
     )
 
 
-def validate_config(config: dict, config_file: str = "config/config.yaml") -> dict:
+def config_schema() -> dict:
+    """The configuration's JSON schema (workflow/schemas/config.schema.yaml)."""
+    import yaml
+
+    return yaml.safe_load((SCHEMA_DIR / "config.schema.yaml").read_text(encoding="utf-8"))
+
+
+def validate_config(config: dict) -> dict:
     """Validate ``config`` against the schema and fill in defaults (in place)."""
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
@@ -56,18 +97,18 @@ def validate_config(config: dict, config_file: str = "config/config.yaml") -> di
     try:
         validate(config, str(SCHEMA_DIR / "config.schema.yaml"))
     except WorkflowError as err:
-        raise _schema_error(err, config_file) from None
+        raise _schema_error(err) from None
     # Timepoints name the default contrasts, hence output files.
     unsafe = [t for t in config["timepoints"] if not SAFE_ID.match(t)]
     if unsafe:
         raise InputError(
-            f"{config_file}: timepoints holds '{unsafe[0]}', which cannot be part of a file "
-            "name; use only letters, digits, '.', '_' and '-' (in the sheets too)."
+            f"{origin('timepoints')}: timepoints holds '{unsafe[0]}', which cannot be part of a "
+            "file name; use only letters, digits, '.', '_' and '-' (in the sheets too)."
         )
     return config
 
 
-def check_gene_sets(config: dict, config_file: str = "config/config.yaml") -> None:
+def check_gene_sets(config: dict) -> None:
     """Parse every gene-set file the configuration names and check the scored signatures.
 
     The GMT files are small, so reading them here makes a malformed file fail when the
@@ -86,25 +127,27 @@ def check_gene_sets(config: dict, config_file: str = "config/config.yaml") -> No
     if unknown:
         key, name = unknown[0]
         raise InputError(
-            f"{config_file}: scores.{key} names {name}, which no gene-set file defines; "
-            f"choose from {', '.join(defined)}, or add a GMT file that defines it under "
+            f"{origin(f'scores.{key}')}: scores.{key} names {name}, which no gene-set file "
+            f"defines; choose from {', '.join(defined)}, or add a GMT file that defines it under "
             "scores.gene_sets."
         )
     for key, chosen in [("signature", scores["signatures"]), ("method", scores["methods"])]:
         if scores[f"primary_{key}"] not in chosen:
             raise InputError(
-                f"{config_file}: scores.primary_{key} is '{scores[f'primary_{key}']}', which "
-                f"is not among scores.{key}s ({', '.join(chosen)}); add it there or choose "
-                "one of those."
+                f"{origin(f'scores.primary_{key}')}: scores.primary_{key} is "
+                f"'{scores[f'primary_{key}']}', which is not among scores.{key}s "
+                f"({', '.join(chosen)}); add it there or choose one of those."
             )
 
 
 def _validate_rows(frame: pd.DataFrame, schema: str, path: Path) -> None:
+    """Check each row against a sheet schema; the index holds each row's position in the file."""
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
+    lines = frame.index
     try:
-        validate(frame, str(SCHEMA_DIR / schema))
+        validate(frame.reset_index(drop=True), str(SCHEMA_DIR / schema))
     except WorkflowError as err:
         message = str(err.args[0]) if err.args else ""
         match = re.search(r"row (\d+)", message)
@@ -113,7 +156,7 @@ def _validate_rows(frame: pd.DataFrame, schema: str, path: Path) -> None:
             row = int(match.group(1))
             column = ".".join(str(p) for p in cause.absolute_path) or "(row)"
             raise InputError(
-                f"{path}: line {row + 2}, column '{column}': {cause.message}; fix the value."
+                f"{path}: line {lines[row] + 2}, column '{column}': {cause.message}; fix the value."
             ) from None
         raise _schema_error(err, str(path)) from None
 
@@ -147,10 +190,18 @@ def read_sample_sheet(path: str | Path, config: dict) -> pd.DataFrame:
             f"{path}: required column(s) {', '.join(missing)} missing from the header; the sheet "
             "needs sample, subject, group and timepoint (optional: batch, sex, age, drug)."
         )
+    # Exclusions come first: an excluded row may be a duplicate, a failed library or a
+    # sample absent from the counts, and nothing else about it is checked.
+    excluded = set(config.get("exclude_samples", []))
+    dropped = frame[frame["sample"].isin(excluded)]
+    # The index keeps each row's position in the file, for the line numbers of messages.
+    frame = frame[~frame["sample"].isin(excluded)]
+    frame.attrs["excluded_subjects"] = set(dropped["subject"].dropna()) - set(frame["subject"])
+    frame.attrs["dropped"] = set(dropped["sample"])
     for column in ["sample", "subject", "group", "timepoint"]:
         empty = frame[column].isna() | (frame[column] == "")
         if empty.any():
-            line = int(empty.to_numpy().nonzero()[0][0]) + 2
+            line = frame.index[int(empty.to_numpy().nonzero()[0][0])] + 2
             raise InputError(f"{path}: line {line}, column '{column}' is empty; fill it in.")
     for column in ["sample", "subject"]:
         bad = ~frame[column].str.match(SAFE_ID)
@@ -158,9 +209,10 @@ def read_sample_sheet(path: str | Path, config: dict) -> pd.DataFrame:
             i = int(bad.to_numpy().nonzero()[0][0])
             also = "count column" if column == "sample" else "rows of the clinical table"
             raise InputError(
-                f"{path}: line {i + 2}, column '{column}' holds '{frame[column].iat[i]}', which "
-                "is not a safe ID; use only letters, digits, '.', '_' and '-', starting with a "
-                f"letter or digit (rename the matching {also} too)."
+                f"{path}: line {frame.index[i] + 2}, column '{column}' holds "
+                f"'{frame[column].iat[i]}', which is not a safe ID; use only letters, digits, "
+                "'.', '_' and '-', starting with a letter or digit (rename the matching "
+                f"{also} too)."
             )
     duplicated = frame["sample"][frame["sample"].duplicated()]
     if not duplicated.empty:
@@ -176,17 +228,18 @@ def read_sample_sheet(path: str | Path, config: dict) -> pd.DataFrame:
     if bad.any():
         i = int(bad.to_numpy().nonzero()[0][0])
         raise InputError(
-            f"{path}: line {i + 2}, column 'group' holds '{frame['group'].iat[i]}'; use "
-            f"'{groups['patient']}' or '{groups['control']}' (or change 'groups' in config.yaml)."
+            f"{path}: line {frame.index[i] + 2}, column 'group' holds "
+            f"'{frame['group'].iat[i]}'; use '{groups['patient']}' or '{groups['control']}' "
+            f"(or change 'groups' in {origin('groups')})."
         )
     timepoints = config["timepoints"]
     bad = ~frame["timepoint"].isin(timepoints)
     if bad.any():
         i = int(bad.to_numpy().nonzero()[0][0])
         raise InputError(
-            f"{path}: line {i + 2}, column 'timepoint' holds '{frame['timepoint'].iat[i]}', "
-            f"which is not a declared timepoint; use one of {', '.join(timepoints)} or add it "
-            "to 'timepoints' in config.yaml."
+            f"{path}: line {frame.index[i] + 2}, column 'timepoint' holds "
+            f"'{frame['timepoint'].iat[i]}', which is not a declared timepoint; use one of "
+            f"{', '.join(timepoints)} or add it to 'timepoints' in {origin('timepoints')}."
         )
     duplicated = frame[["subject", "timepoint"]].duplicated(keep=False) & (
         frame["group"] == groups["patient"]
@@ -195,8 +248,8 @@ def read_sample_sheet(path: str | Path, config: dict) -> pd.DataFrame:
         rows = frame.index[duplicated]
         raise InputError(
             f"{path}: lines {', '.join(str(i + 2) for i in rows[:4])} give subject "
-            f"'{frame['subject'].iat[rows[0]]}' more than one sample at timepoint "
-            f"'{frame['timepoint'].iat[rows[0]]}'; keep one sample per subject and timepoint "
+            f"'{frame['subject'].loc[rows[0]]}' more than one sample at timepoint "
+            f"'{frame['timepoint'].loc[rows[0]]}'; keep one sample per subject and timepoint "
             "(merge technical replicates first)."
         )
     mixed = frame.groupby("subject")["group"].nunique()
@@ -209,19 +262,21 @@ def read_sample_sheet(path: str | Path, config: dict) -> pd.DataFrame:
         frame["sex"] = frame["sex"].replace(
             {"F": "female", "f": "female", "M": "male", "m": "male"}
         )
-    excluded = set(config.get("exclude_samples", []))
-    unknown = excluded - set(frame["sample"])
-    if unknown:
-        raise InputError(
-            f"config/config.yaml: exclude_samples lists {', '.join(sorted(unknown))}, not in "
-            f"{path}; remove the name or fix its spelling."
-        )
-    frame = frame[~frame["sample"].isin(excluded)]
     return frame.set_index("sample", drop=False).rename_axis(None)
 
 
-def read_clinical_table(path: str | Path, samples: pd.DataFrame, config: dict) -> pd.DataFrame:
-    """Read and check the clinical table against the sample sheet and the declared measures."""
+def read_clinical_table(
+    path: str | Path,
+    samples: pd.DataFrame,
+    config: dict,
+    excluded_subjects: set[str] | None = None,
+) -> pd.DataFrame:
+    """Read and check the clinical table against the sample sheet and the declared measures.
+
+    A row of a subject without an analysed sample is an error, unless the subject is in
+    ``excluded_subjects`` (every sample excluded): such rows are dropped. ``None`` drops the
+    rows of every subject without a sample, for jobs whose inputs were checked at parse time.
+    """
     path = require_file(path, "clinical table", "clinical")
     frame = read_sheet(path, ["subject", "timepoint"])
     missing = [c for c in ["subject", "timepoint"] if c not in frame.columns]
@@ -235,31 +290,37 @@ def read_clinical_table(path: str | Path, samples: pd.DataFrame, config: dict) -
     absent = [m for m in measures if m not in frame.columns]
     if absent:
         raise InputError(
-            f"{path}: measure(s) {', '.join(absent)} declared in config clinical_measures have "
-            f"no column; add the column or remove the measure (columns: "
-            f"{', '.join(frame.columns)})."
+            f"{path}: measure(s) {', '.join(absent)} declared in "
+            f"{origin('clinical_measures')} clinical_measures have no column; add the column or "
+            f"remove the measure (columns: {', '.join(frame.columns)})."
         )
     known_subjects = set(samples["subject"])
-    for i, (subject, timepoint) in enumerate(
-        zip(frame["subject"], frame["timepoint"], strict=True)
-    ):
-        if subject not in known_subjects:
+    unknown = ~frame["subject"].isin(known_subjects)
+    if excluded_subjects is not None:
+        unknown_error = unknown & ~frame["subject"].isin(excluded_subjects)
+        if unknown_error.any():
+            i = int(unknown_error.to_numpy().nonzero()[0][0])
             raise InputError(
-                f"{path}: line {i + 2}, column 'subject' names '{subject}', who has no sample "
-                "in the sample sheet; fix the ID or remove the row."
+                f"{path}: line {i + 2}, column 'subject' names '{frame['subject'].iat[i]}', who "
+                "has no sample in the sample sheet; fix the ID or remove the row."
             )
-        if timepoint not in config["timepoints"]:
-            raise InputError(
-                f"{path}: line {i + 2}, column 'timepoint' holds '{timepoint}', which is not a "
-                f"declared timepoint; use one of {', '.join(config['timepoints'])}."
-            )
+    frame = frame[~unknown]
+    bad = ~frame["timepoint"].isin(config["timepoints"])
+    if bad.any():
+        i = int(bad.to_numpy().nonzero()[0][0])
+        raise InputError(
+            f"{path}: line {frame.index[i] + 2}, column 'timepoint' holds "
+            f"'{frame['timepoint'].iat[i]}', which is not a declared timepoint; use one of "
+            f"{', '.join(config['timepoints'])}."
+        )
     duplicated = frame[["subject", "timepoint"]].duplicated()
     if duplicated.any():
         i = int(duplicated.to_numpy().nonzero()[0][0])
         raise InputError(
-            f"{path}: line {i + 2} repeats subject '{frame['subject'].iat[i]}' at timepoint "
-            f"'{frame['timepoint'].iat[i]}'; keep one row per subject and timepoint."
+            f"{path}: line {frame.index[i] + 2} repeats subject '{frame['subject'].iat[i]}' at "
+            f"timepoint '{frame['timepoint'].iat[i]}'; keep one row per subject and timepoint."
         )
+    frame = frame.copy()
     for measure, spec in measures.items():
         values = pd.to_numeric(frame[measure], errors="coerce")
         text = frame[measure].astype(str).str.strip()
@@ -267,8 +328,9 @@ def read_clinical_table(path: str | Path, samples: pd.DataFrame, config: dict) -
         if not_numeric.any():
             i = int(not_numeric.to_numpy().nonzero()[0][0])
             raise InputError(
-                f"{path}: line {i + 2}, column '{measure}' holds '{frame[measure].iat[i]}', "
-                "which is not a number; write a number or leave the cell empty if missing."
+                f"{path}: line {frame.index[i] + 2}, column '{measure}' holds "
+                f"'{frame[measure].iat[i]}', which is not a number; write a number or leave the "
+                "cell empty if missing."
             )
         low, high = spec.get("min"), spec.get("max")
         outside = pd.Series(False, index=values.index)
@@ -279,11 +341,26 @@ def read_clinical_table(path: str | Path, samples: pd.DataFrame, config: dict) -
         if outside.any():
             i = int(outside.to_numpy().nonzero()[0][0])
             raise InputError(
-                f"{path}: line {i + 2}, column '{measure}' holds {values.iat[i]:g}, outside its "
-                f"declared range {_fmt(low)} to {_fmt(high)}; correct the value or the range "
-                "in config clinical_measures."
+                f"{path}: line {frame.index[i] + 2}, column '{measure}' holds "
+                f"{values.iat[i]:g}, outside its declared range {_fmt(low)} to {_fmt(high)}; "
+                f"correct the value or the range in {origin(('clinical_measures', measure))}."
             )
         frame[measure] = values
+    return frame.reset_index(drop=True)
+
+
+def clinical_values(path: str | Path, columns: list[str]) -> pd.DataFrame:
+    """``subject``, ``timepoint`` and ``columns`` of a clinical table checked at parse time.
+
+    Numbers stay numbers; text columns stay text. For jobs that need a few clinical values
+    (a DE covariate) without the whole table's checks.
+    """
+    frame = read_sheet(path, ["subject", "timepoint"])
+    frame = frame[["subject", "timepoint", *columns]].copy()
+    for column in columns:
+        numeric = pd.to_numeric(frame[column], errors="coerce")
+        if numeric.notna().sum() == frame[column].notna().sum():
+            frame[column] = numeric
     return frame
 
 
@@ -294,9 +371,13 @@ def check_counts_match(
     sheet_path: str,
     excluded: list[str],
 ) -> None:
-    """Check that the count matrix and the sample sheet name the same samples."""
+    """Check that the count matrix and the sample sheet name the same samples.
+
+    Excluded samples may be in either, both or neither file; one named in neither is a
+    typo, reported as such.
+    """
     in_counts = set(count_samples)
-    duplicated = {s for s in count_samples if count_samples.count(s) > 1}
+    duplicated = {s for s in count_samples if count_samples.count(s) > 1 and s not in set(excluded)}
     if duplicated:
         raise InputError(
             f"{counts_path}: column '{sorted(duplicated)[0]}' appears more than once in the "
@@ -306,13 +387,27 @@ def check_counts_match(
     if missing:
         raise InputError(
             f"{sheet_path}: sample(s) {', '.join(missing[:5])} have no column in {counts_path}; "
-            "fix the sample IDs so they match the count matrix header, or remove those rows."
+            "fix the sample IDs so they match the count matrix header, remove those rows, or "
+            "list them under exclude_samples."
         )
     extra = sorted(in_counts - set(samples["sample"]) - set(excluded))
     if extra:
         raise InputError(
             f"{counts_path}: column(s) {', '.join(extra[:5])} have no row in {sheet_path}; add "
-            "them to the sample sheet or list them under exclude_samples in config.yaml."
+            f"them to the sample sheet or list them under exclude_samples in "
+            f"{origin('exclude_samples')}."
+        )
+
+
+def check_exclusions(excluded: list[str], sheet: pd.DataFrame, count_samples: list[str]) -> None:
+    """An excluded sample named neither in the sheet nor in the counts is a typo."""
+    known = set(count_samples) | set(sheet["sample"]) | set(sheet.attrs.get("dropped", ()))
+    unknown = sorted(set(excluded) - known)
+    if unknown:
+        raise InputError(
+            f"{origin('exclude_samples')}: exclude_samples lists {', '.join(unknown)}, which is "
+            "neither in the sample sheet nor in the count matrix; remove the name or fix its "
+            "spelling."
         )
 
 
@@ -325,48 +420,65 @@ def check_reference_available(samples: pd.DataFrame, config: dict, sheet_path: s
         raise InputError(
             f"{sheet_path}: no sample has group '{control}', but the IFN scores use healthy "
             "controls as reference; add control samples or set scores.reference: baseline in "
-            "config.yaml."
+            f"{origin('scores.reference')}."
         )
 
 
-def check_inputs(config: dict) -> tuple[Design, list]:
+def load_samples(config: dict) -> pd.DataFrame:
+    """The sample sheet, exclusions applied, checked against the samples the counts name.
+
+    The first rule and the parse-time check both call this, so both find the same problems.
+    """
+    samples = read_sample_sheet(config["samples"], config)
+    # Only what names the samples is read: a header, folder names or an .h5ad's obs.
+    count_samples = count_sample_names(config)
+    check_exclusions(config["exclude_samples"], samples, count_samples)
+    check_counts_match(
+        count_samples,
+        samples,
+        str(config["counts"]),
+        str(config["samples"]),
+        config["exclude_samples"],
+    )
+    return samples
+
+
+def check_inputs(config: dict, sources: ConfigSources | None = None) -> tuple[Design, list]:
     """Everything the workflow checks at parse time: inputs, response definitions, DE plan.
 
-    Returns the design and the planned DE fits; raises :class:`InputError` at the first
-    problem.
+    ``sources`` tells messages which file (or ``--config``) set each key. Returns the design
+    and the planned DE fits; raises :class:`InputError` at the first problem.
     """
-    from ifnsig.clinical import check_linkage
-    from ifnsig.de import composition_covariates, plan_fits
+    from ifnsig.de.plan import composition_covariates, plan_fits
+    from ifnsig.linkage import check_covariates
+    from ifnsig.response import check_responses
 
+    if sources is not None:
+        use_sources(sources)
+        sources.type_command_line_values(config, config_schema())
     design = load_design(config)
-    check_linkage(config, design.clinical, design.samples)
+    check_responses(config, design.clinical)
+    check_covariates(config, design.samples)
     # Composition scores come from the QC stage: only their names can be checked here.
     deferred = set(composition_covariates(config))
     return design, plan_fits(design.samples, config, design.clinical, deferred)
 
 
-def load_design(config: dict, config_file: str = "config/config.yaml") -> Design:
+def load_design(config: dict) -> Design:
     """Validate the configuration and every sheet; read only the header of the counts.
 
     This is what the Snakefile runs at parse time. It raises :class:`InputError` with a
     one-sentence message at the first problem.
     """
-    validate_config(config, config_file)
-    check_gene_sets(config, config_file)
-    samples = read_sample_sheet(config["samples"], config)
-    counts_path = config["counts"]
-    # Only what names the samples is read: a header, folder names or an .h5ad's obs.
-    check_counts_match(
-        count_sample_names(config),
-        samples,
-        str(counts_path),
-        str(config["samples"]),
-        config["exclude_samples"],
-    )
+    validate_config(config)
+    check_gene_sets(config)
+    samples = load_samples(config)
     check_reference_available(samples, config, str(config["samples"]))
     clinical = None
     if config.get("clinical"):
-        clinical = read_clinical_table(config["clinical"], samples, config)
+        clinical = read_clinical_table(
+            config["clinical"], samples, config, samples.attrs.get("excluded_subjects", set())
+        )
     return Design(
         samples=samples,
         clinical=clinical,

@@ -1,64 +1,83 @@
-rule clinical_linkage:
+rule call_responses:
+    """Clinical changes from baseline and the response calls, each with the values behind it."""
     input:
-        **sheet_inputs(),
-        scores="results/scores/ifn_scores.tsv",
+        **clinical_inputs(),
+        samples=rules.build_anndata.output.samples,
     output:
-        score_changes=report(
-            clinical_outputs()["score_changes"],
-            caption="../report/score_changes.rst",
-            category="Clinical linkage",
-            labels={"table": "score changes"},
-        ),
         changes=report(
-            clinical_outputs()["changes"],
+            "results/clinical/changes.tsv",
             caption="../report/changes.rst",
             category="Clinical linkage",
             labels={"table": "clinical changes"},
         ),
         response=report(
-            clinical_outputs()["response"],
+            "results/clinical/response.tsv",
             caption="../report/response.rst",
             category="Clinical linkage",
             labels={"table": "response calls"},
         ),
+    log:
+        "logs/clinical/call_responses.log",
+    conda:
+        "../../envs/clinical.yaml"
+    params:
+        settings=settings("call_responses"),
+    script:
+        "../scripts/call_responses.py"
+
+
+rule clinical_linkage:
+    """Score changes and their links to the clinical course and the response calls."""
+    input:
+        scores=rules.score_ifn.output.scores,
+        samples=rules.build_anndata.output.samples,
+        changes=rules.call_responses.output.changes,
+        response=rules.call_responses.output.response,
+    output:
+        score_changes=report(
+            "results/clinical/score_changes.tsv",
+            caption="../report/score_changes.rst",
+            category="Clinical linkage",
+            labels={"table": "score changes"},
+        ),
         paired_tests=report(
-            clinical_outputs()["paired_tests"],
+            "results/clinical/paired_tests.tsv",
             caption="../report/paired_tests.rst",
             category="Clinical linkage",
             labels={"table": "paired tests"},
         ),
         correlations=report(
-            clinical_outputs()["correlations"],
+            "results/clinical/correlations.tsv",
             caption="../report/correlations.rst",
             category="Clinical linkage",
             labels={"table": "change correlations"},
         ),
         baseline_prediction=report(
-            clinical_outputs()["baseline_prediction"],
+            "results/clinical/baseline_prediction.tsv",
             caption="../report/baseline_prediction.rst",
             category="Clinical linkage",
             labels={"table": "score vs response"},
         ),
         mixed_models=report(
-            clinical_outputs()["mixed_models"],
+            "results/clinical/mixed_models.tsv",
             caption="../report/mixed_models.rst",
             category="Clinical linkage",
             labels={"table": "mixed models"},
         ),
         change_scatter=report(
-            clinical_outputs()["change_scatter"],
+            "results/plots/clinical/change_vs_change.png",
             caption="../report/change_vs_change.rst",
             category="Clinical linkage",
             labels={"figure": "change vs change"},
         ),
         trajectories=report(
-            clinical_outputs()["trajectories"],
+            "results/plots/clinical/trajectories.png",
             caption="../report/clinical_trajectories.rst",
             category="Clinical linkage",
             labels={"figure": "score and measures over time"},
         ),
         roc=report(
-            clinical_outputs()["roc"],
+            "results/plots/clinical/baseline_score_roc.png",
             caption="../report/response_roc.rst",
             category="Clinical linkage",
             labels={"figure": "ROC of baseline score"},
@@ -72,5 +91,7 @@ rule clinical_linkage:
     threads: 1
     resources:
         mem_mb=memory_for_inputs(1000, 2),
+    params:
+        settings=settings("clinical_linkage"),
     script:
         "../scripts/clinical_linkage.py"

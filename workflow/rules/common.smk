@@ -1,21 +1,31 @@
-# Validation at parse time, the contrast plan, and input functions.
+# Validation at parse time, the contrast plan, settings and input functions.
+# The package lives beside the rules (workflow/ifnsig), so the workflow runs from a clone,
+# or deployed as a module, without installing it; config_file.smk put it first on
+# sys.path, ahead of any other installed ifnsig, and the scripts do the same
+# (workflow/scripts/workflow_package.py).
+import os
 import sys
-from pathlib import Path
 
-# The package lives beside the rules, so the workflow runs from a clone without installing
-# it; scripts find it through the workflow/scripts/ifnsig link (Snakemake puts a script's
-# folder on sys.path), in any environment: pip, --sdm conda, a cluster node.
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+from snakemake.exceptions import WorkflowError
 
-from ifnsig.de import composition_covariates, contrasts_from_config, uses_responses
+from ifnsig.de.plan import (
+    clinical_covariates,
+    composition_covariates,
+    contrasts_from_config,
+    uses_responses,
+)
 from ifnsig.errors import InputError
-from ifnsig.qc import marker_table
-from ifnsig.validation import check_inputs
+from ifnsig.genesets import SHIPPED_ALIASES, SHIPPED_GMT
+from ifnsig.qc import SHIPPED_MARKERS
+from ifnsig.settings import stage_settings
+from ifnsig.validation import ConfigSources, check_inputs
 
 # Everything except the count values is checked here, before any job is scheduled; the
-# first rule checks the counts in full before writing anything.
+# first rule checks the counts in full before writing anything. Messages about a setting
+# name the file (or --config) it came from.
 try:
-    check_inputs(config)
+    SOURCES = ConfigSources.of_workflow(workflow, "config/config.yaml")
+    check_inputs(config, SOURCES)
 except InputError as err:
     sys.exit(f"Input error: {err}")
 
@@ -26,94 +36,21 @@ wildcard_constraints:
     contrast="|".join(CONTRASTS) or "NO_CONTRAST",
 
 
-def all_outputs():
-    """Every table and plot of every stage."""
-    return [
-        "results/data/cohort.h5ad",
-        *qc_outputs().values(),
-        *score_outputs().values(),
-        *expand("results/de/{contrast}.tsv", contrast=CONTRASTS),
-        "results/de/normalized_counts.tsv",
-        "results/de/vst.tsv",
-        *expand(
-            "results/plots/de/{contrast}.{plot}.png",
-            contrast=CONTRASTS,
-            plot=["volcano", "ma", "pvalues", "heatmap"],
-        ),
-        *expand(
-            "results/enrichment/{contrast}.{kind}.tsv",
-            contrast=CONTRASTS,
-            kind=["prerank", "ora"],
-        ),
-        *expand(
-            "results/plots/enrichment/{contrast}.{plot}.png",
-            contrast=CONTRASTS,
-            plot=["dotplot", "ifn_running_scores"],
-        ),
-        *clinical_outputs().values(),
-    ]
+def settings(stage):
+    """The config keys ``stage`` uses (ifnsig.settings), as the rule's params."""
+    return stage_settings(config, stage)
 
 
-def score_outputs():
-    """Named outputs of the IFN scoring stage."""
-    return {
-        "scores": "results/scores/ifn_scores.tsv",
-        "coverage": "results/scores/geneset_coverage.tsv",
-        "obs": "results/scores/cohort_obs.tsv",
-        "agreement": "results/scores/method_agreement.tsv",
-        "type_contrast": "results/scores/type1_vs_type2.tsv",
-        "over_time": "results/plots/scores/ifn_scores_over_time.png",
-        "heatmap": "results/plots/scores/signature_heatmap.png",
-        "distributions": "results/plots/scores/score_distributions.png",
-        "type1_vs_type2": "results/plots/scores/type1_vs_type2.png",
-    }
-
-
-def qc_outputs():
-    """Named outputs of the quality-control stage."""
-    return {
-        "metrics": "results/qc/qc_metrics.tsv",
-        "flags": "results/qc/qc_flags.tsv",
-        "composition": "results/qc/composition.tsv",
-        "composition_changes": "results/qc/composition_changes.tsv",
-        "composition_markers": "results/qc/composition_markers.tsv",
-        "h5ad": "results/qc/qc.h5ad",
-        "multiqc_metrics": "results/qc/qc_metrics_mqc.tsv",
-        "multiqc_flags": "results/qc/qc_flags_mqc.yaml",
-        "pca": "results/plots/qc/pca.png",
-        "correlation": "results/plots/qc/sample_correlation.png",
-        "metric_bars": "results/plots/qc/metrics.png",
-        "sex": "results/plots/qc/sex_check.png",
-        "composition_plot": "results/plots/qc/composition_over_time.png",
-    }
-
-
-def qc_marker_table():
-    """The cell-type marker table of the QC stage: the config's, or the shipped one."""
-    return str(marker_table(config))
-
-
-def clinical_outputs():
-    """Named outputs of the clinical linkage stage."""
-    return {
-        "score_changes": "results/clinical/score_changes.tsv",
-        "changes": "results/clinical/changes.tsv",
-        "response": "results/clinical/response.tsv",
-        "paired_tests": "results/clinical/paired_tests.tsv",
-        "correlations": "results/clinical/correlations.tsv",
-        "baseline_prediction": "results/clinical/baseline_prediction.tsv",
-        "mixed_models": "results/clinical/mixed_models.tsv",
-        "change_scatter": "results/plots/clinical/change_vs_change.png",
-        "trajectories": "results/plots/clinical/trajectories.png",
-        "roc": "results/plots/clinical/baseline_score_roc.png",
-    }
+def shipped(path):
+    """A file shipped with the workflow, relative to the working directory: a project copied
+    or moved with its clone keeps its paths, and a deployed module finds its own files.
+    """
+    return os.path.relpath(path)
 
 
 def sheet_inputs():
-    """The user's input files, so that editing one reruns what depends on it."""
+    """The files the first rule reads: counts, sample sheet, optional annotation and tx2gene."""
     files = {"counts": config["counts"], "samples": config["samples"]}
-    if config.get("clinical"):
-        files["clinical"] = config["clinical"]
     if config.get("annotation"):
         files["annotation"] = config["annotation"]
     if config["tximport"]["tx2gene"]:
@@ -121,15 +58,47 @@ def sheet_inputs():
     return files
 
 
-def de_extra_inputs():
-    """What DE jobs read besides the cohort: the clinical table for responder contrasts,
-    the QC composition scores when they are covariates."""
+def score_gene_sets():
+    """The GMT files of the IFN scores: the shipped one, then the user's."""
+    return [shipped(SHIPPED_GMT), *config["scores"]["gene_sets"]]
+
+
+def enrichment_gene_sets():
+    """The GMT files of the enrichment: the shipped one, then the user's."""
+    return [shipped(SHIPPED_GMT), *config["enrichment"]["gene_sets"]]
+
+
+def marker_table():
+    """The cell-type marker table of the QC stage: the config's, or the shipped one."""
+    return config["qc"]["markers"] or shipped(SHIPPED_MARKERS)
+
+
+def clinical_inputs():
+    """The clinical table, for the stages that read one (none when the config sets none)."""
+    return {"clinical": config["clinical"]} if config.get("clinical") else {}
+
+
+def de_inputs():
+    """What the DE job reads besides the cohort: response calls for responder contrasts,
+    the clinical table for clinical covariates, QC composition scores used as covariates.
+    """
     files = {}
-    if uses_responses(config) and config.get("clinical"):
-        files["clinical"] = config["clinical"]
+    if uses_responses(config):
+        files["responses"] = "results/clinical/response.tsv"
+    if clinical_covariates(config):
+        files.update(clinical_inputs())
     if composition_covariates(config):
-        files["composition"] = qc_outputs()["composition"]
+        files["composition"] = "results/qc/composition.tsv"
     return files
+
+
+def heavy_threads():
+    """Threads of the rules that parallelise: all of --cores (Snakemake also caps them at
+    --max-threads); without --cores (a cluster), the profile's set-threads decides."""
+    try:
+        return max(int(workflow.cores), 1)
+    except WorkflowError:
+        return 1
 
 
 def memory_for_inputs(base_mb, per_input_mb):

@@ -1,8 +1,10 @@
 rule build_anndata:
+    """Check every input (count values in full) and read the counts once into AnnData."""
     input:
         **sheet_inputs(),
     output:
-        "results/data/counts.h5ad",
+        counts="results/data/counts.h5ad",
+        samples="results/data/samples.tsv",
     log:
         "logs/data/build_anndata.log",
     benchmark:
@@ -12,24 +14,56 @@ rule build_anndata:
     resources:
         mem_mb=memory_for_inputs(1000, 20),
         runtime=runtime_for_inputs(10, 1),
+    params:
+        settings=settings("build_anndata"),
     script:
         "../scripts/build_anndata.py"
 
 
 rule normalize:
+    """Filter lowly expressed genes; DESeq2 size factors, VST and log-CPM layers."""
     input:
-        "results/data/counts.h5ad",
+        counts=rules.build_anndata.output.counts,
     output:
-        "results/data/cohort.h5ad",
+        cohort="results/data/cohort.h5ad",
     log:
         "logs/data/normalize.log",
     benchmark:
         "benchmarks/out/normalize.tsv"
     conda:
         "../../envs/core.yaml"
-    threads: 2
+    threads: heavy_threads()
     resources:
         mem_mb=memory_for_inputs(1000, 30),
         runtime=runtime_for_inputs(10, 0.5),
+    params:
+        settings=settings("normalize"),
     script:
         "../scripts/normalize.py"
+
+
+rule export_matrices:
+    """Normalized counts and VST values as gene x sample tables."""
+    input:
+        cohort=rules.normalize.output.cohort,
+    output:
+        normalized=report(
+            "results/de/normalized_counts.tsv",
+            caption="../report/normalized_counts.rst",
+            category="Differential expression",
+            labels={"table": "normalized counts"},
+        ),
+        vst=report(
+            "results/de/vst.tsv",
+            caption="../report/vst.rst",
+            category="Differential expression",
+            labels={"table": "VST values"},
+        ),
+    log:
+        "logs/de/export_matrices.log",
+    conda:
+        "../../envs/core.yaml"
+    params:
+        settings=settings("export_matrices"),
+    script:
+        "../scripts/export_matrices.py"

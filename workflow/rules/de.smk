@@ -1,7 +1,8 @@
 rule differential_expression:
+    """Paired DE with pydeseq2 as DESeq2 computes it: one fit per design, tables per contrast."""
     input:
-        "results/data/cohort.h5ad",
-        **de_extra_inputs(),
+        **de_inputs(),
+        cohort=rules.normalize.output.cohort,
     output:
         **{
             name: report(
@@ -12,25 +13,38 @@ rule differential_expression:
             )
             for name in CONTRASTS
         },
+        **{
+            f"{name}.samples": report(
+                f"results/de/{name}.samples.tsv",
+                caption="../report/de_samples.rst",
+                category="Differential expression",
+                labels={"contrast": name, "table": "samples fitted"},
+            )
+            for name in CONTRASTS
+        },
     log:
         "logs/de/differential_expression.log",
     benchmark:
         "benchmarks/out/differential_expression.tsv"
     conda:
         "../../envs/de.yaml"
-    threads: 2
+    threads: heavy_threads()
     resources:
         mem_mb=memory_for_inputs(2000, 40),
         runtime=runtime_for_inputs(10, 0.5),
+    params:
+        settings=settings("differential_expression"),
     script:
         "../scripts/differential_expression.py"
 
 
 rule plot_de:
+    """Volcano, MA plot, p-value histogram and top-gene heatmap of one contrast."""
     input:
-        **de_extra_inputs(),
         de="results/de/{contrast}.tsv",
-        cohort="results/data/cohort.h5ad",
+        samples="results/de/{contrast}.samples.tsv",
+        cohort=rules.normalize.output.cohort,
+        gene_sets=score_gene_sets(),
     output:
         volcano=report(
             "results/plots/de/{contrast}.volcano.png",
@@ -60,29 +74,7 @@ rule plot_de:
         "logs/de/plot_de_{contrast}.log",
     conda:
         "../../envs/de.yaml"
+    params:
+        settings=settings("plot_de"),
     script:
         "../scripts/plot_de.py"
-
-
-rule export_matrices:
-    input:
-        "results/data/cohort.h5ad",
-    output:
-        normalized=report(
-            "results/de/normalized_counts.tsv",
-            caption="../report/normalized_counts.rst",
-            category="Differential expression",
-            labels={"table": "normalized counts"},
-        ),
-        vst=report(
-            "results/de/vst.tsv",
-            caption="../report/vst.rst",
-            category="Differential expression",
-            labels={"table": "VST values"},
-        ),
-    log:
-        "logs/de/export_matrices.log",
-    conda:
-        "../../envs/core.yaml"
-    script:
-        "../scripts/export_matrices.py"

@@ -1,6 +1,9 @@
 rule enrichment:
+    """Prerank GSEA on the Wald statistic and over-representation of significant genes."""
     input:
-        "results/de/{contrast}.tsv",
+        de="results/de/{contrast}.tsv",
+        gene_sets=enrichment_gene_sets(),
+        aliases=shipped(SHIPPED_ALIASES),
     output:
         prerank=report(
             "results/enrichment/{contrast}.prerank.tsv",
@@ -35,5 +38,7 @@ rule enrichment:
     threads: 2
     resources:
         mem_mb=memory_for_inputs(1000, 10),
+    params:
+        settings=settings("enrichment"),
     script:
         "../scripts/enrichment.py"

@@ -1,68 +1,69 @@
 rule quality_control:
+    """Library metrics, sex and pairing checks, outliers, cell-type scores; MultiQC files."""
     input:
-        counts="results/data/counts.h5ad",
-        cohort="results/data/cohort.h5ad",
-        markers=qc_marker_table(),
+        counts=rules.build_anndata.output.counts,
+        cohort=rules.normalize.output.cohort,
+        markers=marker_table(),
     output:
         metrics=report(
-            qc_outputs()["metrics"],
+            "results/qc/qc_metrics.tsv",
             caption="../report/qc_metrics.rst",
             category="Quality control",
             labels={"table": "per-sample QC"},
         ),
         flags=report(
-            qc_outputs()["flags"],
+            "results/qc/qc_flags.tsv",
             caption="../report/qc_flags.rst",
             category="Quality control",
             labels={"table": "QC flags"},
         ),
         composition=report(
-            qc_outputs()["composition"],
+            "results/qc/composition.tsv",
             caption="../report/composition.rst",
             category="Quality control",
             labels={"table": "cell-type scores"},
         ),
         composition_changes=report(
-            qc_outputs()["composition_changes"],
+            "results/qc/composition_changes.tsv",
             caption="../report/composition_changes.rst",
             category="Quality control",
             labels={"table": "cell-type score changes"},
         ),
         composition_markers=report(
-            qc_outputs()["composition_markers"],
+            "results/qc/composition_markers.tsv",
             caption="../report/composition_markers.rst",
             category="Quality control",
             labels={"table": "cell-type markers found"},
         ),
-        h5ad=qc_outputs()["h5ad"],
-        multiqc_metrics=qc_outputs()["multiqc_metrics"],
-        multiqc_flags=qc_outputs()["multiqc_flags"],
+        h5ad="results/qc/qc.h5ad",
+        multiqc_metrics="results/qc/qc_metrics_mqc.tsv",
+        multiqc_flags="results/qc/qc_flags_mqc.yaml",
         pca=report(
-            qc_outputs()["pca"],
+            "results/plots/qc/pca.png",
             caption="../report/pca.rst",
             category="Quality control",
             labels={"figure": "PCA"},
         ),
         correlation=report(
-            qc_outputs()["correlation"],
+            "results/plots/qc/sample_correlation.png",
             caption="../report/sample_correlation.rst",
             category="Quality control",
             labels={"figure": "sample correlation"},
         ),
         metric_bars=report(
-            qc_outputs()["metric_bars"],
+            "results/plots/qc/metrics.png",
             caption="../report/qc_metric_bars.rst",
             category="Quality control",
             labels={"figure": "library metrics"},
         ),
         sex=report(
-            qc_outputs()["sex"],
+            "results/plots/qc/sex_check.png",
             caption="../report/sex_check.rst",
             category="Quality control",
             labels={"figure": "sex check"},
         ),
         composition_plot=report(
-            qc_outputs()["composition_plot"],
+            "results/plots/qc/composition_over_time.png",
             caption="../report/composition_over_time.rst",
             category="Quality control",
             labels={"figure": "cell-type scores over time"},
@@ -78,5 +79,7 @@ rule quality_control:
         # Measured: 1.3 GB peak for 1,000 samples x 20,000 genes (415 MB of inputs).
         mem_mb=memory_for_inputs(1000, 4),
         runtime=runtime_for_inputs(10, 0.05),
+    params:
+        settings=settings("quality_control"),
     script:
         "../scripts/quality_control.py"

@@ -1,57 +1,78 @@
-rule score_ifn:
+rule geneset_coverage:
+    """Match the scored signatures to the cohort's genes; a set with none of them fails here."""
     input:
-        "results/data/cohort.h5ad",
+        counts=rules.build_anndata.output.counts,
+        gene_sets=score_gene_sets(),
+        aliases=shipped(SHIPPED_ALIASES),
     output:
-        scores=report(
-            score_outputs()["scores"],
-            caption="../report/ifn_scores.rst",
-            category="IFN scores",
-            labels={"table": "IFN scores"},
-        ),
         coverage=report(
-            score_outputs()["coverage"],
+            "results/scores/geneset_coverage.tsv",
             caption="../report/geneset_coverage.rst",
             category="IFN scores",
             labels={"table": "gene-set coverage"},
         ),
+    log:
+        "logs/scores/geneset_coverage.log",
+    conda:
+        "../../envs/core.yaml"
+    params:
+        settings=settings("geneset_coverage"),
+    script:
+        "../scripts/geneset_coverage.py"
+
+
+rule score_ifn:
+    """IFN scores per signature and method, positivity, agreement and type I vs II."""
+    input:
+        cohort=rules.normalize.output.cohort,
+        coverage=rules.geneset_coverage.output.coverage,
+        gene_sets=score_gene_sets(),
+        aliases=shipped(SHIPPED_ALIASES),
+    output:
+        scores=report(
+            "results/scores/ifn_scores.tsv",
+            caption="../report/ifn_scores.rst",
+            category="IFN scores",
+            labels={"table": "IFN scores"},
+        ),
         obs=report(
-            score_outputs()["obs"],
+            "results/scores/cohort_obs.tsv",
             caption="../report/ifn_obs.rst",
             category="IFN scores",
             labels={"table": "scores per sample (AnnData obs)"},
         ),
         agreement=report(
-            score_outputs()["agreement"],
+            "results/scores/method_agreement.tsv",
             caption="../report/method_agreement.rst",
             category="IFN scores",
             labels={"table": "method agreement"},
         ),
         type_contrast=report(
-            score_outputs()["type_contrast"],
+            "results/scores/type1_vs_type2.tsv",
             caption="../report/ifn_type_contrast.rst",
             category="IFN scores",
             labels={"table": "type I vs IFN-gamma-biased"},
         ),
         over_time=report(
-            score_outputs()["over_time"],
+            "results/plots/scores/ifn_scores_over_time.png",
             caption="../report/ifn_scores_over_time.rst",
             category="IFN scores",
             labels={"figure": "score over time"},
         ),
         heatmap=report(
-            score_outputs()["heatmap"],
+            "results/plots/scores/signature_heatmap.png",
             caption="../report/ifn_heatmap.rst",
             category="IFN scores",
             labels={"figure": "signature genes heatmap"},
         ),
         distributions=report(
-            score_outputs()["distributions"],
+            "results/plots/scores/score_distributions.png",
             caption="../report/ifn_distributions.rst",
             category="IFN scores",
             labels={"figure": "control vs patient distributions"},
         ),
         type1_vs_type2=report(
-            score_outputs()["type1_vs_type2"],
+            "results/plots/scores/type1_vs_type2.png",
             caption="../report/ifn_type1_vs_type2.rst",
             category="IFN scores",
             labels={"figure": "type I vs IFN-gamma-biased"},
@@ -66,5 +87,7 @@ rule score_ifn:
     resources:
         mem_mb=memory_for_inputs(1000, 10),
         runtime=runtime_for_inputs(10, 0.2),
+    params:
+        settings=settings("score_ifn"),
     script:
         "../scripts/score_ifn.py"

@@ -1,3 +1,5 @@
+import workflow_package  # noqa: F401  (this workflow's ifnsig first on sys.path)
+
 from ifnsig.stages import build_anndata, run_script
 
-run_script(snakemake, build_anndata, config=snakemake.config, output=snakemake.output[0])
+run_script(snakemake, build_anndata)

@@ -1,10 +1,5 @@
-from ifnsig.stages import enrich, run_script
+import workflow_package  # noqa: F401  (this workflow's ifnsig first on sys.path)
 
-run_script(
-    snakemake,
-    enrich,
-    config=snakemake.config,
-    de_tsv=snakemake.input[0],
-    outputs=dict(snakemake.output.items()),
-    threads=snakemake.threads,
-)
+from ifnsig.stages import enrichment, run_script
+
+run_script(snakemake, enrichment)

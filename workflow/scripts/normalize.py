@@ -1,10 +1,5 @@
+import workflow_package  # noqa: F401  (this workflow's ifnsig first on sys.path)
+
 from ifnsig.stages import normalize, run_script
 
-run_script(
-    snakemake,
-    normalize,
-    config=snakemake.config,
-    input_h5ad=snakemake.input[0],
-    output=snakemake.output[0],
-    threads=snakemake.threads,
-)
+run_script(snakemake, normalize)

@@ -1,12 +1,5 @@
-from ifnsig.stages import qc, run_script
+import workflow_package  # noqa: F401  (this workflow's ifnsig first on sys.path)
 
-run_script(
-    snakemake,
-    qc,
-    config=snakemake.config,
-    counts_h5ad=snakemake.input.counts,
-    cohort_h5ad=snakemake.input.cohort,
-    markers_tsv=snakemake.input.markers,
-    outputs=dict(snakemake.output.items()),
-    threads=snakemake.threads,
-)
+from ifnsig.stages import quality_control, run_script
+
+run_script(snakemake, quality_control)

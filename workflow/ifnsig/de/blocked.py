@@ -39,7 +39,7 @@ from scipy.special import gammaln
 from scipy.stats import norm
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from ifnsig.deseq2_compat import DESeq2Inference, deseq2_dispersions, nb_negative_loglik
+from ifnsig.de.deseq2_compat import DESeq2Inference, deseq2_dispersions, nb_negative_loglik
 
 __all__ = ["BlockDesign", "BlockedInference", "detect_block_design", "irls_objective"]
 

@@ -11,10 +11,10 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 
+from ifnsig.config_files import origin
 from ifnsig.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -61,13 +61,13 @@ class Contrast:
         judged_at = str(entry.get("response_at", timepoints[-1]))
         if entry.get("paired", False):
             raise InputError(
-                f"config/config.yaml: contrast '{entry['name']}' compares responders with "
+                f"{origin('de.contrasts')}: contrast '{entry['name']}' compares responders with "
                 "non-responders, which differ between subjects, so it cannot be paired on "
                 "subject; set paired: false or leave paired out."
             )
         if judged_at not in timepoints[1:]:
             raise InputError(
-                f"config/config.yaml: contrast '{entry['name']}' has response_at "
+                f"{origin('de.contrasts')}: contrast '{entry['name']}' has response_at "
                 f"'{judged_at}', which is not a follow-up timepoint; use one of "
                 f"{', '.join(timepoints[1:])}."
             )
@@ -131,7 +131,7 @@ def contrasts_from_config(config: dict) -> list[Contrast]:
     duplicated = {n for n in names if names.count(n) > 1}
     if duplicated:
         raise InputError(
-            f"config/config.yaml: contrast name(s) {', '.join(sorted(duplicated))} used more "
+            f"{origin('de.contrasts')}: contrast name(s) {', '.join(sorted(duplicated))} used more "
             "than once under de.contrasts; give each contrast its own name."
         )
     return contrasts
@@ -148,56 +148,51 @@ def composition_covariates(config: dict) -> list[str]:
     return [c for c in candidates if c in known]
 
 
+def clinical_covariates(config: dict) -> list[str]:
+    """DE covariates that are clinical measures (values per visit, e.g. steroid dose)."""
+    measures = config.get("clinical_measures") or {}
+    return [c for c in config["de"]["covariates"] if c in measures]
+
+
 def uses_responses(config: dict) -> bool:
-    """Whether a contrast compares responders, so the DE stage needs the clinical table."""
+    """Whether a contrast compares responders, so the DE stage needs the response calls."""
     return any("response" in entry for entry in config["de"]["contrasts"])
 
 
 def add_response_columns(
-    samples: pd.DataFrame, clinical: pd.DataFrame | None, config: dict
+    samples: pd.DataFrame, responses: pd.DataFrame | None, config: dict
 ) -> pd.DataFrame:
     """The sample sheet with one column per response contrast: responder / non_responder.
 
-    The calls are the clinical stage's (:func:`ifnsig.clinical.call_responses`) for the
-    contrast's definition at its ``response_at`` timepoint, given to every sample of the
-    subject. Patients without an evaluable call get no level and are left out, with a
-    warning naming them.
+    ``responses`` is the clinical stage's call table (:func:`ifnsig.response.call_responses`,
+    ``results/clinical/response.tsv``); each contrast takes its definition's calls at its
+    ``response_at`` timepoint and gives them to every sample of the subject. Patients
+    without an evaluable call get no level and are left out, with a warning naming them.
     """
-    from ifnsig import clinical as clin
-
     wanted = {c.response for c in contrasts_from_config(config) if c.response}
     if not wanted:
         return samples
-    definitions = {d["name"]: d for d in (config.get("linkage") or {}).get("responses") or []}
-    for definition, _ in sorted(wanted):
-        if definition not in definitions:
-            raise InputError(
-                f"config/config.yaml: a contrast under de.contrasts uses response "
-                f"'{definition}', which is not defined under linkage.responses; use one of "
-                f"{', '.join(definitions) or '(none defined)'}."
-            )
-    if clinical is None:
+    if responses is None:
         raise InputError(
-            "config/config.yaml: a contrast under de.contrasts compares responders, which "
-            "needs the clinical table; set clinical: to its path."
+            f"{origin('de.contrasts')}: a contrast under de.contrasts compares responders, "
+            "which needs the clinical table; set clinical: to its path."
         )
-    measures, timepoints = config["clinical_measures"], list(config["timepoints"])
-    calls = clin.call_responses(
-        clinical,
-        clin.measure_changes(clinical, measures, timepoints),
-        list(definitions.values()),
-        measures,
-        timepoints,
-        clinical_path=str(config.get("clinical")),
-    )
+    defined = list(dict.fromkeys(responses["response"].astype(str)))
     samples = samples.copy()
     for definition, judged_at in sorted(wanted):
-        chosen = calls[(calls["response"] == definition) & (calls["timepoint"] == judged_at)]
-        by_subject = chosen.set_index("subject")["responder"].dropna()
-        column = (
-            samples["subject"]
-            .astype(str)
-            .map(by_subject.map({True: RESPONDER, False: NON_RESPONDER}))
+        if definition not in defined:
+            raise InputError(
+                f"{origin('de.contrasts')}: a contrast under de.contrasts uses response "
+                f"'{definition}', which is not defined under linkage.responses; use one of "
+                f"{', '.join(defined) or '(none defined)'}."
+            )
+        chosen = responses[
+            (responses["response"].astype(str) == definition)
+            & (responses["timepoint"].astype(str) == judged_at)
+        ]
+        by_subject = _calls(chosen.set_index(chosen["subject"].astype(str))["responder"])
+        column = samples["subject"].astype(str).map(
+            by_subject.map({True: RESPONDER, False: NON_RESPONDER})
         )
         patients = samples["group"].astype(str) == config["groups"]["patient"]
         missing = sorted(set(samples.loc[column.isna() & patients, "subject"].astype(str)))
@@ -213,12 +208,19 @@ def add_response_columns(
     return samples
 
 
+def _calls(values: pd.Series) -> pd.Series:
+    """Responder calls as booleans, read back from a table (True/False, empty unknown)."""
+    text = values.astype("string").str.strip().str.lower()
+    return text.map({"true": True, "false": False}).dropna().astype(bool)
+
+
 def _select(samples: pd.DataFrame, subset) -> pd.Series:
     keep = pd.Series(True, index=samples.index)
     for column, values in subset:
         if column not in samples.columns:
             raise InputError(
-                f"config/config.yaml: a contrast subset uses column '{column}', which is not in "
+                f"{origin('de.contrasts')}: a contrast subset uses column '{column}', which is not "
+                "in "
                 f"the sample sheet; use one of {', '.join(samples.columns)}."
             )
         keep &= samples[column].astype(str).isin(values)
@@ -229,6 +231,7 @@ def plan_fits(
     samples: pd.DataFrame,
     config: dict,
     clinical: pd.DataFrame | None = None,
+    responses: pd.DataFrame | None = None,
     deferred: set[str] | frozenset[str] = frozenset(),
 ) -> list[Fit]:
     """Group contrasts into fits and check every level, subject and design before fitting.
@@ -240,8 +243,10 @@ def plan_fits(
     config
         Validated configuration.
     clinical
-        Validated clinical table, for contrasts between responders and non-responders
-        (their column is added by :func:`add_response_columns`) and clinical covariates.
+        Clinical values per subject and timepoint (at least the clinical covariates).
+    responses
+        The response call table, for contrasts between responders and non-responders
+        (their column is added by :func:`add_response_columns`).
     deferred
         Covariates whose values exist only later (the QC stage's composition scores, at
         parse time): accepted by name and left out of this plan's designs.
@@ -263,16 +268,17 @@ def plan_fits(
     for covariate in covariates:
         if covariate not in samples.columns:
             raise InputError(
-                f"config/config.yaml: de.covariates names '{covariate}', which is not a column "
+                f"{origin('de.covariates')}: de.covariates names '{covariate}', which is not a "
+                "column "
                 f"of the sample sheet or the clinical table, nor a composition score of the "
                 f"QC stage; use one of {', '.join(samples.columns)}."
             )
-    samples = add_response_columns(samples, clinical, config)
+    samples = add_response_columns(samples, responses, config)
     fits: dict[tuple, Fit] = {}
     for contrast in contrasts_from_config(config):
         if contrast.variable not in samples.columns:
             raise InputError(
-                f"config/config.yaml: contrast '{contrast.name}' compares column "
+                f"{origin('de.contrasts')}: contrast '{contrast.name}' compares column "
                 f"'{contrast.variable}', which is not in the sample sheet; use one of "
                 f"{', '.join(samples.columns)}."
             )
@@ -282,7 +288,7 @@ def plan_fits(
             level = getattr(contrast, role)
             if level not in levels:
                 raise InputError(
-                    f"config/config.yaml: contrast '{contrast.name}' has {role} level "
+                    f"{origin('de.contrasts')}: contrast '{contrast.name}' has {role} level "
                     f"'{level}', which no selected sample has in column '{contrast.variable}'; "
                     f"valid levels: {', '.join(levels) or '(none: check the subset)'}."
                 )
@@ -323,7 +329,7 @@ def _choose_samples(fit: Fit, samples: pd.DataFrame) -> None:
             )
         if complete.empty:
             raise InputError(
-                f"config/config.yaml: paired contrast(s) "
+                f"{origin('de.contrasts')}: paired contrast(s) "
                 f"{', '.join(c.name for c in fit.contrasts)} have no subject with both "
                 f"'{fit.reference}' and a test level; check the sample sheet or set paired: "
                 "false."
@@ -347,7 +353,8 @@ def _choose_samples(fit: Fit, samples: pd.DataFrame) -> None:
         missing = chosen.index[chosen[covariate].isna()]
         if len(missing):
             raise InputError(
-                f"config/config.yaml: de.covariates '{covariate}' has no value for sample(s) "
+                f"{origin('de.covariates')}: de.covariates '{covariate}' has no value for "
+                "sample(s) "
                 f"{', '.join(map(str, missing[:10]))}{' ...' if len(missing) > 10 else ''} "
                 f"of contrast(s) {', '.join(c.name for c in fit.contrasts)}; fill it in the "
                 "sample sheet or clinical table, or remove the covariate."
@@ -374,114 +381,54 @@ def _check_rank(fit: Fit) -> None:
     rank = np.linalg.matrix_rank(np.asarray(design, dtype=float))
     if rank < design.shape[1]:
         raise InputError(
-            f"config/config.yaml: the design {fit.formula} for contrast(s) "
+            f"{origin('de.contrasts')}: the design {fit.formula} for contrast(s) "
             f"{', '.join(c.name for c in fit.contrasts)} is rank-deficient ({rank} of "
             f"{design.shape[1]} coefficients estimable: {', '.join(design.columns)}); remove a "
             "covariate that is confounded with another term."
         )
     if design.shape[0] <= design.shape[1]:
         raise InputError(
-            f"config/config.yaml: the design {fit.formula} has {design.shape[1]} coefficients "
+            f"{origin('de.contrasts')}: the design {fit.formula} has {design.shape[1]} "
+            "coefficients "
             f"for {design.shape[0]} samples, leaving no residual degrees of freedom; use fewer "
             "covariates or more samples."
         )
 
 
-def choose_inference(fit: Fit, samples: pd.DataFrame, setting: str, min_subjects: int, n_cpus: int):
-    """pydeseq2 inference for a fit: the subject-blocked backend for large paired fits.
+def cohort_samples(obs: pd.DataFrame, composition_tsv: str | None = None) -> pd.DataFrame:
+    """The cohort's samples as the plan reads them (an AnnData obs), with the QC composition
+    scores joined on sample when their table is given."""
+    samples = obs.copy()
+    samples["timepoint"] = samples["timepoint"].astype(str)
+    if composition_tsv is None:
+        return samples
+    composition = pd.read_csv(composition_tsv, sep="\t", dtype={"sample": str}).set_index("sample")
+    new = [c for c in composition.columns if c not in samples.columns]
+    return samples.join(composition[new])
 
-    ``setting`` is ``auto`` (blocked when the fit is paired with at least ``min_subjects``
-    subjects), ``blocked`` or ``default``. Both follow the same algorithms (pydeseq2's, with
-    DESeq2's dispersion fit from :mod:`ifnsig.deseq2_compat`) and agree to rounding.
+
+def fitted_samples(fit: Fit, samples: pd.DataFrame) -> pd.DataFrame:
+    """The samples a fit used: sample, subject, the compared level and the covariates.
+
+    Written beside each DE table (``<contrast>.samples.tsv``), so later steps read what was
+    fitted instead of planning again. ``compared`` names the column holding the levels
+    (``response`` for a responder contrast).
     """
-    from ifnsig.blocked_inference import BlockedInference
-    from ifnsig.deseq2_compat import DESeq2Inference
-
-    n_subjects = samples.loc[fit.samples, "subject"].nunique()
-    use_blocked = fit.paired and (
-        setting == "blocked" or (setting == "auto" and n_subjects >= min_subjects)
+    compared = "response" if fit.contrasts[0].response is not None else fit.variable
+    frame = pd.DataFrame(
+        {
+            "sample": [str(s) for s in fit.samples],
+            "subject": samples.loc[fit.samples, "subject"].astype(str).to_numpy(),
+            compared: fit.metadata[fit.variable].astype(str).to_numpy(),
+        }
     )
-    if use_blocked:
-        log.info("%s: subject-blocked inference (%d subjects)", fit.formula, n_subjects)
-        return BlockedInference(n_cpus=n_cpus, min_levels=2)
-    log.info("%s: dense inference (%d subjects)", fit.formula, n_subjects)
-    return DESeq2Inference(n_cpus=n_cpus)
+    for covariate in fit.covariates:
+        frame[covariate] = fit.metadata[covariate].to_numpy()
+    frame["compared"] = compared
+    return frame
 
 
-def run_fit(
-    adata: ad.AnnData,
-    fit: Fit,
-    samples: pd.DataFrame,
-    alpha: float = 0.1,
-    n_cpus: int = 1,
-    shrink: bool = True,
-    inference: str = "auto",
-    blocked_min_subjects: int = 2,
-    shrink_max_coefficients: int = 100,
-) -> dict[str, pd.DataFrame]:
-    """Fit one design with pydeseq2 and test each of its contrasts.
-
-    Wald tests with DESeq2's defaults: Cook's distance outlier refit, Cook's filtering and
-    independent filtering at ``alpha``. The apeGLM-shrunk fold change of the contrast's
-    coefficient is added as ``log2FoldChange_shrunk``; pydeseq2's apeGLM refits every
-    coefficient of the design per gene with dense matrices, so for designs with more than
-    ``shrink_max_coefficients`` coefficients (paired designs of large cohorts: one per
-    subject) the column is left empty rather than costing ten times the fit and running out
-    of memory (measured: 22 GB at 840 samples).
-
-    Returns
-    -------
-    dict
-        Contrast name -> results table (columns :data:`RESULT_COLUMNS`, plus the shrunk LFC).
-    """
-    from pydeseq2.ds import DeseqStats
-
-    from ifnsig.deseq2_compat import deseq_dataset_class, independent_filtering
-
-    sub = adata[fit.samples]
-    counts = pd.DataFrame(
-        np.asarray(sub.layers["counts"]), index=sub.obs_names, columns=sub.var_names
-    )
-    backend = choose_inference(fit, samples, inference, blocked_min_subjects, n_cpus)
-    log.info("fitting %s on %d samples x %d genes", fit.formula, *counts.shape)
-    dds = deseq_dataset_class()(
-        counts=counts,
-        metadata=fit.metadata,
-        design=fit.formula,
-        refit_cooks=True,
-        inference=backend,
-        quiet=True,
-    )
-    dds.deseq2()
-    results = {}
-    for contrast in fit.contrasts:
-        stats = DeseqStats(
-            dds,
-            contrast=[fit.variable, contrast.test, contrast.reference],
-            alpha=alpha,
-            independent_filter=False,
-            inference=backend,
-            quiet=True,
-        )
-        stats.summary()
-        table = stats.results_df.copy()
-        table["padj"], threshold = independent_filtering(table["baseMean"], table["pvalue"], alpha)
-        log.info("%s: independent filtering keeps base mean >= %.3g", contrast.name, threshold)
-        table.insert(0, "gene_id", table.index.astype(str))
-        table.insert(1, "symbol", adata.var.loc[table.index, "symbol"].astype(str).to_numpy())
-        coefficient = f"{fit.variable}[T.{contrast.test}]"
-        n_coefficients = dds.obsm["design_matrix"].shape[1]
-        if shrink and n_coefficients > shrink_max_coefficients:
-            log.warning(
-                "%s: no apeGLM shrinkage for a design with %d coefficients (more than "
-                "de.shrink_max_coefficients = %d); log2FoldChange_shrunk is left empty",
-                contrast.name,
-                n_coefficients,
-                shrink_max_coefficients,
-            )
-            table["log2FoldChange_shrunk"] = np.nan
-        elif shrink and coefficient in dds.varm["LFC"].columns:
-            stats.lfc_shrink(coeff=coefficient)
-            table["log2FoldChange_shrunk"] = stats.results_df["log2FoldChange"].to_numpy()
-        results[contrast.name] = table.reset_index(drop=True)
-    return results
+def compared_levels(fitted: pd.DataFrame) -> pd.Series:
+    """Sample -> compared level, named after the compared column, from ``fitted_samples``."""
+    column = str(fitted["compared"].iloc[0])
+    return fitted.set_index("sample")[column].rename(column)

@@ -1,0 +1,559 @@
+"""Clinical linkage: does the IFN score fall on treatment, and does the fall track response?
+
+Every statistics table is tidy, one row per test, with the number of subjects used
+(pairwise complete: a subject enters a test when it has every value that test needs), the
+estimate, its confidence interval, the p-value and the Benjamini-Hochberg q-value.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import pandas as pd
+import statsmodels.formula.api as smf
+from scipy import stats
+from statsmodels.tools.sm_exceptions import (
+    ConvergenceWarning,
+    PerfectSeparationError,
+    PerfectSeparationWarning,
+)
+
+from ifnsig.config_files import origin
+from ifnsig.errors import InputError
+from ifnsig.response import order_by_timepoint
+from ifnsig.stats import auc_delong, bh, bh_within, bootstrap_ci, row_rng, spearman_rho
+
+log = logging.getLogger(__name__)
+
+# Sample-sheet columns that identify a sample rather than describe it.
+RESERVED_COLUMNS = {"sample", "subject", "group", "timepoint"}
+
+PAIRED_COLUMNS = [
+    "signature",
+    "method",
+    "timepoint",
+    "reference",
+    "n",
+    "median_baseline",
+    "median_followup",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "effect_size",
+    "statistic",
+    "pvalue",
+    "qvalue",
+]
+CORRELATION_COLUMNS = [
+    "signature",
+    "method",
+    "timepoint",
+    "measure",
+    "n",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "pvalue",
+    "qvalue",
+]
+PREDICTION_COLUMNS = [
+    "signature",
+    "method",
+    "response",
+    "timepoint",
+    "predictor",
+    "analysis",
+    "covariates",
+    "n",
+    "n_responders",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "statistic",
+    "pvalue",
+    "qvalue",
+    "note",
+]
+MIXED_COLUMNS = [
+    "signature",
+    "method",
+    "measure",
+    "covariates",
+    "n",
+    "n_obs",
+    "n_timepoints",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "statistic",
+    "pvalue",
+    "qvalue",
+    "converged",
+    "note",
+]
+
+
+def check_covariates(config: dict, samples: pd.DataFrame) -> None:
+    """Check that every ``linkage.covariates`` entry is a clinical measure or a sheet column."""
+    measures = config["clinical_measures"]
+    sheet = [c for c in samples.columns if c not in RESERVED_COLUMNS]
+    for covariate in (config.get("linkage") or {}).get("covariates") or []:
+        if covariate not in measures and covariate not in sheet:
+            raise InputError(
+                f"{origin('linkage.covariates')}: linkage.covariates names '{covariate}', which is "
+                "neither a "
+                f"clinical measure nor a sample-sheet column; use one of: "
+                f"{', '.join([*measures, *sheet]) or 'none'}."
+            )
+
+
+def score_changes(scores: pd.DataFrame, timepoints: list[str], patient: str) -> pd.DataFrame:
+    """Per patient, signature and method: the score at each timepoint and its change."""
+    baseline = timepoints[0]
+    patients = scores[scores["group"] == patient]
+    keys = ["subject", "signature", "method"]
+    base = patients[patients["timepoint"] == baseline].set_index(keys)["score"]
+    out = patients[keys + ["timepoint", "score"]].copy()
+    out["baseline_score"] = base.reindex(pd.MultiIndex.from_frame(out[keys])).to_numpy()
+    out["change"] = out["score"] - out["baseline_score"]
+    return out.reset_index(drop=True)
+
+
+def covariate_values(
+    samples: pd.DataFrame, clinical: pd.DataFrame | None, covariates: list[str]
+) -> pd.DataFrame:
+    """Covariates per subject and timepoint: clinical measures and sample-sheet columns.
+
+    Clinical measures (e.g. prednisone dose) vary with time; sample-sheet columns (drug,
+    sex, age, batch) are taken from the sample of that subject and timepoint.
+    """
+    keys = ["subject", "timepoint"]
+    sheet = [c for c in covariates if c in samples.columns and c not in RESERVED_COLUMNS]
+    frame = samples[keys + sheet].drop_duplicates(keys).reset_index(drop=True)
+    frame["subject"] = frame["subject"].astype(str)
+    frame["timepoint"] = frame["timepoint"].astype(str)
+    measured = [c for c in covariates if c not in sheet]
+    if measured and clinical is not None:
+        frame = frame.merge(clinical[keys + measured], on=keys, how="outer")
+    for covariate in covariates:
+        if covariate not in frame.columns:
+            frame[covariate] = np.nan
+    return frame
+
+
+def _terms(frame: pd.DataFrame, covariates: list[str]) -> tuple[pd.DataFrame, list[str], str]:
+    """Formula terms for covariates, renamed so any column name is safe in a formula.
+
+    Text columns (drug, sex) become categorical terms; a covariate with a single value
+    among the rows used is left out (it is confounded with the intercept).
+    """
+    terms, used = [], []
+    frame = frame.copy()
+    for i, covariate in enumerate(covariates):
+        name = f"covariate_{i}"
+        values = frame[covariate]
+        numeric = pd.to_numeric(values, errors="coerce")
+        if numeric.notna().sum() == values.notna().sum() and values.dtype != bool:
+            frame[name] = numeric
+            varies = numeric.nunique() > 1
+            term = name
+        else:
+            frame[name] = values.astype(str)
+            varies = values.nunique() > 1
+            term = f"C({name})"
+        if varies:
+            terms.append(term)
+            used.append(covariate)
+    return frame, terms, ", ".join(used)
+
+
+def paired_tests(
+    changes: pd.DataFrame,
+    timepoints: list[str],
+    n_bootstrap: int = 0,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Wilcoxon signed-rank test of each follow-up score against baseline.
+
+    The estimate is the median change, with a BCa bootstrap interval. The effect size is the
+    matched-pairs rank-biserial correlation (Kerby 2014): (sum of positive ranks - sum of
+    negative ranks) / total rank sum, from -1 (every subject falls) to 1 (every one rises).
+    """
+    rows = []
+    for (signature, method), group in changes.groupby(["signature", "method"], sort=True):
+        for timepoint in timepoints[1:]:
+            pairs = group[(group["timepoint"] == timepoint)].dropna(
+                subset=["score", "baseline_score"]
+            )
+            diff = pairs["change"].to_numpy(dtype=float)
+            row = {
+                "signature": signature,
+                "method": method,
+                "timepoint": timepoint,
+                "reference": timepoints[0],
+                "n": len(diff),
+                "median_baseline": pairs["baseline_score"].median(),
+                "median_followup": pairs["score"].median(),
+                "estimate": np.median(diff) if len(diff) else np.nan,
+                "ci_low": np.nan,
+                "ci_high": np.nan,
+                "effect_size": np.nan,
+                "statistic": np.nan,
+                "pvalue": np.nan,
+            }
+            nonzero = diff[diff != 0]
+            if len(nonzero) >= 2:
+                test = stats.wilcoxon(diff, zero_method="wilcox")
+                ranks = stats.rankdata(np.abs(nonzero))
+                positive = ranks[nonzero > 0].sum()
+                negative = ranks[nonzero < 0].sum()
+                row["ci_low"], row["ci_high"] = bootstrap_ci(
+                    (diff,),
+                    np.median,
+                    n_bootstrap,
+                    confidence,
+                    row_rng(seed, "paired", signature, method, timepoint),
+                )
+                row.update(
+                    statistic=float(test.statistic),
+                    pvalue=float(test.pvalue),
+                    effect_size=(positive - negative) / ranks.sum(),
+                )
+            rows.append(row)
+    table = pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+    table["qvalue"] = bh(table["pvalue"])
+    return table
+
+
+def change_correlations(
+    score_change: pd.DataFrame,
+    measure_change: pd.DataFrame,
+    timepoints: list[str],
+    n_bootstrap: int = 0,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Spearman correlation of score change with each measure's change, per timepoint.
+
+    The interval is a paired BCa bootstrap (subjects resampled with their two changes);
+    BH q-values are computed across all signatures x methods x measures x timepoints.
+    """
+    scores = score_change[score_change["timepoint"] != timepoints[0]]
+    measures = measure_change[measure_change["timepoint"] != timepoints[0]]
+    merged = scores.merge(
+        measures[["subject", "timepoint", "measure", "change", "improvement"]],
+        on=["subject", "timepoint"],
+        suffixes=("_score", "_measure"),
+    )
+    rows = []
+    for (signature, method, timepoint, measure), group in merged.groupby(
+        ["signature", "method", "timepoint", "measure"], sort=True
+    ):
+        pairs = group.dropna(subset=["change_score", "change_measure"])
+        row = {
+            "signature": signature,
+            "method": method,
+            "timepoint": timepoint,
+            "measure": measure,
+            "n": len(pairs),
+            "estimate": np.nan,
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+            "pvalue": np.nan,
+        }
+        if (
+            len(pairs) >= 4
+            and pairs["change_score"].nunique() > 1
+            and pairs["change_measure"].nunique() > 1
+        ):
+            x = pairs["change_score"].to_numpy(dtype=float)
+            y = pairs["change_measure"].to_numpy(dtype=float)
+            rho, p = stats.spearmanr(x, y)
+            row["ci_low"], row["ci_high"] = bootstrap_ci(
+                (x, y),
+                spearman_rho,
+                n_bootstrap,
+                confidence,
+                row_rng(seed, "spearman", signature, method, timepoint, measure),
+                paired=True,
+            )
+            row.update(estimate=float(rho), pvalue=float(p))
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
+    table["qvalue"] = bh(table["pvalue"])
+    return order_by_timepoint(table, timepoints, ["signature", "method", "timepoint", "measure"])
+
+
+def _logistic(
+    frame: pd.DataFrame, covariates: list[str], confidence: float
+) -> tuple[dict, str, str]:
+    """Odds ratio of response per SD of the predictor, adjusted for covariates (statsmodels).
+
+    Returns the fitted values, the covariates kept and a note (empty when all went well).
+    """
+    frame = frame.assign(
+        z=(frame["x"] - frame["x"].mean()) / frame["x"].std(ddof=1),
+        y=frame["responder"].astype(int),
+    )
+    frame, terms, used = _terms(frame, covariates)
+    formula = " + ".join(["y ~ z", *terms])
+    empty = dict.fromkeys(["estimate", "ci_low", "ci_high", "statistic", "pvalue"], np.nan)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit = smf.logit(formula, data=frame).fit(disp=0, maxiter=200)
+    except (PerfectSeparationError, np.linalg.LinAlgError) as err:
+        return empty, used, f"not estimable ({type(err).__name__})"
+    if any(issubclass(w.category, PerfectSeparationWarning) for w in caught):
+        return empty, used, "perfect separation: odds ratio not estimable"
+    if not fit.mle_retvals.get("converged", True) or any(
+        issubclass(w.category, ConvergenceWarning) for w in caught
+    ):
+        return empty, used, "did not converge"
+    low, high = fit.conf_int(alpha=1 - confidence).loc["z"]
+    fitted = {
+        "estimate": float(np.exp(fit.params["z"])),
+        "ci_low": float(np.exp(low)),
+        "ci_high": float(np.exp(high)),
+        "statistic": float(fit.tvalues["z"]),
+        "pvalue": float(fit.pvalues["z"]),
+    }
+    return fitted, used, ""
+
+
+def baseline_prediction(
+    score_change: pd.DataFrame,
+    responses: pd.DataFrame,
+    timepoints: list[str],
+    covariates: pd.DataFrame | None = None,
+    covariate_names: list[str] | None = None,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Does the baseline score, or its change, separate responders from non-responders?
+
+    For every signature, method, response definition and follow-up timepoint, and for two
+    predictors (``baseline_score`` and ``score_change`` at that timepoint):
+
+    - ``mann_whitney``: two-sided Mann-Whitney U test (scipy); the estimate is the ROC AUC,
+      P(value of a responder > value of a non-responder), with DeLong's interval. AUC < 0.5
+      means lower values in responders (e.g. a larger fall).
+    - ``logistic``: logistic regression of the call on the standardized predictor plus the
+      covariates (their baseline values; statsmodels); the estimate is the odds ratio per SD.
+      Perfect separation leaves the row empty with a note.
+
+    q-values are BH within each predictor x analysis.
+    """
+    covariate_names = list(covariate_names or [])
+    baseline = timepoints[0]
+    base_cov = None
+    if covariates is not None and covariate_names:
+        base_cov = covariates[covariates["timepoint"] == baseline][["subject", *covariate_names]]
+    rows = []
+    calls_at = {
+        key: group.set_index("subject")["responder"].dropna()
+        for key, group in responses.groupby(["response", "timepoint"], sort=False)
+    }
+    names = list(dict.fromkeys(responses["response"]))
+    for (signature, method), group in score_change.groupby(["signature", "method"], sort=True):
+        for response in names:
+            for timepoint in timepoints[1:]:
+                calls = calls_at.get((response, timepoint))
+                if calls is None:
+                    continue
+                at = group[group["timepoint"] == timepoint].set_index("subject")
+                for predictor, column in [
+                    ("baseline_score", "baseline_score"),
+                    ("score_change", "change"),
+                ]:
+                    data = pd.DataFrame({"x": at[column]}).join(
+                        calls.astype(bool).rename("responder"), how="inner"
+                    )
+                    data = data.dropna(subset=["x"]).reset_index(names="subject")
+                    key = {
+                        "signature": signature,
+                        "method": method,
+                        "response": response,
+                        "timepoint": timepoint,
+                        "predictor": predictor,
+                    }
+                    rows.append(_mann_whitney_row(key, data, confidence))
+                    rows.append(_logistic_row(key, data, base_cov, covariate_names, confidence))
+    table = pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
+    table["qvalue"] = bh_within(table, ["predictor", "analysis"])
+    return table
+
+
+def _mann_whitney_row(key: dict, data: pd.DataFrame, confidence: float) -> dict:
+    positive = data.loc[data["responder"], "x"].to_numpy(dtype=float)
+    negative = data.loc[~data["responder"], "x"].to_numpy(dtype=float)
+    row = {
+        **key,
+        "analysis": "mann_whitney",
+        "covariates": "",
+        "n": len(data),
+        "n_responders": len(positive),
+        "estimate": np.nan,
+        "ci_low": np.nan,
+        "ci_high": np.nan,
+        "statistic": np.nan,
+        "pvalue": np.nan,
+        "note": "",
+    }
+    if len(positive) >= 2 and len(negative) >= 2:
+        test = stats.mannwhitneyu(positive, negative, alternative="two-sided")
+        auc, low, high = auc_delong(positive, negative, confidence)
+        row.update(
+            estimate=auc,
+            ci_low=low,
+            ci_high=high,
+            statistic=float(test.statistic),
+            pvalue=float(test.pvalue),
+        )
+    else:
+        row["note"] = "fewer than 2 responders or non-responders"
+    return row
+
+
+def _logistic_row(
+    key: dict,
+    data: pd.DataFrame,
+    base_cov: pd.DataFrame | None,
+    covariate_names: list[str],
+    confidence: float,
+) -> dict:
+    if base_cov is not None:
+        data = data.merge(base_cov, on="subject", how="left").dropna(subset=covariate_names)
+    n_responders = int(data["responder"].sum())
+    row = {
+        **key,
+        "analysis": "logistic",
+        "covariates": ", ".join(covariate_names),
+        "n": len(data),
+        "n_responders": n_responders,
+        "estimate": np.nan,
+        "ci_low": np.nan,
+        "ci_high": np.nan,
+        "statistic": np.nan,
+        "pvalue": np.nan,
+        "note": "",
+    }
+    if n_responders < 2 or len(data) - n_responders < 2 or data["x"].nunique() < 2:
+        row["note"] = "fewer than 2 responders or non-responders"
+        return row
+    fitted, used, note = _logistic(data, covariate_names, confidence)
+    row.update(fitted, covariates=used, note=note)
+    return row
+
+
+def mixed_models(
+    scores: pd.DataFrame,
+    clinical: pd.DataFrame,
+    measures: dict[str, dict],
+    timepoints: list[str],
+    patient: str,
+    covariates: pd.DataFrame | None = None,
+    covariate_names: list[str] | None = None,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Linear mixed model per signature, method and measure, across every timepoint.
+
+    ``measure ~ score + C(timepoint) [+ covariates] + (1 | subject)``, fitted by REML with
+    statsmodels MixedLM: the estimate is the change in the measure per unit of score at the
+    same visit, over and above the average course of time, with each subject's own level
+    absorbed by the random intercept. Fitted only with three or more timepoints (with two,
+    the paired change correlations answer the same question). A covariate equal to the
+    measure is left out of that measure's model.
+    """
+    covariate_names = list(covariate_names or [])
+    if len(timepoints) < 3:
+        log.info("mixed models need >= 3 timepoints; %d declared, none fitted", len(timepoints))
+        return pd.DataFrame(columns=MIXED_COLUMNS)
+    patients = scores[scores["group"] == patient][
+        ["subject", "timepoint", "signature", "method", "score"]
+    ]
+    rows = []
+    for (signature, method), group in patients.groupby(["signature", "method"], sort=True):
+        for measure in measures:
+            names = [c for c in covariate_names if c != measure]
+            frame = group.merge(
+                clinical[["subject", "timepoint", measure]].rename(columns={measure: "value"}),
+                on=["subject", "timepoint"],
+            )
+            if names and covariates is not None:
+                frame = frame.merge(
+                    covariates[["subject", "timepoint", *names]],
+                    on=["subject", "timepoint"],
+                    how="left",
+                )
+            frame["value"] = pd.to_numeric(frame["value"], errors="coerce")
+            frame = frame.dropna(subset=["score", "value", *names])
+            rows.append(
+                _mixed_row(
+                    {"signature": signature, "method": method, "measure": measure},
+                    frame,
+                    names,
+                    timepoints,
+                    confidence,
+                )
+            )
+    table = pd.DataFrame(rows, columns=MIXED_COLUMNS)
+    table["qvalue"] = bh(table["pvalue"])
+    return table
+
+
+def _mixed_row(
+    key: dict, frame: pd.DataFrame, names: list[str], timepoints: list[str], confidence: float
+) -> dict:
+    n_subjects = frame["subject"].nunique()
+    n_timepoints = frame["timepoint"].nunique()
+    row = {
+        **key,
+        "covariates": ", ".join(names),
+        "n": n_subjects,
+        "n_obs": len(frame),
+        "n_timepoints": n_timepoints,
+        "estimate": np.nan,
+        "ci_low": np.nan,
+        "ci_high": np.nan,
+        "statistic": np.nan,
+        "pvalue": np.nan,
+        "converged": False,
+        "note": "",
+    }
+    if n_subjects < 3 or n_timepoints < 3 or len(frame) <= n_subjects:
+        row["note"] = "needs >= 3 subjects with repeated visits at >= 3 timepoints"
+        return row
+    frame = frame.assign(
+        timepoint=pd.Categorical(
+            frame["timepoint"], categories=[t for t in timepoints if t in set(frame["timepoint"])]
+        )
+    )
+    frame, terms, used = _terms(frame, names)
+    formula = " + ".join(["value ~ score", "C(timepoint)", *terms])
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit = smf.mixedlm(formula, frame, groups=frame["subject"]).fit(reml=True)
+    except (np.linalg.LinAlgError, ValueError) as err:
+        row["note"] = f"not estimable ({err})"
+        return row
+    notes = []
+    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+        notes.append("convergence warning")
+    if fit.cov_re.iloc[0, 0] <= 1e-8:
+        notes.append("random-intercept variance at 0")
+    low, high = fit.conf_int(alpha=1 - confidence).loc["score"]
+    row.update(
+        covariates=used,
+        estimate=float(fit.fe_params["score"]),
+        ci_low=float(low),
+        ci_high=float(high),
+        statistic=float(fit.tvalues["score"]),
+        pvalue=float(fit.pvalues["score"]),
+        converged=bool(fit.converged) and "convergence warning" not in notes,
+        note="; ".join(notes),
+    )
+    return row

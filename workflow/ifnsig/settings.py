@@ -1,0 +1,111 @@
+"""The settings each stage reads from the configuration: one table, one place.
+
+Every rule receives its stage's settings as ``params`` (a plain, sorted dict, so Snakemake
+records it and reruns the job when one of them changes) and nothing else of the config: a
+stage that reads a key not listed here fails with a ``KeyError`` in its tests. Files are
+never settings: a path the job reads is an ``input`` (counts, sheets, gene sets, markers).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Stage (rule) -> the config keys it uses, dotted for nested keys.
+STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "build_anndata": (
+        "counts_format",
+        "tximport.counts_from_abundance",
+        "h5ad",
+        "timepoints",
+        "groups",
+        "exclude_samples",
+    ),
+    "geneset_coverage": ("scores.signatures", "scores.type2_signature", "scores.min_genes"),
+    "normalize": ("filtering.min_count", "filtering.min_samples"),
+    "quality_control": (
+        "qc.metric_mads",
+        "qc.thresholds",
+        "qc.trait_min_gap",
+        "qc.trait_min_log2",
+        "qc.n_top_genes",
+        "qc.n_pcs",
+        "qc.outlier_support",
+        "qc.outlier_alpha",
+        "qc.correlation_mads",
+        "timepoints",
+        "groups.patient",
+        "seed",
+    ),
+    "score_ifn": (
+        "scores.signatures",
+        "scores.methods",
+        "scores.type2_signature",
+        "scores.min_genes",
+        "scores.reference",
+        "scores.positivity_sd",
+        "scores.primary_signature",
+        "scores.primary_method",
+        "timepoints",
+        "groups.control",
+        "seed",
+    ),
+    "differential_expression": (
+        "de.covariates",
+        "de.alpha",
+        "de.inference",
+        "de.blocked_min_subjects",
+        "de.shrink_max_coefficients",
+        "de.contrasts",
+        "timepoints",
+        "groups.patient",
+    ),
+    "plot_de": ("de.alpha", "scores.primary_signature"),
+    "export_matrices": (),
+    "enrichment": (
+        "enrichment.blood_modules",
+        "enrichment.permutations",
+        "enrichment.min_size",
+        "enrichment.max_size",
+        "de.alpha",
+        "seed",
+    ),
+    "call_responses": ("clinical_measures", "linkage.responses", "timepoints"),
+    "clinical_linkage": (
+        "clinical_measures",
+        "linkage.primary_response",
+        "linkage.covariates",
+        "linkage.bootstrap",
+        "linkage.confidence",
+        "scores.primary_signature",
+        "scores.primary_method",
+        "timepoints",
+        "groups.patient",
+        "seed",
+    ),
+}
+
+
+def _sorted(value: Any) -> Any:
+    """Mappings with sorted keys, recursively: the same settings give the same record."""
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list | tuple):
+        return [_sorted(v) for v in value]
+    return value
+
+
+def stage_settings(config: dict, stage: str) -> dict:
+    """The part of the validated ``config`` that ``stage`` uses, shaped like the config.
+
+    ``stage_settings(config, "normalize")`` is ``{"filtering": {"min_count": 10,
+    "min_samples": 3}}``: stage code indexes it exactly as it would index the config.
+    """
+    picked: dict = {}
+    for dotted in STAGE_SETTINGS[stage]:
+        *parents, leaf = dotted.split(".")
+        source, target = config, picked
+        for key in parents:
+            source = source[key]
+            target = target.setdefault(key, {})
+        target[leaf] = source[leaf]
+    return _sorted(picked)

@@ -107,8 +107,8 @@ def run_one(n_samples: int, n_genes: int, backend: str, n_cpus: int, seed: int) 
     from pydeseq2.default_inference import DefaultInference
     from pydeseq2.ds import DeseqStats
 
-    from ifnsig.blocked_inference import BlockedInference
-    from ifnsig.deseq2_compat import DESeq2Inference, deseq_dataset_class
+    from ifnsig.de.blocked import BlockedInference
+    from ifnsig.de.deseq2_compat import DESeq2Inference, deseq_dataset_class
 
     def cpu_seconds() -> float:
         return sum(

@@ -19,9 +19,9 @@ from pydeseq2.default_inference import DefaultInference
 from pydeseq2.ds import DeseqStats
 from threadpoolctl import threadpool_limits
 
-from ifnsig import blocked_inference as bi
-from ifnsig.blocked_inference import BlockedInference, detect_block_design, irls_objective
-from ifnsig.deseq2_compat import DESeq2Inference, deseq_dataset_class
+from ifnsig.de import blocked as bi
+from ifnsig.de.blocked import BlockedInference, detect_block_design, irls_objective
+from ifnsig.de.deseq2_compat import DESeq2Inference, deseq_dataset_class
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 N_CPUS = 2

@@ -241,7 +241,7 @@ def test_airway_with_r_prior_variance_is_r(monkeypatch):
     0.5285285 is ``attr(dispersionFunction(dds), "dispPriorVar")`` of R DESeq2 1.38.3 run
     as in reference_deseq2/run_deseq2_airway.R.
     """
-    from ifnsig import deseq2_compat
+    from ifnsig.de import deseq2_compat
 
     monkeypatch.setattr(deseq2_compat, "monte_carlo_prior_variance", lambda *a, **k: 0.5285285)
     _, table, reference, _ = airway_fit()

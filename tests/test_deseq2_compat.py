@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 from conftest import shared_data
 
-from ifnsig.deseq2_compat import (
+from ifnsig.de.deseq2_compat import (
     independent_filtering,
     monte_carlo_prior_variance,
     parametric_dispersion_trend,

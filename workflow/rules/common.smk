@@ -8,7 +8,7 @@ import sys
 
 from snakemake.exceptions import WorkflowError
 
-from ifnsig.de.plan import (
+from ifnsig.de import (
     clinical_covariates,
     composition_covariates,
     contrasts_from_config,

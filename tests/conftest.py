@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ifnsig import stages
+from ifnsig.settings import aliases_file, score_gene_set_files, sheet_files, stage_settings
 from ifnsig.simulate import CohortSpec, simulate_cohort
+from ifnsig.validation import validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -56,6 +60,38 @@ def tiny_inputs(tmp_path, monkeypatch, base_config):
         clinical += [f"{subject}\tbaseline\t30", f"{subject}\tmonth3\t40"]
     (tmp_path / "clinical.tsv").write_text("\n".join(clinical) + "\n")
     return tmp_path
+
+
+def run_stage(name: str, config: dict, inputs: dict, outputs: dict, threads: int = 1) -> None:
+    """Run stage ``name`` in-process as its rule would: with exactly the settings the rule
+    passes (a stage reading any other key fails) and the given input and output paths."""
+    settings = stage_settings(validate_config(copy.deepcopy(config)), name)
+    getattr(stages, name)(inputs=inputs, outputs=outputs, settings=settings, threads=threads)
+
+
+FIRST_OUTPUTS = {
+    "counts": "results/data/counts.h5ad",
+    "samples": "results/data/samples.tsv",
+    "coverage": "results/scores/geneset_coverage.tsv",
+}
+
+
+def first_rules(config: dict, folder: Path | str = ".") -> dict:
+    """The workflow's first rules in-process: ``build_anndata`` (every input read and checked,
+    the counts in full), then ``geneset_coverage``; returns their outputs (paths in
+    ``folder``)."""
+    outputs = {name: str(Path(folder) / path) for name, path in FIRST_OUTPUTS.items()}
+    Path(outputs["counts"]).parent.mkdir(parents=True, exist_ok=True)
+    Path(outputs["coverage"]).parent.mkdir(parents=True, exist_ok=True)
+    config = validate_config(copy.deepcopy(config))
+    run_stage("build_anndata", config, sheet_files(config), outputs)
+    coverage_inputs = {
+        "counts": outputs["counts"],
+        "gene_sets": score_gene_set_files(config),
+        "aliases": aliases_file(),
+    }
+    run_stage("geneset_coverage", config, coverage_inputs, outputs)
+    return outputs
 
 
 def write_project(folder: Path, spec: CohortSpec, permutations: int = 200, **overrides) -> None:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from conftest import shared_data
 
-from ifnsig import data, de, enrichment, genesets
+from ifnsig import data, de, enrichment, genesets, response
 from ifnsig.errors import InputError
 from ifnsig.validation import validate_config
 
@@ -144,9 +144,14 @@ def response_setup(**contrast):
     return samples, clinical, cfg
 
 
+def response_calls(clinical: pd.DataFrame, cfg: dict) -> pd.DataFrame:
+    """The response calls the call_responses job makes from ``clinical``."""
+    return response.clinical_responses(clinical, cfg)[1]
+
+
 def test_response_contrast_takes_the_clinical_calls(caplog):
     samples, clinical, cfg = response_setup()
-    (fit,) = de.plan_fits(samples, cfg, clinical)
+    (fit,) = de.plan_fits(samples, cfg, clinical, response_calls(clinical, cfg))
     column = "response_CMAS_gain_3_month3"
     assert fit.formula == f"~{column}" and not fit.paired
     # S5 has no month-3 CMAS, so no call: left out, and the log says so.
@@ -175,7 +180,8 @@ def test_response_contrast_takes_the_clinical_calls(caplog):
 def test_response_contrast_errors(contrast, clinical_given, message):
     samples, clinical, cfg = response_setup(**contrast)
     with pytest.raises(InputError, match=message):
-        de.plan_fits(samples, cfg, clinical if clinical_given else None)
+        given = response_calls(clinical, cfg) if clinical_given else None
+        de.plan_fits(samples, cfg, clinical, given)
 
 
 def airway():
@@ -375,12 +381,12 @@ def demo_cohort():
 
 def demo_fit(demo_cohort, contrasts=None):
     """The tables of the demo's fit of ``contrasts`` (default: the configured ones)."""
-    from ifnsig import stages
 
     adata, design, cfg = demo_cohort
     cfg = {**cfg, "de": {**cfg["de"], "contrasts": contrasts or cfg["de"]["contrasts"]}}
-    samples = stages._samples_frame(adata)
-    (fit,) = de.plan_fits(samples, cfg, design.clinical)
+    samples = de.cohort_samples(adata.obs)
+    responses = response_calls(design.clinical, cfg) if de.uses_responses(cfg) else None
+    (fit,) = de.plan_fits(samples, cfg, design.clinical, responses)
     return de.run_fit(adata, fit, samples, alpha=cfg["de"]["alpha"], n_cpus=2, shrink=False)
 
 

@@ -1,7 +1,7 @@
 rule build_anndata:
     """Check every input (count values in full) and read the counts once into AnnData."""
     input:
-        **sheet_inputs(),
+        **relative(sheet_files(config)),
     output:
         counts="results/data/counts.h5ad",
         samples="results/data/samples.tsv",

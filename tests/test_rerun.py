@@ -235,3 +235,46 @@ def test_an_excluded_sample_leaves_no_trace_in_results(moved_run, tmp_path):
             assert EXCLUDED not in path.read_text(), path
         elif path.suffix == ".h5ad":
             assert EXCLUDED not in ad.read_h5ad(path).obs_names, path
+
+
+# --- config errors name their source; command-line settings --------------------------------------
+
+
+def input_error(run) -> str:
+    text = run.stdout + run.stderr
+    shown = [line for line in text.splitlines() if "Input error: " in line]
+    assert run.returncode != 0 and shown, text[-3000:]
+    assert "Traceback" not in text
+    return shown[0].split("Input error: ", 1)[1]
+
+
+def test_a_yaml_syntax_error_names_the_config_file_and_line(moved_run, tmp_path):
+    folder = copy_of(moved_run, tmp_path)
+    edit_file(folder, "config/config.yaml", "seed:", "seed: [\n  oops:")
+    message = input_error(snakemake(folder, "-n"))
+    assert re.match(r"config/config.yaml: line \d+, column \d+: ", message), message
+
+
+def test_a_value_from_configfile_is_blamed_on_that_file(moved_run, tmp_path):
+    folder = copy_of(moved_run, tmp_path)
+    (folder / "site.yaml").write_text("scores:\n  positivity_sd: -1\n")
+    message = input_error(snakemake(folder, "-n", "--configfile", "site.yaml"))
+    assert message.startswith("site.yaml: the value of 'scores.positivity_sd' is invalid"), message
+
+
+def test_nested_command_line_values_take_effect(moved_run, tmp_path):
+    folder = copy_of(moved_run, tmp_path)
+    dry = snakemake(folder, "-n", "--config", "de={alpha: 0.05}")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "'alpha': 0.05" in dry.stdout + dry.stderr
+    bad = snakemake(folder, "-n", "--config", "de={alpha: 2}")
+    assert input_error(bad).startswith("--config: the value of 'de.alpha' is invalid")
+
+
+def test_every_rule_describes_itself(moved_run):
+    listed = snakemake(moved_run, "--list-rules")
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    # "rule (its one-line description)"
+    described = re.findall(r"^(\w+) \((.+)\)$", listed.stdout, re.M)
+    assert len(described) >= 12, listed.stdout
+    assert all(len(text) > 20 for _, text in described), described

@@ -4,7 +4,12 @@ rule build_anndata:
         **relative(sheet_files(config)),
     output:
         counts="results/data/counts.h5ad",
-        samples="results/data/samples.tsv",
+        samples=report(
+            "results/data/samples.tsv",
+            caption="../report/samples.rst",
+            category="Quality control",
+            labels={"table": "samples analysed"},
+        ),
     log:
         "logs/data/build_anndata.log",
     benchmark:

@@ -191,8 +191,10 @@ def add_response_columns(
             & (responses["timepoint"].astype(str) == judged_at)
         ]
         by_subject = _calls(chosen.set_index(chosen["subject"].astype(str))["responder"])
-        column = samples["subject"].astype(str).map(
-            by_subject.map({True: RESPONDER, False: NON_RESPONDER})
+        column = (
+            samples["subject"]
+            .astype(str)
+            .map(by_subject.map({True: RESPONDER, False: NON_RESPONDER}))
         )
         patients = samples["group"].astype(str) == config["groups"]["patient"]
         missing = sorted(set(samples.loc[column.isna() & patients, "subject"].astype(str)))

@@ -6,8 +6,8 @@ Its ``counts.h5ad`` and ``cohort.h5ad`` are built as the workflow builds them (n
 against the budget, but reported), then the QC stage
 (:func:`ifnsig.stages.quality_control`, every table, plot and MultiQC file) runs in a child
 process with ``--threads`` BLAS threads, as Snakemake runs the script. Reported: the child's
-wall time (interpreter start and imports included), the stage's own time, peak resident memory, and whether exactly the planted
-samples were flagged. One row per run is appended to ``benchmarks/out/qc_stage.tsv``.
+wall time (interpreter start and imports included), the stage's own time, peak resident
+memory, and whether exactly the planted samples were flagged. One row per run is appended to ``benchmarks/out/qc_stage.tsv``.
 
 Example
 -------

@@ -1,13 +1,13 @@
 """Time the QC stage on a large simulated cohort (default 1,000 samples x 20,000 genes).
 
 The package's simulator writes a demo-shaped cohort (patients at three timepoints, a tenth
-healthy controls) with a sex flip, a label swap and a globin-dominated library planted.
-Its ``counts.h5ad`` and ``cohort.h5ad`` are built as the workflow builds them (not timed
-against the budget, but reported), then the QC stage
-(:func:`ifnsig.stages.quality_control`, every table, plot and MultiQC file) runs in a child
-process with ``--threads`` BLAS threads, as Snakemake runs the script. Reported: the child's
-wall time (interpreter start and imports included), the stage's own time, peak resident
-memory, and whether exactly the planted samples were flagged. One row per run is appended to ``benchmarks/out/qc_stage.tsv``.
+healthy controls) with a sex flip, a label swap and a globin-dominated library planted. Its
+``counts.h5ad`` and ``cohort.h5ad`` are built as the workflow builds them (not timed against
+the budget, but reported), then the QC stage (:func:`ifnsig.stages.quality_control`, every
+table, plot and MultiQC file) runs in a child process with ``--threads`` BLAS threads, as
+Snakemake runs the script. Reported: the child's wall time (interpreter start and imports
+included), the stage's own time, peak resident memory, and whether exactly the planted
+samples were flagged. One row per run is appended to ``benchmarks/out/qc_stage.tsv``.
 
 Example
 -------

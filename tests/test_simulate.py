@@ -286,3 +286,11 @@ def test_command_line_flags_reach_the_spec(tmp_path, monkeypatch):
     simulate.main(["--outdir", str(tmp_path), "--drug-genes", "12"])
     assert seen[0].n_drug_genes == 12 and not seen[0].null
     assert seen[0].responder_final_fraction == CohortSpec().responder_final_fraction
+
+
+def test_command_line_refuses_a_null_cohort_with_drug_genes(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        simulate.main(["--outdir", str(tmp_path), "--null", "--drug-genes", "5"])
+    assert exit_info.value.code == 2
+    assert "null cohort plants nothing over time" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

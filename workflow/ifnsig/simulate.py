@@ -683,26 +683,30 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     args = parser.parse_args(argv)
-    spec = CohortSpec(
-        n_patients=args.patients,
-        n_controls=args.controls,
-        n_genes=args.genes,
-        timepoints=tuple(args.timepoints.split(",")),
-        clinical_link=args.clinical_link,
-        plant_sex_flip=args.plant_qc_failures,
-        plant_swap=args.plant_qc_failures,
-        plant_globin=args.plant_qc_failures,
-        seed=args.seed,
-        null=args.null,
-        n_drug_genes=args.drug_genes,
-        responder_final_fraction=tuple(args.responder_final_fraction),
-        non_responder_final_fraction=tuple(args.non_responder_final_fraction),
-    )
-    simulate_cohort(spec).write(args.outdir, args.sheets_dir)
+    try:
+        spec = CohortSpec(
+            n_patients=args.patients,
+            n_controls=args.controls,
+            n_genes=args.genes,
+            timepoints=tuple(args.timepoints.split(",")),
+            clinical_link=args.clinical_link,
+            plant_sex_flip=args.plant_qc_failures,
+            plant_swap=args.plant_qc_failures,
+            plant_globin=args.plant_qc_failures,
+            seed=args.seed,
+            null=args.null,
+            n_drug_genes=args.drug_genes,
+            responder_final_fraction=tuple(args.responder_final_fraction),
+            non_responder_final_fraction=tuple(args.non_responder_final_fraction),
+        )
+        cohort = simulate_cohort(spec)
+    except ValueError as err:
+        parser.error(str(err))
+    cohort.write(args.outdir, args.sheets_dir)
 
 
 if __name__ == "__main__":
     main()
 
 
-__all__ = ["CohortSpec", "Cohort", "simulate_cohort", "gene_names", "MEASURES"]
+__all__ = ["CohortSpec", "Cohort", "simulate_cohort", "gene_names", "MEASURES", "EXTRA_MEASURES"]

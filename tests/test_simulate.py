@@ -1,10 +1,47 @@
 import filecmp
+import hashlib
 
 import numpy as np
 import pandas as pd
+import pytest
 from conftest import REPO
+from scipy import stats
 
-from ifnsig.simulate import CohortSpec, simulate_cohort
+from ifnsig import simulate
+from ifnsig.simulate import EXTRA_MEASURES, MEASURES, CohortSpec, simulate_cohort
+
+# The clinical columns and truth gene columns the demo had before the further core set
+# measures, the drug genes and the differential-response truth were added, and the SHA-256
+# of their text as the simulator wrote it then: later options must leave them as they were.
+ORIGINAL_CLINICAL = [
+    "subject", "timepoint", "CMAS", "MMT8", "CAT_BM_activity", "physician_global",
+    "prednisone_mg_kg_day", "CK",
+]  # fmt: skip
+ORIGINAL_CLINICAL_SHA256 = "7472bc62069beff836f08592a319595b2c2e499febffdb9e29233c9aa49f7897"
+ORIGINAL_GENES = [
+    "gene_id", "symbol", "role", "base_mean", "dispersion", "ifn_loading", "treatment_lfc",
+    "lfc_month3_vs_baseline", "lfc_month6_vs_baseline", "planted_de",
+]  # fmt: skip
+ORIGINAL_GENES_SHA256 = "de25a40c51928a27e37399ce86ecf7758b21ae8ff1bad7921a9650e18dc313ac"
+SMALL = {"n_genes": 1000, "n_treatment_genes": 20}
+
+
+def sha256(frame: pd.DataFrame, float_format: str) -> str:
+    text = frame.to_csv(sep="\t", index=False, float_format=float_format)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def paired_change(cohort, gene_ids, subjects) -> np.ndarray:
+    """Per subject, the mean over genes of log2(count + 1) at the last timepoint minus baseline."""
+    log_counts = np.log2(cohort.counts.loc[list(gene_ids)] + 1)
+    last = [f"{s}_month6" for s in subjects]
+    first = [f"{s}_baseline" for s in subjects]
+    return (log_counts[last].to_numpy() - log_counts[first].to_numpy()).mean(axis=0)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return simulate_cohort()
 
 
 def test_same_seed_same_cohort_and_other_seed_differs():
@@ -57,9 +94,203 @@ def test_planted_qc_failures_are_recorded():
     assert (planted == "swap").sum() == 2
 
 
-def test_shipped_demo_is_what_the_simulator_writes(tmp_path):
-    simulate_cohort().write(tmp_path)
+def test_shipped_demo_is_what_the_simulator_writes(tmp_path, demo):
+    demo.write(tmp_path)
     for name in ["counts.tsv.gz", "truth_subjects.tsv", "truth_samples.tsv", "truth_genes.tsv"]:
         assert filecmp.cmp(tmp_path / name, REPO / "resources" / "demo" / name, shallow=False), name
     for name in ["samples.tsv", "clinical.tsv"]:
         assert filecmp.cmp(tmp_path / name, REPO / "config" / name, shallow=False), name
+
+
+def test_default_spec_keeps_its_values_apart_from_the_new_columns(demo):
+    assert sha256(demo.clinical[ORIGINAL_CLINICAL], "%.4g") == ORIGINAL_CLINICAL_SHA256
+    assert sha256(demo.truth_genes[ORIGINAL_GENES], "%.6g") == ORIGINAL_GENES_SHA256
+    assert list(demo.clinical.columns) == ORIGINAL_CLINICAL + EXTRA_MEASURES
+    assert not demo.truth_genes["planted_drug_difference"].any()
+    assert (demo.truth_genes["drug_specific"] == "").all()
+
+
+def test_further_core_set_measures_stay_in_range_and_improve_with_the_ifn_fall(demo):
+    clinical = demo.clinical
+    for measure in EXTRA_MEASURES:
+        low, high, _ = MEASURES[measure]
+        assert clinical[measure].between(low, high).all(), measure
+    assert ((clinical["CHAQ"] * 8) % 1 == 0).all()
+    subjects = demo.truth_subjects.set_index("subject")
+    wide = clinical.pivot(index="subject", columns="timepoint")
+    falling = subjects.loc[wide.index, "ifn_high"] & subjects.loc[wide.index, "responder"]
+    for measure in ["patient_global", "CHAQ", "extramuscular_activity", "aldolase"]:
+        change = wide[(measure, "month6")] - wide[(measure, "baseline")]
+        assert (
+            change[falling].mean() < change[~falling].mean() < 0.5 * abs(change[falling].mean())
+        ), measure
+
+
+def test_null_cohort_plants_nothing_over_time():
+    spec = CohortSpec(n_patients=60, n_controls=10, null=True, **SMALL)
+    null = simulate_cohort(spec)
+    planted = simulate_cohort(CohortSpec(n_patients=60, n_controls=10, **SMALL))
+    truth = null.truth_genes
+    patients = null.truth_subjects.query("group == 'patient'")["subject"]
+    strong = truth.loc[truth["ifn_loading"] >= 3, "gene_id"]
+    # The strong ISGs of the planted cohort fall by about a log2 unit; those of the null
+    # cohort do not move across 60 paired patients.
+    fall = paired_change(planted, strong, patients)
+    assert fall.mean() < -0.5 and stats.wilcoxon(fall).pvalue < 1e-6
+    change = paired_change(null, strong, patients)
+    assert abs(change.mean()) < 0.15 and stats.wilcoxon(change).pvalue > 0.05
+    treated = planted.truth_genes.loc[planted.truth_genes["treatment_lfc"] != 0, "gene_id"]
+    assert stats.wilcoxon(paired_change(null, treated, patients)).pvalue > 0.05
+    # Truth: nothing over time, the baseline IFN-high vs control difference kept.
+    assert not truth["planted_de"].any()
+    assert not truth["planted_responder_difference"].any()
+    assert (truth.filter(like="lfc").to_numpy() == 0).all()
+    assert (
+        null.truth_subjects.loc[null.truth_subjects["group"] == "patient", "final_ifn_fraction"]
+        == 1
+    ).all()
+    activity = null.truth_samples.pivot(index="subject", columns="timepoint", values="ifn_activity")
+    assert (activity.loc[patients, "month6"] == activity.loc[patients, "baseline"]).all()
+    high = null.truth_subjects.query("ifn_high")["subject"]
+    controls = null.truth_subjects.query("group == 'control'")["subject"]
+    ratio = (
+        null.counts.loc["IFI27", [f"{s}_baseline" for s in high]].median()
+        / null.counts.loc["IFI27", controls].median()
+    )
+    assert ratio > 4
+    # The clinical course follows no expression: the strength of the IFN link changes nothing.
+    linked = simulate_cohort(
+        CohortSpec(n_patients=60, n_controls=10, null=True, clinical_link=5.0, **SMALL)
+    )
+    pd.testing.assert_frame_equal(linked.clinical, null.clinical)
+    assert not null.clinical.drop(columns=["subject", "timepoint"]).equals(
+        planted.clinical.drop(columns=["subject", "timepoint"])
+    )
+
+
+def test_null_refuses_what_would_plant_a_change_over_time():
+    with pytest.raises(ValueError, match="null cohort plants nothing over time"):
+        CohortSpec(null=True, n_drug_genes=10)
+    with pytest.raises(ValueError, match="null cohort plants nothing over time"):
+        CohortSpec(null=True, composition_shift={"neutrophil": 0.5})
+
+
+def test_drug_genes_move_in_the_patients_on_their_drug_only():
+    base = CohortSpec(n_patients=40, n_controls=6, n_genes=2000, n_treatment_genes=50)
+    spec = CohortSpec(
+        n_patients=40, n_controls=6, n_genes=2000, n_treatment_genes=50, n_drug_genes=41
+    )
+    cohort, without = simulate_cohort(spec), simulate_cohort(base)
+    truth = cohort.truth_genes.set_index("gene_id")
+    # Split in the order of spec.drugs, the first drug taking the larger half.
+    assert truth["drug_specific"].value_counts().to_dict() == {
+        "": 1959,
+        "ruxolitinib": 21,
+        "tofacitinib": 20,
+    }
+    assert (truth.loc[truth["drug_specific"] != "", "treatment_lfc"] == 0).all()
+    patients = cohort.truth_subjects.query("group == 'patient'")
+    for drug in spec.drugs:
+        genes = truth.index[truth["drug_specific"] == drug]
+        sign = np.sign(truth.loc[genes, "drug_lfc"]).to_numpy()
+        for on in spec.drugs:
+            subjects = patients.loc[patients["drug"] == on, "subject"]
+            log_counts = np.log2(cohort.counts.loc[genes] + 1)
+            change = (
+                log_counts[[f"{s}_month6" for s in subjects]].to_numpy()
+                - log_counts[[f"{s}_baseline" for s in subjects]].to_numpy()
+            ).mean(axis=1) * sign
+            if on == drug:
+                assert change.mean() > 0.6, (drug, on)
+            else:
+                assert abs(change.mean()) < 0.2, (drug, on)
+            expected = truth.loc[genes, f"lfc_month6_vs_baseline_{on}"]
+            np.testing.assert_allclose(expected, truth.loc[genes, "drug_lfc"] if on == drug else 0)
+        share = (patients["drug"] == drug).mean()
+        np.testing.assert_allclose(
+            truth.loc[genes, "lfc_month6_vs_baseline"], truth.loc[genes, "drug_lfc"] * share
+        )
+    assert truth.loc[truth["drug_specific"] != "", "planted_de"].all()
+    assert (truth["planted_drug_difference"] == (truth["drug_specific"] != "")).all()
+    # Drawn from their own stream: everything but the drug genes' counts stays as without them.
+    others = truth.index[truth["drug_specific"] == ""]
+    pd.testing.assert_frame_equal(cohort.counts.loc[others], without.counts.loc[others])
+    pd.testing.assert_frame_equal(cohort.clinical, without.clinical)
+    pd.testing.assert_frame_equal(cohort.truth_subjects, without.truth_subjects)
+    pd.testing.assert_frame_equal(cohort.truth_samples, without.truth_samples)
+
+
+def test_differential_response_truth_is_the_planted_gap(demo):
+    truth = demo.truth_genes
+    assert (truth["planted_responder_difference"] == (truth["ifn_loading"] >= 1)).all()
+    # Recomputed from the planted IFN activity of each patient.
+    subjects = demo.truth_subjects.query("group == 'patient'").set_index("subject")
+    activity = demo.truth_samples.pivot(index="subject", columns="timepoint", values="ifn_activity")
+    fall = (activity["month6"] - activity["baseline"]).loc[subjects.index]
+    gap = fall[subjects["responder"]].mean() - fall[~subjects["responder"]].mean()
+    column = "lfc_month6_vs_baseline_responders_minus_non_responders"
+    np.testing.assert_allclose(truth[column], truth["ifn_loading"] * gap, atol=1e-12)
+    assert truth.loc[truth["planted_responder_difference"], column].max() < -0.5
+    # The gap follows the final-fraction ranges and vanishes when they are the same.
+    same = CohortSpec(
+        responder_final_fraction=(0.5, 0.6), non_responder_final_fraction=(0.5, 0.6), **SMALL
+    )
+    cohort = simulate_cohort(same)
+    assert not cohort.truth_genes["planted_responder_difference"].any()
+    final = cohort.truth_subjects.query("group == 'patient'")["final_ifn_fraction"]
+    assert final.between(0.5, 0.6).all()
+    weak = simulate_cohort(CohortSpec(non_responder_final_fraction=(0.05, 0.3), **SMALL))
+    strong = simulate_cohort(CohortSpec(**SMALL)).truth_genes.set_index("gene_id")[column]
+    weak_gap = weak.truth_genes.set_index("gene_id")[column]
+    assert abs(weak_gap["IFI27"]) < 0.5 * abs(strong["IFI27"])
+
+
+def test_final_fraction_ranges_are_checked():
+    with pytest.raises(ValueError, match="responder_final_fraction must be a range"):
+        CohortSpec(responder_final_fraction=(0.4, 0.2))
+
+
+def test_command_line_flags_reach_the_spec(tmp_path, monkeypatch):
+    seen = []
+
+    class Written:
+        def write(self, outdir, sheets_dir):
+            seen.append((outdir, sheets_dir))
+
+    def fake(spec):
+        seen.append(spec)
+        return Written()
+
+    monkeypatch.setattr(simulate, "simulate_cohort", fake)
+    simulate.main(
+        [
+            "--outdir",
+            str(tmp_path),
+            "--null",
+            "--responder-final-fraction",
+            "0.1",
+            "0.2",
+            "--non-responder-final-fraction",
+            "0.8",
+            "0.9",
+            "--seed",
+            "3",
+        ]
+    )
+    spec = seen[0]
+    assert spec.null and spec.seed == 3 and spec.n_drug_genes == 0
+    assert spec.responder_final_fraction == (0.1, 0.2)
+    assert spec.non_responder_final_fraction == (0.8, 0.9)
+    assert seen[1] == (str(tmp_path), None)
+    seen.clear()
+    simulate.main(["--outdir", str(tmp_path), "--drug-genes", "12"])
+    assert seen[0].n_drug_genes == 12 and not seen[0].null
+    assert seen[0].responder_final_fraction == CohortSpec().responder_final_fraction
+
+
+def test_command_line_refuses_a_null_cohort_with_drug_genes(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        simulate.main(["--outdir", str(tmp_path), "--null", "--drug-genes", "5"])
+    assert exit_info.value.code == 2
+    assert "null cohort plants nothing over time" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -67,7 +67,21 @@ MEASURES = {
     "physician_global": (0, 10, False),
     "prednisone_mg_kg_day": (0, 2, False),
     "CK": (0, 100000, False),
+    # Further core set measures of the 2016 ACR/EULAR myositis response criteria (Rider et
+    # al., Arthritis Rheumatol 2017): patient/parent global activity and extramuscular
+    # activity on 10 cm scales, CHAQ 0-3 in steps of 0.125, aldolase in U/L.
+    "patient_global": (0, 10, False),
+    "CHAQ": (0, 3, False),
+    "extramuscular_activity": (0, 10, False),
+    "aldolase": (0, 10000, False),
 }
+# Columns of the clinical table drawn from their own random stream (see simulate_cohort), so
+# that the columns before them keep their values.
+EXTRA_MEASURES = ["patient_global", "CHAQ", "extramuscular_activity", "aldolase"]
+# Keys mixed with the seed for the random streams of the later options: each option draws
+# from its own stream, so the main stream, and the other options, keep their numbers.
+_STREAM_DRUG_GENES = 1
+_STREAM_EXTRA_MEASURES = 2
 
 
 @dataclass
@@ -88,6 +102,10 @@ class CohortSpec:
         Fraction of patients with a high IFN signature at baseline.
     frac_responders
         Fraction of patients who respond; in IFN-high responders the signature falls.
+    responder_final_fraction, non_responder_final_fraction
+        Ranges (low, high) of the uniform draw of each patient's IFN activity at the last
+        timepoint as a fraction of their baseline activity, in responders and in
+        non-responders: the gap between them is the planted differential response.
     n_treatment_genes
         Genes changed by treatment in every patient, independent of IFN.
     clinical_link
@@ -101,6 +119,16 @@ class CohortSpec:
         lymphocytes as steroids are tapered); empty for none.
     seed
         Seed of the random generator: the same spec gives the same cohort.
+    null
+        Plant nothing over time: every patient keeps their baseline IFN activity at every
+        timepoint, no gene changes on treatment, and the clinical measures keep their noise
+        and the general drift of responders but follow no expression. The baseline
+        difference between IFN-high patients and controls stays.
+    n_drug_genes
+        Background genes that change over time in the patients on one drug only. They are
+        split over the drugs in the order of ``drugs`` (with two drugs, the first half for
+        the first drug and the rest for the second); each reaches its ``drug_lfc`` at the
+        last timepoint, as the treatment genes do.
     """
 
     n_patients: int = 25
@@ -119,6 +147,27 @@ class CohortSpec:
     plant_globin: bool = False
     composition_shift: dict[str, float] = field(default_factory=dict)
     seed: int = 20200101
+    null: bool = False
+    n_drug_genes: int = 0
+    responder_final_fraction: tuple[float, float] = (0.05, 0.3)
+    non_responder_final_fraction: tuple[float, float] = (0.75, 1.05)
+
+    def __post_init__(self) -> None:
+        for name in ["responder_final_fraction", "non_responder_final_fraction"]:
+            low, high = getattr(self, name)
+            if not 0 <= low <= high:
+                raise ValueError(
+                    f"{name} must be a range (low, high) with 0 <= low <= high, got "
+                    f"({low}, {high})."
+                )
+        if self.n_drug_genes < 0:
+            raise ValueError(f"n_drug_genes must be 0 or more, got {self.n_drug_genes}.")
+        if self.null and (self.n_drug_genes or self.composition_shift):
+            raise ValueError(
+                "a null cohort plants nothing over time, so it takes neither drug-specific "
+                "genes nor a composition shift; set n_drug_genes to 0 and composition_shift "
+                "to {} or drop null."
+            )
 
 
 @dataclass
@@ -191,7 +240,20 @@ def _allocate(n: int, fractions: dict[str, float], rng: np.random.Generator) -> 
 
 
 def simulate_cohort(spec: CohortSpec | None = None) -> Cohort:
-    """Simulate a cohort from ``spec`` (the default is the demo cohort)."""
+    """Simulate a cohort from ``spec`` (the default is the demo cohort).
+
+    ``truth_genes`` holds, per gene: its role, mean, dispersion and ISG loading; the change
+    on treatment in all patients (``treatment_lfc``) and in the patients on one drug
+    (``drug_specific``, ``drug_lfc``), both reached at the last timepoint; the expected
+    log2 fold change of each follow-up vs baseline averaged over all patients
+    (``lfc_<t>_vs_<baseline>``) and over the patients on each drug
+    (``lfc_<t>_vs_<baseline>_<drug>``); ``planted_de`` (changed over time in the patients);
+    ``planted_responder_difference`` (an ISG whose fall is planted larger in responders)
+    and ``planted_drug_difference`` (a drug gene); and the expected interaction
+    ``lfc_<t>_vs_<baseline>_responders_minus_non_responders``, the mean planted change in
+    responders minus that in non-responders (for drug genes it also carries any imbalance
+    of drugs between the two groups).
+    """
     spec = spec or CohortSpec()
     rng = np.random.default_rng(spec.seed)
     genes, roles = gene_names(spec.n_genes)
@@ -236,9 +298,12 @@ def simulate_cohort(spec: CohortSpec | None = None) -> Cohort:
     )
     final_fraction = np.where(
         subjects["responder"],
-        rng.uniform(0.05, 0.3, len(subjects)),
-        rng.uniform(0.75, 1.05, len(subjects)),
+        rng.uniform(*spec.responder_final_fraction, len(subjects)),
+        rng.uniform(*spec.non_responder_final_fraction, len(subjects)),
     )
+    if spec.null:
+        # Drawn all the same, so a null cohort shares its subjects with the planted one.
+        final_fraction = np.ones(len(subjects))
 
     # --- samples --------------------------------------------------------------------
     rows = []
@@ -297,7 +362,33 @@ def simulate_cohort(spec: CohortSpec | None = None) -> Cohort:
     treated = rng.choice(background, spec.n_treatment_genes, replace=False)
     treatment_lfc = np.zeros(n_genes)
     treatment_lfc[treated] = rng.choice([-1, 1], len(treated)) * rng.uniform(0.6, 1.5, len(treated))
+    if spec.null:
+        treatment_lfc[:] = 0.0
     log2_effect += np.outer(treatment_lfc, np.where(is_patient, progress[t_of], 0.0))
+
+    # Genes changed by one drug only, drawn from their own stream.
+    drug_names = list(spec.drugs)
+    drug_specific = np.full(n_genes, "", dtype=object)
+    drug_lfc = np.zeros(n_genes)
+    if spec.n_drug_genes:
+        drug_rng = np.random.default_rng([spec.seed, _STREAM_DRUG_GENES])
+        candidates = np.setdiff1d(background, treated)
+        if spec.n_drug_genes > len(candidates):
+            raise ValueError(
+                f"n_drug_genes ({spec.n_drug_genes}) is more than the {len(candidates)} "
+                "background genes not changed by treatment; lower it or raise n_genes."
+            )
+        chosen = drug_rng.choice(candidates, spec.n_drug_genes, replace=False)
+        for name, genes_of_drug in zip(
+            drug_names, np.array_split(chosen, len(drug_names)), strict=True
+        ):
+            drug_specific[genes_of_drug] = name
+        drug_lfc[chosen] = drug_rng.choice([-1, 1], len(chosen)) * drug_rng.uniform(
+            0.6, 1.5, len(chosen)
+        )
+        drug_of_sample = subjects["drug"].to_numpy()[s_of]
+        on_drug = drug_specific[chosen][:, None] == np.where(is_patient, drug_of_sample, None)
+        drug_effect = np.where(on_drug, drug_lfc[chosen][:, None] * progress[t_of][None, :], 0.0)
 
     # Sex and expression-null genotypes.
     sex = subjects["sex"].to_numpy()[s_of]
@@ -328,9 +419,17 @@ def simulate_cohort(spec: CohortSpec | None = None) -> Cohort:
         mu[globin, planted_globin_sample] *= 60.0
     shape = 1.0 / dispersion[:, None]
     counts = rng.poisson(rng.gamma(shape, mu / shape)).astype(np.int64)
+    if spec.n_drug_genes:
+        # The drug genes' counts are drawn again, with their change, from the drug stream:
+        # the main stream, and so every other value of the cohort, stays as without them.
+        mu_drug = mu[chosen] * np.exp2(drug_effect)
+        counts[chosen] = drug_rng.poisson(drug_rng.gamma(shape[chosen], mu_drug / shape[chosen]))
 
     # --- clinical -------------------------------------------------------------------
     clinical_rows = []
+    # The further core set measures draw from their own stream, so the columns above keep
+    # the values they had before these measures were added.
+    extra_rng = np.random.default_rng([spec.seed, _STREAM_EXTRA_MEASURES])
     for s_idx, sub in subjects[subjects["group"] == "patient"].iterrows():
         base = {
             "CMAS": rng.uniform(18, 40),
@@ -341,6 +440,12 @@ def simulate_cohort(spec: CohortSpec | None = None) -> Cohort:
             "CK": float(np.exp(rng.normal(np.log(400), 0.6))),
         }
         gain_scale = rng.uniform(0.8, 1.2)
+        extra_base = {
+            "patient_global": extra_rng.uniform(3, 8),
+            "CHAQ": extra_rng.uniform(0.75, 2.0),
+            "extramuscular_activity": extra_rng.uniform(3, 7),
+            "aldolase": float(np.exp(extra_rng.normal(np.log(12), 0.5))),
+        }
         for t_idx, tp in enumerate(timepoints):
             a = samples.loc[
                 (samples["subject_index"] == s_idx) & (samples["timepoint_index"] == t_idx),
@@ -352,9 +457,11 @@ def simulate_cohort(spec: CohortSpec | None = None) -> Cohort:
             improve = spec.clinical_link * ifn_fall * gain_scale
             general = progress[t_idx] * (0.5 if sub["responder"] else 0.0)
             noise = rng.normal(0, 1, 6)
+            extra_noise = extra_rng.normal(0, 1, len(EXTRA_MEASURES))
             row = {"subject": sub["subject"], "timepoint": tp}
             if t_idx == 0:
                 row.update(base)
+                row.update(extra_base)
             else:
                 row["CMAS"] = base["CMAS"] + 12 * improve + 3 * general + 2.5 * noise[0]
                 row["MMT8"] = base["MMT8"] + 14 * improve + 4 * general + 3.0 * noise[1]
@@ -367,12 +474,29 @@ def simulate_cohort(spec: CohortSpec | None = None) -> Cohort:
                     base["prednisone_mg_kg_day"] * (1 - taper) + 0.03 * noise[4]
                 )
                 row["CK"] = base["CK"] * np.exp(-0.8 * improve - 0.3 * general + 0.2 * noise[5])
+                row["patient_global"] = (
+                    extra_base["patient_global"] - 3 * improve - general + 0.9 * extra_noise[0]
+                )
+                row["CHAQ"] = (
+                    extra_base["CHAQ"] - 0.6 * improve - 0.2 * general + 0.15 * extra_noise[1]
+                )
+                row["extramuscular_activity"] = (
+                    extra_base["extramuscular_activity"]
+                    - 3 * improve
+                    - general
+                    + 0.7 * extra_noise[2]
+                )
+                row["aldolase"] = extra_base["aldolase"] * np.exp(
+                    -0.6 * improve - 0.2 * general + 0.2 * extra_noise[3]
+                )
             for name, (low, high, _) in MEASURES.items():
                 row[name] = float(np.clip(row[name], low, high))
             clinical_rows.append(row)
     clinical = pd.DataFrame(clinical_rows)
     for col in ["CMAS", "MMT8"]:
         clinical[col] = clinical[col].round(0)
+    # The CHAQ is the mean of eight domain scores of 0-3, so it moves in steps of 1/8.
+    clinical["CHAQ"] = (clinical["CHAQ"] * 8).round(0) / 8
 
     # --- sheets and truth -------------------------------------------------------------
     sample_sheet = pd.DataFrame(
@@ -435,8 +559,52 @@ def simulate_cohort(spec: CohortSpec | None = None) -> Cohort:
         truth_genes[f"lfc_{timepoints[t]}_vs_{timepoints[0]}"] = treatment_lfc * progress[
             t
         ] + loading * (mean_activity[t] - mean_activity[0])
-    truth_genes["planted_de"] = (treatment_lfc != 0) | (loading >= 1.0)
+    patient_drug = subjects["drug"].to_numpy()[:n_p]
+    responder = subjects["responder"].to_numpy(bool)[:n_p]
+    activity_by_tp = (
+        samples[is_patient]
+        .pivot(index="subject_index", columns="timepoint_index", values="ifn_activity")
+        .to_numpy()
+    )
+
+    def drug_share(in_group: np.ndarray) -> np.ndarray:
+        # Per gene, the share of a group's patients on the drug that moves it (0 if none).
+        return np.array([np.mean(patient_drug[in_group] == d) if d else 0.0 for d in drug_specific])
+
+    def expected_change(in_group: np.ndarray, t: int) -> np.ndarray:
+        # Mean over the patients of a group of each gene's planted log2 change at t: the
+        # treatment genes, the IFN activity fall through each ISG's loading, the drug genes.
+        if not in_group.any():  # a drug or a response group without patients
+            return np.full(n_genes, np.nan)
+        fall = np.mean(activity_by_tp[in_group, t] - activity_by_tp[in_group, 0])
+        return (treatment_lfc + drug_lfc * drug_share(in_group)) * progress[t] + loading * fall
+
+    if spec.n_drug_genes:
+        # Added only when there are drug genes, so the columns above keep their bytes.
+        share = drug_share(np.ones(n_p, bool))
+        for t in range(1, n_tp):
+            truth_genes[f"lfc_{timepoints[t]}_vs_{timepoints[0]}"] += drug_lfc * progress[t] * share
+    truth_genes["planted_de"] = (
+        (treatment_lfc != 0) | ((loading >= 1.0) & (not spec.null)) | (drug_lfc != 0)
+    )
     del patient_rows
+    truth_genes["drug_specific"] = drug_specific
+    truth_genes["drug_lfc"] = drug_lfc
+    for name in drug_names:
+        for t in range(1, n_tp):
+            truth_genes[f"lfc_{timepoints[t]}_vs_{timepoints[0]}_{name}"] = expected_change(
+                patient_drug == name, t
+            )
+    truth_genes["planted_responder_difference"] = (
+        (loading >= 1.0)
+        & (not spec.null)
+        & (tuple(spec.responder_final_fraction) != tuple(spec.non_responder_final_fraction))
+    )
+    truth_genes["planted_drug_difference"] = drug_specific != ""
+    for t in range(1, n_tp):
+        truth_genes[f"lfc_{timepoints[t]}_vs_{timepoints[0]}_responders_minus_non_responders"] = (
+            expected_change(responder, t) - expected_change(~responder, t)
+        )
 
     count_frame = pd.DataFrame(
         counts, index=pd.Index(genes, name="gene_id"), columns=samples["sample"].to_list()
@@ -482,24 +650,63 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="plant a sex flip, a label swap and a globin-dominated library",
     )
+    parser.add_argument(
+        "--null",
+        action="store_true",
+        help="plant nothing over time: no IFN fall, no treatment genes, clinical course "
+        "unlinked to expression (the baseline IFN-high vs control difference stays)",
+    )
+    parser.add_argument(
+        "--drug-genes",
+        type=int,
+        default=defaults.n_drug_genes,
+        metavar="N",
+        help="N background genes that change in the patients on one drug only, split over "
+        "the drugs in order",
+    )
+    parser.add_argument(
+        "--responder-final-fraction",
+        type=float,
+        nargs=2,
+        default=defaults.responder_final_fraction,
+        metavar=("LOW", "HIGH"),
+        help="range of a responder's last IFN activity as a fraction of baseline "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--non-responder-final-fraction",
+        type=float,
+        nargs=2,
+        default=defaults.non_responder_final_fraction,
+        metavar=("LOW", "HIGH"),
+        help="the same for non-responders (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     args = parser.parse_args(argv)
-    spec = CohortSpec(
-        n_patients=args.patients,
-        n_controls=args.controls,
-        n_genes=args.genes,
-        timepoints=tuple(args.timepoints.split(",")),
-        clinical_link=args.clinical_link,
-        plant_sex_flip=args.plant_qc_failures,
-        plant_swap=args.plant_qc_failures,
-        plant_globin=args.plant_qc_failures,
-        seed=args.seed,
-    )
-    simulate_cohort(spec).write(args.outdir, args.sheets_dir)
+    try:
+        spec = CohortSpec(
+            n_patients=args.patients,
+            n_controls=args.controls,
+            n_genes=args.genes,
+            timepoints=tuple(args.timepoints.split(",")),
+            clinical_link=args.clinical_link,
+            plant_sex_flip=args.plant_qc_failures,
+            plant_swap=args.plant_qc_failures,
+            plant_globin=args.plant_qc_failures,
+            seed=args.seed,
+            null=args.null,
+            n_drug_genes=args.drug_genes,
+            responder_final_fraction=tuple(args.responder_final_fraction),
+            non_responder_final_fraction=tuple(args.non_responder_final_fraction),
+        )
+        cohort = simulate_cohort(spec)
+    except ValueError as err:
+        parser.error(str(err))
+    cohort.write(args.outdir, args.sheets_dir)
 
 
 if __name__ == "__main__":
     main()
 
 
-__all__ = ["CohortSpec", "Cohort", "simulate_cohort", "gene_names", "MEASURES"]
+__all__ = ["CohortSpec", "Cohort", "simulate_cohort", "gene_names", "MEASURES", "EXTRA_MEASURES"]

@@ -142,18 +142,13 @@ def design_matrix(
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
             parts = {term: values.to_numpy(float)}
         else:
-            levels = (
-                list(values.cat.categories)
-                if isinstance(values.dtype, pd.CategoricalDtype)
-                else sorted(values.astype(str).unique())
-            )
-            text = values.astype(str).to_numpy() if values.dtype != "category" else values
-            parts = {
-                f"{term}[{level}]": (np.asarray(text) == str(level)).astype(float)
-                if not isinstance(values.dtype, pd.CategoricalDtype)
-                else (values == level).to_numpy(float)
-                for level in levels[1:]
-            }
+            if isinstance(values.dtype, pd.CategoricalDtype):
+                seen = set(values)
+                levels = [level for level in values.cat.categories if level in seen]
+            else:
+                values = values.astype(str)
+                levels = sorted(values.unique())
+            parts = {f"{term}[{level}]": (values == level).to_numpy(float) for level in levels[1:]}
         for name, column in parts.items():
             if term in centre:
                 mean = _group_means(column, codes)
@@ -296,13 +291,14 @@ class _RemlProfile:
     def at(self, gamma: float) -> _Parts:
         w = gamma / (1.0 + self.sizes * gamma)
         m = self.xtx - self.s.T @ (w[:, None] * self.s)
-        chol = linalg.cho_factor(m)
-        m_inv = linalg.cho_solve(chol, np.eye(self.p))
-        beta = linalg.cho_solve(chol, self.xty - self.s.T @ (w * self.t))
+        lower = np.linalg.cholesky(m)
+        lower_inv = linalg.solve_triangular(lower, np.eye(self.p), lower=True, check_finite=False)
+        m_inv = lower_inv.T @ lower_inv
+        beta = m_inv @ (self.xty - self.s.T @ (w * self.t))
         e = self.t - self.s @ beta
         r = self.y - self.x @ beta
         q = float(r @ r - np.sum(w * e**2))
-        logdet_m = 2.0 * float(np.sum(np.log(np.diag(chol[0]))))
+        logdet_m = 2.0 * float(np.sum(np.log(np.diag(lower))))
         return _Parts(w, m_inv, logdet_m, beta, e, q, q / (self.n - self.p))
 
     def criterion(self, gamma: float) -> float:
@@ -393,10 +389,13 @@ def _satterthwaite(
             [4.0 * theta * sd * d_gs2, 2.0 * d_s2 + 4.0 * sigma2 * d_s2s2],
         ]
     )
-    eigen = np.linalg.eigvalsh(hessian)
-    if eigen.min() <= 1e-10 * max(eigen.max(), 1e-300):
+    # Positive definiteness judged on the scale-free correlation form: theta and sigma may
+    # differ by many orders of magnitude.
+    diagonal = np.diag(hessian)
+    if diagonal.min() <= 0.0 or hessian[0, 1] ** 2 >= (1.0 - 1e-10) * diagonal.prod():
         return se, np.full(reml.p, dof), "REML Hessian not positive definite: residual df"
-    a = 2.0 * np.linalg.inv(hessian)
+    scale = 1.0 / np.sqrt(diagonal)
+    a = 2.0 * scale[:, None] * np.linalg.inv(hessian * np.outer(scale, scale)) * scale[None, :]
     # Gradients of diag(Phi) = sigma2 diag(M^-1): in gamma -sigma2 diag(M^-1 M' M^-1).
     g_gamma = -sigma2 * np.einsum("ij,jk,ki->i", m_inv, dm, m_inv)
     g_sigma2 = np.diag(m_inv)
@@ -499,11 +498,11 @@ def _group_means(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
 
 def _drop_aliased(design: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, list[str]]:
     """Drop columns that are constant (besides the intercept) or aliased with earlier ones."""
-    keep: list[str] = []
-    for name in design.columns:
-        trial = design[[*keep, name]].to_numpy(float)
-        if np.linalg.matrix_rank(trial) == len(keep) + 1:
-            keep.append(name)
+    values = design.to_numpy(float)
+    keep: list[int] = []
+    for k, name in enumerate(design.columns):
+        if np.linalg.matrix_rank(values[:, [*keep, k]]) == len(keep) + 1:
+            keep.append(k)
         else:
             notes.append(f"{name} left out: aliased with the intercept or earlier columns")
-    return design[keep], notes
+    return design.iloc[:, keep], notes

@@ -206,11 +206,14 @@ def fit_random_intercept(
     if vcov not in ("model", "CR2"):
         raise ValueError(f"vcov must be 'model' or 'CR2', not {vcov!r}")
     used = frame[[response, group, *dict.fromkeys(fixed_terms)]].dropna()
+    if used.empty:
+        empty = _empty_fit(pd.Index([INTERCEPT]), 0, 0, vcov)
+        return _with(empty, note="no row has every value the model needs")
     design, notes = design_matrix(used, fixed_terms, group, centre)
     codes, _ = pd.factorize(used[group])
     n_obs, n_groups, n_par = len(used), int(codes.max(initial=-1)) + 1, design.shape[1]
     empty = _empty_fit(design.columns, n_obs, n_groups, vcov)
-    if n_groups < 2 or n_obs <= n_par or n_obs <= n_groups:
+    if n_groups < 2 or n_obs <= max(n_par, n_groups):
         note = f"{n_obs} rows of {n_groups} subjects cannot fit {n_par} fixed effects and a "
         note += "random intercept (needs >= 2 subjects, one with repeated rows)"
         return _with(empty, note="; ".join([*notes, note]))
@@ -333,19 +336,19 @@ class _RemlProfile:
             grid.append(grid[-1] * 10.0)
             values.append(self.criterion(grid[-1]))
         best = int(np.argmin(values))
-        low = grid[max(best - 1, 0)]
-        high = grid[best + 1]
-        if best == 0 and self.slope(0.0) >= 0.0:
-            return 0.0
-        if self.slope(low) >= 0.0:
-            low = grid[best] if best > 0 else low
-        if self.slope(low) >= 0.0:
-            # A flat or kinked criterion: keep the best grid point's neighbourhood minimum.
-            found = optimize.minimize_scalar(
-                self.criterion, bounds=(low, high), method="bounded", options={"xatol": 1e-12}
-            )
-            return float(found.x)
-        return float(optimize.brentq(self.slope, low, high, xtol=1e-14, rtol=1e-14))
+        if best == 0:
+            if self.slope(0.0) >= 0.0:
+                return 0.0
+            low, high = 0.0, grid[1]
+        else:
+            low, high = grid[best - 1], grid[best + 1]
+        if self.slope(low) < 0.0 < self.slope(high):
+            return float(optimize.brentq(self.slope, low, high, xtol=1e-14, rtol=1e-14))
+        # A criterion flat to rounding between the grid points: its minimum there.
+        found = optimize.minimize_scalar(
+            self.criterion, bounds=(low, high), method="bounded", options={"xatol": 1e-12}
+        )
+        return float(found.x)
 
 
 # --- model-based covariance and Satterthwaite df ----------------------------------------------

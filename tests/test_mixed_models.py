@@ -92,7 +92,9 @@ def test_matches_lmertest_and_clubsandwich(reference_data, reference, model, vco
 
 
 def test_singular_fit_is_ordinary_least_squares(reference_data):
-    fit = fit_random_intercept(reference_data, "noise", ["score", "timepoint"], "subject")
+    fit = fit_random_intercept(
+        reference_data, "noise", ["score", "timepoint"], "subject", vcov="model"
+    )
     assert fit.singular and fit.group_variance == 0.0
     assert "random-intercept variance at 0" in fit.note
     ols = smf.ols("noise ~ score + C(timepoint)", reference_data).fit()
@@ -201,25 +203,32 @@ def load_benchmark():
     return module
 
 
-def test_within_test_is_calibrated_on_permuted_cohorts():
+def within_pvalue(frame, vcov):
+    fit = fit_random_intercept(
+        frame, "measure", ["score", "timepoint"], "subject", centre=["score"], vcov=vcov
+    )
+    return fit.coefficients.loc["score_within", "pvalue"]
+
+
+def test_within_tests_are_calibrated_on_demo_shaped_cohorts():
+    """A small run of benchmarks/bench_mixed_calibration.py (a few seconds)."""
     bench = load_benchmark()
     rng = np.random.default_rng(11)
-    hits = {"CR2": 0, "linked": 0}
     n = 40
-    for _ in range(n):
-        null = bench.permute_measures(bench.simulate_cohort(rng), rng)
-        fit = fit_random_intercept(
-            null, "measure", ["score", "timepoint"], "subject", centre=["score"], vcov="CR2"
-        )
-        hits["CR2"] += fit.coefficients.loc["score_within", "pvalue"] < 0.05
-        linked = bench.simulate_cohort(rng, link=0.5)
-        fit = fit_random_intercept(
-            linked, "measure", ["score", "timepoint"], "subject", centre=["score"], vcov="CR2"
-        )
-        hits["linked"] += fit.coefficients.loc["score_within", "pvalue"] < 0.05
-    # 40 null data sets: 0-6 rejections cover a 5% test with room to spare (P(X > 6) < 0.01).
-    assert hits["CR2"] <= 6
-    assert hits["linked"] >= 0.4 * n
+    permuted = [bench.permute_measures(bench.simulate_cohort(rng), rng) for _ in range(n)]
+    exchangeable = [bench.simulate_cohort(rng, link=0.0, spread=0.0) for _ in range(n)]
+    linked = [bench.simulate_cohort(rng, link=0.5) for _ in range(n)]
+    hits = {
+        "permuted, CR2": sum(within_pvalue(f, "CR2") < 0.05 for f in permuted),
+        "exchangeable, CR2": sum(within_pvalue(f, "CR2") < 0.05 for f in exchangeable),
+        "exchangeable, model": sum(within_pvalue(f, "model") < 0.05 for f in exchangeable),
+        "linked, CR2": sum(within_pvalue(f, "CR2") < 0.05 for f in linked),
+    }
+    # 40 null data sets: up to 6 rejections for a 5% test (P(X > 6) < 0.01).
+    assert hits["permuted, CR2"] <= 6, hits
+    assert hits["exchangeable, CR2"] <= 6, hits
+    assert hits["exchangeable, model"] <= 6, hits
+    assert hits["linked, CR2"] >= 0.25 * n, hits
 
 
 def test_no_complete_row_reports_instead_of_failing():

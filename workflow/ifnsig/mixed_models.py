@@ -7,7 +7,7 @@ variance ratio ``gamma = tau2 / sigma2`` the REML criterion is profiled exactly:
 criterion's derivative, found by bracketing and Brent's method. The fit is the one
 ``lme4::lmer(y ~ X + (1 | subject), REML = TRUE)`` finds (Bates et al., J Stat Softw 2015).
 
-Degrees of freedom
+Model-based tests (``vcov="model"``)
     Each fixed-effect t-test refers ``estimate / SE`` to a t distribution with Satterthwaite's
     degrees of freedom, as ``lmerTest`` does by default (Kuznetsova, Brockhoff & Christensen,
     J Stat Softw 2017;82(13)): ``df = 2 (c' Phi c)^2 / (g' A g)``, with ``Phi`` the covariance
@@ -32,21 +32,27 @@ Within and between terms
     coefficient is the association of subject means. Without centring a single coefficient is
     a precision-weighted mix of the two. Means are taken over the rows the fit uses, so a
     subject with a missing visit is centred on the visits it has. A centred term that never
-    varies within a subject (sex, drug) keeps its between column only. Terms not named (the
-    timepoint, by default) enter as they are; with complete visits a design factor such as
-    the timepoint is balanced across subjects and centring it would change nothing.
+    varies within a subject (sex, drug) keeps its between column only, which is the
+    uncentred term. Covariates that change over visits (steroid dose) are best centred too:
+    the score's within coefficient is then adjusted for the covariate's within-subject
+    changes and its between coefficient for the covariate's subject means (Mundlak's
+    decomposition). Terms not named (the timepoint, by default) enter as they are; with
+    complete visits every subject has each timepoint once, so centring the timepoint would
+    change nothing; with missing visits the within coefficient is then close to, not exactly,
+    the fixed-effects (subject dummies) estimate.
 
-Robust standard errors
+Robust standard errors (the default)
     The random-intercept model assumes that a subject's deviations from its own mean are
-    exchangeable over visits. Trajectories that differ between subjects (some improve, some
-    do not) break this: the deviations then share a direction over time, the model-based SE
-    of a within coefficient is too small and its test too liberal, whatever the df. With
-    ``vcov="CR2"`` the covariance of ``beta`` is the cluster-robust sandwich with the
-    bias-reduced linearization adjustment of Bell & McCaffrey (Survey Methodology
-    2002;28:169-181), the random-intercept fit as working model, and each test takes the
-    Satterthwaite df of that estimator (Pustejovsky & Tipton, J Bus Econ Stat
-    2018;36:672-683), as ``clubSandwich::coef_test(fit, vcov = "CR2", test =
-    "Satterthwaite")`` computes them.
+    exchangeable over visits. Trajectories that differ between subjects (some patients improve
+    a lot, some not at all, for reasons the score does not see) break this: the deviations
+    then share a direction over time, the model-based SE of a within coefficient is too small
+    and its test too liberal whatever the df. With ``vcov="CR2"`` the covariance of ``beta``
+    is the cluster-robust sandwich with the bias-reduced linearization adjustment of Bell &
+    McCaffrey (Survey Methodology 2002;28:169-181), the random-intercept fit as working
+    model, and each test takes the Satterthwaite df of that estimator (Pustejovsky & Tipton,
+    J Bus Econ Stat 2018;36:672-683), as ``clubSandwich::coef_test(fit, vcov = "CR2", test =
+    "Satterthwaite")`` computes them. On demo-shaped cohorts
+    (``benchmarks/bench_mixed_calibration.py``) CALIBRATION_FIGURES
 """
 
 from __future__ import annotations
@@ -171,9 +177,9 @@ def fit_random_intercept(
     group: str,
     centre: Sequence[str] = (),
     confidence: float = 0.95,
-    vcov: Literal["model", "CR2"] = "model",
+    vcov: Literal["model", "CR2"] = "CR2",
 ) -> MixedFit:
-    """Fit ``response ~ fixed_terms + (1 | group)`` by REML with Satterthwaite t-tests.
+    """Fit ``response ~ fixed_terms + (1 | group)`` by REML with small-sample t-tests.
 
     Parameters
     ----------
@@ -191,9 +197,10 @@ def fit_random_intercept(
     confidence
         Level of the t intervals ``estimate +/- t(df) * se``.
     vcov
-        ``"model"``: REML covariance with Satterthwaite df (lmerTest); ``"CR2"``: the
-        cluster-robust covariance with Bell-McCaffrey adjustment and its Satterthwaite df
-        (clubSandwich).
+        ``"CR2"``: the cluster-robust covariance with Bell-McCaffrey adjustment and its
+        Satterthwaite df (clubSandwich), valid when trajectories differ between subjects;
+        ``"model"``: the REML covariance with Satterthwaite df (lmerTest), valid when the
+        random intercept is the whole of the within-subject correlation.
 
     Returns
     -------

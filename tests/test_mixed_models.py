@@ -87,7 +87,7 @@ def test_matches_lmertest_and_clubsandwich(reference_data, reference, model, vco
     np.testing.assert_allclose(fit.reml_criterion, first["reml_criterion"], rtol=1e-9)
     assert fit.singular == bool(first["singular"])
     assert fit.converged
-    assert (fit.n_obs, fit.n_groups) == (71, 25)
+    assert (fit.n_obs, fit.n_groups) == (69, 25)
     assert list(fit.coefficients.columns) == COEFFICIENT_COLUMNS
 
 

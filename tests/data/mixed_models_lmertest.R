@@ -3,8 +3,8 @@
 # Run from tests/data: Rscript mixed_models_lmertest.R
 # Writes mixed_models_data.tsv, the demo cohort's clinical table (config/clinical.tsv) with the
 # planted IFN activity of each sample as the score (resources/demo/truth_samples.tsv), the drug
-# (truth_subjects.tsv), four visits removed (unbalanced subjects) and a pure-noise response
-# (a singular fit); and mixed_models_lmertest.tsv, per model and fixed effect: REML estimate,
+# (truth_subjects.tsv), six visits removed (unbalanced subjects, one left with its baseline only)
+# and a pure-noise response (a singular fit); and mixed_models_lmertest.tsv, per model and fixed effect: REML estimate,
 # SE, Satterthwaite df, t, p (lmerTest's summary) and the CR2 SE, df and p (clubSandwich).
 suppressMessages({
   library(lmerTest)
@@ -17,7 +17,8 @@ d <- merge(clinical, samples[, c("subject", "timepoint", "ifn_activity")])
 d <- merge(d, subjects[, c("subject", "drug")])
 names(d)[names(d) == "ifn_activity"] <- "score"
 d$score <- round(d$score, 6)
-dropped <- paste(c("JDM03", "JDM07", "JDM12", "JDM20"), c("month6", "month3", "baseline", "month6"))
+dropped <- paste(c("JDM03", "JDM07", "JDM12", "JDM15", "JDM15", "JDM20"),
+                 c("month6", "month3", "baseline", "month3", "month6", "month6"))
 d <- d[!paste(d$subject, d$timepoint) %in% dropped, ]
 d <- d[order(d$subject, d$timepoint), ]
 set.seed(3)

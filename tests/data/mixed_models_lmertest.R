@@ -4,8 +4,9 @@
 # Writes mixed_models_data.tsv, the demo cohort's clinical table (config/clinical.tsv) with the
 # planted IFN activity of each sample as the score (resources/demo/truth_samples.tsv), the drug
 # (truth_subjects.tsv), six visits removed (unbalanced subjects, one left with its baseline only)
-# and a pure-noise response (a singular fit); and mixed_models_lmertest.tsv, per model and fixed effect: REML estimate,
-# SE, Satterthwaite df, t, p (lmerTest's summary) and the CR2 SE, df and p (clubSandwich).
+# and a pure-noise response (a singular fit); and mixed_models_lmertest.tsv, per model and fixed
+# effect: REML estimate, SE, Satterthwaite df, t, p (lmerTest's summary) and the CR2 SE, df and p
+# (clubSandwich).
 suppressMessages({
   library(lmerTest)
   library(clubSandwich)

@@ -64,7 +64,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy import linalg, optimize, stats
+from scipy import optimize, stats
 
 COEFFICIENT_COLUMNS = ["estimate", "se", "df", "statistic", "pvalue", "ci_low", "ci_high"]
 INTERCEPT = "(Intercept)"
@@ -302,7 +302,7 @@ class _RemlProfile:
         w = gamma / (1.0 + self.sizes * gamma)
         m = self.xtx - self.s.T @ (w[:, None] * self.s)
         lower = np.linalg.cholesky(m)
-        lower_inv = linalg.solve_triangular(lower, np.eye(self.p), lower=True, check_finite=False)
+        lower_inv = np.linalg.inv(lower)
         m_inv = lower_inv.T @ lower_inv
         beta = m_inv @ (self.xty - self.s.T @ (w * self.t))
         e = self.t - self.s @ beta
@@ -442,7 +442,7 @@ def _cr2(reml: _RemlProfile, gamma: float, parts: _Parts) -> tuple[np.ndarray, n
     for rows in clusters:
         xj, size = x[rows], len(rows)
         phi_j = np.eye(size) + gamma
-        d = linalg.cholesky(phi_j, lower=False)
+        d = np.linalg.cholesky(phi_j).T
         a = d.T @ _inverse_sqrt(d @ (phi_j - xj @ b @ xj.T) @ d.T) @ d
         gains.append(b @ wx[rows].T @ a)
         phi[np.ix_(rows, rows)] = phi_j

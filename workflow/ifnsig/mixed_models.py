@@ -292,7 +292,6 @@ class _RemlProfile:
         self.t = np.bincount(codes, weights=y, minlength=self.n_groups)
         self.xtx = x.T @ x
         self.xty = x.T @ y
-        self.yty = float(y @ y)
         self.n, self.p = x.shape
         # Rank of X'X decides estimability; H^-1 only rescales it.
         if np.linalg.matrix_rank(self.xtx) < self.p:

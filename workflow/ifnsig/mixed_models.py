@@ -51,8 +51,14 @@ Robust standard errors (the default)
     McCaffrey (Survey Methodology 2002;28:169-181), the random-intercept fit as working
     model, and each test takes the Satterthwaite df of that estimator (Pustejovsky & Tipton,
     J Bus Econ Stat 2018;36:672-683), as ``clubSandwich::coef_test(fit, vcov = "CR2", test =
-    "Satterthwaite")`` computes them. On demo-shaped cohorts
-    (``benchmarks/bench_mixed_calibration.py``) CALIBRATION_FIGURES
+    "Satterthwaite")`` computes them. On demo-shaped cohorts of 25 patients
+    (``benchmarks/bench_mixed_calibration.py --datasets 1000 --seed 2 --no-old``) the within
+    coefficient's test rejected at p < 0.05: 5.0% (model-based) and 5.2% (CR2) of cohorts
+    where the random-intercept model holds; 9.8% and 4.8% of cohorts whose measure
+    trajectories were permuted across patients; 7.3% and 4.0% with a between-patient
+    confounder and no within-patient link. CR2 costs power (57% against 69% at half the
+    demo's planted link), but the larger figure belongs to a test that rejects true nulls
+    twice as often as it states.
 """
 
 from __future__ import annotations

@@ -158,11 +158,13 @@ def test_design_centres_splits_and_drops():
         design_matrix(frame, ["x"], "subject", centre=["sex"])
 
 
-def test_missing_values_drop_rows_and_unbalanced_subjects_fit():
+def test_missing_and_infinite_values_drop_rows_and_unbalanced_subjects_fit():
     frame = panel(seed=4)
-    frame.loc[[1, 5, 7], "y"] = np.nan
+    frame.loc[[1, 5], "y"] = np.nan
+    frame.loc[7, "x"] = np.inf
     fit = fit_random_intercept(frame, "y", ["x", "timepoint"], "subject", centre=["x"])
     assert fit.converged and fit.n_obs == len(frame) - 3 and fit.n_groups == 12
+    assert fit.note == "1 rows with an infinite value left out"
     assert fit.coefficients.notna().all().all()
 
 

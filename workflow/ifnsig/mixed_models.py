@@ -190,7 +190,8 @@ def fit_random_intercept(
     Parameters
     ----------
     frame
-        One row per observation; rows with a missing value in any column used are dropped.
+        One row per observation; rows with a missing or infinite value in any column used
+        are left out.
     response
         The numeric response column.
     fixed_terms
@@ -218,11 +219,15 @@ def fit_random_intercept(
         raise KeyError(f"columns {missing} are not in the table (it has {list(frame.columns)})")
     if vcov not in ("model", "CR2"):
         raise ValueError(f"vcov must be 'model' or 'CR2', not {vcov!r}")
-    used = frame[[response, group, *dict.fromkeys(fixed_terms)]].dropna()
+    used = frame[[response, group, *dict.fromkeys(fixed_terms)]]
+    infinite = used.isin([np.inf, -np.inf]).any(axis=1)
+    used = used[~infinite].dropna()
+    notes = [f"{int(infinite.sum())} rows with an infinite value left out"] * bool(infinite.any())
     if used.empty:
         empty = _empty_fit(pd.Index([INTERCEPT]), 0, 0, vcov)
-        return _with(empty, note="no row has every value the model needs")
-    design, notes = design_matrix(used, fixed_terms, group, centre)
+        return _with(empty, note="; ".join([*notes, "no row has every value the model needs"]))
+    design, design_notes = design_matrix(used, fixed_terms, group, centre)
+    notes += design_notes
     codes, _ = pd.factorize(used[group])
     n_obs, n_groups, n_par = len(used), int(codes.max(initial=-1)) + 1, design.shape[1]
     empty = _empty_fit(design.columns, n_obs, n_groups, vcov)

@@ -345,3 +345,102 @@ def test_stage_warns_with_the_count_for_a_gene_set_with_few_genes(demo, tmp_path
     messages = [str(w.message) for w in caught if w.category is genesets.GeneSetCoverageWarning]
     assert any("MY_SMALL_SET" in m and "only 2 of 3 genes" in m for m in messages), messages
     assert (read(outputs["scores"]).query("signature == 'MY_SMALL_SET'")["n_genes"] == 2).all()
+
+
+# --- Module activity (Chiche 2014; BloodGen3 fingerprint) ---------------------------------
+
+
+def test_module_activity_matches_hand_computation():
+    reference_values = np.array(
+        [[1.0, 0.0, 10.0, 5.0], [2.0, 0.0, 12.0, 5.0], [3.0, 0.0, 14.0, 8.0]]
+    )
+    sample = np.array([[5.0, 7.0, 7.0, 10.0]])
+    values = np.vstack([reference_values, sample])
+    mask = np.array([True, True, True, False])
+    statistics = scores.ReferenceStatistics(
+        depth_scale=1.0,
+        normalized_median=np.zeros(4),
+        vst_mean=values[mask].mean(axis=0),
+        vst_sd=values[mask].std(axis=0, ddof=1),
+        n_reference=3,
+    )
+    # Bounds: g0 2 +- 2, g1 SD 0 (never counted), g2 12 +- 4, g3 6 +- 2 sqrt(3).
+    # The sample is above for g0 and g3, below for g2: 50 % up, 25 % down.
+    up, down = scores.module_activity_table(values, {"M": np.arange(4)}, statistics)["M"]
+    assert (up[3], down[3]) == (50.0, 25.0)
+    activity = scores.METHODS["module_activity"](values, {"M": np.arange(4)}, statistics)["M"]
+    assert activity[3] == 25.0
+    assert (activity[:3] == 0).all()
+
+
+def test_active_modules_counts_modules_at_or_above_the_cutoff():
+    table = pd.DataFrame(
+        {
+            "sample": ["a", "a", "a", "b", "b", "b"],
+            "signature": ["M1", "M2", "M3"] * 2,
+            "method": "module_activity",
+            "score": [40.0, 15.0, 14.9, -20.0, 0.0, 100.0],
+        }
+    )
+    active = scores.active_modules(table, ["M1", "M2", "M3"], cutoff=15)
+    assert active["n_active"].tolist() == [2, 1]
+    assert active["active"].tolist() == ["M1,M2", "M3"]
+    assert active["n_modules"].tolist() == [3, 3]
+
+
+def test_score_genes_equals_scanpy():
+    import scanpy as sc
+
+    rng = np.random.default_rng(2)
+    values = rng.gamma(2.0, 2.0, size=(30, 400))
+    cols = {"a": rng.choice(400, 12, replace=False), "b": rng.choice(400, 4, replace=False)}
+    ours = scores.score_genes(values, cols, seed=3)
+    genes = pd.Index([f"g{i}" for i in range(400)])
+    view = ad.AnnData(X=values, var=pd.DataFrame(index=genes))
+    for name, c in cols.items():
+        sc.tl.score_genes(view, genes[c], random_state=3, score_name="score")
+        np.testing.assert_allclose(ours[name], view.obs["score"], rtol=0, atol=1e-12)
+
+
+def shared_modules(adata: ad.AnnData, files: list[str]) -> dict[str, list[str]]:
+    paths = [shared_data("genesets", name) for name in files]
+    sets = genesets.load_gene_sets(paths)
+    aliases = genesets.read_aliases(genesets.SHIPPED_ALIASES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", genesets.GeneSetCoverageWarning)
+        return genesets.match_gene_sets(sets, adata.var["symbol"], aliases, min_genes=1)[0]
+
+
+CHICHE_MODULES = ["DC_M1_2", "DC_M3_4", "DC_M5_12"]
+
+
+def test_demo_ifn_modules_active_in_ifn_high_patients(demo):
+    adata, truth = demo
+    modules = shared_modules(adata, ["tmod_blood_ifn_modules.gmt", "bloodgen3_ifn_modules_A28.gmt"])
+    reference = (adata.obs["group"] == "control").to_numpy()
+    table = scores.score_samples(adata, modules, ["module_activity"], reference)
+    active = scores.active_modules(table, CHICHE_MODULES).merge(
+        table[["sample", "subject", "group", "timepoint"]].drop_duplicates(), on="sample"
+    )
+    base = active[(active["group"] == "patient") & (active["timepoint"] == "baseline")]
+    base = base.merge(truth[["subject", "ifn_high"]], on="subject")
+    assert base.loc[base["ifn_high"], "n_active"].median() >= 2
+    assert base.loc[~base["ifn_high"], "n_active"].max() <= 1
+    controls = active[active["group"] == "control"]
+    assert controls["n_active"].mean() < 0.5
+    # The BloodGen3 type I IFN module of aggregate A28 rises with the planted IFN activity.
+    m83 = table[(table["signature"] == "BLOODGEN3_M8_3") & (table["timepoint"] == "baseline")]
+    m83 = m83[m83["group"] == "patient"].merge(truth[["subject", "ifn_high"]], on="subject")
+    assert roc_auc_score(m83["ifn_high"], m83["score"]) >= 0.95
+
+
+def test_kang_module_activity_rises_with_ifn_beta_in_every_donor(kang):
+    modules = shared_modules(kang, ["tmod_blood_ifn_modules.gmt"])
+    reference = (kang.obs["group"] == "control").to_numpy()
+    table = scores.score_samples(kang, modules, ["module_activity"], reference)
+    m12 = table[table["signature"] == "DC_M1_2"]
+    assert (paired_deltas(m12) > 50).all()
+    active = scores.active_modules(table, CHICHE_MODULES).merge(
+        table[["sample", "timepoint"]].drop_duplicates(), on="sample"
+    )
+    assert (active.loc[active["timepoint"] == "stim", "n_active"] == 3).all()

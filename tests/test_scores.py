@@ -444,3 +444,26 @@ def test_kang_module_activity_rises_with_ifn_beta_in_every_donor(kang):
         table[["sample", "timepoint"]].drop_duplicates(), on="sample"
     )
     assert (active.loc[active["timepoint"] == "stim", "n_active"] == 3).all()
+
+
+def test_score_shift_between_two_tables():
+    def table(values, threshold):
+        return pd.DataFrame(
+            {
+                "sample": ["c1", "c2", "p1"],
+                "signature": "S",
+                "method": "m",
+                "score": values,
+                "threshold": threshold,
+                "positive": np.asarray(values) > threshold,
+                "reference": [True, True, False],
+            }
+        )
+
+    before, after = table([0.0, 2.0, 3.0], 2.5), table([0.5, 1.5, 2.0], 1.8)
+    row = scores.score_shift(before, after).iloc[0]
+    # Reference SD of 'after': sd(0.5, 1.5) = sqrt(0.5); shifts 0.5, 0.5, 1.0.
+    assert (row["n"], row["max_abs_shift"], row["median_abs_shift"]) == (3, 1.0, 0.5)
+    assert row["max_shift_sd"] == pytest.approx(1.0 / np.sqrt(0.5))
+    assert row["calls_changed"] == 0
+    assert (row["threshold_before"], row["threshold_after"]) == (2.5, 1.8)

@@ -827,3 +827,44 @@ def type_contrast(scores: pd.DataFrame, type2_signature: str | None) -> pd.DataF
     out["type2_z"] = type2.reindex(pd.MultiIndex.from_frame(out[keys])).to_numpy()
     out["difference"] = out["type1_z"] - out["type2_z"]
     return out[columns].reset_index(drop=True)
+
+
+def score_shift(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+    """How far the scores and calls of the same samples moved between two scores tables.
+
+    For instance ``before`` from a cohort scored alone and ``after`` from the same samples
+    scored within a larger cohort, each normalized and referenced on its own. Shifts are
+    also given in reference SDs of ``after`` (the SD of its reference samples' scores).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per signature and method: ``n`` shared samples, ``max_abs_shift``,
+        ``median_abs_shift``, the same in reference SDs (``max_shift_sd``,
+        ``median_shift_sd``), both thresholds, and ``calls_changed`` (samples whose call
+        differs).
+    """
+    keys = ["sample", "signature", "method"]
+    merged = before.merge(after, on=keys, suffixes=("_before", "_after"))
+    reference_sd = (
+        after[after["reference"].astype(bool)].groupby(["signature", "method"])["score"].std()
+    )
+    rows = []
+    for (signature, method), part in merged.groupby(["signature", "method"], sort=False):
+        shift = (part["score_after"] - part["score_before"]).abs()
+        sd = float(reference_sd.get((signature, method), np.nan))
+        rows.append(
+            {
+                "signature": signature,
+                "method": method,
+                "n": len(part),
+                "max_abs_shift": float(shift.max()),
+                "median_abs_shift": float(shift.median()),
+                "max_shift_sd": float(shift.max() / sd) if sd > 0 else np.nan,
+                "median_shift_sd": float(shift.median() / sd) if sd > 0 else np.nan,
+                "threshold_before": float(part["threshold_before"].iloc[0]),
+                "threshold_after": float(part["threshold_after"].iloc[0]),
+                "calls_changed": int((part["positive_before"] != part["positive_after"]).sum()),
+            }
+        )
+    return pd.DataFrame(rows)

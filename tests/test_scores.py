@@ -432,6 +432,13 @@ def test_demo_ifn_modules_active_in_ifn_high_patients(demo):
     m83 = table[(table["signature"] == "BLOODGEN3_M8_3") & (table["timepoint"] == "baseline")]
     m83 = m83[m83["group"] == "patient"].merge(truth[["subject", "ifn_high"]], on="subject")
     assert roc_auc_score(m83["ifn_high"], m83["score"]) >= 0.95
+    tidy = scores.module_percentages(adata, modules, reference)
+    assert len(tidy) == adata.n_obs * len(modules)
+    merged = tidy.merge(
+        table, left_on=["sample", "module"], right_on=["sample", "signature"], validate="1:1"
+    )
+    np.testing.assert_array_equal(merged["activity"], merged["score"])
+    assert ((merged["percent_up"] >= 0) & (merged["percent_down"] <= 100)).all()
 
 
 def test_kang_module_activity_rises_with_ifn_beta_in_every_donor(kang):

@@ -363,6 +363,45 @@ def module_activity_table(
     return out
 
 
+def module_percentages(
+    adata: ad.AnnData, modules: Mapping[str, list[str]], reference: np.ndarray, n_sd: float = 2.0
+) -> pd.DataFrame:
+    """Tidy percent up, percent down and activity of each module in each sample.
+
+    Parameters
+    ----------
+    adata
+        Cohort with a ``vst`` layer and ``symbol`` in var.
+    modules
+        Module name -> symbols present in ``adata`` (from ``genesets.match_gene_sets``).
+    reference
+        Mask of the reference samples whose mean and SD define up and down.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per sample and module: ``n_genes``, ``percent_up``, ``percent_down`` and
+        ``activity`` (up minus down), as :func:`module_activity_table` computes them.
+    """
+    columns = set_columns(adata.var["symbol"], modules)
+    statistics = reference_statistics(adata, reference)
+    table = module_activity_table(np.asarray(adata.layers["vst"]), columns, statistics, n_sd)
+    frames = [
+        pd.DataFrame(
+            {
+                "sample": adata.obs_names.astype(str),
+                "module": name,
+                "n_genes": len(columns[name]),
+                "percent_up": up,
+                "percent_down": down,
+                "activity": up - down,
+            }
+        )
+        for name, (up, down) in table.items()
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
 def active_modules(scores: pd.DataFrame, modules: list[str], cutoff: float = 15.0) -> pd.DataFrame:
     """Number of active modules per sample, from ``module_activity`` scores.
 

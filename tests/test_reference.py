@@ -176,7 +176,7 @@ def test_changed_gene_set_is_an_error_and_changed_symbols_warn(demo_run):
     reference.check_gene_sets(ref, listed)
     edited = {**listed, "RICE2013_6": [*listed["RICE2013_6"][:-1], "MX1"]}
     with pytest.raises(InputError, match=r"RICE2013_6.*added: MX1; removed: SIGLEC1"):
-        reference.check_gene_sets(ref, edited)
+        reference.score_with_reference(raw[:1].copy(), ref, listed_sets=edited)
     batch = raw[:2].copy()
     batch.var["symbol"] = [f"{s}_v2" if s == "IFI27" else s for s in batch.var["symbol"]]
     with pytest.warns(reference.ReferenceMismatchWarning, match="1 genes .* other symbols"):
@@ -249,3 +249,14 @@ def test_reference_from_one_cohort_calls_a_shallower_second_cohort():
         row = cutoffs.loc[(signature, "median_fold_change")]
         shift = (part["score"].median() - row["reference_mean"]) / row["reference_sd"]
         assert abs(shift) < 1.0, (signature, shift)
+
+
+def test_changed_gene_set_file_and_versions_warn(demo_run, tmp_path):
+    _, ref, _, _, listed = demo_run
+    edited = tmp_path / "ifn_signatures.gmt"
+    edited.write_text("# a comment line\n" + genesets.SHIPPED_GMT.read_text())
+    with pytest.warns(reference.ReferenceMismatchWarning, match="1 gene-set file.*ifn_signatures"):
+        reference.check_gene_sets(ref, listed, [edited])
+    older = reference.ScoreReference(**{**ref.__dict__, "meta": {**ref.meta, "versions": {}}})
+    with pytest.warns(reference.ReferenceMismatchWarning, match="other versions"):
+        reference.check_versions(older)

@@ -510,6 +510,8 @@ def score_with_reference(
     threads: int = 1,
     max_missing: float = 0.05,
     layer: str = "counts",
+    listed_sets: dict[str, list[str]] | None = None,
+    gene_set_files=(),
 ) -> pd.DataFrame:
     """Score new samples against a frozen reference; the same table as a run writes.
 
@@ -520,6 +522,11 @@ def score_with_reference(
         ``group`` and ``timepoint``, e.g. ``results/data/counts.h5ad`` of the new batch.
     ref
         From :func:`read_reference`.
+    max_missing
+        Largest fraction of the reference's genes that may be missing (:func:`align_counts`).
+    listed_sets, gene_set_files
+        The gene sets as configured now and their files, checked against the reference
+        (:func:`check_gene_sets`); None skips the check.
 
     Returns
     -------
@@ -528,6 +535,8 @@ def score_with_reference(
         ``reference`` is True for samples that were reference samples of the run.
     """
     check_versions(ref)
+    if listed_sets is not None:
+        check_gene_sets(ref, listed_sets, gene_set_files)
     counts = pd.DataFrame(
         np.asarray(adata.layers[layer] if layer in adata.layers else adata.X),
         columns=adata.var_names.astype(str),

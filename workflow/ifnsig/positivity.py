@@ -208,6 +208,8 @@ def choose_cutoff(
         raise ValueError(f"Unknown positivity rule {rule!r}; use reference_mean_sd or mixture.")
     if fallback not in FALLBACKS:
         raise ValueError(f"Unknown positivity fallback {fallback!r}; use one of {FALLBACKS}.")
+    if rule == "mixture" and mixture_scores is None:
+        raise ValueError("The mixture rule needs mixture_scores (the baseline patients' scores).")
     ref = np.asarray(reference_scores, dtype=float)
     ref = ref[np.isfinite(ref)]
     mean = float(ref.mean()) if len(ref) else math.nan
@@ -226,7 +228,7 @@ def choose_cutoff(
         return fit.cutoff
 
     if rule == "mixture":
-        first, first_name, first_text = mixture(), "mixture", "mixture cut-off"
+        first, first_name, first_text = mixture(), "mixture", "mixture"
     else:
         first = mean + positivity_sd * sd
         first_name, first_text = "reference_mean_sd", f"reference mean + {positivity_sd:g} SD"

@@ -178,6 +178,11 @@ def build_reference(
     scores.check_methods(methods)
     counts = np.asarray(adata.layers["counts"])
     log_geo_means = data.log_geometric_means(counts)
+    if not np.isfinite(log_geo_means).any():
+        raise ValueError(
+            "every gene has a zero count in some sample, so the median of ratios has no "
+            "pseudo-reference to freeze; filter genes more strictly (filtering.min_samples)"
+        )
     recomputed = data.size_factors_from(counts, log_geo_means)
     if not np.allclose(recomputed, adata.obs["size_factor"].to_numpy(dtype=float), rtol=1e-10):
         raise ValueError(

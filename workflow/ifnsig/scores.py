@@ -108,13 +108,20 @@ def reference_statistics(adata: ad.AnnData, reference: np.ndarray) -> ReferenceS
         if size_factor is not None
         else 1.0
     )
-    normalized = np.asarray(adata.layers["normalized"], dtype=float)[reference]
-    vst = np.asarray(adata.layers["vst"], dtype=float)[reference]
+    # A layer the cohort lacks leaves its statistics NaN (the methods reading it cannot run).
+    missing = np.full(adata.n_vars, np.nan)
+    normalized = vst = None
+    if "normalized" in adata.layers:
+        normalized = np.asarray(adata.layers["normalized"], dtype=float)[reference]
+    if "vst" in adata.layers:
+        vst = np.asarray(adata.layers["vst"], dtype=float)[reference]
     return ReferenceStatistics(
         depth_scale=depth_scale,
-        normalized_median=np.median(normalized * depth_scale, axis=0),
-        vst_mean=vst.mean(axis=0),
-        vst_sd=vst.std(axis=0, ddof=1),
+        normalized_median=(
+            missing if normalized is None else np.median(normalized * depth_scale, axis=0)
+        ),
+        vst_mean=missing if vst is None else vst.mean(axis=0),
+        vst_sd=missing if vst is None else vst.std(axis=0, ddof=1),
         n_reference=int(reference.sum()),
     )
 

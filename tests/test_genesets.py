@@ -226,6 +226,13 @@ def test_shipped_sets_content():
     assert len(sets["NIH28"]) == 28
     assert set(sets["NIH25_STAT1"]) < set(sets["NIH28"]) and len(sets["NIH25_STAT1"]) == 25
     assert {"LI.M75", "LI.M127", "LI.M150", "LI.M111.0", "LI.M111.1", "LI.M68"} <= set(sets)
+    assert sets["IFNGS_4"] == ["IFI27", "IFI44", "IFI44L", "RSAD2"]
+
+
+def test_unconfirmed_sets_say_so():
+    notes = {row["name"]: row["notes"] for row in read_signatures()}
+    for name in ("NIH25_STAT1", "IFNGS_4"):
+        assert notes[name].startswith("UNCONFIRMED"), name
 
 
 def test_shipped_li_modules_agree_with_btm_package():

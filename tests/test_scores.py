@@ -17,6 +17,9 @@ from ifnsig.simulate import CohortSpec, simulate_cohort
 from ifnsig.validation import validate_config
 
 TYPE1 = ["RICE2013_6", "NIH28", "FENG2006_5"]
+# The signature methods; module_activity is meant for co-expression modules and is tested on
+# its own below.
+SIGNATURE_METHODS = [m for m in scores.METHODS if m != "module_activity"]
 
 
 def test_median_fold_change_matches_hand_computation():
@@ -150,8 +153,8 @@ def matched_sets(adata: ad.AnnData, names: list[str]) -> dict[str, list[str]]:
 def test_kang_every_method_scores_stim_above_ctrl_in_every_donor(kang):
     matched = matched_sets(kang, [*TYPE1, "IFNG_BIASED"])
     reference = (kang.obs["group"] == "control").to_numpy()
-    table = scores.score_samples(kang, matched, list(scores.METHODS), reference, seed=1)
-    assert set(table["method"]) == set(scores.METHODS)
+    table = scores.score_samples(kang, matched, SIGNATURE_METHODS, reference, seed=1)
+    assert set(table["method"]) == set(SIGNATURE_METHODS)
     separation = {}
     for (signature, method), group in table.groupby(["signature", "method"]):
         deltas = paired_deltas(group)
@@ -160,7 +163,7 @@ def test_kang_every_method_scores_stim_above_ctrl_in_every_donor(kang):
         # Separation in units of the control SD, comparable across methods.
         control_sd = group.loc[group["reference"], "score"].std()
         separation[signature, method] = deltas.mean() / control_sd
-    for method in scores.METHODS:
+    for method in SIGNATURE_METHODS:
         assert separation["RICE2013_6", method] > separation["IFNG_BIASED", method], method
         assert separation["NIH28", method] > separation["IFNG_BIASED", method], method
 
@@ -169,7 +172,7 @@ def test_kang_every_method_scores_stim_above_ctrl_in_every_donor(kang):
 def test_scores_do_not_move_with_library_size(kang, group):
     matched = matched_sets(kang, ["NIH28", "RICE2013_6"])
     reference = (kang.obs["group"] == "control").to_numpy()
-    methods = list(scores.METHODS)
+    methods = SIGNATURE_METHODS
     before = scores.score_samples(kang, matched, methods, reference, seed=1)
     deeper = kang.copy()
     deeper.layers["counts"] = deeper.layers["counts"].copy()
@@ -207,7 +210,7 @@ def demo_scored(demo, tmp_path_factory):
     adata, truth = demo
     folder = tmp_path_factory.mktemp("scores")
     data.write_h5ad(adata, folder / "cohort.h5ad")
-    config = config_for(methods=list(scores.METHODS))
+    config = config_for(methods=SIGNATURE_METHODS)
     outputs = stage_outputs(folder)
     score_stage(config, str(folder / "cohort.h5ad"), outputs)
     return config, outputs, truth
@@ -257,7 +260,7 @@ def test_stage_outputs_agree_with_the_tidy_table(demo_scored):
     assert bool(obs.loc[row["sample"], f"{column}_positive"]) == bool(row["positive"])
     assert {"subject", "group", "timepoint", "size_factor"} <= set(obs.columns)
     agreement = read(outputs["agreement"])
-    n_methods = len(scores.METHODS)
+    n_methods = len(SIGNATURE_METHODS)
     assert len(agreement) == len(expected_sets) * n_methods * (n_methods - 1) // 2
     nih = agreement[agreement["signature"] == "NIH28"]
     assert (nih["rho"] > 0.8).all(), nih
@@ -353,3 +356,132 @@ def test_stage_warns_with_the_count_for_a_gene_set_with_few_genes(demo, tmp_path
     messages = [str(w.message) for w in caught if w.category is genesets.GeneSetCoverageWarning]
     assert any("MY_SMALL_SET" in m and "only 2 of 3 genes" in m for m in messages), messages
     assert (read(outputs["scores"]).query("signature == 'MY_SMALL_SET'")["n_genes"] == 2).all()
+
+
+# --- Module activity (Chiche 2014; BloodGen3 fingerprint) ---------------------------------
+
+
+def test_module_activity_matches_hand_computation():
+    reference_values = np.array(
+        [[1.0, 0.0, 10.0, 5.0], [2.0, 0.0, 12.0, 5.0], [3.0, 0.0, 14.0, 8.0]]
+    )
+    sample = np.array([[5.0, 7.0, 7.0, 10.0]])
+    values = np.vstack([reference_values, sample])
+    mask = np.array([True, True, True, False])
+    statistics = scores.ReferenceStatistics(
+        depth_scale=1.0,
+        normalized_median=np.zeros(4),
+        vst_mean=values[mask].mean(axis=0),
+        vst_sd=values[mask].std(axis=0, ddof=1),
+        n_reference=3,
+    )
+    # Bounds: g0 2 +- 2, g1 SD 0 (never counted), g2 12 +- 4, g3 6 +- 2 sqrt(3).
+    # The sample is above for g0 and g3, below for g2: 50 % up, 25 % down.
+    up, down = scores.module_activity_table(values, {"M": np.arange(4)}, statistics)["M"]
+    assert (up[3], down[3]) == (50.0, 25.0)
+    activity = scores.METHODS["module_activity"](values, {"M": np.arange(4)}, statistics)["M"]
+    assert activity[3] == 25.0
+    assert (activity[:3] == 0).all()
+
+
+def test_active_modules_counts_modules_at_or_above_the_cutoff():
+    table = pd.DataFrame(
+        {
+            "sample": ["a", "a", "a", "b", "b", "b"],
+            "signature": ["M1", "M2", "M3"] * 2,
+            "method": "module_activity",
+            "score": [40.0, 15.0, 14.9, -20.0, 0.0, 100.0],
+        }
+    )
+    active = scores.active_modules(table, ["M1", "M2", "M3"], cutoff=15)
+    assert active["n_active"].tolist() == [2, 1]
+    assert active["active"].tolist() == ["M1,M2", "M3"]
+    assert active["n_modules"].tolist() == [3, 3]
+
+
+def test_score_genes_equals_scanpy():
+    import scanpy as sc
+
+    rng = np.random.default_rng(2)
+    values = rng.gamma(2.0, 2.0, size=(30, 400))
+    cols = {"a": rng.choice(400, 12, replace=False), "b": rng.choice(400, 4, replace=False)}
+    ours = scores.score_genes(values, cols, seed=3)
+    genes = pd.Index([f"g{i}" for i in range(400)])
+    view = ad.AnnData(X=values, var=pd.DataFrame(index=genes))
+    for name, c in cols.items():
+        sc.tl.score_genes(view, genes[c], random_state=3, score_name="score")
+        np.testing.assert_allclose(ours[name], view.obs["score"], rtol=0, atol=1e-12)
+
+
+def shared_modules(adata: ad.AnnData, files: list[str]) -> dict[str, list[str]]:
+    paths = [shared_data("genesets", name) for name in files]
+    sets = genesets.load_gene_sets(paths)
+    aliases = genesets.read_aliases(genesets.SHIPPED_ALIASES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", genesets.GeneSetCoverageWarning)
+        return genesets.match_gene_sets(sets, adata.var["symbol"], aliases, min_genes=1)[0]
+
+
+CHICHE_MODULES = ["DC_M1_2", "DC_M3_4", "DC_M5_12"]
+
+
+def test_demo_ifn_modules_active_in_ifn_high_patients(demo):
+    adata, truth = demo
+    modules = shared_modules(adata, ["tmod_blood_ifn_modules.gmt", "bloodgen3_ifn_modules_A28.gmt"])
+    reference = (adata.obs["group"] == "control").to_numpy()
+    table = scores.score_samples(adata, modules, ["module_activity"], reference)
+    active = scores.active_modules(table, CHICHE_MODULES).merge(
+        table[["sample", "subject", "group", "timepoint"]].drop_duplicates(), on="sample"
+    )
+    base = active[(active["group"] == "patient") & (active["timepoint"] == "baseline")]
+    base = base.merge(truth[["subject", "ifn_high"]], on="subject")
+    assert base.loc[base["ifn_high"], "n_active"].median() >= 2
+    assert base.loc[~base["ifn_high"], "n_active"].max() <= 1
+    controls = active[active["group"] == "control"]
+    assert controls["n_active"].mean() < 0.5
+    # The BloodGen3 type I IFN module of aggregate A28 rises with the planted IFN activity.
+    m83 = table[(table["signature"] == "BLOODGEN3_M8_3") & (table["timepoint"] == "baseline")]
+    m83 = m83[m83["group"] == "patient"].merge(truth[["subject", "ifn_high"]], on="subject")
+    assert roc_auc_score(m83["ifn_high"], m83["score"]) >= 0.95
+    tidy = scores.module_percentages(adata, modules, reference)
+    assert len(tidy) == adata.n_obs * len(modules)
+    merged = tidy.merge(
+        table, left_on=["sample", "module"], right_on=["sample", "signature"], validate="1:1"
+    )
+    np.testing.assert_array_equal(merged["activity"], merged["score"])
+    assert ((merged["percent_up"] >= 0) & (merged["percent_down"] <= 100)).all()
+
+
+def test_kang_module_activity_rises_with_ifn_beta_in_every_donor(kang):
+    modules = shared_modules(kang, ["tmod_blood_ifn_modules.gmt"])
+    reference = (kang.obs["group"] == "control").to_numpy()
+    table = scores.score_samples(kang, modules, ["module_activity"], reference)
+    m12 = table[table["signature"] == "DC_M1_2"]
+    assert (paired_deltas(m12) > 50).all()
+    active = scores.active_modules(table, CHICHE_MODULES).merge(
+        table[["sample", "timepoint"]].drop_duplicates(), on="sample"
+    )
+    assert (active.loc[active["timepoint"] == "stim", "n_active"] == 3).all()
+
+
+def test_score_shift_between_two_tables():
+    def table(values, threshold):
+        return pd.DataFrame(
+            {
+                "sample": ["c1", "c2", "p1"],
+                "signature": "S",
+                "method": "m",
+                "score": values,
+                "threshold": threshold,
+                "positive": np.asarray(values) > threshold,
+                "reference": [True, True, False],
+            }
+        )
+
+    before, after = table([0.0, 2.0, 3.0], 2.5), table([0.5, 1.5, 2.0], 1.8)
+    row = scores.score_shift(before, after).iloc[0]
+    # Reference SD of 'after': sd(0.5, 1.5) = sqrt(0.5); shifts 0.5, 0.5, 1.0.
+    assert (row["n"], row["max_abs_shift"], row["median_abs_shift"]) == (3, 1.0, 0.5)
+    assert row["max_shift_sd"] == pytest.approx(1.0 / np.sqrt(0.5))
+    assert row["calls_changed"] == 0
+    assert (row["threshold_before"], row["threshold_after"]) == (2.5, 1.8)

@@ -212,6 +212,62 @@ def normalize(adata: ad.AnnData, n_cpus: int = 1) -> ad.AnnData:
     return adata
 
 
+def log_geometric_means(counts: np.ndarray) -> np.ndarray:
+    """Per gene, the mean over samples of log counts (DESeq2's ``log(geoMeans)``).
+
+    ``-inf`` for a gene with a zero count in any sample: such genes do not take part in the
+    median of ratios (pydeseq2 ``deseq2_norm_fit``, DESeq2 ``estimateSizeFactorsForMatrix``).
+    """
+    with np.errstate(divide="ignore"):
+        return np.log(np.asarray(counts)).mean(axis=0)
+
+
+def size_factors_from(counts: np.ndarray, log_geo_means: np.ndarray) -> np.ndarray:
+    """Median-of-ratios size factors of samples against a frozen pseudo-reference.
+
+    As DESeq2's ``estimateSizeFactors(dds, geoMeans=...)``: per sample, the exponential of
+    the median over genes with a finite log geometric mean and a positive count of
+    ``log(count) - log_geo_mean``. Unlike DESeq2 with incoming ``geoMeans``, the factors are
+    not rescaled to a geometric mean of 1 over the new samples: that rescaling would make a
+    sample's factor depend on the samples normalized with it (one sample alone would always
+    get 1). For the samples the pseudo-reference was computed from, every such count is
+    positive and the factors equal pydeseq2's.
+
+    Parameters
+    ----------
+    counts
+        Samples x genes raw counts, genes in the order of ``log_geo_means``.
+    log_geo_means
+        From :func:`log_geometric_means` of the reference cohort.
+    """
+    usable = np.isfinite(log_geo_means)
+    block = np.asarray(counts, dtype=float)[:, usable]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(block > 0, np.log(block) - log_geo_means[usable], np.nan)
+    empty = np.isnan(ratios).all(axis=1)
+    if empty.any():
+        raise InputError(
+            f"sample {int(np.flatnonzero(empty)[0]) + 1} of the new counts has no read in any "
+            "of the reference's size-factor genes; check that the sample's counts are not "
+            "empty and use the same gene IDs as the reference."
+        )
+    return np.exp(np.nanmedian(ratios, axis=1))
+
+
+def vst_parametric(normalized: np.ndarray, asympt_disp: float, extra_pois: float) -> np.ndarray:
+    """DESeq2's closed-form VST for a parametric dispersion trend a0 + a1 / mean.
+
+    ``log2((1 + a1 + 2 a0 q + 2 sqrt(a0 q (1 + a1 + a0 q))) / (4 a0))`` of normalized counts
+    ``q``, with ``a0`` = ``asymptDisp`` and ``a1`` = ``extraPois`` (DESeq2
+    ``getVarianceStabilizedData``; pydeseq2 ``vst_transform`` with ``vst_trend_coeffs``).
+    Applied with a cohort's frozen trend it is ``varianceStabilizingTransformation(newdata,
+    blind=FALSE)`` after ``dispersionFunction(newdata) <- dispersionFunction(dds)``.
+    """
+    q = np.asarray(normalized, dtype=float)
+    a0, a1 = asympt_disp, extra_pois
+    return np.log2((1 + a1 + 2 * a0 * q + 2 * np.sqrt(a0 * q * (1 + a1 + a0 * q))) / (4 * a0))
+
+
 def log_cpm(counts: np.ndarray) -> np.ndarray:
     """log2(counts per million + 1), library size = column total of the kept genes."""
     library = counts.sum(axis=1, keepdims=True).astype(float)

@@ -13,25 +13,41 @@ Every method reads normalized values, never raw counts, so library size cannot m
   centred, so a sample's score depends on that sample alone.
 * ``ssgsea`` (Barbie et al., Nature 2009) through :func:`gseapy.ssgsea`: the single-sample
   enrichment score (ES) of the signature in the sample's ranked genes, no permutations.
-* ``score_genes`` (Satija et al., Nat Biotechnol 2015) through :func:`scanpy.tl.score_genes`:
-  mean VST of the signature's genes minus that of expression-matched control genes.
+* ``score_genes`` (Satija et al., Nat Biotechnol 2015) as :func:`scanpy.tl.score_genes`
+  computes it: mean VST of the signature's genes minus that of expression-matched control
+  genes drawn once, seeded (:func:`score_genes_controls`).
+* ``module_activity`` (Chiche et al., Arthritis Rheumatol 2014; the BloodGen3 fingerprint of
+  Altman et al., Nat Commun 2021): the percentage of the module's genes whose VST value is
+  above the reference mean + 2 reference SDs minus the percentage below mean - 2 SD
+  (-100 to 100); :func:`module_activity_table` gives both percentages and
+  :func:`active_modules` counts the active modules per sample.
+
+Every reference-based method reads only per-gene statistics of the reference samples
+(:class:`ReferenceStatistics`), so a cohort's statistics can be frozen and new samples
+scored against them (:mod:`ifnsig.reference`).
 
 A sample is IFN-positive when its score exceeds the reference mean plus ``positivity_sd``
 reference SDs (Rice 2013 used mean + 2 SD of healthy controls); the threshold is derived per
-signature and method from the cohort's own reference samples and written next to each score.
+signature and method from the cohort's own reference samples, checked against the highest
+score the method can reach (:mod:`ifnsig.positivity`), and written next to each score with
+the rule that made it.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from ifnsig import positivity
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +61,7 @@ METHOD_LAYERS = {
     "singscore": "normalized",
     "ssgsea": "normalized",
     "score_genes": "vst",
+    "module_activity": "vst",
 }
 
 
@@ -62,6 +79,81 @@ REFERENCE_LABELS = {
 }
 
 
+@dataclass
+class ReferenceStatistics:
+    """Per-gene statistics of the reference samples: all that the reference-based methods use.
+
+    Arrays are in the gene order of the cohort (``adata.var_names``).
+
+    Attributes
+    ----------
+    depth_scale
+        Geometric mean of the reference samples' size factors (1 without size factors).
+        Normalized counts are multiplied by it before the fold change, so the pseudocount
+        of 1 means one read at reference depth.
+    normalized_median
+        Median over the reference samples of normalized counts x ``depth_scale``.
+    vst_mean, vst_sd
+        Mean and SD (ddof 1) over the reference samples of the VST values.
+    n_reference
+        Number of reference samples.
+    """
+
+    depth_scale: float
+    normalized_median: np.ndarray
+    vst_mean: np.ndarray
+    vst_sd: np.ndarray
+    n_reference: int
+
+
+def reference_statistics(adata: ad.AnnData, reference: np.ndarray) -> ReferenceStatistics:
+    """Per-gene reference statistics of a cohort with ``normalized`` and ``vst`` layers."""
+    reference = np.asarray(reference, dtype=bool)
+    size_factor = adata.obs.get("size_factor")
+    # A change in one patient's depth shifts every DESeq2 size factor by the same factor, so
+    # values on the reference's depth scale cannot move with it.
+    depth_scale = (
+        float(np.exp(np.log(size_factor.to_numpy(dtype=float)[reference]).mean()))
+        if size_factor is not None
+        else 1.0
+    )
+    # A layer the cohort lacks leaves its statistics NaN (the methods reading it cannot run).
+    missing = np.full(adata.n_vars, np.nan)
+    normalized = vst = None
+    if "normalized" in adata.layers:
+        normalized = np.asarray(adata.layers["normalized"], dtype=float)[reference]
+    if "vst" in adata.layers:
+        vst = np.asarray(adata.layers["vst"], dtype=float)[reference]
+    return ReferenceStatistics(
+        depth_scale=depth_scale,
+        normalized_median=(
+            missing if normalized is None else np.median(normalized * depth_scale, axis=0)
+        ),
+        vst_mean=missing if vst is None else vst.mean(axis=0),
+        vst_sd=missing if vst is None else vst.std(axis=0, ddof=1),
+        n_reference=int(reference.sum()),
+    )
+
+
+def fold_change_score(
+    values: np.ndarray, reference_median: np.ndarray, scale: float = 1.0
+) -> np.ndarray:
+    """Median over genes of ``(scale * x + 1) / (reference_median + 1)`` per sample.
+
+    Parameters
+    ----------
+    values
+        Samples x genes normalized counts.
+    reference_median
+        Per gene, the reference median of ``scale`` x normalized counts.
+    scale
+        Depth scale of the reference (:attr:`ReferenceStatistics.depth_scale`).
+    """
+    # A pseudocount of 1 keeps genes silent in the reference from giving infinite ratios.
+    fold = (np.asarray(values, dtype=float) * scale + 1.0) / (reference_median + 1.0)
+    return np.median(fold, axis=1)
+
+
 def median_fold_change(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Median over genes of each sample's fold change against the reference median.
 
@@ -72,19 +164,19 @@ def median_fold_change(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
     reference
         Boolean mask of the reference samples.
     """
-    # A pseudocount of 1 keeps genes silent in the reference from giving infinite ratios.
-    ref_median = np.median(values[reference], axis=0)
-    fold = (values + 1.0) / (ref_median + 1.0)
-    return np.median(fold, axis=1)
+    return fold_change_score(values, np.median(values[reference], axis=0))
+
+
+def zscores_from(values: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """Per-gene z-scores against a reference mean and SD; genes with SD 0 get z = 0."""
+    # A gene constant in the reference carries no scale; it is left out (z = 0).
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sd > 0, (np.asarray(values, dtype=float) - mean) / sd, 0.0)
 
 
 def _zscores(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    mean = values[reference].mean(axis=0)
-    sd = values[reference].std(axis=0, ddof=1)
-    # A gene constant in the reference carries no scale; it is left out (z = 0).
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(sd > 0, (values - mean) / sd, 0.0)
-    return z
+    ref = values[reference]
+    return zscores_from(values, ref.mean(axis=0), ref.std(axis=0, ddof=1))
 
 
 def zscore_sum(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -198,68 +290,377 @@ def ssgsea(
     return {name: es[name].to_numpy() for name in columns}
 
 
+def score_genes_controls(
+    values: np.ndarray,
+    columns: Mapping[str, np.ndarray],
+    seed: int = 0,
+    ctrl_size: int = 50,
+    n_bins: int = 25,
+) -> dict[str, np.ndarray]:
+    """Control genes of each gene set, drawn as :func:`scanpy.tl.score_genes` draws them.
+
+    scanpy (1.11, defaults ``ctrl_as_ref=True``, 25 bins, 50 genes per bin): genes are
+    binned by their mean over all samples (``rank(method="min") // round(n / 24)``); from
+    each bin holding a set gene, ``ctrl_size`` genes are drawn without replacement
+    (``numpy.random`` seeded with ``seed`` once per set), and the set's own genes are then
+    removed. Drawn once here, the control genes can be frozen with a reference.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Gene-set name -> sorted column indices of its control genes.
+    """
+    average = pd.Series(np.nanmean(np.asarray(values, dtype=float), axis=0))
+    average = average[np.isfinite(average)]
+    n_items = int(np.round(len(average) / (n_bins - 1)))
+    cut = average.rank(method="min") // n_items
+    controls = {}
+    for name, cols in columns.items():
+        rng = np.random.RandomState(seed)
+        members = np.asarray(cols, dtype=int)
+        chosen: set[int] = set()
+        for level in np.unique(cut.reindex(members).dropna()):
+            candidates = cut.index[cut == level].to_numpy()
+            if ctrl_size < len(candidates):
+                # pandas Series.sample draws random_state.choice(n, size, replace=False).
+                candidates = candidates[rng.choice(len(candidates), ctrl_size, replace=False)]
+            chosen.update(int(g) for g in np.setdiff1d(candidates, members))
+        controls[name] = np.array(sorted(chosen), dtype=int)
+    return controls
+
+
 def score_genes(
     values: np.ndarray, columns: Mapping[str, np.ndarray], seed: int = 0
 ) -> dict[str, np.ndarray]:
     """scanpy's ``score_genes`` of each gene set (Seurat's module score).
 
     The mean of the set's genes minus the mean of control genes drawn from the same
-    expression bins (scanpy defaults: 25 bins, 50 control genes per bin), seeded with
-    ``seed`` so reruns choose the same control genes.
+    expression bins (:func:`score_genes_controls`, seeded with ``seed`` so reruns choose the
+    same control genes).
     """
-    import scanpy as sc
+    return _score_genes_with(values, columns, score_genes_controls(values, columns, seed))
 
-    genes = pd.Index([f"g{i}" for i in range(values.shape[1])])
-    view = ad.AnnData(X=np.asarray(values, dtype=float), var=pd.DataFrame(index=genes))
-    scores = {}
+
+def _score_genes_with(values, columns, controls) -> dict[str, np.ndarray]:
+    values = np.asarray(values, dtype=float)
+    return {
+        name: np.nanmean(values[:, cols], axis=1) - np.nanmean(values[:, controls[name]], axis=1)
+        for name, cols in columns.items()
+    }
+
+
+def module_activity_table(
+    values: np.ndarray,
+    columns: Mapping[str, np.ndarray],
+    statistics: ReferenceStatistics,
+    n_sd: float = 2.0,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per module and sample, the percentages of genes up and down against the reference.
+
+    A gene is up in a sample when its VST value is above the reference mean + ``n_sd``
+    reference SDs, down when below mean - ``n_sd`` SDs (Chiche et al., Arthritis
+    Rheumatol 2014); percentages are of the module's genes found in the data. A gene
+    constant in the reference (SD 0) is neither up nor down.
+
+    Returns
+    -------
+    dict of str to (numpy.ndarray, numpy.ndarray)
+        Module name -> (percent up, percent down) per sample.
+    """
+    values = np.asarray(values, dtype=float)
+    out = {}
     for name, cols in columns.items():
-        sc.tl.score_genes(view, genes[cols], random_state=seed, score_name="score")
-        scores[name] = view.obs["score"].to_numpy(dtype=float, copy=True)
-    return scores
+        mean, sd = statistics.vst_mean[cols], statistics.vst_sd[cols]
+        block = values[:, cols]
+        usable = sd > 0
+        up = (block > mean + n_sd * sd) & usable
+        down = (block < mean - n_sd * sd) & usable
+        out[name] = (100.0 * up.mean(axis=1), 100.0 * down.mean(axis=1))
+    return out
 
 
-def _per_set(function: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable:
-    """Turn a score over one set's genes into a scorer of every set."""
+def module_percentages(
+    adata: ad.AnnData, modules: Mapping[str, list[str]], reference: np.ndarray, n_sd: float = 2.0
+) -> pd.DataFrame:
+    """Tidy percent up, percent down and activity of each module in each sample.
 
-    def scorer(
-        values: np.ndarray,
-        columns: Mapping[str, np.ndarray],
-        reference: np.ndarray,
-        scale: float = 1.0,
-        **_,
-    ) -> dict[str, np.ndarray]:
+    Parameters
+    ----------
+    adata
+        Cohort with a ``vst`` layer and ``symbol`` in var.
+    modules
+        Module name -> symbols present in ``adata`` (from ``genesets.match_gene_sets``).
+    reference
+        Mask of the reference samples whose mean and SD define up and down.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per sample and module: ``n_genes``, ``percent_up``, ``percent_down`` and
+        ``activity`` (up minus down), as :func:`module_activity_table` computes them.
+    """
+    columns = set_columns(adata.var["symbol"], modules)
+    statistics = reference_statistics(adata, reference)
+    table = module_activity_table(np.asarray(adata.layers["vst"]), columns, statistics, n_sd)
+    frames = [
+        pd.DataFrame(
+            {
+                "sample": adata.obs_names.astype(str),
+                "module": name,
+                "n_genes": len(columns[name]),
+                "percent_up": up,
+                "percent_down": down,
+                "activity": up - down,
+            }
+        )
+        for name, (up, down) in table.items()
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def active_modules(scores: pd.DataFrame, modules: list[str], cutoff: float = 15.0) -> pd.DataFrame:
+    """Number of active modules per sample, from ``module_activity`` scores.
+
+    A module is active in a sample when its activity (percent up minus percent down) is at
+    least ``cutoff`` percent. Chiche et al. (Arthritis Rheumatol 2014) stratified SLE
+    patients by the number of active IFN modules M1.2, M3.4 and M5.12 (0 to 3); the default
+    of 15 % is the cut-off of the BloodGen3 fingerprint plots (BloodGen3Module
+    ``fingerprintplot``, Rinchai et al., Bioinformatics 2021), because the activity
+    threshold of Chiche et al. could not be confirmed from the paper.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per sample: ``n_active``, ``n_modules`` and ``active`` (the active modules,
+        comma-separated in the order given).
+    """
+    part = scores[(scores["method"] == "module_activity") & scores["signature"].isin(modules)]
+    wide = part.pivot(index="sample", columns="signature", values="score")
+    wide = wide.reindex(index=scores["sample"].drop_duplicates(), columns=modules)
+    active = wide >= cutoff
+    return pd.DataFrame(
+        {
+            "sample": wide.index,
+            "n_active": active.sum(axis=1).to_numpy(dtype=int),
+            "n_modules": wide.notna().sum(axis=1).to_numpy(dtype=int),
+            "active": [",".join(m for m in modules if row[m]) for _, row in active.iterrows()],
+        }
+    ).reset_index(drop=True)
+
+
+def _fold_change(values, columns, statistics, **_):
+    return {
+        name: fold_change_score(
+            values[:, cols], statistics.normalized_median[cols], statistics.depth_scale
+        )
+        for name, cols in columns.items()
+    }
+
+
+def _zscore(reduce: str) -> Callable:
+    def scorer(values, columns, statistics, **_):
         return {
-            name: function(np.asarray(values[:, cols], dtype=float) * scale, reference)
+            name: getattr(
+                zscores_from(values[:, cols], statistics.vst_mean[cols], statistics.vst_sd[cols]),
+                reduce,
+            )(axis=1)
             for name, cols in columns.items()
         }
 
-    scorer.__doc__ = function.__doc__
     return scorer
 
 
-def _singscore(values, columns, reference, threads=1, **_):
+def _singscore(values, columns, statistics, threads=1, **_):
     return singscore(values, columns, threads=threads)
 
 
-def _ssgsea(values, columns, reference, seed=0, threads=1, **_):
+def _ssgsea(values, columns, statistics, seed=0, threads=1, **_):
     return ssgsea(values, columns, seed=seed, threads=threads)
 
 
-def _score_genes(values, columns, reference, seed=0, **_):
-    return score_genes(values, columns, seed=seed)
+def _score_genes(values, columns, statistics, controls=None, seed=0, **_):
+    if controls is None:
+        controls = score_genes_controls(values, columns, seed)
+    return _score_genes_with(values, columns, controls)
 
 
-# Method name -> scorer(values of every gene, set columns, reference mask, scale=, seed=,
-# threads=) returning set name -> score per sample. Only the first three use the reference;
-# ``scale`` multiplies the values first (the depth scale of the fold change).
+def _module_activity(values, columns, statistics, **_):
+    return {
+        name: up - down
+        for name, (up, down) in module_activity_table(values, columns, statistics).items()
+    }
+
+
+# Method name -> scorer(values of every gene, set columns, ReferenceStatistics, controls=,
+# seed=, threads=) returning set name -> score per sample. ``controls`` are the frozen
+# control genes of score_genes (drawn from ``values`` when None).
 METHODS: dict[str, Callable[..., dict[str, np.ndarray]]] = {
-    "median_fold_change": _per_set(median_fold_change),
-    "zscore_sum": _per_set(zscore_sum),
-    "zscore_mean": _per_set(zscore_mean),
+    "median_fold_change": _fold_change,
+    "zscore_sum": _zscore("sum"),
+    "zscore_mean": _zscore("mean"),
     "singscore": _singscore,
     "ssgsea": _ssgsea,
     "score_genes": _score_genes,
+    "module_activity": _module_activity,
 }
+
+
+def check_methods(methods: list[str]) -> None:
+    """Raise for method names not in :data:`METHODS`."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"Unknown IFN-score method(s) {unknown}; choose from {list(METHODS)}.")
+
+
+def set_columns(symbols, gene_sets: Mapping[str, list[str]]) -> dict[str, np.ndarray]:
+    """Column index of each matched gene of each set (first gene of a repeated symbol)."""
+    symbols = pd.Index(pd.Series(symbols).astype(str))
+    columns = {}
+    for signature, genes in gene_sets.items():
+        found = (
+            symbols.get_indexer(genes) if symbols.is_unique else _first_positions(symbols, genes)
+        )
+        columns[signature] = found[found >= 0]
+    return columns
+
+
+def _first_positions(symbols: pd.Index, genes: list[str]) -> np.ndarray:
+    first = pd.Series(np.arange(len(symbols)), index=symbols)
+    first = first[~first.index.duplicated()]
+    return first.reindex(genes).fillna(-1).to_numpy(dtype=int)
+
+
+def compute_scores(
+    layers: Mapping[str, np.ndarray],
+    columns: Mapping[str, np.ndarray],
+    methods: list[str],
+    statistics: ReferenceStatistics,
+    controls: Mapping[str, np.ndarray] | None = None,
+    seed: int = 0,
+    threads: int = 1,
+) -> dict[tuple[str, str], np.ndarray]:
+    """Raw scores of every set and method: (signature, method) -> score per sample.
+
+    ``layers`` maps ``normalized`` and ``vst`` (as :data:`METHOD_LAYERS` needs them) to
+    samples x genes matrices in the gene order of ``statistics``.
+    """
+    check_methods(methods)
+    out = {}
+    for method in methods:
+        values = np.asarray(layers[METHOD_LAYERS[method]])
+        by_set = METHODS[method](
+            values, columns, statistics, controls=controls, seed=seed, threads=threads
+        )
+        for signature in columns:
+            out[signature, method] = np.asarray(by_set[signature], dtype=float)
+    return out
+
+
+def attainable_range(
+    method: str, columns: np.ndarray, n_genes: int, seed: int = 0
+) -> tuple[float, float]:
+    """Lowest and highest score ``method`` can give a set of these genes among ``n_genes``.
+
+    Rank-based scores are bounded: singscore of an up-set by -0.5 and 0.5, ssGSEA by the
+    enrichment of a sample whose set genes are its lowest or highest genes (computed),
+    module activity by -100 and 100. Fold changes are positive and unbounded above; z-score
+    sums and score_genes are unbounded.
+    """
+    if method == "singscore":
+        return -0.5, 0.5
+    if method == "module_activity":
+        return -100.0, 100.0
+    if method == "median_fold_change":
+        return 0.0, math.inf
+    if method == "ssgsea":
+        cols = np.asarray(columns, dtype=int)
+        others = np.setdiff1d(np.arange(n_genes), cols)
+        ideal = np.empty((2, n_genes))
+        ideal[0, np.r_[others, cols]] = np.arange(n_genes)  # set genes highest
+        ideal[1, np.r_[cols, others]] = np.arange(n_genes)  # set genes lowest
+        es = ssgsea(ideal, {"set": cols}, seed=seed)["set"]
+        return float(es[1]), float(es[0])
+    return -math.inf, math.inf
+
+
+def choose_cutoffs(
+    raw: Mapping[tuple[str, str], np.ndarray],
+    columns: Mapping[str, np.ndarray],
+    n_genes: int,
+    reference: np.ndarray,
+    positivity_sd: float = 2.0,
+    rule: str = "reference_mean_sd",
+    fallback: str = "quantile",
+    quantile: float = 0.975,
+    mixture_samples: np.ndarray | None = None,
+    seed: int = 0,
+) -> dict[tuple[str, str], positivity.Cutoff]:
+    """The positivity cut-off of every (signature, method), see :mod:`ifnsig.positivity`."""
+    cutoffs = {}
+    for (signature, method), score in raw.items():
+        cutoffs[signature, method], _ = positivity.choose_cutoff(
+            score[reference],
+            attainable_range(method, columns[signature], n_genes, seed),
+            positivity_sd=positivity_sd,
+            rule=rule,
+            fallback=fallback,
+            quantile=quantile,
+            mixture_scores=None if mixture_samples is None else score[mixture_samples],
+            seed=seed,
+            label=f"{signature} / {method}",
+        )
+    return cutoffs
+
+
+SCORE_COLUMNS = [
+    "sample", "subject", "group", "timepoint", "signature", "method", "n_genes", "score",
+    "threshold", "positive", "positivity_rule", "reference", "reference_group",
+]  # fmt: skip
+
+
+def score_table(
+    obs: pd.DataFrame,
+    raw: Mapping[tuple[str, str], np.ndarray],
+    cutoffs: Mapping[tuple[str, str], positivity.Cutoff],
+    n_genes: Mapping[str, int],
+    reference: np.ndarray,
+    reference_group: str,
+) -> pd.DataFrame:
+    """The tidy scores table: one row per sample, signature and method, set-major."""
+    frames = []
+    signatures = list(dict.fromkeys(s for s, _ in raw))
+    methods = list(dict.fromkeys(m for _, m in raw))
+    for signature in signatures:
+        for method in methods:
+            score = raw[signature, method]
+            cutoff = cutoffs[signature, method]
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "sample": obs.index.astype(str),
+                        "subject": obs["subject"].astype(str).to_numpy(),
+                        "group": obs["group"].astype(str).to_numpy(),
+                        "timepoint": obs["timepoint"].astype(str).to_numpy(),
+                        "signature": signature,
+                        "method": method,
+                        "n_genes": n_genes[signature],
+                        "score": score,
+                        "threshold": cutoff.threshold,
+                        "positive": score > cutoff.threshold,
+                        "positivity_rule": cutoff.rule,
+                        "reference": np.asarray(reference, dtype=bool),
+                        "reference_group": reference_group,
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True)[SCORE_COLUMNS]
+
+
+def baseline_patients(obs: pd.DataFrame, patient: str, baseline: str) -> np.ndarray:
+    """Mask of the baseline samples of patients, the samples a mixture cut-off is fitted to."""
+    return (
+        (obs["group"].astype(str) == patient) & (obs["timepoint"].astype(str) == baseline)
+    ).to_numpy()
 
 
 def reference_mask(obs: pd.DataFrame, reference: str, control: str, baseline: str) -> np.ndarray:
@@ -290,6 +691,10 @@ def score_samples(
     seed: int = 0,
     threads: int = 1,
     reference_group: str = "controls",
+    rule: str = "reference_mean_sd",
+    fallback: str = "quantile",
+    quantile: float = 0.975,
+    mixture_samples: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Score every sample for every gene set and method.
 
@@ -309,65 +714,72 @@ def score_samples(
         For the methods that draw random numbers or run in parallel.
     reference_group
         ``controls`` or ``baseline``: which samples ``reference`` holds, written to the table.
+    rule, fallback, quantile
+        Positivity rule and its fallback when the cut-off cannot be exceeded
+        (:func:`ifnsig.positivity.choose_cutoff`).
+    mixture_samples
+        Mask of the samples a mixture cut-off is fitted to (:func:`baseline_patients`);
+        None: no mixture rule.
 
     Returns
     -------
     pandas.DataFrame
-        Tidy: one row per sample, signature and method, with the threshold and the call.
+        Tidy: one row per sample, signature and method, with the threshold, the call and
+        the rule that made it (``positivity_rule``).
     """
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"Unknown IFN-score method(s) {unknown}; choose from {list(METHODS)}.")
-    symbols = pd.Index(adata.var["symbol"].astype(str))
-    columns = {}
-    for signature, genes in gene_sets.items():
-        found = symbols.get_indexer(genes)
-        columns[signature] = found[found >= 0]
-    # Counts are put on the depth scale of the reference samples, so the pseudocount of the
-    # fold change means one read at reference depth, and a change in one patient's depth
-    # (which shifts every DESeq2 size factor by the same factor) cannot move the scores.
-    size_factor = adata.obs.get("size_factor")
-    depth_scale = (
-        float(np.exp(np.log(size_factor.to_numpy(dtype=float)[reference]).mean()))
-        if size_factor is not None
-        else 1.0
+    check_methods(methods)
+    reference = np.asarray(reference, dtype=bool)
+    columns = set_columns(adata.var["symbol"], gene_sets)
+    statistics = reference_statistics(adata, reference)
+    controls = (
+        score_genes_controls(np.asarray(adata.layers["vst"]), columns, seed)
+        if "score_genes" in methods
+        else None
     )
-    frames = []
-    for method in methods:
-        values = np.asarray(adata.layers[METHOD_LAYERS[method]])
-        scale = depth_scale if method == "median_fold_change" else 1.0
-        by_set = METHODS[method](
-            values, columns, reference, scale=scale, seed=seed, threads=threads
+    raw = compute_scores(adata.layers, columns, methods, statistics, controls, seed, threads)
+    cutoffs = choose_cutoffs(
+        raw,
+        columns,
+        adata.n_vars,
+        reference,
+        positivity_sd,
+        rule=rule,
+        fallback=fallback,
+        quantile=quantile,
+        mixture_samples=mixture_samples,
+        seed=seed,
+    )
+    n_genes = {name: len(cols) for name, cols in columns.items()}
+    return score_table(adata.obs, raw, cutoffs, n_genes, reference, reference_group)
+
+
+def mixture_fits(
+    scores: pd.DataFrame, samples: np.ndarray | list[str], seed: int = 0
+) -> pd.DataFrame:
+    """Two-component mixture fit of every signature and method on the given samples.
+
+    Parameters
+    ----------
+    scores
+        The tidy scores table.
+    samples
+        Sample IDs the mixture is fitted to (the baseline patients).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per signature and method with the fields of
+        :class:`ifnsig.positivity.MixtureFit` (weights, means and SDs of both components,
+        BIC of one and two components, Ashman's D, ``bimodal`` and the ``cutoff``).
+    """
+    chosen = scores[scores["sample"].isin(set(map(str, samples)))]
+    rows = []
+    for (signature, method), part in chosen.groupby(["signature", "method"], sort=False):
+        fit = positivity.mixture_cutoff(
+            part["score"].to_numpy(), seed=seed, label=f"{signature} / {method}"
         )
-        for signature, score in by_set.items():
-            ref_scores = score[reference]
-            threshold = ref_scores.mean() + positivity_sd * ref_scores.std(ddof=1)
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "sample": adata.obs_names,
-                        "subject": adata.obs["subject"].astype(str).to_numpy(),
-                        "group": adata.obs["group"].astype(str).to_numpy(),
-                        "timepoint": adata.obs["timepoint"].astype(str).to_numpy(),
-                        "signature": signature,
-                        "method": method,
-                        "n_genes": len(columns[signature]),
-                        "score": score,
-                        "threshold": threshold,
-                        "positive": score > threshold,
-                        "reference": reference,
-                        "reference_group": reference_group,
-                    }
-                )
-            )
-    table = pd.concat(frames, ignore_index=True)
-    # Signature-major order, as the configuration lists them.
-    order = {name: i for i, name in enumerate(gene_sets)}
-    return table.sort_values(
-        ["signature", "method"],
-        key=lambda s: s.map(order) if s.name == "signature" else s.map(methods.index),
-        kind="stable",
-    ).reset_index(drop=True)
+        rows.append({"signature": signature, "method": method, **fit.as_dict()})
+    return pd.DataFrame(rows)
 
 
 def scores_wide(scores: pd.DataFrame) -> pd.DataFrame:
@@ -470,3 +882,44 @@ def type_contrast(scores: pd.DataFrame, type2_signature: str | None) -> pd.DataF
     out["type2_z"] = type2.reindex(pd.MultiIndex.from_frame(out[keys])).to_numpy()
     out["difference"] = out["type1_z"] - out["type2_z"]
     return out[columns].reset_index(drop=True)
+
+
+def score_shift(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+    """How far the scores and calls of the same samples moved between two scores tables.
+
+    For instance ``before`` from a cohort scored alone and ``after`` from the same samples
+    scored within a larger cohort, each normalized and referenced on its own. Shifts are
+    also given in reference SDs of ``after`` (the SD of its reference samples' scores).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per signature and method: ``n`` shared samples, ``max_abs_shift``,
+        ``median_abs_shift``, the same in reference SDs (``max_shift_sd``,
+        ``median_shift_sd``), both thresholds, and ``calls_changed`` (samples whose call
+        differs).
+    """
+    keys = ["sample", "signature", "method"]
+    merged = before.merge(after, on=keys, suffixes=("_before", "_after"))
+    reference_sd = (
+        after[after["reference"].astype(bool)].groupby(["signature", "method"])["score"].std()
+    )
+    rows = []
+    for (signature, method), part in merged.groupby(["signature", "method"], sort=False):
+        shift = (part["score_after"] - part["score_before"]).abs()
+        sd = float(reference_sd.get((signature, method), np.nan))
+        rows.append(
+            {
+                "signature": signature,
+                "method": method,
+                "n": len(part),
+                "max_abs_shift": float(shift.max()),
+                "median_abs_shift": float(shift.median()),
+                "max_shift_sd": float(shift.max() / sd) if sd > 0 else np.nan,
+                "median_shift_sd": float(shift.median() / sd) if sd > 0 else np.nan,
+                "threshold_before": float(part["threshold_before"].iloc[0]),
+                "threshold_after": float(part["threshold_after"].iloc[0]),
+                "calls_changed": int((part["positive_before"] != part["positive_after"]).sum()),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -20,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ifnsig import data, scores, stages
+from ifnsig import data, genesets, scores
+from ifnsig.settings import aliases_file, score_gene_set_files
 from ifnsig.validation import validate_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +32,13 @@ def scored(counts: pd.DataFrame, samples: pd.DataFrame, config: dict, methods: l
     settings = config["filtering"]
     adata = data.filter_genes(adata, settings["min_count"], settings["min_samples"])
     data.normalize(adata, n_cpus=1)
-    matched, _ = stages.signatures_for(config, adata)
+    matched, _ = genesets.matched_signatures(
+        scores.scored_signatures(config["scores"]),
+        adata.var["symbol"].astype(str),
+        score_gene_set_files(config),
+        aliases_file(),
+        min_genes=config["scores"]["min_genes"],
+    )
     mask = scores.reference_mask(adata.obs, "controls", "control", "baseline")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -10,8 +10,9 @@ import pytest
 import yaml
 from conftest import REPO
 
-from ifnsig import data, genesets, reference, scores, stages
+from ifnsig import data, genesets, reference, scores
 from ifnsig.errors import InputError
+from ifnsig.settings import aliases_file, score_gene_set_files
 from ifnsig.simulate import CohortSpec, simulate_cohort
 from ifnsig.validation import validate_config
 
@@ -34,7 +35,13 @@ def run_scores(counts, samples, config, methods=ALL_METHODS):
     settings = config["filtering"]
     adata = data.filter_genes(adata, settings["min_count"], settings["min_samples"])
     data.normalize(adata, n_cpus=1)
-    matched, _ = stages.signatures_for(config, adata)
+    matched, _ = genesets.matched_signatures(
+        scores.scored_signatures(config["scores"]),
+        adata.var["symbol"].astype(str),
+        score_gene_set_files(config),
+        aliases_file(),
+        min_genes=config["scores"]["min_genes"],
+    )
     mask = scores.reference_mask(adata.obs, "controls", "control", "baseline")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

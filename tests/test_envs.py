@@ -42,6 +42,7 @@ PROVIDED_BY = {
     "joblib": "scikit-learn",
     "threadpoolctl": "scikit-learn",
     "formulaic": "pydeseq2",
+    "pyyaml": "snakemake-minimal",
 }
 PIN = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)=(?P<version>\d[\w.]*)$")
 PIP_PIN = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)==(?P<version>\d[\w.]*)$")

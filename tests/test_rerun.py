@@ -258,7 +258,7 @@ def test_a_yaml_syntax_error_names_the_config_file_and_line(moved_run, tmp_path)
 def test_a_value_from_configfile_is_blamed_on_that_file(moved_run, tmp_path):
     folder = copy_of(moved_run, tmp_path)
     (folder / "site.yaml").write_text("scores:\n  positivity_sd: -1\n")
-    message = input_error(snakemake(folder, "-n", "--configfile", "site.yaml"))
+    message = input_error(snakemake(folder, "-n", "--configfile", str(folder / "site.yaml")))
     assert message.startswith("site.yaml: the value of 'scores.positivity_sd' is invalid"), message
 
 

@@ -108,6 +108,13 @@ def test_subject_level_covariate_is_absorbed_in_paired_design(caplog):
     assert "absorbed" in caplog.text
 
 
+def response_calls(clinical: pd.DataFrame, cfg: dict) -> pd.DataFrame:
+    """The clinical stage's call table (``results/clinical/response.tsv``) for ``clinical``."""
+    from ifnsig.response import clinical_responses
+
+    return clinical_responses(clinical, cfg)[1]
+
+
 def response_setup(**contrast):
     """Six patients at baseline and month3; CMAS gains of 0..5 make S3-S5 responders."""
     samples = sheet(n_subjects=6)
@@ -146,7 +153,7 @@ def response_setup(**contrast):
 
 def test_response_contrast_takes_the_clinical_calls(caplog):
     samples, clinical, cfg = response_setup()
-    (fit,) = de.plan_fits(samples, cfg, clinical)
+    (fit,) = de.plan_fits(samples, cfg, clinical, response_calls(clinical, cfg))
     column = "response_CMAS_gain_3_month3"
     assert fit.formula == f"~{column}" and not fit.paired
     # S5 has no month-3 CMAS, so no call: left out, and the log says so.
@@ -175,7 +182,8 @@ def test_response_contrast_takes_the_clinical_calls(caplog):
 def test_response_contrast_errors(contrast, clinical_given, message):
     samples, clinical, cfg = response_setup(**contrast)
     with pytest.raises(InputError, match=message):
-        de.plan_fits(samples, cfg, clinical if clinical_given else None)
+        calls = response_calls(clinical, cfg) if clinical_given else None
+        de.plan_fits(samples, cfg, clinical if clinical_given else None, calls)
 
 
 def airway():
@@ -373,15 +381,27 @@ def demo_cohort():
     return data.filter_genes(adata, filters["min_count"], filters["min_samples"]), design, cfg
 
 
-def demo_fit(demo_cohort, contrasts=None):
-    """The tables of the demo's fit of ``contrasts`` (default: the configured ones)."""
-    from ifnsig import stages
+def demo_fit(demo_cohort, contrasts=None, **settings):
+    """The tables of the demo's fit of ``contrasts`` (default: the configured ones).
 
+    ``settings`` override keys of ``de`` (e.g. ``wald_distribution``); the DE stage's own
+    steps: samples from the AnnData obs, response calls from the clinical table.
+    """
     adata, design, cfg = demo_cohort
-    cfg = {**cfg, "de": {**cfg["de"], "contrasts": contrasts or cfg["de"]["contrasts"]}}
-    samples = stages._samples_frame(adata)
-    (fit,) = de.plan_fits(samples, cfg, design.clinical)
-    return de.run_fit(adata, fit, samples, alpha=cfg["de"]["alpha"], n_cpus=2, shrink=False)
+    contrasts = contrasts or cfg["de"]["contrasts"]
+    cfg = {**cfg, "de": {**cfg["de"], "contrasts": contrasts, **settings}}
+    samples = de.cohort_samples(adata.obs)
+    calls = response_calls(design.clinical, cfg) if de.uses_responses(cfg) else None
+    (fit,) = de.plan_fits(samples, cfg, design.clinical, calls)
+    return de.run_fit(
+        adata,
+        fit,
+        samples,
+        alpha=cfg["de"]["alpha"],
+        n_cpus=2,
+        shrink=False,
+        wald_distribution=cfg["de"]["wald_distribution"],
+    )
 
 
 def assert_same_as_r(ours: pd.DataFrame, expected: pd.DataFrame, name: str) -> None:

@@ -409,7 +409,12 @@ def assert_same_as_r(ours: pd.DataFrame, expected: pd.DataFrame, name: str) -> N
     assert set(ours.index) == set(expected.index)
     expected = expected.loc[ours.index]
     relative = (ours["stat"] / expected["stat"] - 1).abs()
-    assert relative.median() < 1e-5 and relative.quantile(0.999) < 1e-3, name
+    assert relative.median() < 1e-5, name
+    # In the tail, statistics within 1e-4 of zero differ relatively by the IRLS stopping
+    # rule alone: differences there are taken relative to at least 0.1.
+    tail = (ours["stat"] - expected["stat"]).abs() / expected["stat"].abs().clip(lower=0.1)
+    assert tail.quantile(0.999) < 1e-3, name
+    assert (ours["padj"].isna() == expected["padj"].isna()).all(), name
     assert ((ours["padj"] < 0.1) == (expected["padj"] < 0.1)).all(), name
     assert ((ours["padj"] < 0.05) == (expected["padj"] < 0.05)).all(), name
 
@@ -473,8 +478,10 @@ def demo_reference(name: str, table: str) -> pd.DataFrame:
 def assert_lfc_same_as_r(ours: pd.DataFrame, expected: pd.DataFrame, name: str) -> None:
     ours, expected = ours.set_index("gene_id"), expected.set_index("gene_id").loc[ours["gene_id"]]
     for column in ("log2FoldChange", "lfcSE"):
-        relative = (ours[column] / expected[column] - 1).abs()
-        assert relative.median() < 1e-5 and relative.quantile(0.999) < 1e-3, (name, column)
+        difference = (ours[column] - expected[column]).abs()
+        assert (difference / expected[column].abs()).median() < 1e-5, (name, column)
+        tail = difference / expected[column].abs().clip(lower=0.1)
+        assert tail.quantile(0.999) < 1e-3, (name, column)
 
 
 CMAS_CHANGE = {

@@ -190,6 +190,12 @@ def test_unpaired_lrt_reduces_to_the_intercept():
     assert list(de.reduced_design(fit).columns) == ["Intercept"]
 
 
+def test_lrt_with_one_level_is_an_error():
+    contrast = {"name": "u", "lrt": True, "paired": False, "subset": {"timepoint": ["baseline"]}}
+    with pytest.raises(InputError, match="no level of 'timepoint' besides 'baseline'"):
+        de.plan_fits(sheet(), config(contrast))
+
+
 def test_lrt_on_another_variable_needs_its_reference():
     contrast = {"name": "u", "lrt": True, "variable": "drug", "paired": False}
     with pytest.raises(InputError, match="needs a reference level of 'drug'; add reference:"):

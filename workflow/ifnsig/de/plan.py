@@ -565,6 +565,12 @@ def _choose_samples(fit: Fit, samples: pd.DataFrame, keep_unpaired: bool = False
     chosen = chosen[chosen[fit.variable].notna()]
     if fit.lrt:
         tests = set(chosen[fit.variable].astype(str)) - {fit.reference}
+        if not tests:
+            raise InputError(
+                f"{origin('de.contrasts')}: likelihood-ratio contrast {names} has no level of "
+                f"'{fit.variable}' besides '{fit.reference}' among its samples, so there is "
+                "nothing to test; widen its subset."
+            )
     else:
         tests = {c.test for c in fit.contrasts}
     chosen = chosen[chosen[fit.variable].astype(str).isin(tests | {fit.reference})]

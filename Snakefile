@@ -25,9 +25,9 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/scores.smk"
+include: "workflow/rules/clinical.smk"
 include: "workflow/rules/de.smk"
 include: "workflow/rules/enrichment.smk"
-include: "workflow/rules/clinical.smk"
 
 
 rule all:

@@ -1,10 +1,10 @@
 """Time the QC stage on a large simulated cohort (default 1,000 samples x 20,000 genes).
 
 The package's simulator writes a demo-shaped cohort (patients at three timepoints, a tenth
-healthy controls) with a sex flip, a label swap and a globin-dominated library planted.
-Its ``counts.h5ad`` and ``cohort.h5ad`` are built as the workflow builds them (not timed
-against the budget, but reported), then the QC stage (:func:`ifnsig.stages.qc`, every table,
-plot and MultiQC file) runs in a child process with ``--threads`` BLAS threads, as
+healthy controls) with a sex flip, a label swap and a globin-dominated library planted. Its
+``counts.h5ad`` and ``cohort.h5ad`` are built as the workflow builds them (not timed against
+the budget, but reported), then the QC stage (:func:`ifnsig.stages.quality_control`, every
+table, plot and MultiQC file) runs in a child process with ``--threads`` BLAS threads, as
 Snakemake runs the script. Reported: the child's wall time (interpreter start and imports
 included), the stage's own time, peak resident memory, and whether exactly the planted
 samples were flagged. One row per run is appended to ``benchmarks/out/qc_stage.tsv``.
@@ -82,6 +82,7 @@ def run_stage(folder: Path, threads: int) -> None:
     import yaml
 
     from ifnsig import stages
+    from ifnsig.settings import marker_file, stage_settings
     from ifnsig.validation import validate_config
 
     repo = Path(__file__).resolve().parents[1]
@@ -91,9 +92,13 @@ def run_stage(folder: Path, threads: int) -> None:
     outputs = {key: str(folder / "out" / name) for key, name in NAMES.items()}
     (folder / "out").mkdir(exist_ok=True)
     start = time.perf_counter()
-    stages.qc(
-        config, str(folder / "counts.h5ad"), str(folder / "cohort.h5ad"), outputs, threads=threads
-    )
+    inputs = {
+        "counts": str(folder / "counts.h5ad"),
+        "cohort": str(folder / "cohort.h5ad"),
+        "markers": marker_file(config),
+    }
+    settings = stage_settings(config, "quality_control")
+    stages.quality_control(inputs, outputs, settings, threads=threads)
     print(json.dumps({"stage_s": time.perf_counter() - start}))
 
 

@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ifnsig import scores, stages
+from ifnsig import genesets, scores
+from ifnsig.settings import aliases_file, score_gene_set_files
 from ifnsig.simulate import gene_names
 from ifnsig.validation import validate_config
 
@@ -72,7 +73,13 @@ def main() -> None:
     validate_config(config)
     adata = synthetic_cohort(args.samples, args.genes, args.seed)
     rows = []
-    wall, cpu, (matched, _) = timed(stages.signatures_for, config, adata)
+    wall, cpu, (matched, _) = timed(
+        genesets.matched_signatures,
+        scores.scored_signatures(config["scores"]),
+        adata.var["symbol"].astype(str),
+        score_gene_set_files(config),
+        aliases_file(),
+    )
     rows.append(("match signatures", args.samples, wall, cpu, ""))
     reference = scores.reference_mask(adata.obs, "controls", "control", "baseline")
     for method in scores.METHODS:

@@ -201,7 +201,8 @@ def bench_scoring(n_samples: int, args: argparse.Namespace) -> list[dict]:
     """IFN scores of ``n_samples`` samples in memory: every configured signature and method."""
     import anndata as ad
 
-    from ifnsig import scores, stages
+    from ifnsig import genesets, scores
+    from ifnsig.settings import aliases_file, score_gene_set_files
     from ifnsig.simulate import gene_names
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -241,7 +242,12 @@ def bench_scoring(n_samples: int, args: argparse.Namespace) -> list[dict]:
         }
 
     start, cpu = time.perf_counter(), time.process_time()
-    matched, _ = stages.signatures_for(config, adata)
+    matched, _ = genesets.matched_signatures(
+        scores.scored_signatures(config["scores"]),
+        adata.var["symbol"].astype(str),
+        score_gene_set_files(config),
+        aliases_file(),
+    )
     reference = scores.reference_mask(adata.obs, "controls", "control", "baseline")
     sd = config["scores"]["positivity_sd"]
     table = scores.score_samples(adata, matched, methods, reference, sd)
@@ -269,8 +275,7 @@ def export_for_r(folder: Path) -> list[dict]:
 
     validate_config(config)
     adata = ad.read_h5ad(folder / "results" / "data" / "cohort.h5ad")
-    samples = adata.obs.copy()
-    samples["timepoint"] = samples["timepoint"].astype(str)
+    samples = de.cohort_samples(adata.obs)
     fits = []
     for i, fit in enumerate(de.plan_fits(samples, config)):
         sub = adata[fit.samples]
@@ -367,8 +372,7 @@ def pydeseq2_child(folder: str, cores: int, profile: str) -> None:
     config = yaml.safe_load((Path(folder) / "config" / "config.yaml").read_text())
     validate_config(config)
     adata = ad.read_h5ad(Path(folder) / "results" / "data" / "cohort.h5ad")
-    samples = adata.obs.copy()
-    samples["timepoint"] = samples["timepoint"].astype(str)
+    samples = de.cohort_samples(adata.obs)
     accepted = inspect.signature(de.run_fit).parameters
     options = {"alpha": config["de"]["alpha"], "n_cpus": cores, "shrink": False}
     for key in ("inference", "blocked_min_subjects"):

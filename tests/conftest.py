@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ifnsig import stages
+from ifnsig.settings import aliases_file, score_gene_set_files, sheet_files, stage_settings
 from ifnsig.simulate import CohortSpec, simulate_cohort
+from ifnsig.validation import validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -58,6 +64,38 @@ def tiny_inputs(tmp_path, monkeypatch, base_config):
     return tmp_path
 
 
+def run_stage(name: str, config: dict, inputs: dict, outputs: dict, threads: int = 1) -> None:
+    """Run stage ``name`` in-process as its rule would: with exactly the settings the rule
+    passes (a stage reading any other key fails) and the given input and output paths."""
+    settings = stage_settings(validate_config(copy.deepcopy(config)), name)
+    getattr(stages, name)(inputs=inputs, outputs=outputs, settings=settings, threads=threads)
+
+
+FIRST_OUTPUTS = {
+    "counts": "results/data/counts.h5ad",
+    "samples": "results/data/samples.tsv",
+    "coverage": "results/scores/geneset_coverage.tsv",
+}
+
+
+def first_rules(config: dict, folder: Path | str = ".") -> dict:
+    """The workflow's first rules in-process: ``build_anndata`` (every input read and checked,
+    the counts in full), then ``geneset_coverage``; returns their outputs (paths in
+    ``folder``)."""
+    outputs = {name: str(Path(folder) / path) for name, path in FIRST_OUTPUTS.items()}
+    Path(outputs["counts"]).parent.mkdir(parents=True, exist_ok=True)
+    Path(outputs["coverage"]).parent.mkdir(parents=True, exist_ok=True)
+    config = validate_config(copy.deepcopy(config))
+    run_stage("build_anndata", config, sheet_files(config), outputs)
+    coverage_inputs = {
+        "counts": outputs["counts"],
+        "gene_sets": score_gene_set_files(config),
+        "aliases": aliases_file(),
+    }
+    run_stage("geneset_coverage", config, coverage_inputs, outputs)
+    return outputs
+
+
 def write_project(folder: Path, spec: CohortSpec, permutations: int = 200, **overrides) -> None:
     """A working directory with simulated inputs, truth and a config pointing at them."""
     cohort = simulate_cohort(spec)
@@ -75,13 +113,39 @@ def write_project(folder: Path, spec: CohortSpec, permutations: int = 200, **ove
     (folder / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def snakemake(folder: Path, *args: str) -> subprocess.CompletedProcess:
-    """The real snakemake on the repository's Snakefile, in ``folder``, on 2 cores."""
+# What a clone holds of the workflow itself (its own demo data and tests aside).
+WORKFLOW_FILES = [
+    "Snakefile", "workflow", "envs", "resources/genesets", "resources/markers", "profiles",
+]  # fmt: skip
+
+
+def clone_workflow(folder: Path) -> Path:
+    """Copy the workflow into ``folder``, as a user's clone holds it: the project's inputs,
+    config and results then live beside the workflow's own files."""
+    for name in WORKFLOW_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(
+                source,
+                folder / name,
+                ignore=shutil.ignore_patterns("__pycache__"),
+                dirs_exist_ok=True,
+            )
+        else:
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, folder / name)
+    return folder
+
+
+def snakemake(folder: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The real snakemake in ``folder`` on 2 cores: the folder's own Snakefile when it is a
+    clone or a deployment, the repository's otherwise."""
+    snakefile = folder / "Snakefile" if (folder / "Snakefile").exists() else REPO / "Snakefile"
     command = [
-        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+        sys.executable, "-m", "snakemake", "-s", str(snakefile),
         "--directory", str(folder), "--cores", "2", *args,
     ]  # fmt: skip
-    return subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    return subprocess.run(command, capture_output=True, text=True, timeout=1200, env=env)
 
 
 # One small cohort run once per test session and shared by the tests that need a finished
@@ -91,8 +155,32 @@ SMALL_SPEC = CohortSpec(n_patients=6, n_controls=4, n_genes=1500, n_treatment_ge
 SMALL_PERMUTATIONS = 100
 
 
+USER_GMT = "inputs/my_sets.gmt"
+
+
 def small_project(folder: Path) -> Path:
+    """The small cohort in a clone of the workflow (as users run it: ``snakemake`` in the
+    clone, config and inputs inside it), with a user GMT among the gene sets."""
+    clone_workflow(folder)
     write_project(folder, SMALL_SPEC, permutations=SMALL_PERMUTATIONS)
+    (folder / USER_GMT).write_text("MY_ISGS\tuser set\tIFI27\tIFI44L\tRSAD2\tISG15\tMX1\n")
+    config_file = folder / "config" / "config.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    config["scores"]["gene_sets"] = [USER_GMT]
+    config["enrichment"]["gene_sets"] = [USER_GMT]
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    return folder
+
+
+def deploy_module(folder: Path) -> Path:
+    """A deployment of the workflow as a Snakemake module in ``folder`` (the layout
+    ``snakedeploy deploy-workflow`` writes, with a local path for the remote source)."""
+    snakefile = os.path.relpath(REPO / "Snakefile", folder)
+    (folder / "Snakefile").write_text(
+        'configfile: "config/config.yaml"\n\n\n'
+        f'module ifnsig:\n    snakefile:\n        "{snakefile}"\n    config:\n        config\n\n\n'
+        "use rule * from ifnsig\n"
+    )
     return folder
 
 

@@ -24,9 +24,8 @@ import anndata as ad
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, first_rules
 
-from ifnsig import stages
 from ifnsig.errors import InputError
 from ifnsig.validation import check_inputs
 
@@ -99,14 +98,14 @@ def validation_path(config: dict, steps: list[str]) -> list:
     """Run what the workflow runs before any heavy work; returns the planned DE fits.
 
     ``steps`` records the step reached: ``parse`` is what ``workflow/rules/common.smk`` runs
-    while Snakemake parses the workflow; ``counts`` is the first rule, which reads the count
-    values in full and writes the AnnData only when everything is valid.
+    while Snakemake parses the workflow; ``counts`` is the first rules: ``build_anndata``,
+    which reads the count values in full and writes the AnnData only when everything is
+    valid, then ``geneset_coverage``, which matches the signatures to the genes.
     """
     steps.append("parse")
     _, fits = check_inputs(config)
     steps.append("counts")
-    Path(OUTPUT).parent.mkdir(parents=True, exist_ok=True)  # as Snakemake does for a job
-    stages.build_anndata(config, OUTPUT)
+    first_rules(config)
     return fits
 
 
@@ -144,8 +143,7 @@ def base_anndata(tmp_path_factory) -> ad.AnnData:
     config = yaml.safe_load((folder / "config" / "config.yaml").read_text())
     config.update(counts=str(folder / config["counts"]), samples=str(folder / config["samples"]))
     config["clinical"] = str(folder / config["clinical"])
-    stages.build_anndata(config, str(folder / "counts.h5ad"))
-    return ad.read_h5ad(folder / "counts.h5ad")
+    return ad.read_h5ad(first_rules(config, folder)["counts"])
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -160,7 +158,8 @@ def test_bad_input(name, tmp_path, monkeypatch, caplog, base_anndata):
             validation_path(config, steps)
         assert steps[-1] == spec["stage"], f"caught at {steps[-1]}, expected {spec['stage']}"
         assert_is_one_sentence(str(info.value), spec)
-        assert not Path(OUTPUT).exists()
+        written = {str(p) for p in Path("results").rglob("*") if p.is_file()}
+        assert written == set(spec.get("written", [])), written
         return
     fits = validation_path(config, steps)
     adata = ad.read_h5ad(OUTPUT)
@@ -195,6 +194,6 @@ def test_message_reaches_the_user_and_nothing_is_written(name, tmp_path):
     assert shown, run.stderr[-3000:]
     assert_is_one_sentence(shown[0].split("Input error: ", 1)[1], spec)
     assert "Traceback" not in run.stderr
-    written = [p for p in (tmp_path / "results").rglob("*") if p.is_file()]
-    assert not written
+    written = {p.relative_to(tmp_path).as_posix() for p in (tmp_path / "results").rglob("*")}
+    assert {p for p in written if (tmp_path / p).is_file()} == set(spec.get("written", []))
     assert not (tmp_path / "pwned").exists()

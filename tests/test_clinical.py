@@ -3,11 +3,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, run_stage
 from pydeseq2.preprocessing import deseq2_norm
 from sklearn.metrics import roc_auc_score
 
-from ifnsig import clinical, genesets, scores, stages
+from ifnsig import genesets, linkage, response, scores, stages, stats
 from ifnsig.errors import InputError
 from ifnsig.simulate import CohortSpec, simulate_cohort
 from ifnsig.validation import load_design
@@ -85,10 +85,10 @@ def cohort_scores(cohort, signatures=("RICE2013_6",)) -> pd.DataFrame:
 
 def test_score_changes_and_signed_rank_test():
     table = scores_table([5, 6, 7, 8, 9, 10], [1, 2, 3, 4, 5, 11])
-    changes = clinical.score_changes(table, TIMEPOINTS, "patient")
+    changes = linkage.score_changes(table, TIMEPOINTS, "patient")
     followup = changes[changes["timepoint"] == "month3"].set_index("subject")["change"]
     assert followup.tolist() == [-4, -4, -4, -4, -4, 1]
-    tests = clinical.paired_tests(changes, TIMEPOINTS)
+    tests = linkage.paired_tests(changes, TIMEPOINTS)
     row = tests.iloc[0]
     assert row["n"] == 6
     assert row["estimate"] == -4
@@ -101,10 +101,10 @@ def test_score_changes_and_signed_rank_test():
 def test_paired_bootstrap_interval_is_seeded_and_covers_the_median():
     rng = np.random.default_rng(3)
     table = scores_table(rng.normal(8, 1, 30), rng.normal(5, 1, 30))
-    changes = clinical.score_changes(table, TIMEPOINTS, "patient")
-    first = clinical.paired_tests(changes, TIMEPOINTS, n_bootstrap=500, seed=11).iloc[0]
-    again = clinical.paired_tests(changes, TIMEPOINTS, n_bootstrap=500, seed=11).iloc[0]
-    other = clinical.paired_tests(changes, TIMEPOINTS, n_bootstrap=500, seed=12).iloc[0]
+    changes = linkage.score_changes(table, TIMEPOINTS, "patient")
+    first = linkage.paired_tests(changes, TIMEPOINTS, n_bootstrap=500, seed=11).iloc[0]
+    again = linkage.paired_tests(changes, TIMEPOINTS, n_bootstrap=500, seed=11).iloc[0]
+    other = linkage.paired_tests(changes, TIMEPOINTS, n_bootstrap=500, seed=12).iloc[0]
     assert first["ci_low"] < first["estimate"] < first["ci_high"] < 0
     assert (first["ci_low"], first["ci_high"]) == (again["ci_low"], again["ci_high"])
     assert (first["ci_low"], first["ci_high"]) != (other["ci_low"], other["ci_high"])
@@ -114,7 +114,7 @@ def test_measure_changes_sign_improvement_by_direction():
     clin = pd.DataFrame(
         {"subject": ["A", "A"], "timepoint": TIMEPOINTS, "CMAS": [30, 40], "CAT": [10, 4]}
     )
-    changes = clinical.measure_changes(clin, MEASURES, TIMEPOINTS).set_index(
+    changes = response.measure_changes(clin, MEASURES, TIMEPOINTS).set_index(
         ["measure", "timepoint"]
     )
     assert changes.loc[("CMAS", "month3"), "change"] == 10
@@ -128,7 +128,7 @@ def test_change_correlation_finds_planted_negative_link_and_counts_pairs():
     rng = np.random.default_rng(1)
     fall = rng.uniform(0, 5, 20)
     table = scores_table(np.full(20, 8.0), 8.0 - fall)
-    changes = clinical.score_changes(table, TIMEPOINTS, "patient")
+    changes = linkage.score_changes(table, TIMEPOINTS, "patient")
     cmas_gain = 3 * fall + rng.normal(0, 1, 20)
     clin = pd.DataFrame(
         {
@@ -138,8 +138,8 @@ def test_change_correlation_finds_planted_negative_link_and_counts_pairs():
             "CAT": np.r_[np.full(20, 8.0), np.full(20, np.nan)],
         }
     )
-    measure = clinical.measure_changes(clin, MEASURES, TIMEPOINTS)
-    result = clinical.change_correlations(
+    measure = response.measure_changes(clin, MEASURES, TIMEPOINTS)
+    result = linkage.change_correlations(
         changes, measure, TIMEPOINTS, n_bootstrap=1000, seed=5
     ).set_index("measure")
     assert result.loc["CMAS", "estimate"] < -0.8
@@ -152,24 +152,24 @@ def test_change_correlation_finds_planted_negative_link_and_counts_pairs():
 
 
 def test_vectorized_spearman_matches_scipy():
-    from scipy import stats
+    from scipy.stats import spearmanr
 
     rng = np.random.default_rng(2)
     x = rng.normal(size=(5, 12))
     y = np.round(x + rng.normal(size=(5, 12)))  # ties in y
-    expected = [stats.spearmanr(a, b)[0] for a, b in zip(x, y, strict=True)]
-    assert clinical.spearman_rho(x, y) == pytest.approx(expected)
+    expected = [spearmanr(a, b)[0] for a, b in zip(x, y, strict=True)]
+    assert stats.spearman_rho(x, y) == pytest.approx(expected)
 
 
 def test_bh_keeps_missing_values():
-    q = clinical.bh(pd.Series([0.01, np.nan, 0.04]))
+    q = stats.bh(pd.Series([0.01, np.nan, 0.04]))
     assert np.isnan(q[1])
     assert q[0] == pytest.approx(0.02) and q[2] == pytest.approx(0.04)
 
 
 def test_auc_delong_by_hand():
     positive, negative = np.array([1.0, 2.0, 3.0]), np.array([0.0, 2.5])
-    auc, low, high = clinical.auc_delong(positive, negative, confidence=0.5)
+    auc, low, high = stats.auc_delong(positive, negative, confidence=0.5)
     # Pairs won: 1>0, 2>0, 3>0, 3>2.5 -> 4 of 6. Structural components V10 = (.5, .5, 1),
     # V01 = (1, 1/3): variance = var(V10)/3 + var(V01)/2 = (1/12)/3 + (2/9)/2 = 5/36.
     half = 0.6744897501960817 * np.sqrt(5 / 36)
@@ -210,7 +210,7 @@ def response_clinical() -> pd.DataFrame:
 
 def test_response_definitions_calls_and_traceable_inputs():
     clin = response_clinical()
-    changes = clinical.measure_changes(clin, PRINTO_MEASURES, TIMEPOINTS)
+    changes = response.measure_changes(clin, PRINTO_MEASURES, TIMEPOINTS)
     definitions = [
         {"name": "cmas3", "type": "improvement", "measure": "CMAS", "at_least": 3},
         {
@@ -231,8 +231,8 @@ def test_response_definitions_calls_and_traceable_inputs():
         {"name": "both", "type": "all_of", "of": ["cmas3", "spared"]},
         {"name": "either", "type": "any_of", "of": ["cmas3", "spared"]},
     ]
-    table = clinical.call_responses(clin, changes, definitions, PRINTO_MEASURES, TIMEPOINTS)
-    assert list(table.columns) == clinical.RESPONSE_COLUMNS
+    table = response.call_responses(clin, changes, definitions, PRINTO_MEASURES, TIMEPOINTS)
+    assert list(table.columns) == response.RESPONSE_COLUMNS
     calls = table.set_index(["response", "subject", "timepoint"])["responder"]
 
     def call(name, subject, timepoint="month3"):
@@ -268,19 +268,19 @@ def test_response_definitions_calls_and_traceable_inputs():
 
 def test_physician_cutoff_can_be_given_on_the_users_scale():
     definition = {"name": "cid", "type": "printo_inactive", "physician_global_cutoff": 0.2}
-    assert clinical.printo_physician_cutoff(definition, PRINTO_MEASURES) == 0.2
+    assert response.printo_physician_cutoff(definition, PRINTO_MEASURES) == 0.2
     ten = {**PRINTO_MEASURES, "physician_global": {"higher_is_better": False, "max": 10}}
-    assert clinical.printo_physician_cutoff({"type": "printo_inactive"}, ten) == 0.2
+    assert response.printo_physician_cutoff({"type": "printo_inactive"}, ten) == 0.2
 
 
 def test_bad_response_column_names_file_line_and_column():
     values = pd.Series(["yes", "", "maybe"])
     with pytest.raises(InputError, match=r"clin.tsv: line 4, column 'inv' holds 'maybe'"):
-        clinical.parse_response_column(values, "clin.tsv", "inv")
+        response.parse_response_column(values, "clin.tsv", "inv")
 
 
 @pytest.mark.parametrize(
-    ("linkage", "fragment"),
+    ("settings", "fragment"),
     [
         (
             {"responses": [{"name": "x", "type": "improvement", "measure": "CMAZ"}]},
@@ -302,12 +302,13 @@ def test_bad_response_column_names_file_line_and_column():
         ),
     ],
 )
-def test_linkage_config_errors_name_the_key(linkage, fragment):
+def test_linkage_config_errors_name_the_key(settings, fragment):
     measures = {**PRINTO_MEASURES, "physician_global": {"higher_is_better": False}}
-    config = {"clinical_measures": measures, "clinical": "clin.tsv", "linkage": linkage}
+    config = {"clinical_measures": measures, "clinical": "clin.tsv", "linkage": settings}
     samples = pd.DataFrame({"sample": ["a"], "subject": ["A"], "drug": ["rux"]})
     with pytest.raises(InputError, match=fragment):
-        clinical.check_linkage(config, response_clinical(), samples)
+        response.check_responses(config, response_clinical())
+        linkage.check_covariates(config, samples)
 
 
 # --- score vs response, mixed models ------------------------------------------------------------
@@ -319,7 +320,7 @@ def test_baseline_prediction_auc_logistic_and_separation():
     responder = np.arange(n) % 2 == 0
     base = np.where(responder, 8.0, 6.0) + rng.normal(0, 1.0, n)
     table = scores_table(base, base - np.where(responder, 5.0, 0.0))
-    changes = clinical.score_changes(table, TIMEPOINTS, "patient")
+    changes = linkage.score_changes(table, TIMEPOINTS, "patient")
     subjects = [f"P{i}" for i in range(n)]
     responses = pd.DataFrame(
         {
@@ -338,7 +339,7 @@ def test_baseline_prediction_auc_logistic_and_separation():
             "drug": np.where(np.arange(n) % 3 == 0, "tofa", "rux"),
         }
     )
-    result = clinical.baseline_prediction(
+    result = linkage.baseline_prediction(
         changes, responses, TIMEPOINTS, covariates, ["dose", "drug"]
     ).set_index(["predictor", "analysis"])
     mw = result.loc[("baseline_score", "mann_whitney")]
@@ -381,15 +382,13 @@ def test_mixed_model_recovers_planted_slope_and_needs_three_timepoints():
     clin.loc[3, "CMAS"] = np.nan  # pairwise complete: one visit fewer
     measures = {"CMAS": {"higher_is_better": True}}
     covariates = clin[["subject", "timepoint", "dose"]]
-    table = clinical.mixed_models(
-        frame, clin, measures, timepoints, "patient", covariates, ["dose"]
-    )
+    table = linkage.mixed_models(frame, clin, measures, timepoints, "patient", covariates, ["dose"])
     row = table.iloc[0]
     assert row["n"] == 30 and row["n_obs"] == 89 and row["covariates"] == "dose"
     assert row["ci_low"] < -2.0 < row["ci_high"] and row["pvalue"] < 1e-6
     assert bool(row["converged"])
-    two = clinical.mixed_models(frame, clin, measures, timepoints[:2], "patient")
-    assert two.empty and list(two.columns) == clinical.MIXED_COLUMNS
+    two = linkage.mixed_models(frame, clin, measures, timepoints[:2], "patient")
+    assert two.empty and list(two.columns) == linkage.MIXED_COLUMNS
 
 
 # --- done when: the planted links are found, and the test is calibrated under no link -----------
@@ -400,13 +399,13 @@ def demo_like():
     """The demo cohort's patients and plan (same seed), with fewer genes for speed."""
     cohort = simulate_cohort(CohortSpec(n_genes=1000))
     table = cohort_scores(cohort, ("RICE2013_6", "NIH28"))
-    return cohort, clinical.score_changes(table, SIM_TIMEPOINTS, "patient")
+    return cohort, linkage.score_changes(table, SIM_TIMEPOINTS, "patient")
 
 
 def test_demo_score_change_tracks_cmas_change_with_planted_sign(demo_like):
     cohort, changes = demo_like
-    measure = clinical.measure_changes(cohort.clinical, SIM_MEASURES, SIM_TIMEPOINTS)
-    result = clinical.change_correlations(
+    measure = response.measure_changes(cohort.clinical, SIM_MEASURES, SIM_TIMEPOINTS)
+    result = linkage.change_correlations(
         changes, measure, SIM_TIMEPOINTS, n_bootstrap=500, seed=1
     ).set_index(["signature", "timepoint", "measure"])
     # The simulator plants a CMAS gain proportional to the IFN fall: the score change and
@@ -420,15 +419,15 @@ def test_demo_planted_responders_separated_by_score_change(demo_like):
     cohort, changes = demo_like
     truth = cohort.truth_subjects[["subject", "responder"]]
     clin = cohort.clinical.merge(truth, on="subject")
-    measure = clinical.measure_changes(clin, SIM_MEASURES, SIM_TIMEPOINTS)
-    responses = clinical.call_responses(
+    measure = response.measure_changes(clin, SIM_MEASURES, SIM_TIMEPOINTS)
+    responses = response.call_responses(
         clin,
         measure,
         [{"name": "planted", "type": "column", "column": "responder"}],
         SIM_MEASURES,
         SIM_TIMEPOINTS,
     )
-    result = clinical.baseline_prediction(changes, responses, SIM_TIMEPOINTS)
+    result = linkage.baseline_prediction(changes, responses, SIM_TIMEPOINTS)
     row = result[
         (result["signature"] == "RICE2013_6")
         & (result["timepoint"] == "month6")
@@ -460,9 +459,9 @@ def test_change_correlation_is_calibrated_without_a_link():
             seed=seed,
         )
         cohort = simulate_cohort(spec)
-        changes = clinical.score_changes(cohort_scores(cohort), SIM_TIMEPOINTS, "patient")
-        measure = clinical.measure_changes(cohort.clinical, measures, SIM_TIMEPOINTS)
-        result = clinical.change_correlations(changes, measure, SIM_TIMEPOINTS)
+        changes = linkage.score_changes(cohort_scores(cohort), SIM_TIMEPOINTS, "patient")
+        measure = response.measure_changes(cohort.clinical, measures, SIM_TIMEPOINTS)
+        result = linkage.change_correlations(changes, measure, SIM_TIMEPOINTS)
         pvalue = result.set_index("timepoint").loc["month6", "pvalue"]
         significant += pvalue < 0.05
     assert significant <= 3
@@ -489,7 +488,15 @@ def test_stage_writes_every_table_with_n_estimate_ci_p_q(tmp_path, monkeypatch):
         **{k: f"{k}.tsv" for k in ["correlations", "baseline_prediction", "mixed_models"]},
         **{k: f"{k}.png" for k in ["change_scatter", "trajectories", "roc"]},
     }
-    stages.clinical_linkage(config, "scores.tsv", names)
+    sheet = {"samples": "inputs/samples.tsv", "clinical": "inputs/clinical.tsv"}
+    run_stage("call_responses", config, sheet, names)
+    inputs = {"scores": "scores.tsv", "samples": "inputs/samples.tsv"}
+    run_stage(
+        "clinical_linkage",
+        config,
+        {**inputs, "changes": "changes.tsv", "response": "response.tsv"},
+        names,
+    )
     for name in ["paired_tests", "correlations", "baseline_prediction", "mixed_models"]:
         table = pd.read_csv(names[name], sep="\t")
         assert {"n", "estimate", "ci_low", "ci_high", "pvalue", "qvalue"} <= set(table.columns)

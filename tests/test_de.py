@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from conftest import shared_data
 
-from ifnsig import data, de, enrichment, genesets
+from ifnsig import data, de, enrichment, genesets, response
 from ifnsig.errors import InputError
 from ifnsig.validation import validate_config
 
@@ -108,13 +108,6 @@ def test_subject_level_covariate_is_absorbed_in_paired_design(caplog):
     assert "absorbed" in caplog.text
 
 
-def response_calls(clinical: pd.DataFrame, cfg: dict) -> pd.DataFrame:
-    """The clinical stage's call table (``results/clinical/response.tsv``) for ``clinical``."""
-    from ifnsig.response import clinical_responses
-
-    return clinical_responses(clinical, cfg)[1]
-
-
 def response_setup(**contrast):
     """Six patients at baseline and month3; CMAS gains of 0..5 make S3-S5 responders."""
     samples = sheet(n_subjects=6)
@@ -151,6 +144,11 @@ def response_setup(**contrast):
     return samples, clinical, cfg
 
 
+def response_calls(clinical: pd.DataFrame, cfg: dict) -> pd.DataFrame:
+    """The response calls the call_responses job makes from ``clinical``."""
+    return response.clinical_responses(clinical, cfg)[1]
+
+
 def test_response_contrast_takes_the_clinical_calls(caplog):
     samples, clinical, cfg = response_setup()
     (fit,) = de.plan_fits(samples, cfg, clinical, response_calls(clinical, cfg))
@@ -182,8 +180,8 @@ def test_response_contrast_takes_the_clinical_calls(caplog):
 def test_response_contrast_errors(contrast, clinical_given, message):
     samples, clinical, cfg = response_setup(**contrast)
     with pytest.raises(InputError, match=message):
-        calls = response_calls(clinical, cfg) if clinical_given else None
-        de.plan_fits(samples, cfg, clinical if clinical_given else None, calls)
+        given = response_calls(clinical, cfg) if clinical_given else None
+        de.plan_fits(samples, cfg, clinical, given)
 
 
 def airway():

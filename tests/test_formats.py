@@ -1,8 +1,8 @@
 """Count inputs other than a text matrix: salmon, kallisto, bulk and single-cell .h5ad.
 
 Each format goes through the parse-time check (``validation.load_design``, which reads only
-the sample names) and the AnnData stage (``stages.build_anndata``), and the counts in the
-written AnnData are compared with values computed here independently.
+the sample names) and the first rules (``build_anndata``, ``geneset_coverage``), and the
+counts in the written AnnData are compared with values computed here independently.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 import yaml
-from conftest import REPO, shared_data
+from conftest import REPO, first_rules, shared_data
 
-from ifnsig import stages
 from ifnsig.errors import InputError
 from ifnsig.formats import count_sample_names, detect_format, read_tx2gene
 from ifnsig.genesets import SHIPPED_GMT, load_gene_sets
@@ -60,12 +59,10 @@ def make_config(folder, counts: str, timepoints=("baseline", "month3"), **overri
     return config
 
 
-def run_stage(folder, config: dict) -> ad.AnnData:
-    """Parse-time validation, then the AnnData stage; returns the written AnnData."""
+def run_first_rules(folder, config: dict) -> ad.AnnData:
+    """Parse-time validation, then the first rules; returns the written AnnData."""
     load_design(config)
-    output = folder / "counts.h5ad"
-    stages.build_anndata(config, str(output))
-    return ad.read_h5ad(output)
+    return ad.read_h5ad(first_rules(config, folder)["counts"])
 
 
 def counts_frame(adata: ad.AnnData) -> pd.DataFrame:
@@ -168,7 +165,7 @@ def test_salmon_folders_give_tximport_gene_counts_and_gtf_symbols(
     )
     assert detect_format(config) == "salmon"
     assert count_sample_names(config) == SAMPLES
-    adata = run_stage(folder, config)
+    adata = run_first_rules(folder, config)
     expected = expected_gene_counts(quants, transcripts, scaling)
     got = counts_frame(adata)
     assert list(got.columns) == SAMPLES
@@ -184,7 +181,7 @@ def test_length_scaled_counts_keep_library_sizes_and_differ_from_summed_reads(
 ):
     folder, quants = salmon_project
     config = make_config(folder, "salmon", tximport={"tx2gene": "genes.gtf.gz"})
-    got = counts_frame(run_stage(folder, config))
+    got = counts_frame(run_first_rules(folder, config))
     reads = pd.Series({s: q["NumReads"].sum() for s, q in quants.items()})
     assert np.allclose(got.sum().to_numpy(), reads.loc[got.columns], atol=len(got))
     summed = expected_gene_counts(quants, transcripts, "summed")
@@ -215,7 +212,7 @@ def test_kallisto_abundance_tsv_folders(tmp_path, monkeypatch, transcripts):
     write_sheet(tmp_path, SAMPLES)
     config = make_config(tmp_path, "kallisto", tximport={"tx2gene": "tx2gene.tsv"})
     assert detect_format(config) == "kallisto"
-    got = counts_frame(run_stage(tmp_path, config))
+    got = counts_frame(run_first_rules(tmp_path, config))
     expected = expected_gene_counts(quants, transcripts, "length_scaled_tpm")
     np.testing.assert_array_equal(got.loc[expected.index].to_numpy(), expected.to_numpy())
 
@@ -286,9 +283,9 @@ def test_bulk_h5ad_counts_from_a_layer(tmp_path, monkeypatch):
     assert count_sample_names(config) == SAMPLES
     # X holds log values: the message points at the layer setting.
     with pytest.raises(InputError, match="is not an integer.*h5ad.layer"):
-        run_stage(tmp_path, config)
+        run_first_rules(tmp_path, config)
     config["h5ad"] = {"layer": "counts"}
-    got = counts_frame(run_stage(tmp_path, config))
+    got = counts_frame(run_first_rules(tmp_path, config))
     np.testing.assert_array_equal(got.loc[genes, SAMPLES].to_numpy(), counts.T)
 
 
@@ -320,7 +317,7 @@ def test_kang_single_cell_pseudobulk_equals_shipped_donor_x_stim_table(
     monkeypatch.chdir(tmp_path)
     config = kang_project(tmp_path, cells)
     assert sorted(count_sample_names(config)) == sorted(set(cells.obs["sample"]))
-    got = counts_frame(run_stage(tmp_path, config))
+    got = counts_frame(run_first_rules(tmp_path, config))
     shipped = pd.read_csv(data / "pseudobulk_counts_donor_x_stim.csv.gz", index_col=0)
     assert got.shape == shipped.shape == (14053, 16)
     pd.testing.assert_frame_equal(
@@ -335,7 +332,7 @@ def test_kang_pseudobulk_of_one_cell_type(kang_cells, tmp_path, monkeypatch):
     config = kang_project(
         tmp_path, cells, cell_type_column="seurat_annotations", cell_types=["CD14 Mono"]
     )
-    got = counts_frame(run_stage(tmp_path, config))
+    got = counts_frame(run_first_rules(tmp_path, config))
     for sample in got.columns:
         in_sample = (mono & (cells.obs["sample"] == sample)).to_numpy()
         expected = np.asarray(cells.X[in_sample].sum(axis=0)).ravel()
@@ -359,4 +356,4 @@ def test_single_cell_rejects_normalized_values_and_unknown_sample_column(tmp_pat
     config["h5ad"]["sample_column"] = "donor_id"
     assert sorted(count_sample_names(config)) == SAMPLES
     with pytest.raises(InputError, match="in cell 'cell.*is not an integer"):
-        run_stage(tmp_path, config)
+        run_first_rules(tmp_path, config)

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import shared_data
+from conftest import run_stage, shared_data
 
-from ifnsig import data, qc, stages
+from ifnsig import data, qc
 from ifnsig.errors import InputError
+from ifnsig.settings import marker_file
 from ifnsig.simulate import CELL_MARKERS, CohortSpec, simulate_cohort
 from ifnsig.validation import validate_config
 
@@ -144,7 +145,12 @@ def test_stage_writes_tables_h5ad_plots_and_multiqc_files(tmp_path):
         "composition_plot": "composition.png",
     }
     outputs = {key: str(tmp_path / name) for key, name in names.items()}
-    stages.qc(config, str(tmp_path / "counts.h5ad"), str(tmp_path / "cohort.h5ad"), outputs)
+    inputs = {
+        "counts": str(tmp_path / "counts.h5ad"),
+        "cohort": str(tmp_path / "cohort.h5ad"),
+        "markers": marker_file(config),
+    }
+    run_stage("quality_control", config, inputs, outputs)
     for path in outputs.values():
         assert (tmp_path / path).stat().st_size > 0, path
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, small_project, snakemake
+from conftest import small_project, snakemake
 
 # The workflow runs share the session's small run: one pytest-xdist worker takes them all.
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("workflow")]
@@ -48,7 +48,7 @@ def kill_during_de(folder: Path) -> list[str]:
 
     Returns the DE tables that existed at the moment of the kill.
     """
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+    command = [sys.executable, "-m", "snakemake", "-s", str(folder / "Snakefile")]
     process = subprocess.Popen(
         [*command, "--directory", str(folder), "--cores", "2"],
         stdout=subprocess.DEVNULL,

@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, shared_data
+from conftest import REPO, run_stage, shared_data
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from ifnsig import data, genesets, scores, stages
+from ifnsig import data, genesets, scores
 from ifnsig.errors import InputError
+from ifnsig.settings import aliases_file, score_gene_set_files
 from ifnsig.simulate import CohortSpec, simulate_cohort
 from ifnsig.validation import validate_config
 
@@ -208,7 +209,7 @@ def demo_scored(demo, tmp_path_factory):
     data.write_h5ad(adata, folder / "cohort.h5ad")
     config = config_for(methods=list(scores.METHODS))
     outputs = stage_outputs(folder)
-    stages.score_ifn(config, str(folder / "cohort.h5ad"), outputs, threads=1)
+    score_stage(config, str(folder / "cohort.h5ad"), outputs)
     return config, outputs, truth
 
 
@@ -286,7 +287,7 @@ def test_stage_reports_the_baseline_fallback_reference(demo, tmp_path, caplog):
     data.write_h5ad(adata, tmp_path / "cohort.h5ad")
     config = config_for(reference="baseline", signatures=["RICE2013_6"], type2_signature=None)
     outputs = stage_outputs(tmp_path)
-    stages.score_ifn(config, str(tmp_path / "cohort.h5ad"), outputs)
+    score_stage(config, str(tmp_path / "cohort.h5ad"), outputs)
     table = read(outputs["scores"])
     assert set(table["reference_group"]) == {"baseline"}
     assert table.loc[table["reference"], "timepoint"].eq("baseline").all()
@@ -307,6 +308,16 @@ STAGE_OUTPUTS = {
 }
 
 
+def score_stage(config: dict, cohort: str, outputs: dict[str, str]) -> None:
+    """The score_ifn rule in-process, on ``cohort`` with the config's gene-set files."""
+    inputs = {
+        "cohort": cohort,
+        "gene_sets": score_gene_set_files(config),
+        "aliases": aliases_file(),
+    }
+    run_stage("score_ifn", config, inputs, outputs)
+
+
 def stage_outputs(folder) -> dict[str, str]:
     return {key: str(folder / name) for key, name in STAGE_OUTPUTS.items()}
 
@@ -323,7 +334,7 @@ def test_stage_names_a_gene_set_with_no_gene_present(demo, tmp_path):
     config = config_for(gene_sets=[gmt], signatures=["RICE2013_6", "MY_ABSENT_SET"])
     outputs = stage_outputs(tmp_path)
     with pytest.raises(InputError, match="MY_ABSENT_SET.*none of its 2 genes"):
-        stages.score_ifn(config, str(tmp_path / "cohort.h5ad"), outputs)
+        score_stage(config, str(tmp_path / "cohort.h5ad"), outputs)
     # Raised before anything is written.
     assert not any(Path(path).exists() for path in outputs.values())
 
@@ -338,7 +349,7 @@ def test_stage_warns_with_the_count_for_a_gene_set_with_few_genes(demo, tmp_path
     outputs = stage_outputs(tmp_path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        stages.score_ifn(config, str(tmp_path / "cohort.h5ad"), outputs)
+        score_stage(config, str(tmp_path / "cohort.h5ad"), outputs)
     messages = [str(w.message) for w in caught if w.category is genesets.GeneSetCoverageWarning]
     assert any("MY_SMALL_SET" in m and "only 2 of 3 genes" in m for m in messages), messages
     assert (read(outputs["scores"]).query("signature == 'MY_SMALL_SET'")["n_genes"] == 2).all()

@@ -74,3 +74,76 @@ def test_missing_input_file_names_the_key(tiny_inputs, base_config):
     base_config["counts"] = "nowhere.tsv"
     with pytest.raises(InputError, match="set 'counts'"):
         load_design(base_config)
+
+
+# --- where a setting came from -------------------------------------------------------------------
+
+
+def test_yaml_syntax_error_names_file_line_and_column(tmp_path):
+    from ifnsig.config_files import check_yaml_syntax
+
+    path = tmp_path / "config.yaml"
+    path.write_text("de:\n  alpha: 0.1\n  contrasts: [\n seed: 1\n")
+    with pytest.raises(InputError, match=r"config.yaml: line \d+, column \d+: .*YAML syntax"):
+        check_yaml_syntax(path)
+
+
+@pytest.mark.parametrize(
+    ("written", "fragment"),
+    [
+        ("[baseline, On]", "timepoints[1] is meant to be a name, but YAML reads On as the boolean"),
+        ("[baseline, No]", "YAML reads No as the boolean false"),
+        ("[baseline, 010]", "YAML reads 010 as the number 8"),
+        ("[baseline, 1e3]", None),  # YAML 1.1 reads 1e3 as text: a valid name
+    ],
+)
+def test_yaml_readings_of_names_are_explained(tmp_path, monkeypatch, written, fragment):
+    from ifnsig.config_files import ConfigSources, use_sources
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text(f"timepoints: {written}\n")
+    sources = ConfigSources.of_files(["config.yaml"])
+    use_sources(sources)
+    try:
+        config = dict(sources.layers[0][1])
+        if fragment is None:
+            validate_config(config)
+            assert config["timepoints"] == ["baseline", "1e3"]
+            return
+        with pytest.raises(InputError, match=fragment.replace("[", r"\[")) as info:
+            validate_config(config)
+        assert str(info.value).startswith("config.yaml: ") and "quote it" in str(info.value)
+    finally:
+        use_sources(ConfigSources())
+
+
+def test_a_number_written_as_yaml_text_is_explained(base_config):
+    base_config["scores"] = {"positivity_sd": "2e0"}
+    with pytest.raises(InputError, match="YAML reads as text, not a number; write it with"):
+        validate_config(base_config)
+
+
+def test_messages_name_the_layer_that_set_the_key(tmp_path, monkeypatch):
+    from ifnsig.config_files import ConfigSources
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text("seed: 1\nde:\n  alpha: 0.1\n")
+    (tmp_path / "site.yaml").write_text("de:\n  inference: blocked\n")
+    sources = ConfigSources.of_files(["config.yaml", "site.yaml"], {"scores": {"min_genes": "4"}})
+    assert sources.origin("seed") == "config.yaml"
+    assert sources.origin("de.inference") == "site.yaml"
+    assert sources.origin("de.alpha") == "config.yaml"
+    assert sources.origin("scores.min_genes") == "--config"
+    assert sources.origin("enrichment.permutations") == "config.yaml"  # a default
+
+
+def test_nested_command_line_values_get_the_schema_types():
+    from ifnsig.config_files import ConfigSources
+    from ifnsig.validation import config_schema
+
+    # What Snakemake makes of --config 'de={alpha: 0.05, inference: blocked}' seed=3.
+    given = {"de": {"alpha": "0.05", "inference": "blocked"}, "seed": 3}
+    sources = ConfigSources.of_files([], given)
+    config = {"de": {"alpha": "0.05", "inference": "blocked", "covariates": []}, "seed": 3}
+    sources.type_command_line_values(config, config_schema())
+    assert config["de"] == {"alpha": 0.05, "inference": "blocked", "covariates": []}

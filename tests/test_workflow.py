@@ -1,13 +1,18 @@
-"""End to end: the real snakemake on a small cohort from the demo simulator."""
+"""End to end: the real snakemake on a small cohort from the demo simulator, the workflow
+deployed as a Snakemake module in the project's folder (as ``snakedeploy`` does)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import snakemake, write_project
+from conftest import deploy_module, run_stage, snakemake, write_project
 from scipy import stats
 
+from ifnsig.settings import score_gene_set_files
 from ifnsig.simulate import CohortSpec
 
 # The workflow runs share the session's small run: one pytest-xdist worker takes them all.
@@ -19,7 +24,7 @@ SPEC = CohortSpec(n_patients=20, n_controls=8, n_genes=3000, n_treatment_genes=3
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("demo")
+    folder = deploy_module(tmp_path_factory.mktemp("demo"))
     write_project(folder, SPEC)
     run = snakemake(folder)
     assert run.returncode == 0, run.stderr[-4000:]
@@ -170,10 +175,7 @@ def dry_run_beside(small_run, folder, config: dict, target: str) -> str:
 
 def test_response_contrast_splits_patients_as_the_clinical_stage(small_run, tmp_path, monkeypatch):
     """A responders-vs-non-responders contrast at baseline uses response.tsv's calls."""
-    import anndata as ad
     import yaml
-
-    from ifnsig import de, stages
 
     config = yaml.safe_load((small_run / "config" / "config.yaml").read_text())
     config["de"]["contrasts"] = [
@@ -184,48 +186,53 @@ def test_response_contrast_splits_patients_as_the_clinical_stage(small_run, tmp_
             "subset": {"group": ["patient"], "timepoint": ["baseline"]},
         }
     ]
-    # The Snakefile plans this at parse time: a dry run shows the job reading the clinical table.
+    # The Snakefile plans this at parse time: the DE job reads the response calls, and not
+    # the clinical table (no clinical covariate).
     dry = dry_run_beside(small_run, tmp_path, config, "results/de/CMAS_responders_at_baseline.tsv")
-    assert "inputs/clinical.tsv" in dry
+    assert "results/clinical/response.tsv" in dry and "inputs/clinical.tsv" in dry
+    de_job = dry[dry.index("rule differential_expression:") :].split("rule ")[1]
+    assert "response.tsv" in de_job and "clinical.tsv" not in de_job
 
     monkeypatch.chdir(small_run)
-    output = tmp_path / "responders.tsv"
-    stages.differential_expression(
-        config, "results/data/cohort.h5ad", {"CMAS_responders_at_baseline": str(output)}
-    )
-    table = pd.read_csv(output, sep="\t")
+    name = "CMAS_responders_at_baseline"
+    outputs = {name: str(tmp_path / "responders.tsv"), f"{name}.samples": str(tmp_path / "s.tsv")}
+    inputs = {"cohort": "results/data/cohort.h5ad", "responses": "results/clinical/response.tsv"}
+    run_stage("differential_expression", config, inputs, outputs)
+    table = pd.read_csv(outputs[name], sep="\t")
     assert table["pvalue"].notna().mean() > 0.9
 
-    calls = pd.read_csv(small_run / "results" / "clinical" / "response.tsv", sep="\t")
+    calls = pd.read_csv("results/clinical/response.tsv", sep="\t")
     calls = calls[(calls.response == "CMAS_gain_3") & (calls.timepoint == "month6")].dropna(
         subset=["responder"]
     )
-    samples = stages._samples_frame(ad.read_h5ad("results/data/cohort.h5ad"))
-    (fit,) = de.plan_fits(samples, config, stages.load_design(config).clinical)
-    used = fit.metadata["response_CMAS_gain_3_month6"].astype(str)
-    by_subject = dict(zip(samples.loc[used.index, "subject"].astype(str), used, strict=True))
+    fitted = pd.read_csv(outputs[f"{name}.samples"], sep="\t", dtype=str)
+    assert set(fitted["compared"]) == {"response"}
+    by_subject = dict(zip(fitted["subject"], fitted["response"], strict=True))
     expected = {
         str(s): "responder" if r in (True, "True") else "non_responder"
         for s, r in zip(calls.subject, calls.responder, strict=True)
     }
     assert by_subject == expected
     assert {"responder", "non_responder"} <= set(by_subject.values())
-    # The plots of such a contrast, its heatmap annotated by response.
+    # The plots of such a contrast, its heatmap annotated by response, from the fitted samples.
     plots = {
-        name: str(tmp_path / f"{name}.png") for name in ("volcano", "ma", "pvalues", "heatmap")
+        plot: str(tmp_path / f"{plot}.png") for plot in ("volcano", "ma", "pvalues", "heatmap")
     }
-    stages.plot_de(
-        config, str(output), "results/data/cohort.h5ad", "CMAS_responders_at_baseline", plots
-    )
-    assert all((tmp_path / f"{name}.png").stat().st_size > 1000 for name in plots)
+    plot_inputs = {
+        "de": outputs[name],
+        "samples": outputs[f"{name}.samples"],
+        "cohort": "results/data/cohort.h5ad",
+        "gene_sets": score_gene_set_files(config),
+    }
+    run_stage("plot_de", config, plot_inputs, plots)
+    assert all(Path(path).stat().st_size > 1000 for path in plots.values())
 
 
 def test_composition_score_as_de_covariate(small_run, tmp_path, monkeypatch):
     """A QC composition score named in de.covariates reaches the DE design, from QC's table."""
-    import anndata as ad
     import yaml
 
-    from ifnsig import de, stages
+    from ifnsig import de
     from ifnsig.validation import check_inputs
 
     config = yaml.safe_load((small_run / "config" / "config.yaml").read_text())
@@ -238,17 +245,21 @@ def test_composition_score_as_de_covariate(small_run, tmp_path, monkeypatch):
     _, fits = check_inputs(config)
     assert all("neutrophil_score" not in fit.formula for fit in fits)
     composition = "results/qc/composition.tsv"
-    samples = stages._de_samples(ad.read_h5ad("results/data/cohort.h5ad"), composition)
+    samples = de.cohort_samples(ad.read_h5ad("results/data/cohort.h5ad").obs, composition)
     (fit,) = de.plan_fits(samples, config)
     assert fit.formula == "~subject + neutrophil_score + timepoint"
     expected = pd.read_csv(composition, sep="\t").set_index("sample")["neutrophil_score"]
     assert np.allclose(fit.metadata["neutrophil_score"], expected.loc[fit.samples])
     outputs = {
-        "month3_vs_baseline": str(tmp_path / "m3.tsv"),
-        "month6_vs_baseline": str(tmp_path / "m6.tsv"),
+        f"{name}{suffix}": str(tmp_path / f"{name}{suffix}.tsv")
+        for name in ("month3_vs_baseline", "month6_vs_baseline")
+        for suffix in ("", ".samples")
     }
-    stages.differential_expression(config, "results/data/cohort.h5ad", outputs, 1, composition)
-    assert pd.read_csv(tmp_path / "m3.tsv", sep="\t")["pvalue"].notna().mean() > 0.9
+    inputs = {"cohort": "results/data/cohort.h5ad", "composition": composition}
+    run_stage("differential_expression", config, inputs, outputs)
+    m3 = pd.read_csv(outputs["month3_vs_baseline"], sep="\t")
+    assert m3["pvalue"].notna().mean() > 0.9
+    assert "neutrophil_score" in pd.read_csv(outputs["month3_vs_baseline.samples"], sep="\t")
 
 
 def test_unknown_score_covariate_is_rejected_at_parse_time(small_run, monkeypatch):

@@ -99,17 +99,19 @@ class ConfigSources:
     def of_workflow(cls, workflow, default_file: str = DEFAULT_CONFIG_FILE) -> ConfigSources:
         """The layers of a running Snakemake workflow (its ``workflow`` object)."""
         settings = workflow.config_settings
-        files = [*workflow.configfiles]
-        files += [f for f in settings.configfiles if _display(f) not in map(_display, files)]
-        if not files:
-            files = [default_file]
+        # --configfile files override the workflow's configfile (Snakemake lists them first).
+        command_line_files = [_display(f) for f in settings.configfiles]
+        files = [f for f in workflow.configfiles if _display(f) not in command_line_files]
+        files = (files or [default_file]) + command_line_files
         return cls.of_files(files, dict(settings.config or {}))
 
     def origin(self, key: str | tuple) -> str:
         """The file (or ``--config``) that set ``key``; the main config file for defaults."""
         path = split_key(key)
-        for name, values, _ in reversed(self.layers):
-            for depth in range(len(path), 0, -1):
+        # The deepest part of the key that a layer sets decides (a list item is set by the
+        # layer that sets the list).
+        for depth in range(len(path), 0, -1):
+            for name, values, _ in reversed(self.layers):
                 found, _ = _lookup(values, path[:depth])
                 if found:
                     return name

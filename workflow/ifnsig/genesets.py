@@ -28,6 +28,7 @@ __all__ = [
     "ifn_sets",
     "load_gene_sets",
     "match_gene_sets",
+    "matched_signatures",
     "read_aliases",
     "read_gmt",
     "shipped_genesets_dir",
@@ -380,6 +381,23 @@ def match_gene_sets(
         )
     coverage = pd.DataFrame(rows, columns=COVERAGE_COLUMNS)
     return matched, coverage
+
+
+def matched_signatures(
+    names: Sequence[str],
+    symbols: Iterable[str],
+    gene_set_files: Sequence[str | PathLike[str]],
+    aliases_file: str | PathLike[str],
+    min_genes: int = 3,
+) -> tuple[dict[str, list[str]], pd.DataFrame]:
+    """The signatures ``names``, read from ``gene_set_files``, matched to a cohort's symbols.
+
+    The scoring stage and its coverage check both call this: a signature with none of its
+    genes in the data raises an InputError naming it and its file; one with fewer than
+    ``min_genes`` found warns with the count (:func:`match_gene_sets`).
+    """
+    sets = load_gene_sets(gene_set_files, include=names)
+    return match_gene_sets(sets, symbols, read_aliases(aliases_file), min_genes=min_genes)
 
 
 def ifn_sets(sets: Mapping[str, Sequence[str]]) -> list[str]:

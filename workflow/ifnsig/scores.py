@@ -47,6 +47,7 @@ METHOD_LAYERS = {
     "score_genes": "vst",
 }
 
+
 def scored_signatures(settings: dict) -> list[str]:
     """The signatures a run scores (``scores.signatures``), then the type II one if set."""
     names = list(settings["signatures"])

@@ -109,3 +109,44 @@ def stage_settings(config: dict, stage: str) -> dict:
             target = target.setdefault(key, {})
         target[leaf] = source[leaf]
     return _sorted(picked)
+
+
+# --- the files each stage reads (the rules' inputs) ---------------------------------------------
+
+
+def sheet_files(config: dict) -> dict[str, str]:
+    """What the first rule reads: counts, sample sheet, optional annotation and tx2gene."""
+    files = {"counts": config["counts"], "samples": config["samples"]}
+    if config.get("annotation"):
+        files["annotation"] = config["annotation"]
+    if config["tximport"].get("tx2gene"):
+        files["tx2gene"] = config["tximport"]["tx2gene"]
+    return files
+
+
+def score_gene_set_files(config: dict) -> list[str]:
+    """The GMT files of the IFN scores: the shipped one first, then the user's."""
+    from ifnsig.genesets import SHIPPED_GMT
+
+    return [str(SHIPPED_GMT), *config["scores"]["gene_sets"]]
+
+
+def enrichment_gene_set_files(config: dict) -> list[str]:
+    """The GMT files of the enrichment: the shipped one first, then the user's."""
+    from ifnsig.genesets import SHIPPED_GMT
+
+    return [str(SHIPPED_GMT), *config["enrichment"]["gene_sets"]]
+
+
+def aliases_file() -> str:
+    """The shipped table of renamed gene symbols."""
+    from ifnsig.genesets import SHIPPED_ALIASES
+
+    return str(SHIPPED_ALIASES)
+
+
+def marker_file(config: dict) -> str:
+    """The cell-type marker table of the QC stage: the config's, or the shipped one."""
+    from ifnsig.qc import SHIPPED_MARKERS
+
+    return config["qc"]["markers"] or str(SHIPPED_MARKERS)

@@ -109,14 +109,13 @@ def geneset_coverage(inputs: Paths, outputs: Paths, settings: dict, threads: int
 def _matched_signatures(
     inputs: Paths, settings: dict, symbols: pd.Series
 ) -> tuple[dict[str, list[str]], pd.DataFrame]:
-    """The scored signatures (and the type II one) matched to the cohort's symbols."""
     chosen = settings["scores"]
-    sets = genesets.load_gene_sets(
-        inputs["gene_sets"], include=scores.scored_signatures(chosen)
-    )
-    aliases = genesets.read_aliases(inputs["aliases"])
-    return genesets.match_gene_sets(
-        sets, symbols.astype(str), aliases, min_genes=chosen["min_genes"]
+    return genesets.matched_signatures(
+        scores.scored_signatures(chosen),
+        symbols.astype(str),
+        inputs["gene_sets"],
+        inputs["aliases"],
+        min_genes=chosen["min_genes"],
     )
 
 
@@ -312,9 +311,7 @@ def enrichment(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) 
     table = pd.read_csv(inputs["de"], sep="\t")
     chosen = settings["enrichment"]
     aliases = genesets.read_aliases(inputs["aliases"])
-    sets = restrict_to(
-        enrichment_sets(inputs, settings), set(table["symbol"].astype(str)), aliases
-    )
+    sets = restrict_to(enrichment_sets(inputs, settings), set(table["symbol"].astype(str)), aliases)
     result = prerank(
         ranking(table),
         sets,
@@ -376,9 +373,7 @@ def clinical_linkage(inputs: Paths, outputs: Paths, settings: dict, threads: int
         log.info("covariates of the logistic and mixed models: %s", ", ".join(names))
     covariates = linkage.covariate_values(samples, clinical, names)
     write_tsv(
-        linkage.change_correlations(
-            score_change, measure_change, timepoints, n_boot, level, seed
-        ),
+        linkage.change_correlations(score_change, measure_change, timepoints, n_boot, level, seed),
         outputs["correlations"],
     )
     write_tsv(

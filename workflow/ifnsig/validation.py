@@ -449,9 +449,9 @@ def check_inputs(config: dict, sources: ConfigSources | None = None) -> tuple[De
     ``sources`` tells messages which file (or ``--config``) set each key. Returns the design
     and the planned DE fits; raises :class:`InputError` at the first problem.
     """
-    from ifnsig.de.plan import composition_covariates, plan_fits
+    from ifnsig.de.plan import composition_covariates, plan_fits, uses_responses
     from ifnsig.linkage import check_covariates
-    from ifnsig.response import check_responses
+    from ifnsig.response import check_responses, clinical_responses
 
     if sources is not None:
         use_sources(sources)
@@ -461,7 +461,12 @@ def check_inputs(config: dict, sources: ConfigSources | None = None) -> tuple[De
     check_covariates(config, design.samples)
     # Composition scores come from the QC stage: only their names can be checked here.
     deferred = set(composition_covariates(config))
-    return design, plan_fits(design.samples, config, design.clinical, deferred)
+    # Responder contrasts use the calls the call_responses job will make, from the same code.
+    responses = None
+    if uses_responses(config) and design.clinical is not None:
+        _, responses = clinical_responses(design.clinical, config, str(config["clinical"]))
+    fits = plan_fits(design.samples, config, design.clinical, responses, deferred=deferred)
+    return design, fits
 
 
 def load_design(config: dict) -> Design:

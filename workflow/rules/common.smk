@@ -15,9 +15,14 @@ from ifnsig.de import (
     uses_responses,
 )
 from ifnsig.errors import InputError
-from ifnsig.genesets import SHIPPED_ALIASES, SHIPPED_GMT
-from ifnsig.qc import SHIPPED_MARKERS
-from ifnsig.settings import stage_settings
+from ifnsig.settings import (
+    aliases_file,
+    enrichment_gene_set_files,
+    marker_file,
+    score_gene_set_files,
+    sheet_files,
+    stage_settings,
+)
 from ifnsig.validation import ConfigSources, check_inputs
 
 # Everything except the count values is checked here, before any job is scheduled; the
@@ -41,41 +46,20 @@ def settings(stage):
     return stage_settings(config, stage)
 
 
-def shipped(path):
-    """A file shipped with the workflow, relative to the working directory: a project copied
-    or moved with its clone keeps its paths, and a deployed module finds its own files.
-    """
-    return os.path.relpath(path)
-
-
-def sheet_inputs():
-    """The files the first rule reads: counts, sample sheet, optional annotation and tx2gene."""
-    files = {"counts": config["counts"], "samples": config["samples"]}
-    if config.get("annotation"):
-        files["annotation"] = config["annotation"]
-    if config["tximport"]["tx2gene"]:
-        files["tx2gene"] = config["tximport"]["tx2gene"]
-    return files
-
-
-def score_gene_sets():
-    """The GMT files of the IFN scores: the shipped one, then the user's."""
-    return [shipped(SHIPPED_GMT), *config["scores"]["gene_sets"]]
-
-
-def enrichment_gene_sets():
-    """The GMT files of the enrichment: the shipped one, then the user's."""
-    return [shipped(SHIPPED_GMT), *config["enrichment"]["gene_sets"]]
-
-
-def marker_table():
-    """The cell-type marker table of the QC stage: the config's, or the shipped one."""
-    return config["qc"]["markers"] or shipped(SHIPPED_MARKERS)
+def relative(paths):
+    """Paths relative to the working directory (the workflow's own files included): a
+    project copied or moved with its clone keeps its paths, and nothing absolute enters
+    the DAG."""
+    if isinstance(paths, dict):
+        return {name: relative(path) for name, path in paths.items()}
+    if isinstance(paths, list):
+        return [relative(path) for path in paths]
+    return os.path.relpath(paths) if os.path.isabs(paths) else paths
 
 
 def clinical_inputs():
     """The clinical table, for the stages that read one (none when the config sets none)."""
-    return {"clinical": config["clinical"]} if config.get("clinical") else {}
+    return {"clinical": relative(config["clinical"])} if config.get("clinical") else {}
 
 
 def de_inputs():
@@ -84,11 +68,11 @@ def de_inputs():
     """
     files = {}
     if uses_responses(config):
-        files["responses"] = "results/clinical/response.tsv"
+        files["responses"] = rules.call_responses.output.response
     if clinical_covariates(config):
         files.update(clinical_inputs())
     if composition_covariates(config):
-        files["composition"] = "results/qc/composition.tsv"
+        files["composition"] = rules.quality_control.output.composition
     return files
 
 

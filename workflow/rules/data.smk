@@ -1,10 +1,15 @@
 rule build_anndata:
     """Check every input (count values in full) and read the counts once into AnnData."""
     input:
-        **sheet_inputs(),
+        **relative(sheet_files(config)),
     output:
         counts="results/data/counts.h5ad",
-        samples="results/data/samples.tsv",
+        samples=report(
+            "results/data/samples.tsv",
+            caption="../report/samples.rst",
+            category="Quality control",
+            labels={"table": "samples analysed"},
+        ),
     log:
         "logs/data/build_anndata.log",
     benchmark:

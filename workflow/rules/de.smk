@@ -44,7 +44,7 @@ rule plot_de:
         de="results/de/{contrast}.tsv",
         samples="results/de/{contrast}.samples.tsv",
         cohort=rules.normalize.output.cohort,
-        gene_sets=score_gene_sets(),
+        gene_sets=relative(score_gene_set_files(config)),
     output:
         volcano=report(
             "results/plots/de/{contrast}.volcano.png",

@@ -2,8 +2,8 @@ rule enrichment:
     """Prerank GSEA on the Wald statistic and over-representation of significant genes."""
     input:
         de="results/de/{contrast}.tsv",
-        gene_sets=enrichment_gene_sets(),
-        aliases=shipped(SHIPPED_ALIASES),
+        gene_sets=relative(enrichment_gene_set_files(config)),
+        aliases=relative(aliases_file()),
     output:
         prerank=report(
             "results/enrichment/{contrast}.prerank.tsv",

@@ -2,8 +2,8 @@ rule geneset_coverage:
     """Match the scored signatures to the cohort's genes; a set with none of them fails here."""
     input:
         counts=rules.build_anndata.output.counts,
-        gene_sets=score_gene_sets(),
-        aliases=shipped(SHIPPED_ALIASES),
+        gene_sets=relative(score_gene_set_files(config)),
+        aliases=relative(aliases_file()),
     output:
         coverage=report(
             "results/scores/geneset_coverage.tsv",
@@ -26,8 +26,8 @@ rule score_ifn:
     input:
         cohort=rules.normalize.output.cohort,
         coverage=rules.geneset_coverage.output.coverage,
-        gene_sets=score_gene_sets(),
-        aliases=shipped(SHIPPED_ALIASES),
+        gene_sets=relative(score_gene_set_files(config)),
+        aliases=relative(aliases_file()),
     output:
         scores=report(
             "results/scores/ifn_scores.tsv",

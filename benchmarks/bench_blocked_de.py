@@ -3,10 +3,16 @@
 Simulates paired negative-binomial cohorts (n samples = n/2 subjects x 2 timepoints,
 ``~ subject + timepoint``), runs the DE fit (``DeseqDataSet.deseq2()``, refit_cooks=True)
 and the Wald test (``DeseqStats.summary()``) with each backend, each run in its own child
-process, and writes wall times and peak resident memory to a TSV. Backends: ``default``
-is pydeseq2 as released (DefaultInference, its DeseqDataSet); ``dense`` and ``blocked`` are
-what the workflow runs for ``de.inference: default`` and ``blocked`` (DESeq2's dispersion
-steps from ``ifnsig.deseq2_compat``; the blocked one forced from 2 subjects on).
+process, and writes wall times and peak resident memory to a TSV. ``--designs`` adds the
+designs of the other contrast kinds (ifnsig's backends only; subjects alternate between two
+arms): ``interaction`` (``~ subject + timepoint + timepoint:arm``, Wald test of the
+interaction), ``lrt_time`` (LRT of ``~ subject + timepoint`` against ``~ subject``) and
+``lrt_interaction`` (LRT of the interaction design against ``~ subject + timepoint``); an
+LRT run also makes the Wald test of its reported coefficient, as ``run_fit`` does.
+Backends: ``default`` is pydeseq2 as released (DefaultInference, its DeseqDataSet);
+``dense`` and ``blocked`` are what the workflow runs for ``de.inference: default`` and
+``blocked`` (DESeq2's dispersion steps from ``ifnsig.deseq2_compat``; the blocked one
+forced from 2 subjects on).
 
 Peak memory: the child process reports its own ``ru_maxrss`` (RUSAGE_SELF) and its largest
 joblib/loky worker's peak, read from ``/proc/<pid>/status`` (VmHWM) before the workers are
@@ -21,6 +27,8 @@ Examples
 python benchmarks/bench_blocked_de.py --sizes 100 400 1000 --backends blocked
 python benchmarks/bench_blocked_de.py --sizes 100 400 --backends default
 python benchmarks/bench_blocked_de.py --sizes 8 16 24 40 --backends dense blocked
+python benchmarks/bench_blocked_de.py --sizes 1000 --backends blocked \
+    --designs paired interaction lrt_time lrt_interaction
 """
 
 from __future__ import annotations
@@ -40,7 +48,8 @@ import numpy as np
 import pandas as pd
 
 OUT = Path(__file__).resolve().parent / "out" / "blocked_de.tsv"
-KEY = ["n_samples", "n_genes", "backend", "n_cpus"]
+KEY = ["n_samples", "n_genes", "backend", "design", "n_cpus"]
+DESIGNS = ["paired", "interaction", "lrt_time", "lrt_interaction"]
 
 
 def simulate_paired(n_samples: int, n_genes: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -100,7 +109,23 @@ def _worker_peaks_mb() -> list[float]:
     return peaks
 
 
-def run_one(n_samples: int, n_genes: int, backend: str, n_cpus: int, seed: int) -> dict:
+def design_of(meta: pd.DataFrame, design: str) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """Design matrix, contrast vector and the columns an LRT drops, for one benchmark design."""
+    from formulaic_contrasts import FormulaicContrasts
+
+    frame = pd.DataFrame(FormulaicContrasts(meta, "~subject + timepoint").design_matrix)
+    frame = frame.astype(float)
+    tested = "timepoint[T.T1]"
+    if design in ("interaction", "lrt_interaction"):
+        tested = "timepoint[T.T1]:arm[T.B]"
+        frame[tested] = ((meta["timepoint"] == "T1") & (meta["arm"] == "B")).astype(float)
+    contrast = (frame.columns == tested).astype(float)
+    return frame, contrast, [tested] if design.startswith("lrt") else []
+
+
+def run_one(
+    n_samples: int, n_genes: int, backend: str, n_cpus: int, seed: int, design: str = "paired"
+) -> dict:
     """Simulate, fit and test in this process; return timings and peak memory."""
     from joblib.externals.loky import get_reusable_executor
     from pydeseq2.dds import DeseqDataSet
@@ -109,6 +134,7 @@ def run_one(n_samples: int, n_genes: int, backend: str, n_cpus: int, seed: int) 
 
     from ifnsig.de.blocked import BlockedInference
     from ifnsig.de.deseq2_compat import DESeq2Inference, deseq_dataset_class
+    from ifnsig.de.lrt import likelihood_ratio_test
 
     def cpu_seconds() -> float:
         return sum(
@@ -117,6 +143,10 @@ def run_one(n_samples: int, n_genes: int, backend: str, n_cpus: int, seed: int) 
         )
 
     counts, meta = simulate_paired(n_samples, n_genes, seed)
+    meta["arm"] = np.where(meta["subject"].str[1:].astype(int) % 2 == 0, "A", "B")
+    matrix, contrast, dropped = design_of(meta, design)
+    if backend == "default" and design != "paired":
+        raise ValueError("pydeseq2 as released is benchmarked on the paired design only")
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     cpu0 = cpu_seconds()
     inference = {
@@ -131,7 +161,7 @@ def run_one(n_samples: int, n_genes: int, backend: str, n_cpus: int, seed: int) 
         dds = dataset(
             counts=counts,
             metadata=meta,
-            design="~subject + timepoint",
+            design="~subject + timepoint" if backend == "default" else matrix,
             refit_cooks=True,
             inference=inference,
             n_cpus=n_cpus,
@@ -139,15 +169,21 @@ def run_one(n_samples: int, n_genes: int, backend: str, n_cpus: int, seed: int) 
         )
         dds.deseq2()
         t1 = time.perf_counter()
-        ds = DeseqStats(dds, contrast=["timepoint", "T1", "T0"], inference=inference, quiet=True)
+        ds = DeseqStats(dds, contrast=contrast, inference=inference, quiet=True)
         ds.summary()
         t2 = time.perf_counter()
+        calls = int((ds.results_df["padj"] < 0.05).sum())
+        if dropped:
+            lrt = likelihood_ratio_test(dds, matrix.drop(columns=dropped), inference)
+            calls = int((lrt["pvalue"] < 0.05 / n_genes).sum())  # Bonferroni, a sanity count
+        t3 = time.perf_counter()
     worker_peaks = _worker_peaks_mb()
     get_reusable_executor().shutdown(wait=True)  # reap the workers: RUSAGE_CHILDREN
     return {
         "fit_s": round(t1 - t0, 2),
         "wald_s": round(t2 - t1, 2),
-        "wall_s": round(t2 - t0, 2),
+        "lrt_s": round(t3 - t2, 2),
+        "wall_s": round(t3 - t0, 2),
         "cpu_s": round(cpu_seconds() - cpu0, 2),
         # ru_maxrss is in KiB on Linux.
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -156,21 +192,22 @@ def run_one(n_samples: int, n_genes: int, backend: str, n_cpus: int, seed: int) 
         "worker_maxrss_incl_fork_mb": round(
             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
         ),
-        "n_padj_lt_0.05": int((ds.results_df["padj"] < 0.05).sum()),
+        "n_padj_lt_0.05": calls,
         "paths": ",".join(f"{k}={v}" for k, v in getattr(inference, "paths", {}).items()),
     }
 
 
-def run_child(args: argparse.Namespace, n: int, backend: str) -> dict:
+def run_child(args: argparse.Namespace, n: int, backend: str, design: str = "paired") -> dict:
     """Run :func:`run_one` in a fresh Python process (isolated timing and ru_maxrss)."""
     cmd = [
         sys.executable,
         __file__,
         "--child",
         json.dumps({"n_samples": n, "n_genes": args.genes, "backend": backend,
-                    "n_cpus": args.n_cpus, "seed": args.seed}),
+                    "n_cpus": args.n_cpus, "seed": args.seed, "design": design}),
     ]  # fmt: skip
     row = {"n_samples": n, "n_subjects": n // 2, "n_genes": args.genes, "backend": backend}
+    row["design"] = design
     row["n_cpus"] = args.n_cpus
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
@@ -196,6 +233,7 @@ def main(argv: list[str] | None = None) -> None:
         help="skip the default backend for cohorts larger than this (it takes over an hour "
         "at 1000 samples); 0 never skips",
     )
+    parser.add_argument("--designs", nargs="+", choices=DESIGNS, default=["paired"])
     parser.add_argument("--n-cpus", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=None, help="seconds per run")
@@ -209,21 +247,23 @@ def main(argv: list[str] | None = None) -> None:
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table = pd.read_csv(args.out, sep="\t") if args.out.exists() else pd.DataFrame()
-    for n in args.sizes:
-        for backend in args.backends:
-            if backend == "default" and 0 < args.skip_default_above < n:
-                print(f"skip default backend at n={n}", file=sys.stderr)
-                continue
-            row = run_child(args, n, backend)
-            row["date"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            print(json.dumps(row), file=sys.stderr)
-            new = pd.DataFrame([row])
-            if not table.empty:
-                same = (table[KEY].astype(str) == new[KEY].astype(str).iloc[0]).all(axis=1)
-                table = table[~same]
-            table = pd.concat([table, new], ignore_index=True)
-            table = table.sort_values(KEY, kind="stable")
-            table.to_csv(args.out, sep="\t", index=False)
+    if not table.empty and "design" not in table:
+        table.insert(table.columns.get_loc("backend") + 1, "design", "paired")
+    runs = [(n, b, d) for n in args.sizes for b in args.backends for d in args.designs]
+    for n, backend, design in runs:
+        if backend == "default" and (design != "paired" or 0 < args.skip_default_above < n):
+            print(f"skip default backend at n={n}, design {design}", file=sys.stderr)
+            continue
+        row = run_child(args, n, backend, design)
+        row["date"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        print(json.dumps(row), file=sys.stderr)
+        new = pd.DataFrame([row])
+        if not table.empty:
+            same = (table[KEY].astype(str) == new[KEY].astype(str).iloc[0]).all(axis=1)
+            table = table[~same]
+        table = pd.concat([table, new], ignore_index=True)
+        table = table.sort_values(KEY, kind="stable")
+        table.to_csv(args.out, sep="\t", index=False)
 
 
 if __name__ == "__main__":

@@ -332,6 +332,87 @@ def test_pipeline_equivalence_simulated(n_subjects, n_timepoints, n_genes, min_r
     assert_pipeline_equivalent(res0, res1)
 
 
+def interaction_design(meta: pd.DataFrame) -> pd.DataFrame:
+    """``~ subject + timepoint + timepoint:arm`` in full-rank coding (as ifnsig.de.plan)."""
+    x = pd.DataFrame(model_matrix("~ subject + timepoint", meta), index=meta.index).astype(float)
+    for level in sorted(set(meta.timepoint) - {"T0"}):
+        x[f"timepoint[T.{level}]:arm[T.B]"] = (
+            (meta.timepoint == level) & (meta.arm == "B")
+        ).astype(float)
+    return x
+
+
+def with_arms(meta: pd.DataFrame) -> pd.DataFrame:
+    return meta.assign(arm=np.where(meta.subject.str[1:].astype(int) % 2 == 0, "A", "B"))
+
+
+def test_detect_block_design_interaction_and_reduced() -> None:
+    """Subjects are the block; the interaction columns are dense; ``~ subject`` (the reduced
+    design of the time LRT) is the block and the intercept."""
+    _, meta = simulate_paired(12, 3, 5, seed=0)
+    x = interaction_design(with_arms(meta))
+    bd = detect_block_design(x, min_levels=2)
+    assert bd is not None and bd.name == "subject" and bd.n_block == 11
+    assert list(x.columns[bd.dense_cols]) == [
+        "Intercept",
+        "timepoint[T.T1]",
+        "timepoint[T.T2]",
+        "timepoint[T.T1]:arm[T.B]",
+        "timepoint[T.T2]:arm[T.B]",
+    ]
+    reduced = pd.DataFrame(model_matrix("~ subject", meta))
+    bd = detect_block_design(reduced, min_levels=2)
+    assert (
+        bd is not None
+        and bd.n_block == 11
+        and list(reduced.columns[bd.dense_cols]) == ["Intercept"]
+    )
+
+
+@pytest.mark.parametrize("min_replicates", [7, 1])
+def test_pipeline_equivalence_interaction_and_lrt(min_replicates) -> None:
+    """The differential response design and the LRT of its interaction and of time: the
+    blocked backend reproduces the dense one (min_replicates=1 with planted outliers: the
+    LRT on replaced counts)."""
+    from ifnsig.de.lrt import likelihood_ratio_test
+
+    counts, meta = simulate_paired(16, 3, 1000, seed=4)
+    meta = with_arms(meta)
+    # A differential response: arm B's counts at T2 tripled in 100 genes.
+    later_b = ((meta.timepoint == "T2") & (meta.arm == "B")).to_numpy()
+    counts.iloc[later_b, :100] *= 3
+    if min_replicates == 1:
+        rng = np.random.default_rng(2)
+        rows, cols = rng.integers(0, len(meta), 15), rng.integers(0, counts.shape[1], 15)
+        counts.values[rows, cols] = counts.values[rows, cols] * 30 + 100
+    design = interaction_design(meta)
+    contrast = (design.columns == "timepoint[T.T2]:arm[T.B]").astype(float)
+    runs = {}
+    for name, inference in [
+        ("dense", DESeq2Inference(n_cpus=N_CPUS)),
+        ("blocked", BlockedInference(n_cpus=N_CPUS, min_levels=2)),
+    ]:
+        dds, ds = run_deseq(counts, meta, design, contrast, inference, min_replicates)
+        reduced = {
+            "interaction": design.drop(columns=[c for c in design.columns if ":" in c]),
+            "time": design[[c for c in design.columns if not c.startswith("timepoint")]],
+        }
+        with threadpool_limits(limits=1):
+            lrt = {k: likelihood_ratio_test(dds, r, inference) for k, r in reduced.items()}
+        runs[name] = (dds, ds, lrt, inference)
+    (d0, s0, lrt0, _), (d1, s1, lrt1, blocked) = runs["dense"], runs["blocked"]
+    assert set(blocked.paths.values()) == {"blocked"}
+    if min_replicates == 1:
+        assert d0.var["refitted"].sum() > 0
+        np.testing.assert_array_equal(d0.var["refitted"], d1.var["refitted"])
+    assert_pipeline_equivalent((d0, s0), (d1, s1))
+    keep = converged_in_both(d0, d1)
+    for key in ("interaction", "time"):
+        assert lrt0[key].attrs["df"] == (2 if key == "interaction" else 4)
+        assert_close(lrt0[key]["stat"][keep], lrt1[key]["stat"][keep], f"LRT {key}")
+        np.testing.assert_array_equal(lrt0[key]["pvalue"].isna(), lrt1[key]["pvalue"].isna())
+
+
 def test_non_blocked_design_falls_back_identically() -> None:
     counts, meta = simulate_paired(6, 2, 300, seed=5)
     meta = meta.assign(group=np.where(meta.subject < "S03", "a", "b"))

@@ -16,7 +16,10 @@ padj < 0.1 against DESeq2 1.38's 4,819. These steps make the difference:
   (``estimateDispersionsPriorVar``), which DESeq2 estimates by matching simulated residual
   distributions and pydeseq2 floors at 0.25;
 - independent filtering (``pvalueAdjustment`` with genefilter's ``filtered_p``), whose
-  lowess smoother differs from R's ``lowess`` in span and robustness iterations.
+  lowess smoother differs from R's ``lowess`` in span and robustness iterations;
+- Cook's filtering in ``results()``: DESeq2 spares a gene whose largest-Cook's count is
+  exceeded by three or more other counts only when the design is a single two-level
+  factor; pydeseq2 spares it in every design.
 
 With these, ifnsig calls 4,849 airway genes; given R's own prior variance (its Monte Carlo
 draws use R's random number generator) it calls R's 4,819, with Wald statistics equal to
@@ -149,11 +152,46 @@ def independent_filtering(
     return adjusted[:, chosen], float(cutoffs[chosen])
 
 
+def wald_t_pvalues(stat: np.ndarray, df: int) -> np.ndarray:
+    """Two-sided Wald p-values against Student's t, as ``nbinomWaldTest(useT = TRUE)``.
+
+    DESeq2's default degrees of freedom are the number of samples minus the number of
+    design coefficients; NaN statistics (untested genes) stay NaN.
+    """
+    from scipy.stats import t
+
+    if df < 1:
+        return np.full(np.shape(stat), np.nan)
+    return 2 * t.sf(np.abs(np.asarray(stat, dtype=float)), df)
+
+
 def deseq_dataset_class():
-    """pydeseq2's DeseqDataSet with DESeq2's dispersion trend, prior variance and MAP start."""
+    """pydeseq2's DeseqDataSet with DESeq2's dispersion trend, prior variance and MAP start,
+    and DESeq2's Cook's filtering (``uns["cooks_count_heuristic"]``: whether the design is a
+    single two-level factor, where ``results()`` spares genes with three larger counts; True,
+    pydeseq2's behaviour, when unset)."""
     from pydeseq2.dds import DeseqDataSet
+    from pydeseq2.utils import n_or_more_replicates
+    from scipy.stats import f
 
     class DESeq2DispersionDataSet(DeseqDataSet):
+        def cooks_outlier(self):
+            if self.uns.get("cooks_count_heuristic", True) or "_pvalue_cooks_outlier" in self.var:
+                return super().cooks_outlier()
+            n, p = self.obsm["design_matrix"].shape
+            cutoff = f.ppf(0.99, p, n - p)
+            # Only samples with 3 or more replicates in their design cell count (recordMaxCooks).
+            use = n_or_more_replicates(self.obsm["design_matrix"], 3).to_numpy(dtype=bool)
+            refitted = (
+                self.refit_cooks
+                and "replace_cooks" in self.layers
+                and self.var["refitted"].sum() > 0
+            )
+            cooks = self.layers["replace_cooks" if refitted else "cooks"]
+            outlier = (cooks[use, :] > cutoff).any(axis=0)
+            self.var["_pvalue_cooks_outlier"] = outlier
+            return self.var["_pvalue_cooks_outlier"]
+
         def fit_dispersion_trend(self, vst: bool = False) -> None:
             # pydeseq2's VST calls its own trend fit directly, so only the DE path is here.
             if vst or self.fit_type != "parametric":

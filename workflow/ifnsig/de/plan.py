@@ -3,13 +3,24 @@
 Contrasts that share a design and a sample subset are fitted once (``Fit``). A paired
 contrast blocks on subject (``~ subject + variable``, the design of nf-core's
 differentialabundance ``blocking``): each person is their own control.
+
+Two further kinds build on the paired design:
+
+- a differential response contrast (``between``) compares the change from the reference
+  level between two groups of subjects (a drug, a response call): ``~ subject + timepoint
+  + timepoint:group``, the full-rank coding of DESeq2's "individuals nested within
+  groups" design (``~ group + group:subject_n + group:timepoint``; the group main effect
+  is absorbed by the subject term), testing the interaction;
+- a likelihood-ratio test (``lrt: true``, DESeq2's ``test = "LRT"``) of the term a contrast
+  is about: the variable (``~ subject + timepoint`` against ``~ subject``) or the
+  interaction (against ``~ subject + timepoint``).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -32,30 +43,92 @@ RESULT_COLUMNS = [
 
 
 @dataclass(frozen=True)
+class Groups:
+    """The two groups of subjects whose changes a differential response contrast compares.
+
+    ``column`` holds the group of every sample and is constant within subject (a sheet
+    column such as ``drug``, or the derived column of a response call).
+    """
+
+    column: str
+    test: str
+    reference: str
+    #: (response definition, timepoint judged) when the groups are response calls.
+    response: tuple[str, str] | None = None
+
+    @property
+    def label(self) -> str:
+        """Name of the group column in tables written for users (``response`` for calls)."""
+        return "response" if self.response is not None else self.column
+
+
+@dataclass(frozen=True)
 class Contrast:
-    """One comparison: ``test`` vs ``reference`` levels of ``variable`` in a sample subset."""
+    """One comparison: ``test`` vs ``reference`` levels of ``variable`` in a sample subset.
+
+    With ``between``, the change from ``reference`` to ``test`` is compared between the two
+    groups; with ``lrt``, the term is tested by a likelihood-ratio test over every level of
+    ``variable`` among the contrast's samples, and ``test`` only names the level whose
+    fold change the table reports (None until planned: the last level).
+    """
 
     name: str
-    test: str
+    test: str | None
     reference: str
     variable: str = "timepoint"
     paired: bool = True
     subset: tuple[tuple[str, tuple[str, ...]], ...] = ()
     #: (response definition, timepoint judged) for responders vs non-responders.
     response: tuple[str, str] | None = None
+    between: Groups | None = None
+    lrt: bool = False
 
     @classmethod
     def from_config(cls, entry: dict, timepoints: list[str]) -> Contrast:
         subset = tuple(sorted((k, tuple(v)) for k, v in entry.get("subset", {}).items()))
-        if "response" not in entry:
-            return cls(
-                name=entry["name"],
-                test=str(entry["test"]),
-                reference=str(entry["reference"]),
-                variable=entry.get("variable", "timepoint"),
-                paired=entry.get("paired", True),
-                subset=subset,
+        name, lrt = entry["name"], bool(entry.get("lrt", False))
+        where = origin("de.contrasts")
+        if "response" in entry and "between" in entry:
+            raise InputError(
+                f"{where}: contrast '{name}' has both response (responders vs non-responders) "
+                "and between (the change compared between groups); keep one, e.g. "
+                "between: {response: ...} for the change in responders vs non-responders."
             )
+        if "response" in entry:
+            return cls._responders(entry, timepoints, subset, lrt)
+        variable = entry.get("variable", "timepoint")
+        test, reference = entry.get("test"), entry.get("reference")
+        if reference is None and lrt and variable == "timepoint":
+            reference = timepoints[0]
+        if reference is None or (test is None and not lrt):
+            raise InputError(
+                f"{where}: contrast '{name}' needs "
+                + ("a reference level" if lrt else "test and reference levels")
+                + f" of '{variable}'; add "
+                + ("reference:" if lrt else "test: and reference:")
+                + " to it."
+            )
+        between = None
+        if "between" in entry:
+            if entry.get("paired") is False:
+                raise InputError(
+                    f"{where}: contrast '{name}' compares changes within subjects between "
+                    "groups, which needs the subject term; leave paired out or set it to true."
+                )
+            between = _groups(entry["between"], name, variable, timepoints)
+        return cls(
+            name=name,
+            test=None if test is None else str(test),
+            reference=str(reference),
+            variable=variable,
+            paired=entry.get("paired", True),
+            subset=subset,
+            between=between,
+            lrt=lrt,
+        )
+
+    @classmethod
+    def _responders(cls, entry: dict, timepoints: list[str], subset: tuple, lrt: bool) -> Contrast:
         # Responders vs non-responders: a property of the subject, so never paired.
         definition = entry["response"]
         judged_at = str(entry.get("response_at", timepoints[-1]))
@@ -65,12 +138,7 @@ class Contrast:
                 "non-responders, which differ between subjects, so it cannot be paired on "
                 "subject; set paired: false or leave paired out."
             )
-        if judged_at not in timepoints[1:]:
-            raise InputError(
-                f"{origin('de.contrasts')}: contrast '{entry['name']}' has response_at "
-                f"'{judged_at}', which is not a follow-up timepoint; use one of "
-                f"{', '.join(timepoints[1:])}."
-            )
+        _check_judged_at(judged_at, entry["name"], timepoints)
         return cls(
             name=entry["name"],
             test=str(entry.get("test", RESPONDER)),
@@ -79,7 +147,80 @@ class Contrast:
             paired=False,
             subset=subset,
             response=(definition, judged_at),
+            lrt=lrt,
         )
+
+    @property
+    def responses(self) -> tuple[str, str] | None:
+        """The response call this contrast needs, as a compared variable or as its groups."""
+        if self.response is not None:
+            return self.response
+        return self.between.response if self.between is not None else None
+
+
+def _check_judged_at(judged_at: str, name: str, timepoints: list[str]) -> None:
+    if judged_at not in timepoints[1:]:
+        raise InputError(
+            f"{origin('de.contrasts')}: contrast '{name}' has response_at '{judged_at}', which "
+            f"is not a follow-up timepoint; use one of {', '.join(timepoints[1:])}."
+        )
+
+
+def _groups(spec: dict, name: str, variable: str, timepoints: list[str]) -> Groups:
+    """The ``between`` entry of a contrast: a sheet column's two groups, or response calls."""
+    where = origin("de.contrasts")
+    if "response" in spec:
+        if {"column", "test", "reference"} & set(spec):
+            raise InputError(
+                f"{where}: contrast '{name}' has between.response and between.column/test/"
+                "reference; the groups of a response are its responders and non-responders, "
+                "so keep only response (and response_at)."
+            )
+        judged_at = str(spec.get("response_at", timepoints[-1]))
+        _check_judged_at(judged_at, name, timepoints)
+        column = response_column(spec["response"], judged_at)
+        return Groups(column, RESPONDER, NON_RESPONDER, (spec["response"], judged_at))
+    missing = [key for key in ("column", "test", "reference") if key not in spec]
+    if missing:
+        raise InputError(
+            f"{where}: contrast '{name}' has between without {', '.join(missing)}; give the "
+            "sample-sheet column and its two groups, e.g. between: {column: drug, test: "
+            "ruxolitinib, reference: tofacitinib}, or between: {response: <definition>}."
+        )
+    if spec["column"] in {"subject", variable}:
+        raise InputError(
+            f"{where}: contrast '{name}' has between.column '{spec['column']}', which is the "
+            "subject or the compared variable; use a column constant within subjects, such as "
+            "drug or sex."
+        )
+    if str(spec["test"]) == str(spec["reference"]):
+        raise InputError(
+            f"{where}: contrast '{name}' compares group '{spec['test']}' with itself; set "
+            "between.test and between.reference to two different values."
+        )
+    return Groups(str(spec["column"]), str(spec["test"]), str(spec["reference"]))
+
+
+def within_table(contrast: Contrast, group: str) -> str:
+    """Name of the table of the change within one group of a differential response contrast."""
+    return f"{contrast.name}.within_{re.sub(r'[^A-Za-z0-9_.-]', '_', group)}"
+
+
+def table_names(contrast: Contrast) -> list[str]:
+    """The tables a contrast writes: its own, then (``between``) the change in each group."""
+    if contrast.between is None:
+        return [contrast.name]
+    groups = contrast.between
+    return [
+        contrast.name,
+        within_table(contrast, groups.reference),
+        within_table(contrast, groups.test),
+    ]
+
+
+def de_tables(config: dict) -> list[str]:
+    """Every DE table the configuration asks for (``results/de/<table>.tsv``), in order."""
+    return [name for c in contrasts_from_config(config) for name in table_names(c)]
 
 
 @dataclass
@@ -95,11 +236,35 @@ class Fit:
     #: The design's columns for the chosen samples, set by :func:`plan_fits`.
     metadata: pd.DataFrame | None = None
     contrasts: list[Contrast] = field(default_factory=list)
+    between: Groups | None = None
+    lrt: bool = False
+
+    @property
+    def terms(self) -> list[str]:
+        """Additive terms of the design, the compared variable last."""
+        return (["subject"] if self.paired else []) + self.covariates + [self.variable]
+
+    @property
+    def interaction(self) -> str | None:
+        """The interaction term of a differential response design."""
+        return f"{self.variable}:{self.between.column}" if self.between is not None else None
 
     @property
     def formula(self) -> str:
-        terms = (["subject"] if self.paired else []) + self.covariates + [self.variable]
-        return "~" + " + ".join(terms)
+        return "~" + " + ".join(self.terms + ([self.interaction] if self.interaction else []))
+
+    @property
+    def reduced_formula(self) -> str | None:
+        """The reduced design of a likelihood-ratio test: the full one without the term tested."""
+        if not self.lrt:
+            return None
+        kept = self.terms if self.between is not None else self.terms[:-1]
+        return "~" + (" + ".join(kept) or "1")
+
+    @property
+    def levels(self) -> list[str]:
+        """Levels of the compared variable in the fit, reference first."""
+        return list(self.metadata[self.variable].cat.categories)
 
 
 RESPONDER, NON_RESPONDER = "responder", "non_responder"
@@ -127,12 +292,13 @@ def contrasts_from_config(config: dict) -> list[Contrast]:
             )
             for tp in followups
         ]
-    names = [c.name for c in contrasts]
+    names = [name for c in contrasts for name in table_names(c)]
     duplicated = {n for n in names if names.count(n) > 1}
     if duplicated:
         raise InputError(
             f"{origin('de.contrasts')}: contrast name(s) {', '.join(sorted(duplicated))} used more "
-            "than once under de.contrasts; give each contrast its own name."
+            "than once under de.contrasts (a differential response contrast <name> also writes "
+            "<name>.within_<group>); give each contrast its own name."
         )
     return contrasts
 
@@ -156,7 +322,10 @@ def clinical_covariates(config: dict) -> list[str]:
 
 def uses_responses(config: dict) -> bool:
     """Whether a contrast compares responders, so the DE stage needs the response calls."""
-    return any("response" in entry for entry in config["de"]["contrasts"])
+    return any(
+        "response" in entry or "response" in (entry.get("between") or {})
+        for entry in config["de"]["contrasts"]
+    )
 
 
 def add_response_columns(
@@ -169,7 +338,7 @@ def add_response_columns(
     ``response_at`` timepoint and gives them to every sample of the subject. Patients
     without an evaluable call get no level and are left out, with a warning naming them.
     """
-    wanted = {c.response for c in contrasts_from_config(config) if c.response}
+    wanted = {c.responses for c in contrasts_from_config(config) if c.responses}
     if not wanted:
         return samples
     if responses is None:
@@ -243,7 +412,8 @@ def plan_fits(
     samples
         Validated sample sheet (columns from the sheet plus, optionally, derived columns).
     config
-        Validated configuration.
+        Validated configuration. ``de.keep_unpaired_subjects`` keeps, in paired fits, the
+        subjects that lack the reference or every test level (default: they are left out).
     clinical
         Clinical values per subject and timepoint (at least the clinical covariates).
     responses
@@ -256,8 +426,9 @@ def plan_fits(
     Raises
     ------
     InputError
-        Unknown variable or level (the message lists the valid ones), no paired subjects
-        left, or a rank-deficient design (the message lists the coefficient names).
+        Unknown variable, level or group (the message lists the valid ones), a group that
+        varies within subjects, no paired subjects left, or a rank-deficient design (the
+        message lists the coefficient names).
     """
     from ifnsig.data import join_clinical
 
@@ -276,6 +447,7 @@ def plan_fits(
                 f"QC stage; use one of {', '.join(samples.columns)}."
             )
     samples = add_response_columns(samples, responses, config)
+    keep_unpaired = bool(config["de"].get("keep_unpaired_subjects", False))
     fits: dict[tuple, Fit] = {}
     for contrast in contrasts_from_config(config):
         if contrast.variable not in samples.columns:
@@ -285,16 +457,29 @@ def plan_fits(
                 f"{', '.join(samples.columns)}."
             )
         chosen = samples[_select(samples, contrast.subset)]
-        levels = sorted(chosen[contrast.variable].astype(str).unique())
+        levels = sorted(chosen[contrast.variable].dropna().astype(str).unique())
         for role in ("test", "reference"):
             level = getattr(contrast, role)
-            if level not in levels:
+            if level is not None and level not in levels:
                 raise InputError(
                     f"{origin('de.contrasts')}: contrast '{contrast.name}' has {role} level "
                     f"'{level}', which no selected sample has in column '{contrast.variable}'; "
                     f"valid levels: {', '.join(levels) or '(none: check the subset)'}."
                 )
-        key = (contrast.variable, contrast.reference, contrast.paired, contrast.subset)
+        if contrast.between is not None:
+            _check_groups(contrast, chosen)
+        # A likelihood-ratio test has its own reduced design, so its own fit.
+        key = (
+            ("lrt", contrast.name)
+            if contrast.lrt
+            else (
+                contrast.variable,
+                contrast.reference,
+                contrast.paired,
+                contrast.subset,
+                contrast.between,
+            )
+        )
         if key not in fits:
             fits[key] = Fit(
                 variable=contrast.variable,
@@ -302,41 +487,133 @@ def plan_fits(
                 paired=contrast.paired,
                 subset=contrast.subset,
                 covariates=covariates,
+                between=contrast.between,
+                lrt=contrast.lrt,
             )
         fits[key].contrasts.append(contrast)
     for fit in fits.values():
-        _choose_samples(fit, samples)
+        _choose_samples(fit, samples, keep_unpaired)
         fit.metadata = design_frame(fit, samples)
+        if fit.lrt:
+            fit.contrasts = [_reported_level(c, fit, config) for c in fit.contrasts]
         _check_rank(fit)
     return list(fits.values())
 
 
-def _choose_samples(fit: Fit, samples: pd.DataFrame) -> None:
+def _check_groups(contrast: Contrast, chosen: pd.DataFrame) -> None:
+    """The groups of a differential response contrast exist and are constant within subjects."""
+    groups = contrast.between
+    where = origin("de.contrasts")
+    if groups.column not in chosen.columns:
+        raise InputError(
+            f"{where}: contrast '{contrast.name}' compares groups of column '{groups.column}', "
+            f"which is not in the sample sheet; use one of {', '.join(chosen.columns)}."
+        )
+    present = sorted(chosen[groups.column].dropna().astype(str).unique())
+    for role in ("test", "reference"):
+        group = getattr(groups, role)
+        if group not in present:
+            raise InputError(
+                f"{where}: contrast '{contrast.name}' has between.{role} '{group}', which no "
+                f"selected sample has in column '{groups.column}'; valid groups: "
+                f"{', '.join(present) or '(none: check the subset)'}."
+            )
+    per_subject = chosen.dropna(subset=[groups.column]).groupby("subject", observed=True)[
+        groups.column
+    ]
+    varying = sorted(map(str, per_subject.nunique().loc[lambda n: n > 1].index))
+    if varying:
+        raise InputError(
+            f"{where}: contrast '{contrast.name}' compares groups of column '{groups.column}', "
+            f"which changes within subject(s) {', '.join(varying[:10])}"
+            f"{' ...' if len(varying) > 10 else ''}; the groups must be a property of the "
+            "subject (drug, sex, a response call): correct the sample sheet or choose another "
+            "column."
+        )
+
+
+def _reported_level(contrast: Contrast, fit: Fit, config: dict) -> Contrast:
+    """An LRT contrast with its reported level: as configured, else the last level.
+
+    DESeq2's ``results()`` reports the last coefficient of the design for an LRT; for
+    timepoints "last" follows the configured order.
+    """
+    if contrast.test is not None:
+        return contrast
+    levels = fit.levels[1:]
+    if fit.variable == "timepoint":
+        order = {tp: i for i, tp in enumerate(config["timepoints"])}
+        levels = sorted(levels, key=lambda level: order.get(level, len(order)))
+    return replace(contrast, test=levels[-1])
+
+
+def _choose_samples(fit: Fit, samples: pd.DataFrame, keep_unpaired: bool = False) -> None:
     chosen = samples[_select(samples, fit.subset)]
-    tests = {c.test for c in fit.contrasts}
+    names = ", ".join(c.name for c in fit.contrasts)
+    if fit.between is not None:
+        groups = fit.between
+        in_groups = chosen[groups.column].astype("string").isin([groups.test, groups.reference])
+        unknown = chosen[chosen[groups.column].isna()]
+        if len(unknown) and groups.response is None:
+            log.warning(
+                "contrast(s) %s: subject(s) %s have no value in column '%s' and are left out",
+                names,
+                ", ".join(sorted(set(unknown["subject"].astype(str)))),
+                groups.column,
+            )
+        chosen = chosen[in_groups.fillna(False).to_numpy(dtype=bool)]
+    chosen = chosen[chosen[fit.variable].notna()]
+    if fit.lrt:
+        tests = set(chosen[fit.variable].astype(str)) - {fit.reference}
+        if not tests:
+            raise InputError(
+                f"{origin('de.contrasts')}: likelihood-ratio contrast {names} has no level of "
+                f"'{fit.variable}' besides '{fit.reference}' among its samples, so there is "
+                "nothing to test; widen its subset."
+            )
+    else:
+        tests = {c.test for c in fit.contrasts}
     chosen = chosen[chosen[fit.variable].astype(str).isin(tests | {fit.reference})]
     if fit.paired:
         by_subject = chosen.groupby("subject", observed=True)[fit.variable].agg(
             lambda v: set(v.astype(str))
         )
         complete = by_subject[by_subject.map(lambda s: fit.reference in s and bool(s & tests))]
-        dropped = sorted(set(by_subject.index) - set(complete.index))
-        if dropped:
-            log.warning(
-                "contrast(s) %s: subject(s) %s lack '%s' or every test level and are left out "
-                "of the paired fit",
-                ", ".join(c.name for c in fit.contrasts),
-                ", ".join(dropped),
+        incomplete = sorted(map(str, set(by_subject.index) - set(complete.index)))
+        if incomplete and keep_unpaired:
+            # DESeq2 given these samples fits them too: their subject coefficient absorbs
+            # them, but they still weigh on size factors, dispersions and base means.
+            log.info(
+                "contrast(s) %s: %d subject(s) lacking '%s' or every test level are kept in "
+                "the paired fit (de.keep_unpaired_subjects): %s",
+                names,
+                len(incomplete),
                 fit.reference,
+                ", ".join(incomplete),
+            )
+        elif incomplete:
+            log.warning(
+                "contrast(s) %s: %d subject(s) lacking '%s' or every test level are left out "
+                "of the paired fit (de.keep_unpaired_subjects: false): %s",
+                names,
+                len(incomplete),
+                fit.reference,
+                ", ".join(incomplete),
+            )
+        else:
+            log.info(
+                "contrast(s) %s: every subject has '%s' and a test level", names, fit.reference
             )
         if complete.empty:
             raise InputError(
-                f"{origin('de.contrasts')}: paired contrast(s) "
-                f"{', '.join(c.name for c in fit.contrasts)} have no subject with both "
-                f"'{fit.reference}' and a test level; check the sample sheet or set paired: "
-                "false."
+                f"{origin('de.contrasts')}: paired contrast(s) {names} have no subject with "
+                f"both '{fit.reference}' and a test level; check the sample sheet or set "
+                "paired: false."
             )
-        chosen = chosen[chosen["subject"].isin(complete.index)]
+        if not keep_unpaired:
+            chosen = chosen[chosen["subject"].isin(complete.index)]
+        if fit.between is not None:
+            _check_groups_paired(fit, chosen, set(map(str, complete.index)), names)
         # A covariate constant within every subject is absorbed by the subject term.
         absorbed = [
             c
@@ -358,29 +635,119 @@ def _choose_samples(fit: Fit, samples: pd.DataFrame) -> None:
                 f"{origin('de.covariates')}: de.covariates '{covariate}' has no value for "
                 "sample(s) "
                 f"{', '.join(map(str, missing[:10]))}{' ...' if len(missing) > 10 else ''} "
-                f"of contrast(s) {', '.join(c.name for c in fit.contrasts)}; fill it in the "
+                f"of contrast(s) {names}; fill it in the "
                 "sample sheet or clinical table, or remove the covariate."
             )
     fit.samples = list(chosen.index)
 
 
+def _check_groups_paired(fit: Fit, chosen: pd.DataFrame, complete: set[str], names: str) -> None:
+    """Each group needs a subject with the reference and a test level to show its change."""
+    groups = fit.between
+    group_of = chosen.groupby(chosen["subject"].astype(str))[groups.column].first().astype(str)
+    for group in (groups.reference, groups.test):
+        members = set(group_of.index[group_of == group])
+        if not members & complete:
+            raise InputError(
+                f"{origin('de.contrasts')}: contrast(s) {names}: no subject of group '{group}' "
+                f"(column '{groups.column}') has both '{fit.reference}' and a test level, so "
+                "the change in that group cannot be estimated; check the sample sheet or the "
+                "subset."
+            )
+
+
 def design_frame(fit: Fit, samples: pd.DataFrame) -> pd.DataFrame:
     """Metadata for pydeseq2: the fit's columns, with the reference as first category."""
-    frame = samples.loc[fit.samples, (["subject"] if fit.paired else []) + fit.covariates].copy()
+    columns = (["subject"] if fit.paired else []) + fit.covariates
+    if fit.between is not None:
+        columns.append(fit.between.column)
+    frame = samples.loc[fit.samples, columns].copy()
     for column in frame.columns:
         if not pd.api.types.is_numeric_dtype(frame[column]):
             frame[column] = frame[column].astype(str)
+    if fit.between is not None:
+        groups = fit.between
+        frame[groups.column] = pd.Categorical(
+            frame[groups.column], categories=[groups.reference, groups.test]
+        )
     values = samples.loc[fit.samples, fit.variable].astype(str)
     levels = [fit.reference] + sorted(set(values) - {fit.reference})
     frame[fit.variable] = pd.Categorical(values, categories=levels)
     return frame
 
 
-def _check_rank(fit: Fit) -> None:
-    from formulaic import model_matrix
+def level_column(fit: Fit, level: str) -> str:
+    """Design column of ``level`` of the compared variable (treatment coding)."""
+    return f"{fit.variable}[T.{level}]"
 
-    design = model_matrix(fit.formula, fit.metadata)
-    rank = np.linalg.matrix_rank(np.asarray(design, dtype=float))
+
+def interaction_column(fit: Fit, level: str) -> str:
+    """Design column of the interaction of ``level`` with the test group."""
+    groups = fit.between
+    return f"{level_column(fit, level)}:{groups.column}[T.{groups.test}]"
+
+
+def design_matrix(fit: Fit) -> pd.DataFrame:
+    """The fit's design matrix, with formulaic's (pydeseq2's) coding and column names.
+
+    A differential response design gets, for each non-reference level, the product of the
+    level's indicator and the test group's indicator: the full-rank coding of
+    ``timepoint:group`` beside ``subject`` (formulaic, like R, would code the group in
+    full there, because its main effect is absent, and the design would be singular).
+    """
+    from formulaic_contrasts import FormulaicContrasts
+
+    additive = "~" + " + ".join(fit.terms)
+    design = pd.DataFrame(
+        FormulaicContrasts(fit.metadata, additive).design_matrix, index=fit.metadata.index
+    ).astype(float)
+    if fit.between is not None:
+        in_test = (fit.metadata[fit.between.column].astype(str) == fit.between.test).to_numpy()
+        values = fit.metadata[fit.variable].astype(str).to_numpy()
+        for level in fit.levels[1:]:
+            design[interaction_column(fit, level)] = ((values == level) & in_test).astype(float)
+    return design
+
+
+def reduced_design(fit: Fit, design: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The reduced design of an LRT fit: the full design without the columns of the term tested."""
+    design = design_matrix(fit) if design is None else design
+    if fit.between is not None:
+        dropped = [interaction_column(fit, level) for level in fit.levels[1:]]
+    else:
+        dropped = [level_column(fit, level) for level in fit.levels[1:]]
+    return design.drop(columns=dropped)
+
+
+def contrast_vectors(fit: Fit, contrast: Contrast, columns: list[str]) -> dict[str, np.ndarray]:
+    """Table name -> contrast vector over the design ``columns``, for one contrast.
+
+    A differential response contrast gives the interaction (the change in the test group
+    minus that in the reference group), then the change in the reference group (the
+    level's coefficient) and in the test group (level + interaction).
+    """
+
+    def unit(*names: str) -> np.ndarray:
+        vector = np.zeros(len(columns))
+        for name in names:
+            vector[columns.index(name)] = 1.0
+        return vector
+
+    level = level_column(fit, contrast.test)
+    if fit.between is None:
+        return {contrast.name: unit(level)}
+    interaction = interaction_column(fit, contrast.test)
+    groups = fit.between
+    return {
+        contrast.name: unit(interaction),
+        within_table(contrast, groups.reference): unit(level),
+        within_table(contrast, groups.test): unit(level, interaction),
+    }
+
+
+def _check_rank(fit: Fit) -> None:
+    design = design_matrix(fit)
+    rank = np.linalg.matrix_rank(design.to_numpy())
     if rank < design.shape[1]:
         raise InputError(
             f"{origin('de.contrasts')}: the design {fit.formula} for contrast(s) "
@@ -414,7 +781,8 @@ def fitted_samples(fit: Fit, samples: pd.DataFrame) -> pd.DataFrame:
 
     Written beside each DE table (``<contrast>.samples.tsv``), so later steps read what was
     fitted instead of planning again. ``compared`` names the column holding the levels
-    (``response`` for a responder contrast).
+    (``response`` for a responder contrast; for a differential response contrast
+    ``group_<variable>``, the group and the level joined by a dot, beside both columns).
     """
     compared = "response" if fit.contrasts[0].response is not None else fit.variable
     frame = pd.DataFrame(
@@ -424,6 +792,11 @@ def fitted_samples(fit: Fit, samples: pd.DataFrame) -> pd.DataFrame:
             compared: fit.metadata[fit.variable].astype(str).to_numpy(),
         }
     )
+    if fit.between is not None:
+        group = fit.metadata[fit.between.column].astype(str).to_numpy()
+        frame[fit.between.label] = group
+        compared = f"group_{fit.variable}"
+        frame[compared] = [f"{g}.{v}" for g, v in zip(group, frame[fit.variable], strict=True)]
     for covariate in fit.covariates:
         frame[covariate] = fit.metadata[covariate].to_numpy()
     frame["compared"] = compared

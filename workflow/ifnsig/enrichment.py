@@ -18,9 +18,15 @@ ORA_COLUMNS = [
 def ranking(de: pd.DataFrame, column: str = "stat") -> pd.Series:
     """Genes ranked by the Wald statistic, one entry per symbol (the strongest kept).
 
-    Genes without a statistic (all-zero or filtered by Cook's distance) are left out;
-    ties are broken by symbol so the ranking, and the enrichment, are reproducible.
+    A likelihood-ratio statistic (``test`` column ``lrt``) has no sign: it is ranked as
+    sign(log2 fold change) x sqrt(statistic), the signed root of the chi-square, so that
+    sets still rank by direction. Genes without a statistic (all-zero or filtered by Cook's
+    distance) are left out; ties are broken by symbol so the ranking, and the enrichment,
+    are reproducible.
     """
+    de = de.copy()
+    if "test" in de.columns and (de["test"] == "lrt").all():
+        de[column] = np.sign(de["log2FoldChange"]) * np.sqrt(de[column].clip(lower=0))
     table = de[["symbol", column]].dropna()
     table = table.assign(_abs=table[column].abs()).sort_values(
         ["_abs", "symbol"], ascending=[False, True]

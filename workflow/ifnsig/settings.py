@@ -55,6 +55,8 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
         "de.inference",
         "de.blocked_min_subjects",
         "de.shrink_max_coefficients",
+        "de.keep_unpaired_subjects",
+        "de.wald_distribution",
         "de.contrasts",
         "timepoints",
         "groups.patient",

@@ -272,6 +272,7 @@ def differential_expression(
             inference=de_settings["inference"],
             blocked_min_subjects=de_settings["blocked_min_subjects"],
             shrink_max_coefficients=de_settings["shrink_max_coefficients"],
+            wald_distribution=de_settings["wald_distribution"],
         )
         fitted = de_plan.fitted_samples(fit, samples)
         for name, table in results.items():

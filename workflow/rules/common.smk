@@ -4,6 +4,7 @@
 # sys.path, ahead of any other installed ifnsig, and the scripts do the same
 # (workflow/scripts/workflow_package.py).
 import os
+import re
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -11,7 +12,7 @@ from snakemake.exceptions import WorkflowError
 from ifnsig.de import (
     clinical_covariates,
     composition_covariates,
-    contrasts_from_config,
+    de_tables,
     uses_responses,
 )
 from ifnsig.errors import InputError
@@ -34,11 +35,12 @@ try:
 except InputError as err:
     sys.exit(f"Input error: {err}")
 
-CONTRASTS = [c.name for c in contrasts_from_config(config)]
+# The DE tables (a contrast's own, and the within-group changes of a differential response).
+TABLES = de_tables(config)
 
 
 wildcard_constraints:
-    contrast="|".join(CONTRASTS) or "NO_CONTRAST",
+    contrast="|".join(map(re.escape, TABLES)) or "NO_CONTRAST",
 
 
 def settings(stage):

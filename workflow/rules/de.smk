@@ -11,7 +11,7 @@ rule differential_expression:
                 category="Differential expression",
                 labels={"contrast": name, "table": "DE results"},
             )
-            for name in CONTRASTS
+            for name in TABLES
         },
         **{
             f"{name}.samples": report(
@@ -20,7 +20,7 @@ rule differential_expression:
                 category="Differential expression",
                 labels={"contrast": name, "table": "samples fitted"},
             )
-            for name in CONTRASTS
+            for name in TABLES
         },
     log:
         "logs/de/differential_expression.log",

@@ -164,5 +164,9 @@ def run_fit(
                 table["log2FoldChange_shrunk"] = stats.results_df["log2FoldChange"].to_numpy()
             elif shrink:
                 table["log2FoldChange_shrunk"] = np.nan
+            # Which test gave stat and pvalue: the enrichment ranks an LRT's statistic
+            # (which has no sign) by the direction of the fold change.
+            is_lrt = lrt is not None and name == contrast.name
+            table["test"] = "lrt" if is_lrt else f"wald_{wald_distribution}"
             results[name] = table.reset_index(drop=True)
     return results

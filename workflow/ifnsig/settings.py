@@ -85,6 +85,18 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
         "groups.patient",
         "seed",
     ),
+    "summarize_findings": (
+        "clinical_measures",
+        "de.alpha",
+        "findings.top_gene_sets",
+        "groups",
+        "linkage.primary_response",
+        "scores.positivity_sd",
+        "scores.primary_method",
+        "scores.primary_signature",
+        "scores.reference",
+        "timepoints",
+    ),
 }
 
 

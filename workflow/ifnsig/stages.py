@@ -442,3 +442,60 @@ __all__ = [
     "score_ifn",
     "write_tsv",
 ]
+
+
+# --- findings --------------------------------------------------------------------------------
+
+
+def summarize_findings(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """The report's first page (findings from the result tables, every table viewable) and
+    the per-patient panels."""
+    from ifnsig import findings, patient_view, tableview
+
+    def read(path: str) -> pd.DataFrame:
+        return pd.read_csv(path, sep="\t", dtype={"subject": str, "sample": str})
+
+    fixed = ["samples", "scores", "paired_tests", "correlations", "mixed_models"]
+    fixed += ["response", "baseline_prediction", "qc_flags"]
+    contrasts = [key.split(":", 1)[1] for key in inputs if key.startswith("de:")]
+    keys = fixed + [f"{kind}:{name}" for name in contrasts for kind in ("de", "prerank")]
+    frames = {key: read(inputs[key]) for key in keys}
+    page = findings.findings_page(frames, inputs, settings, contrasts)
+    tables = {
+        path: (path, findings.table_note(path))
+        for key, path in inputs.items()
+        if key.startswith("table:")
+    }
+    body = (
+        "<h1>Findings of this run</h1>\n<p class='note'>Each number is computed from a result "
+        "table and opens it below; the report's other categories hold the figures and the "
+        "methods.</p>\n" + page.html()
+    )
+    Path(outputs["findings"]).write_text(
+        tableview.page("ifnsig findings", body, tables), encoding="utf-8"
+    )
+
+    signature = settings["scores"]["primary_signature"]
+    method = settings["scores"]["primary_method"]
+    changes = read(inputs["score_changes"])
+    primary = changes[(changes["signature"] == signature) & (changes["method"] == method)]
+    samples = frames["samples"]
+    drugs = (
+        samples.drop_duplicates("subject").set_index("subject")["drug"]
+        if "drug" in samples.columns
+        else pd.Series(dtype=str)
+    )
+    calls, label = response.primary_calls(
+        frames["response"], settings["linkage"]["primary_response"], settings["timepoints"][-1]
+    )
+    patient_view.patient_panels(
+        primary,
+        read(inputs["changes"]),
+        settings["clinical_measures"],
+        drugs,
+        calls,
+        label,
+        signature,
+        settings["timepoints"],
+        outputs["patients"],
+    )

@@ -109,3 +109,32 @@ def runtime_for_inputs(base_min, per_input_mb_min):
         return int(base_min + per_input_mb_min * input.size_mb)
 
     return runtime
+
+
+# The report's first category (the report lists categories alphabetically).
+FINDINGS_CATEGORY = "At a glance: findings"
+
+
+def findings_inputs():
+    """What the findings page reads besides the fixed tables: each contrast's DE and
+    prerank tables, and every result table for its viewer (``table:<path>``; the large
+    normalized-count and VST matrices stay files outside the report)."""
+    files = {}
+    for name in TABLES:
+        files[f"de:{name}"] = f"results/de/{name}.tsv"
+        files[f"prerank:{name}"] = f"results/enrichment/{name}.prerank.tsv"
+    producers = [
+        rules.build_anndata,
+        rules.quality_control,
+        rules.geneset_coverage,
+        rules.score_ifn,
+        rules.differential_expression,
+        rules.call_responses,
+        rules.clinical_linkage,
+    ]
+    paths = [path for rule in producers for path in rule.output]
+    paths += expand(rules.enrichment.output, contrast=TABLES)
+    for path in paths:
+        if path.endswith(".tsv") and "_mqc." not in path:
+            files[f"table:{path}"] = path
+    return files

@@ -109,7 +109,13 @@ def patient_panels(
         ax.set_ylabel(signature, fontsize=7)
     handles = [Line2D([], [], color="black", lw=2, marker="o", label=f"IFN score ({signature})")]
     handles += [
-        Line2D([], [], color=c, marker="s", label=f"{measures[m].get('label') or m} (% of range)")
+        Line2D(
+            [],
+            [],
+            color=c,
+            marker="s",
+            label=f"{measures[m].get('label') or m} (% of range, better up)",
+        )
         for c, m in zip(MEASURE_COLORS, shown, strict=False)
     ]
     handles += [
@@ -122,7 +128,7 @@ def patient_panels(
     # tens of seconds.
     height = 2.0 * n_rows + 0.9
     fig.subplots_adjust(
-        left=0.06, right=0.95, top=1 - 0.55 / height, bottom=0.75 / height, hspace=0.75, wspace=0.3
+        left=0.06, right=0.95, top=1 - 0.8 / height, bottom=0.75 / height, hspace=0.75, wspace=0.3
     )
     fig.savefig(path, dpi=90, metadata={"Software": None})
     plt.close(fig)

@@ -210,3 +210,53 @@ def test_calibrated_under_correlated_genes_and_powered_when_the_set_moves():
                 powered += p < 0.05
         assert rejected <= 6, (kind, rejected)
         assert powered >= 30, (kind, powered)
+
+
+def test_comparisons_read_the_samples_tables_the_de_stage_writes():
+    import copy
+
+    import yaml
+    from conftest import REPO
+
+    from ifnsig.de import plan
+    from ifnsig.validation import load_samples, validate_config
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config.update(
+        counts=str(REPO / "resources/demo/counts.tsv.gz"),
+        samples=str(REPO / "config/samples.tsv"),
+        clinical=str(REPO / "config/clinical.tsv"),
+    )
+    patients = {"group": ["patient"]}
+    config["de"]["contrasts"] = [
+        {"name": "m6", "test": "month6", "reference": "baseline", "subset": patients},
+        {"name": "drug", "test": "month6", "reference": "baseline", "subset": patients,
+         "between": {"column": "drug", "test": "ruxolitinib", "reference": "tofacitinib"}},
+        {"name": "any", "lrt": True, "subset": patients},
+        {"name": "rux_vs_tofa", "variable": "drug", "test": "ruxolitinib",
+         "reference": "tofacitinib", "paired": False,
+         "subset": {"group": ["patient"], "timepoint": ["baseline"]}},
+    ]  # fmt: skip
+    config = validate_config(copy.deepcopy(config))
+    samples = load_samples(config).set_index("sample", drop=False)
+    tables = plan.table_contrasts(config)
+    expected = {
+        "m6": ("sign_flip", 25, 50),
+        "drug": ("group_permutation", 25, 50),
+        "drug.within_tofacitinib": ("sign_flip", 7, 14),
+        "drug.within_ruxolitinib": ("sign_flip", 18, 36),
+        "any": ("within_subject_permutation", 25, 75),
+        "rux_vs_tofa": ("label_permutation", 25, 25),
+    }
+    seen = {}
+    rng = np.random.default_rng(1)
+    scores = pd.DataFrame({"SET": rng.normal(size=len(samples))}, index=samples.index)
+    for fit in plan.plan_fits(samples, config):
+        fitted = plan.fitted_samples(fit, samples).astype(str)
+        for contrast in fit.contrasts:
+            for name in plan.table_names(contrast):
+                comparison = set_tests.comparison_for(*tables[name], fitted, TIMEPOINTS)
+                result = set_tests.set_tests(scores, pd.Series({"SET": 5}), comparison, 99)
+                seen[name] = (comparison.kind, int(result["n"].iloc[0]), len(comparison.frame))
+                assert result["pvalue"].notna().all(), name
+    assert seen == expected

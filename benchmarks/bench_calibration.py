@@ -20,7 +20,10 @@ for speed: ``linkage.bootstrap: 0`` (bootstrap intervals only) and
 ``de.shrink_max_coefficients: 0`` (apeGLM-shrunk fold changes only). DE p-values with the t
 reference are computed from the same fit, as ``de.wald_distribution: t`` computes them
 (``wald_t_pvalues`` on the Wald statistic with samples minus coefficients degrees of
-freedom; independent filtering then redone on them).
+freedom; independent filtering then redone on them). For shorter runs, ``--no-plots`` builds
+the figures without writing them out (a PNG is a third of a small cohort's time and holds no
+p-value), and ``--signatures`` / ``--methods`` score fewer signatures and methods than the
+repository's configuration (fewer rows per cohort, the same tests).
 
 Measured, per kind of cohort (null: false-positive rates; planted: power):
 
@@ -48,6 +51,7 @@ import argparse
 import copy
 import logging
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -315,9 +319,35 @@ def measure_cohort(kind: str, seed: int, paths: dict, config: dict, truth: pd.Da
     return records
 
 
+def scoring(args: argparse.Namespace):
+    """The override of the scored signatures and methods the command line asks for, if any."""
+    if not (args.signatures or args.methods):
+        return None
+
+    def override(config: dict) -> None:
+        for key in ("signatures", "methods"):
+            if getattr(args, key):
+                config["scores"][key] = list(getattr(args, key))
+
+    return override
+
+
+def skip_figures() -> None:
+    """Figures are built but not written out: each output gets an empty file."""
+    from ifnsig import plots
+
+    def close(fig, path) -> None:
+        plots.plt.close(fig)
+        Path(path).touch()
+
+    plots._save = close
+
+
 def run_cohort(kind, seed, args, workdir: Path, overrides=None) -> list[dict]:
     """Simulate one cohort, run the workflow's stages on it and measure its tests."""
     from ifnsig.simulate import simulate_cohort
+
+    overrides = overrides or scoring(args)
 
     folder = workdir / f"{kind}_{seed}"
     shutil.rmtree(folder, ignore_errors=True)
@@ -418,6 +448,9 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--stages", nargs="+", default=["clinical", "de"], choices=["clinical", "de"],
         help="clinical alone skips DE and enrichment",
     )  # fmt: skip
+    parser.add_argument("--signatures", nargs="+", help="scored signatures (config's)")
+    parser.add_argument("--methods", nargs="+", help="scoring methods (config's)")
+    parser.add_argument("--no-plots", action="store_true", help="do not write the figures")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep each cohort's results")
     parser.add_argument("--markdown", action="store_true", help=f"print {SUMMARY.name} tables")
@@ -430,6 +463,8 @@ def main(argv: list[str] | None = None) -> None:
         print(markdown(pd.read_csv(SUMMARY, sep="\t")))
         return
     logging.basicConfig(level=logging.ERROR)
+    if args.no_plots:
+        skip_figures()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ifnsig_calibration_"))
     start = time.perf_counter()
     records = []
@@ -450,7 +485,8 @@ def main(argv: list[str] | None = None) -> None:
     print("seconds per stage, all cohorts:", {k: round(v) for k, v in TIMES.items()})
     COHORTS.parent.mkdir(exist_ok=True)
     table.to_csv(COHORTS, sep="\t", index=False)
-    summary.assign(date=stamp, genes=args.genes, minutes=round(minutes, 1)).to_csv(
+    command = " ".join(sys.argv[1:] if argv is None else argv)
+    summary.assign(date=stamp, genes=args.genes, minutes=round(minutes, 1), command=command).to_csv(
         SUMMARY, sep="\t", index=False, float_format="%.6g"
     )
 

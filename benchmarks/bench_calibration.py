@@ -406,6 +406,11 @@ def summarize(records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def read_summary(path: Path) -> pd.DataFrame:
+    """A summary written by :func:`main` ("null" in ``kind`` is a word, not a missing value)."""
+    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""])
+
+
 def markdown(summary: pd.DataFrame) -> str:
     """The README's tables: observed vs nominal on null cohorts, power on planted ones."""
 
@@ -460,7 +465,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = arguments(argv)
     if args.markdown:
-        print(markdown(pd.read_csv(SUMMARY, sep="\t")))
+        print(markdown(read_summary(SUMMARY)))
         return
     logging.basicConfig(level=logging.ERROR)
     if args.no_plots:

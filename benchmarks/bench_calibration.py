@@ -15,8 +15,8 @@ rule's input and output paths, in the rules' order: ``build_anndata``, ``geneset
 ``differential_expression``, ``enrichment`` per contrast. They are called in one process
 rather than through ``snakemake``: a snakemake run starts a Python for every job (about 5 s
 of imports each, half the time of a 3,000-gene cohort), and the rules left out (QC,
-matrices, DE plots) compute no p-value. Two settings that change no p-value are turned down
-for speed: ``linkage.bootstrap: 0`` (bootstrap intervals only) and
+matrices, DE plots, the annotated cohort) compute no p-value. Two settings that change no
+p-value are turned down for speed: ``linkage.bootstrap: 0`` (bootstrap intervals only) and
 ``de.shrink_max_coefficients: 0`` (apeGLM-shrunk fold changes only). DE p-values with the t
 reference are computed from the same fit, as ``de.wald_distribution: t`` computes them
 (``wald_t_pvalues`` on the Wald statistic with samples minus coefficients degrees of
@@ -144,13 +144,15 @@ def run_stages(folder: Path, config: dict, threads: int, stages_wanted: set[str]
         {"counts": data["counts"], "gene_sets": gene_sets, "aliases": aliases},
         {"coverage": out("results/scores/geneset_coverage.tsv")},
     )
-    cohort = run(
-        "normalize", {"counts": data["counts"]}, {"cohort": out("results/data/cohort.h5ad")}
+    normalized = run(
+        "normalize",
+        {"counts": data["counts"]},
+        {"normalized": out("results/data/normalized.h5ad")},
     )
     scores = run(
         "score_ifn",
         {
-            "cohort": cohort["cohort"],
+            "normalized": normalized["normalized"],
             "coverage": coverage["coverage"],
             "gene_sets": gene_sets,
             "aliases": aliases,
@@ -197,7 +199,7 @@ def run_stages(folder: Path, config: dict, threads: int, stages_wanted: set[str]
     names = de_tables(config)
     de = run(
         "differential_expression",
-        {"cohort": cohort["cohort"]},
+        {"normalized": normalized["normalized"]},
         {
             **{n: out(f"results/de/{n}.tsv") for n in names},
             **{f"{n}.samples": out(f"results/de/{n}.samples.tsv") for n in names},
@@ -210,7 +212,7 @@ def run_stages(folder: Path, config: dict, threads: int, stages_wanted: set[str]
             {
                 "de": de[name],
                 "samples": de[f"{name}.samples"],
-                "cohort": cohort["cohort"],
+                "normalized": normalized["normalized"],
                 "gene_sets": enrichment_gene_set_files(config),
                 "aliases": aliases,
             },

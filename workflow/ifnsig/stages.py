@@ -323,7 +323,7 @@ def enrichment(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) 
 
     ``inputs["de"]`` is ``results/de/<table>.tsv``: the table's name (its contrast) comes from
     that path, its fitted samples from ``inputs["samples"]``, the VST values from
-    ``inputs["cohort"]``.
+    ``inputs["normalized"]``.
     """
     table = pd.read_csv(inputs["de"], sep="\t")
     chosen = settings["enrichment"]
@@ -334,7 +334,7 @@ def enrichment(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) 
     contrast, within_group = de_plan.table_contrasts(settings)[name]
     fitted = pd.read_csv(inputs["samples"], sep="\t", dtype=str)
     comparison = set_tests.comparison_for(contrast, within_group, fitted, settings["timepoints"])
-    obs, var, vst = quality.read_layer(inputs["cohort"], "vst")
+    obs, var, vst = quality.read_layer(inputs["normalized"], "vst")
     values = pd.DataFrame(vst, index=obs.index.astype(str), columns=var.index.astype(str))
     scores_by_set, n_genes = set_tests.set_scores(
         values, var["symbol"].astype(str), sets, chosen["min_size"], chosen["max_size"]

@@ -3,7 +3,7 @@ rule enrichment:
     input:
         de="results/de/{contrast}.tsv",
         samples="results/de/{contrast}.samples.tsv",
-        cohort=rules.normalize.output.cohort,
+        normalized=rules.normalize.output.normalized,
         gene_sets=relative(enrichment_gene_set_files(config)),
         aliases=relative(aliases_file()),
     output:

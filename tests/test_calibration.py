@@ -22,6 +22,9 @@ from test_clinical import cohort_scores
 from ifnsig import genesets, linkage, set_tests
 from ifnsig.simulate import CohortSpec, simulate_cohort
 
+# Its module fixtures are computed once: one pytest-xdist worker takes the whole module.
+pytestmark = pytest.mark.xdist_group("calibration")
+
 TIMEPOINTS = ["baseline", "month3", "month6"]
 SEEDS = (1, 2, 3)
 CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())

@@ -83,6 +83,9 @@ def frames() -> dict[str, pd.DataFrame]:
              "analysis": "mann_whitney", "estimate": 1.0}
         ]
     )  # fmt: skip
+    sets = pd.DataFrame(
+        {"gene_set": ["B", "A"], "direction": ["down", "down"], "estimate": [-1.0, -0.5]}
+    ).assign(fdr=[0.01, 0.2])
     flags = pd.DataFrame({"sample": ["P1_3", "P1_3"], "check": ["sex", "pairing"]})
     return {
         "samples": samples,
@@ -90,6 +93,7 @@ def frames() -> dict[str, pd.DataFrame]:
         "paired_tests": paired,
         "de:m3": de,
         "prerank:m3": prerank,
+        "sets:m3": sets,
         "correlations": correlations,
         "mixed_models": mixed,
         "response": response,
@@ -114,6 +118,7 @@ def test_the_page_counts_what_the_tables_hold():
     # Ties at FDR 0 broken by |NES|: both listed, the stronger first.
     assert values["enrichment.m3.1.gene_set"] == "A"
     assert values["enrichment.m3.2.gene_set"] == "B"
+    assert values["set_tests.m3.1.gene_set"] == "B" and values["set_tests.m3.1.adjusted"] == 0.01
     assert values["response.R.responders"] == 1 and values["response.R.called"] == 2
     assert values["prediction.R.baseline_score.auc"] == 1.0
     assert values["qc.flags"] == 2 and values["qc.flagged_samples"] == 1

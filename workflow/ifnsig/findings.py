@@ -191,7 +191,7 @@ def enrichment(
     page: Page, tables: Mapping[str, pd.DataFrame], top: int, paths: Mapping[str, str]
 ) -> None:
     """The ``top`` preranked gene sets per contrast, by adjusted p then |NES|."""
-    items = page.section("Top enriched gene sets (preranked GSEA)")
+    items = page.section("Top gene sets by preranked GSEA (gene permutations: a ranking)")
     for name, frame in tables.items():
         table = paths[name]
         if frame.empty:
@@ -208,6 +208,34 @@ def enrichment(
             listed.append(
                 f"{html.escape(str(row['gene_set']))} (NES "
                 f"{page.num(f'{key}.nes', row['nes'], table)}, adjusted p "
+                f"{page.num(f'{key}.adjusted', row[q], table)})"
+            )
+        text = f"<code>{html.escape(name)}</code>: " + "; ".join(listed)
+        items.append(text + ". " + source(table))
+
+
+def set_tests(
+    page: Page, tables: Mapping[str, pd.DataFrame], top: int, paths: Mapping[str, str]
+) -> None:
+    """The ``top`` gene sets per contrast by the correlation-aware set tests (the ones for
+    inference), by adjusted p then |estimate|."""
+    items = page.section("Top gene sets by the set tests (sample permutations, for inference)")
+    for name, frame in tables.items():
+        table = paths[name]
+        if frame.empty:
+            items.append(f"<code>{html.escape(name)}</code>: no gene set tested. " + source(table))
+            continue
+        q = adjusted_p(frame)
+        ranked = frame.assign(_abs=frame["estimate"].abs()).sort_values(
+            [q, "_abs", "gene_set"], ascending=[True, False, True], kind="mergesort"
+        )
+        listed = []
+        for i, (_, row) in enumerate(ranked.head(top).iterrows()):
+            key = f"set_tests.{name}.{i + 1}"
+            page.values[f"{key}.gene_set"] = row["gene_set"]
+            listed.append(
+                f"{html.escape(str(row['gene_set']))} ({html.escape(str(row['direction']))}, "
+                f"change {page.num(f'{key}.estimate', row['estimate'], table)}, adjusted p "
                 f"{page.num(f'{key}.adjusted', row[q], table)})"
             )
         text = f"<code>{html.escape(name)}</code>: " + "; ".join(listed)
@@ -356,6 +384,14 @@ def findings_page(
         settings["findings"]["top_gene_sets"],
         {name: paths[f"prerank:{name}"] for name in de_names},
     )
+    with_sets = [name for name in de_names if f"sets:{name}" in frames]
+    if with_sets:
+        set_tests(
+            page,
+            {name: frames[f"sets:{name}"] for name in with_sets},
+            settings["findings"]["top_gene_sets"],
+            {name: paths[f"sets:{name}"] for name in with_sets},
+        )
     clinical_links(page, frames["correlations"], frames["mixed_models"], settings, paths)
     responders(page, frames["response"], frames["baseline_prediction"], settings, paths)
     qc_flags(page, frames["qc_flags"], paths["qc_flags"])
@@ -376,7 +412,8 @@ TABLE_NOTES = {
     "method_agreement.tsv": "Agreement between scoring methods.",
     "type1_vs_type2.tsv": "Type I vs IFN-gamma-biased scores.",
     "*.samples.tsv": "Samples and levels the contrast was fitted on.",
-    "*.prerank.tsv": "Preranked GSEA on the Wald statistic.",
+    "*.prerank.tsv": "Preranked GSEA on the Wald statistic (gene permutations: a ranking).",
+    "*.set_tests.tsv": "Correlation-aware gene-set tests (sample permutations), for inference.",
     "*.ora.tsv": "Over-representation of the significant genes.",
     "*.tsv": "DESeq2 results per gene (pydeseq2).",
     "changes.tsv": "Change of each clinical measure from baseline.",
@@ -394,7 +431,7 @@ def table_note(path: str) -> str:
     name = path.rsplit("/", 1)[-1]
     if name in TABLE_NOTES and not path.startswith("results/de/"):
         return TABLE_NOTES[name]
-    for pattern in ("*.samples.tsv", "*.prerank.tsv", "*.ora.tsv", "*.tsv"):
+    for pattern in ("*.samples.tsv", "*.prerank.tsv", "*.set_tests.tsv", "*.ora.tsv", "*.tsv"):
         if name.endswith(pattern[1:]) and path.startswith(("results/de/", "results/enrichment/")):
             return TABLE_NOTES[pattern]
     return TABLE_NOTES.get(name, "")

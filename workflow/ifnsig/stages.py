@@ -490,7 +490,8 @@ def summarize_findings(inputs: Paths, outputs: Paths, settings: dict, threads: i
     fixed = ["samples", "scores", "paired_tests", "correlations", "mixed_models"]
     fixed += ["response", "baseline_prediction", "qc_flags"]
     contrasts = [key.split(":", 1)[1] for key in inputs if key.startswith("de:")]
-    keys = fixed + [f"{kind}:{name}" for name in contrasts for kind in ("de", "prerank")]
+    kinds = [k for k in ("de", "prerank", "sets") if contrasts and f"{k}:{contrasts[0]}" in inputs]
+    keys = fixed + [f"{kind}:{name}" for name in contrasts for kind in kinds]
     frames = {key: read(inputs[key]) for key in keys}
     page = findings.findings_page(frames, inputs, settings, contrasts)
     tables = {

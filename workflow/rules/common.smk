@@ -123,6 +123,7 @@ def findings_inputs():
     for name in TABLES:
         files[f"de:{name}"] = f"results/de/{name}.tsv"
         files[f"prerank:{name}"] = f"results/enrichment/{name}.prerank.tsv"
+        files[f"sets:{name}"] = f"results/enrichment/{name}.set_tests.tsv"
     producers = [
         rules.build_anndata,
         rules.quality_control,

@@ -65,18 +65,25 @@ class Timer:
         self.cpu = cpu_seconds() - self.cpu
 
 
-def demo_designs():
-    """(label, AnnData, fit, samples) of each configured demo contrast, as the DE rule plans."""
+def repository_config() -> dict:
+    """The repository's validated configuration (its paths relative to the repository)."""
     import yaml
 
+    from ifnsig.validation import validate_config
+
+    return validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+
+
+def demo_designs():
+    """(label, AnnData, fit, samples) of each configured demo contrast, as the DE rule plans."""
     from ifnsig import data, de, response
     from ifnsig.formats import read_count_input
-    from ifnsig.validation import load_design, validate_config
+    from ifnsig.validation import load_design
 
     cwd = Path.cwd()
     os.chdir(REPO)
     try:
-        cfg = validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+        cfg = repository_config()
         design = load_design(cfg)
         adata = data.build_anndata(
             read_count_input(cfg).counts,
@@ -108,13 +115,14 @@ def simulated_designs(n_samples: int, n_genes: int, seed: int):
     obs = meta.assign(
         sample=meta.index,
         group="patient",
-        timepoint=meta["timepoint"].map({"A": "baseline", "B": "month3"}),
+        timepoint=meta["timepoint"].map({"T0": "baseline", "T1": "month3"}),
     )
     adata = ad.AnnData(counts.to_numpy(dtype=float), obs=obs)
     adata.layers["counts"] = counts.to_numpy()
     adata.var_names = list(counts.columns)
     samples = de.cohort_samples(adata.obs)
-    cfg = {"de": {"contrasts": [], "keep_unpaired_subjects": False, "covariates": []}}
+    cfg = repository_config()
+    cfg = {**cfg, "timepoints": ["baseline", "month3"], "de": {**cfg["de"], "contrasts": []}}
     (fit,) = de.plan_fits(samples, cfg)
     yield f"simulated {n_samples} x {n_genes}", adata, fit, samples
 

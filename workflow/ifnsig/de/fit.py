@@ -85,7 +85,7 @@ def run_fit(
     shrink: bool = True,
     inference: str = "auto",
     blocked_min_subjects: int = 2,
-    shrink_max_coefficients: int = 2000,
+    shrink_max_coefficients: int = 5000,
     wald_distribution: str = "normal",
 ) -> dict[str, pd.DataFrame]:
     """Fit one design with pydeseq2 and test each of its contrasts.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import logging
 import re
+import warnings
 from pathlib import Path
 
 import anndata as ad
@@ -202,12 +203,35 @@ def normalize(adata: ad.AnnData, n_cpus: int = 1) -> ad.AnnData:
         inference=DefaultInference(n_cpus=n_cpus),
         quiet=True,
     )
-    dds.vst(use_design=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dds.vst(use_design=False)
+    for warning in caught:
+        if "did not converge" in str(warning.message):
+            continue
+        warnings.warn_explicit(
+            warning.message, warning.category, warning.filename, warning.lineno
+        )
     adata.obs["size_factor"] = np.asarray(dds.obs["size_factors"], dtype=float)
     adata.layers["normalized"] = np.asarray(dds.layers["normed_counts"], dtype=np.float64)
     adata.layers["vst"] = np.asarray(dds.layers["vst_counts"], dtype=np.float64)
     adata.layers["logcpm"] = log_cpm(adata.layers["counts"])
-    adata.uns["vst_trend_coeffs"] = np.asarray(dds.uns["vst_trend_coeffs"], dtype=float)
+    if dds.vst_fit_type == "mean":
+        # pydeseq2 falls back to a constant dispersion (DESeq2's fitType "mean") when the
+        # parametric trend does not converge, as with few genes or near-Poisson counts. The
+        # closed form of the parametric VST with a1 = 0 is the same transformation, so the
+        # trend is stored as (a0, a1) = (mean dispersion, 0) for the frozen reference.
+        mean_disp = float(dds.uns["mean_disp"])
+        log.warning(
+            "the VST's parametric dispersion trend a0 + a1 / mean did not converge on these "
+            "%d genes (as happens with few genes or dispersions close to Poisson); the VST "
+            "uses their mean dispersion %.4g instead, as DESeq2's fitType = 'mean'",
+            adata.n_vars,
+            mean_disp,
+        )
+        adata.uns["vst_trend_coeffs"] = np.array([mean_disp, 0.0])
+    else:
+        adata.uns["vst_trend_coeffs"] = np.asarray(dds.uns["vst_trend_coeffs"], dtype=float)
     adata.X = adata.layers["vst"].astype(np.float32)
     return adata
 

@@ -347,16 +347,74 @@ def _comment_rows(path: Path) -> list[int]:
     return rows
 
 
-def read_sheet(path: str | os.PathLike, string_columns: list[str]) -> pd.DataFrame:
-    """Read a tab-separated sheet; ``string_columns`` are kept as text (IDs such as "007")."""
+def read_tsv(path: str | os.PathLike, **kwargs) -> pd.DataFrame:
+    """A table the workflow wrote: only an empty cell is missing, so an ID such as ``NA``
+    (a subject of that name) read back stays the ID it was."""
+    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""], **kwargs)
+
+
+#: Cells read as missing in the sheets (outside ID columns), as R and spreadsheets write them.
+MISSING_VALUES = (
+    "",
+    "NA",
+    "N/A",
+    "n/a",
+    "na",
+    "NaN",
+    "nan",
+    "NULL",
+    "null",
+    "None",
+    "#N/A",
+    "<NA>",
+)
+
+
+def _header_fields(path: Path, sep: str) -> list[str]:
+    """The header line of a sheet split on ``sep``, as written (pandas would rename repeats)."""
+    import csv
+
+    with readable(path), _open_text(path) as handle:
+        line = handle.readline().rstrip("\r\n")
+    return next(csv.reader([line], delimiter=sep)) if line else []
+
+
+def read_sheet(
+    path: str | os.PathLike,
+    string_columns: list[str],
+    id_columns: list[str] | tuple[str, ...] = (),
+    separators: str = "\t",
+) -> pd.DataFrame:
+    """Read a tab-separated sheet; ``string_columns`` are kept as text (IDs such as "007").
+
+    Cells holding one of :data:`MISSING_VALUES` are missing, except in ``id_columns``: an
+    ID such as ``NA`` or ``null`` stays an ID there (an empty ID cell stays ``""``).
+    ``separators`` lists the accepted delimiters: ``"\t,"`` reads a CSV too, chosen from
+    the header line (a tab wins).
+    """
     path = Path(path)
+    head = _first_lines(path, 1)
+    sep = "\t"
+    if head and "\t" not in head[0] and "," in separators and "," in head[0]:
+        sep = ","
+    raw = _header_fields(path, sep) if head else []
+    header = [c.strip() for c in raw]
+    repeated = sorted({c for c in header if header.count(c) > 1 and c})
+    if repeated:
+        raise InputError(
+            f"{path}: line 1 names column '{repeated[0]}' {header.count(repeated[0])} times; "
+            "give every column its own name (remove or rename the copy)."
+        )
+    ids = [c for c in raw if c.strip() in id_columns]
     try:
         with readable(path), _open_text(path) as handle:
             frame = pd.read_csv(
                 handle,
-                sep="\t",
-                dtype={c: str for c in string_columns},
+                sep=sep,
+                dtype={c: str for c in [*string_columns, *ids]},
                 skipinitialspace=True,
+                keep_default_na=False,
+                na_values={c: list(MISSING_VALUES) for c in raw if c not in ids},
             )
     except pd.errors.EmptyDataError:
         raise InputError(
@@ -376,4 +434,6 @@ def read_sheet(path: str | os.PathLike, string_columns: list[str]) -> pd.DataFra
     for column in frame.columns:
         if frame[column].dtype == object:
             frame[column] = frame[column].str.strip()
+            if column not in id_columns:
+                frame[column] = frame[column].mask(frame[column].isin(MISSING_VALUES))
     return frame

@@ -155,7 +155,7 @@ def read_var(path: str | Path) -> pd.DataFrame:
 def read_markers(path: str | Path) -> dict[str, list[str]]:
     """Cell type to marker symbols from a TSV with ``cell_type`` and ``symbol`` columns."""
     path = require_file(path, "cell-type marker table", "qc.markers")
-    frame = read_sheet(path, ["cell_type", "symbol", "source"])
+    frame = read_sheet(path, ["cell_type", "symbol", "source"], id_columns=("cell_type", "symbol"))
     missing = [c for c in ["cell_type", "symbol"] if c not in frame.columns]
     if missing:
         raise InputError(

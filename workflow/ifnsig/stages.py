@@ -20,11 +20,13 @@ import pandas as pd
 
 from ifnsig import data, genesets, linkage, plots, response, scores
 from ifnsig import qc as quality
+from ifnsig.config_files import origin
 from ifnsig.de import fit as de_fit
 from ifnsig.de import plan as de_plan
 from ifnsig.enrichment import over_representation, prerank, ranking, restrict_to
 from ifnsig.errors import InputError
 from ifnsig.formats import read_count_input
+from ifnsig.io import read_tsv
 from ifnsig.validation import clinical_values, load_samples, read_clinical_table
 
 log = logging.getLogger("ifnsig")
@@ -83,8 +85,22 @@ def build_anndata(inputs: Paths, outputs: Paths, settings: dict, threads: int = 
     annotation = (
         data.read_annotation(inputs["annotation"]) if "annotation" in inputs else source.annotation
     )
+    data.check_libraries(source.counts[samples.index], str(config["counts"]))
+    if annotation is None and data.gene_id_kind(source.counts.index) != "symbol":
+        kind = data.gene_id_kind(source.counts.index)
+        raise InputError(
+            f"{config['counts']}: the gene IDs are {kind.capitalize()} IDs (e.g. "
+            f"'{source.counts.index[0]}') and no annotation maps them to the symbols the "
+            f"signatures and QC use; set 'annotation' in {origin('annotation')} to a "
+            "gene_id/symbol table or the GTF the counts were made with (see "
+            "resources/annotation/README.md)."
+        )
     adata = data.build_anndata(
-        source.counts, samples, annotation=annotation, timepoints=settings["timepoints"]
+        source.counts,
+        samples,
+        annotation=annotation,
+        timepoints=settings["timepoints"],
+        annotation_file=inputs.get("annotation"),
     )
     log.info("cohort: %d samples x %d genes", adata.n_obs, adata.n_vars)
     write_tsv(samples.reset_index(drop=True), outputs["samples"])
@@ -95,6 +111,11 @@ def geneset_coverage(inputs: Paths, outputs: Paths, settings: dict, threads: int
     """Match the scored signatures to the cohort's symbols; a set with no gene fails here."""
     var = quality.read_var(inputs["counts"])
     _, coverage = _matched_signatures(inputs, settings, var["symbol"])
+    summary = data.symbol_summary(var)
+    coverage["n_cohort_genes"] = len(var)
+    coverage["n_ids_without_symbol"] = len(summary["ids_without_symbol"])
+    coverage["ids_without_symbol"] = ",".join(map(str, summary["ids_without_symbol"][:20]))
+    coverage["n_symbols_shared"] = len(summary["shared_symbols"])
     for row in coverage.itertuples():
         log.info(
             "%s: %d of %d genes found; missing: %s",
@@ -124,6 +145,12 @@ def normalize(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -
     adata = ad.read_h5ad(inputs["counts"])
     filtering = settings["filtering"]
     adata = data.filter_genes(adata, filtering["min_count"], filtering["min_samples"])
+    kept = pd.DataFrame(adata.layers["counts"].T, columns=adata.obs_names)
+    data.check_libraries(
+        kept,
+        f"{inputs['counts']} (the {adata.n_vars} genes with >= {filtering['min_count']} reads "
+        f"in >= {filtering['min_samples']} samples)",
+    )
     data.normalize(adata, n_cpus=threads)
     data.write_h5ad(adata, outputs["cohort"])
 
@@ -258,9 +285,7 @@ def differential_expression(
         names = set(pd.read_csv(inputs["clinical"], sep="\t", nrows=0).columns)
         wanted = [c for c in settings["de"]["covariates"] if c in names]
         clinical = clinical_values(inputs["clinical"], wanted)
-    responses = (
-        pd.read_csv(inputs["responses"], sep="\t", dtype=str) if "responses" in inputs else None
-    )
+    responses = read_tsv(inputs["responses"], dtype=str) if "responses" in inputs else None
     de_settings = settings["de"]
     for fit in de_plan.plan_fits(samples, settings, clinical, responses):
         results = de_fit.run_fit(
@@ -282,14 +307,14 @@ def differential_expression(
 
 def plot_de(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
     """Volcano (primary signature labelled), MA, p-value histogram and top-gene heatmap."""
-    table = pd.read_csv(inputs["de"], sep="\t")
+    table = read_tsv(inputs["de"])
     alpha = settings["de"]["alpha"]
     sets = genesets.load_gene_sets(inputs["gene_sets"])
     highlight = list(sets.get(settings["scores"]["primary_signature"], []))
     plots.volcano(table, outputs["volcano"], highlight=highlight, alpha=alpha)
     plots.ma_plot(table, outputs["ma"], alpha=alpha)
     plots.pvalue_histogram(table, outputs["pvalues"])
-    fitted = pd.read_csv(inputs["samples"], sep="\t", dtype=str)
+    fitted = read_tsv(inputs["samples"], dtype=str)
     groups = de_plan.compared_levels(fitted)
     adata = ad.read_h5ad(inputs["cohort"])
     plots.top_gene_heatmap(adata, table, groups, outputs["heatmap"])
@@ -309,7 +334,7 @@ def enrichment_sets(inputs: Paths, settings: dict) -> dict[str, list[str]]:
 
 def enrichment(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
     """Prerank GSEA on the Wald statistic and ORA of significant genes, local gene sets only."""
-    table = pd.read_csv(inputs["de"], sep="\t")
+    table = read_tsv(inputs["de"])
     chosen = settings["enrichment"]
     aliases = genesets.read_aliases(inputs["aliases"])
     sets = restrict_to(enrichment_sets(inputs, settings), set(table["symbol"].astype(str)), aliases)
@@ -337,7 +362,7 @@ def enrichment(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) 
 
 def call_responses(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
     """Changes of the clinical measures from baseline and the response calls, traced."""
-    samples = pd.read_csv(inputs["samples"], sep="\t", dtype=str)
+    samples = read_tsv(inputs["samples"], dtype=str)
     if "clinical" not in inputs or not settings["clinical_measures"]:
         log.warning("no clinical table or no clinical_measures: the clinical tables are empty")
         changes, calls = response.empty_tables()
@@ -350,9 +375,9 @@ def call_responses(inputs: Paths, outputs: Paths, settings: dict, threads: int =
 
 def clinical_linkage(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
     """Score changes and every test linking the IFN score to the clinical course."""
-    table = pd.read_csv(inputs["scores"], sep="\t", dtype={"subject": str, "sample": str})
-    samples = pd.read_csv(inputs["samples"], sep="\t", dtype=str)
-    measure_change = pd.read_csv(inputs["changes"], sep="\t", dtype={"subject": str})
+    table = read_tsv(inputs["scores"], dtype={"subject": str, "sample": str})
+    samples = read_tsv(inputs["samples"], dtype=str)
+    measure_change = read_tsv(inputs["changes"], dtype={"subject": str})
     responses = response.read_calls(inputs["response"])
     timepoints = settings["timepoints"]
     measures = settings["clinical_measures"]

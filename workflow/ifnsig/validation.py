@@ -7,6 +7,7 @@ check of the count values happens in the first rule, before anything is written.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,18 @@ from ifnsig.config_files import ConfigSources, origin, use_sources, written, yam
 from ifnsig.errors import InputError
 from ifnsig.formats import count_sample_names
 from ifnsig.genesets import SHIPPED_GMT, load_gene_sets
-from ifnsig.io import read_sheet, require_file
+from ifnsig.io import MISSING_VALUES, read_sheet, require_file
+
+log = logging.getLogger(__name__)
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: Columns of the sheets that hold IDs: a cell there is never read as a missing value.
+SHEET_IDS = ("sample", "subject", "group", "timepoint")
+CLINICAL_IDS = ("subject", "timepoint")
+#: Column names of the workflow's gene x sample tables (``layer_table``), which a sample ID
+#: would collide with.
+RESERVED_SAMPLE_IDS = ("gene_id", "symbol", "biotype")
 
 
 def _validation_cause(err: Exception):
@@ -183,7 +192,11 @@ class Design:
 def read_sample_sheet(path: str | Path, config: dict) -> pd.DataFrame:
     """Read and check the sample sheet; returns it indexed by sample, excluded samples removed."""
     path = require_file(path, "sample sheet", "samples")
-    frame = read_sheet(path, ["sample", "subject", "group", "timepoint", "batch", "sex", "drug"])
+    frame = read_sheet(
+        path,
+        ["sample", "subject", "group", "timepoint", "batch", "sex", "drug"],
+        id_columns=SHEET_IDS,
+    )
     missing = [c for c in ["sample", "subject", "group", "timepoint"] if c not in frame.columns]
     if missing:
         raise InputError(
@@ -214,6 +227,15 @@ def read_sample_sheet(path: str | Path, config: dict) -> pd.DataFrame:
                 "'.', '_' and '-', starting with a letter or digit (rename the matching "
                 f"{also} too)."
             )
+    reserved = frame["sample"].isin(RESERVED_SAMPLE_IDS)
+    if reserved.any():
+        i = int(reserved.to_numpy().nonzero()[0][0])
+        raise InputError(
+            f"{path}: line {frame.index[i] + 2}, column 'sample' holds "
+            f"'{frame['sample'].iat[i]}', a name the workflow's gene tables use for their own "
+            f"columns ({', '.join(RESERVED_SAMPLE_IDS)}); rename the sample (and its count "
+            "column)."
+        )
     duplicated = frame["sample"][frame["sample"].duplicated()]
     if not duplicated.empty:
         lines = [str(i + 2) for i in frame.index[frame["sample"] == duplicated.iloc[0]]]
@@ -278,7 +300,7 @@ def read_clinical_table(
     rows of every subject without a sample, for jobs whose inputs were checked at parse time.
     """
     path = require_file(path, "clinical table", "clinical")
-    frame = read_sheet(path, ["subject", "timepoint"])
+    frame = read_sheet(path, ["subject", "timepoint"], id_columns=CLINICAL_IDS)
     missing = [c for c in ["subject", "timepoint"] if c not in frame.columns]
     if missing:
         raise InputError(
@@ -346,6 +368,16 @@ def read_clinical_table(
                 f"correct the value or the range in {origin(('clinical_measures', measure))}."
             )
         frame[measure] = values
+        if len(frame) and values.isna().all():
+            log.warning(
+                "%s: column '%s' has no value in any row (empty cells and %s are missing "
+                "values), so its changes, response calls and links to the scores are empty; "
+                "fill it in or remove it from clinical_measures in %s",
+                path,
+                measure,
+                "/".join(v for v in MISSING_VALUES if v),
+                origin(("clinical_measures", measure)),
+            )
     return frame.reset_index(drop=True)
 
 
@@ -355,7 +387,7 @@ def clinical_values(path: str | Path, columns: list[str]) -> pd.DataFrame:
     Numbers stay numbers; text columns stay text. For jobs that need a few clinical values
     (a DE covariate) without the whole table's checks.
     """
-    frame = read_sheet(path, ["subject", "timepoint"])
+    frame = read_sheet(path, ["subject", "timepoint"], id_columns=CLINICAL_IDS)
     frame = frame[["subject", "timepoint", *columns]].copy()
     for column in columns:
         numeric = pd.to_numeric(frame[column], errors="coerce")
@@ -478,6 +510,10 @@ def load_design(config: dict) -> Design:
     validate_config(config)
     check_gene_sets(config)
     samples = load_samples(config)
+    if config.get("annotation"):
+        from ifnsig.data import check_annotation
+
+        check_annotation(config["annotation"])
     check_reference_available(samples, config, str(config["samples"]))
     clinical = None
     if config.get("clinical"):

@@ -27,6 +27,7 @@ import pandas as pd
 
 from ifnsig.config_files import origin
 from ifnsig.errors import InputError
+from ifnsig.io import read_tsv
 
 log = logging.getLogger(__name__)
 
@@ -771,7 +772,7 @@ def cohort_samples(obs: pd.DataFrame, composition_tsv: str | None = None) -> pd.
     samples["timepoint"] = samples["timepoint"].astype(str)
     if composition_tsv is None:
         return samples
-    composition = pd.read_csv(composition_tsv, sep="\t", dtype={"sample": str}).set_index("sample")
+    composition = read_tsv(composition_tsv, dtype={"sample": str}).set_index("sample")
     new = [c for c in composition.columns if c not in samples.columns]
     return samples.join(composition[new])
 

@@ -195,7 +195,11 @@ def test_response_contrast_splits_patients_as_the_clinical_stage(small_run, tmp_
 
     monkeypatch.chdir(small_run)
     name = "CMAS_responders_at_baseline"
-    outputs = {name: str(tmp_path / "responders.tsv"), f"{name}.samples": str(tmp_path / "s.tsv")}
+    outputs = {
+        name: str(tmp_path / "responders.tsv"),
+        f"{name}.samples": str(tmp_path / "s.tsv"),
+        "design_checks": str(tmp_path / "design_checks.tsv"),
+    }
     inputs = {"cohort": "results/data/cohort.h5ad", "responses": "results/clinical/response.tsv"}
     run_stage("differential_expression", config, inputs, outputs)
     table = pd.read_csv(outputs[name], sep="\t")
@@ -255,6 +259,7 @@ def test_composition_score_as_de_covariate(small_run, tmp_path, monkeypatch):
         for name in ("month3_vs_baseline", "month6_vs_baseline")
         for suffix in ("", ".samples")
     }
+    outputs["design_checks"] = str(tmp_path / "design_checks.tsv")
     inputs = {"cohort": "results/data/cohort.h5ad", "composition": composition}
     run_stage("differential_expression", config, inputs, outputs)
     m3 = pd.read_csv(outputs["month3_vs_baseline"], sep="\t")

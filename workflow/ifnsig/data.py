@@ -20,7 +20,7 @@ import pandas as pd
 
 from ifnsig.config_files import origin
 from ifnsig.errors import InputError
-from ifnsig.io import read_sheet, readable, require_file
+from ifnsig.io import atomic_output, read_sheet, readable, require_file
 
 log = logging.getLogger(__name__)
 
@@ -475,4 +475,5 @@ def layer_table(adata: ad.AnnData, layer: str) -> pd.DataFrame:
 
 def write_h5ad(adata: ad.AnnData, path: str | Path) -> None:
     """Write AnnData compressed; obs columns are made h5ad-safe first."""
-    adata.write_h5ad(path, compression="gzip")
+    with atomic_output(path) as partial:
+        adata.write_h5ad(partial, compression="gzip")

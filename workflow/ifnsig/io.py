@@ -347,6 +347,25 @@ def _comment_rows(path: Path) -> list[int]:
     return rows
 
 
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` that becomes ``path`` once completely written.
+
+    A writer that fails or is killed half-way leaves no partial file under the output's
+    name (only the hidden temporary, removed on failure): a table or figure under results/
+    is either complete or absent, also when a stage runs outside Snakemake, which removes a
+    failed job's outputs itself. The temporary keeps the suffix, for writers that choose
+    the format from it (matplotlib).
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial{''.join(path.suffixes)}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def read_tsv(path: str | os.PathLike, **kwargs) -> pd.DataFrame:
     """A table the workflow wrote: only an empty cell is missing, so an ID such as ``NA``
     (a subject of that name) read back stays the ID it was."""

@@ -20,8 +20,14 @@ PALETTE = plt.get_cmap("tab10")
 def _save(fig, path: str | Path) -> None:
     fig.tight_layout()
     # A fixed creation date keeps the SVG/PDF metadata, and so the files, reproducible.
-    fig.savefig(path, dpi=120, metadata={"Software": None} if str(path).endswith(".png") else None)
-    plt.close(fig)
+    from ifnsig.io import atomic_output
+
+    metadata = {"Software": None} if str(path).endswith(".png") else None
+    try:
+        with atomic_output(path) as partial:
+            fig.savefig(partial, dpi=120, metadata=metadata)
+    finally:
+        plt.close(fig)
 
 
 def pca(

@@ -10,8 +10,10 @@ Tables are written as tidy TSV with full-precision p-values.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from ifnsig.de import plan as de_plan
 from ifnsig.enrichment import over_representation, prerank, ranking, restrict_to
 from ifnsig.errors import InputError
 from ifnsig.formats import read_count_input
-from ifnsig.io import read_tsv
+from ifnsig.io import atomic_output, read_tsv
 from ifnsig.validation import clinical_values, load_samples, read_clinical_table
 
 log = logging.getLogger("ifnsig")
@@ -36,7 +38,52 @@ Paths = Mapping[str, str]
 
 def write_tsv(frame: pd.DataFrame, path: str | Path) -> None:
     """Tidy TSV; floats with 10 significant digits so reruns give identical bytes."""
-    frame.to_csv(path, sep="\t", index=False, float_format="%.10g")
+    with atomic_output(path) as partial:
+        frame.to_csv(partial, sep="\t", index=False, float_format="%.10g")
+
+
+#: Warnings of the libraries that a run can meet on real data, each explained once in the log:
+#: (pattern of the message, part of the file that warns, what it means).
+EXPLAINED_WARNINGS = [
+    (
+        re.compile(r"overflow encountered"),
+        "pydeseq2",
+        "pydeseq2 met a numerical overflow (exp of a large linear predictor) while fitting "
+        "some genes, as happens for genes with no reads in every sample of one level or "
+        "subject: their fold change is unbounded, so the fit stops at a large log2FoldChange; "
+        "such genes are reported with large |log2FoldChange| and lfcSE, as R DESeq2 reports "
+        "them, and the other genes are not affected",
+    ),
+    (
+        re.compile(r"dispersion trend curve fitting did not converge"),
+        "pydeseq2",
+        "pydeseq2's parametric dispersion trend did not converge (few genes, or dispersions "
+        "close to Poisson) and the mean dispersion was used as the trend, as DESeq2's "
+        "fitType = 'mean'; the fit is otherwise unchanged",
+    ),
+]
+
+
+class _WarningLog:
+    """``warnings.showwarning`` for the stages: each warning logged once, known ones explained."""
+
+    def __init__(self) -> None:
+        self.seen: set = set()
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
+        text = str(message)
+        for pattern, source, explanation in EXPLAINED_WARNINGS:
+            if pattern.search(text) and source in str(filename):
+                if explanation not in self.seen:
+                    self.seen.add(explanation)
+                    log.warning("%s (%s: %s)", explanation, category.__name__, text)
+                return
+        key = (category.__name__, text)
+        if key not in self.seen:
+            self.seen.add(key)
+            logging.getLogger("py.warnings").warning(
+                "%s: %s (%s, line %s)", category.__name__, text, filename, lineno
+            )
 
 
 def run_script(snakemake, stage: Callable) -> None:
@@ -51,7 +98,7 @@ def run_script(snakemake, stage: Callable) -> None:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
-    logging.captureWarnings(True)
+    warnings.showwarning = _WarningLog()
     try:
         stage(
             inputs=dict(snakemake.input.items()),
@@ -174,7 +221,12 @@ def quality_control(inputs: Paths, outputs: Paths, settings: dict, threads: int 
     """
     from threadpoolctl import threadpool_limits
 
-    markers = quality.read_markers(inputs["markers"])
+    # Without a marker table (a tissue other than blood) there are no composition scores.
+    markers = quality.read_markers(inputs["markers"]) if "markers" in inputs else {}
+    if not markers:
+        log.info(
+            "no cell-type marker table for tissue '%s': no composition scores", settings["tissue"]
+        )
     with threadpool_limits(limits=threads):
         obs, var, counts = quality.read_layer(inputs["counts"], "counts")
         cohort_obs, cohort_var, vst = quality.read_layer(inputs["cohort"], "vst")
@@ -201,7 +253,7 @@ def quality_control(inputs: Paths, outputs: Paths, settings: dict, threads: int 
     write_tsv(result.composition_coverage, outputs["composition_markers"])
     quality.write_multiqc(result, outputs["multiqc_metrics"], outputs["multiqc_flags"])
     summary = quality.qc_anndata(result, samples)
-    summary.write_h5ad(outputs["h5ad"], compression="gzip")
+    data.write_h5ad(summary, outputs["h5ad"])
 
     status = quality.flag_status(result)
     colors = ["timepoint", "group", "batch", "drug", *status.columns.drop("sample")]
@@ -287,7 +339,9 @@ def differential_expression(
         clinical = clinical_values(inputs["clinical"], wanted)
     responses = read_tsv(inputs["responses"], dtype=str) if "responses" in inputs else None
     de_settings = settings["de"]
-    for fit in de_plan.plan_fits(samples, settings, clinical, responses):
+    fits = de_plan.plan_fits(samples, settings, clinical, responses)
+    write_tsv(de_plan.design_checks(fits), outputs["design_checks"])
+    for fit in fits:
         results = de_fit.run_fit(
             adata,
             fit,

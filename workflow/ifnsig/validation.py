@@ -481,7 +481,12 @@ def check_inputs(config: dict, sources: ConfigSources | None = None) -> tuple[De
     ``sources`` tells messages which file (or ``--config``) set each key. Returns the design
     and the planned DE fits; raises :class:`InputError` at the first problem.
     """
-    from ifnsig.de.plan import composition_covariates, plan_fits, uses_responses
+    from ifnsig.de.plan import (
+        check_composition_covariates,
+        composition_covariates,
+        plan_fits,
+        uses_responses,
+    )
     from ifnsig.linkage import check_covariates
     from ifnsig.response import check_responses, clinical_responses
 
@@ -492,6 +497,7 @@ def check_inputs(config: dict, sources: ConfigSources | None = None) -> tuple[De
     check_responses(config, design.clinical)
     check_covariates(config, design.samples)
     # Composition scores come from the QC stage: only their names can be checked here.
+    check_composition_covariates(config)
     deferred = set(composition_covariates(config))
     # Responder contrasts use the calls the call_responses job will make, from the same code.
     responses = None

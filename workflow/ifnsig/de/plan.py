@@ -317,6 +317,25 @@ def composition_covariates(config: dict) -> list[str]:
     return [c for c in candidates if c in known]
 
 
+def check_composition_covariates(config: dict) -> None:
+    """A blood composition score named as DE covariate for another tissue without a marker
+    table of its own is rejected with the reason: the QC stage writes no such score."""
+    from ifnsig.qc import SHIPPED_MARKERS, read_markers
+    from ifnsig.settings import is_blood
+
+    if is_blood(config) or config["qc"]["markers"]:
+        return
+    blood = {f"{cell}_score" for cell in read_markers(SHIPPED_MARKERS)}
+    for covariate in config["de"]["covariates"]:
+        if covariate in blood:
+            raise InputError(
+                f"{origin('de.covariates')}: de.covariates names '{covariate}', a blood "
+                f"composition score, which the QC stage writes only for blood "
+                f"({origin('tissue')} sets tissue '{config['tissue']}'); give a marker table "
+                "for this tissue under qc.markers or remove it from de.covariates."
+            )
+
+
 def clinical_covariates(config: dict) -> list[str]:
     """DE covariates that are clinical measures (values per visit, e.g. steroid dose)."""
     measures = config.get("clinical_measures") or {}

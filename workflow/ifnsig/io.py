@@ -6,6 +6,7 @@ sentence that names the file, the row or column, and the fix.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import os
 import re
@@ -391,11 +392,18 @@ MISSING_VALUES = (
 
 def _header_fields(path: Path, sep: str) -> list[str]:
     """The header line of a sheet split on ``sep``, as written (pandas would rename repeats)."""
-    import csv
-
     with readable(path), _open_text(path) as handle:
         line = handle.readline().rstrip("\r\n")
     return next(csv.reader([line], delimiter=sep)) if line else []
+
+
+def _first_long_line(path: Path, sep: str, width: int) -> int:
+    """Number (from 1) of the first line with more than ``width`` fields."""
+    with readable(path), _open_text(path) as handle:
+        for number, fields in enumerate(csv.reader(handle, delimiter=sep), start=1):
+            if len(fields) > width:
+                return number
+    return 2
 
 
 def read_sheet(
@@ -440,10 +448,31 @@ def read_sheet(
             f"{path}: the file is empty; write a tab-separated table with a header line."
         ) from None
     except pd.errors.ParserError as err:
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
+        if found:
+            raise InputError(
+                f"{path}: line {found.group(2)} has {found.group(3)} fields but the header has "
+                f"{found.group(1)}; give every row one value per column (look for a stray tab)."
+            ) from None
+        found = re.search(r"EOF inside string starting at row (\d+)", str(err))
+        if found:
+            raise InputError(
+                f"{path}: a double quote on line {int(found.group(1)) + 1} opens a text that "
+                "never closes; remove the stray quote or close it."
+            ) from None
+        detail = " ".join(str(err).replace(". ", "; ").split())
         raise InputError(
-            f"{path}: the table does not parse as tab-separated text ({err}); "
-            "save it as tab-separated values with one header line."
+            f"{path}: the table does not parse as tab-separated text ({detail}); save it as "
+            "tab-separated values with one header line."
         ) from None
+    if not isinstance(frame.index, pd.RangeIndex):
+        # More fields in the rows than in the header: pandas would take the first column
+        # for an index and shift every value one column to the left.
+        raise InputError(
+            f"{path}: line {_first_long_line(path, sep, len(raw))} has more fields than the "
+            f"{len(raw)} of the header; give every row one value per column (look for a "
+            "stray tab at the end of the line)."
+        )
     frame.columns = [str(c).strip() for c in frame.columns]
     if frame.shape[1] == 1 and ("," in frame.columns[0] or ";" in frame.columns[0]):
         raise InputError(

@@ -417,8 +417,13 @@ def enrichment(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) 
 def call_responses(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
     """Changes of the clinical measures from baseline and the response calls, traced."""
     samples = read_tsv(inputs["samples"], dtype=str)
-    if "clinical" not in inputs or not settings["clinical_measures"]:
-        log.warning("no clinical table or no clinical_measures: the clinical tables are empty")
+    # Responses may come from a column of the clinical table alone, without any measure.
+    definitions = settings["linkage"]["responses"]
+    if "clinical" not in inputs or not (settings["clinical_measures"] or definitions):
+        log.warning(
+            "no clinical table, or neither clinical_measures nor linkage.responses: the "
+            "clinical tables are empty"
+        )
         changes, calls = response.empty_tables()
     else:
         clinical = read_clinical_table(inputs["clinical"], samples, settings)

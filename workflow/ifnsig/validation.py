@@ -7,6 +7,8 @@ check of the count values happens in the first rule, before anything is written.
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 import re
 from dataclasses import dataclass
@@ -35,7 +37,7 @@ RESERVED_SAMPLE_IDS = ("gene_id", "symbol", "biotype")
 def _validation_cause(err: Exception):
     # snakemake raises WorkflowError while handling the jsonschema error, which it keeps
     # only as text; the structured error (path, validator) is the exception's context.
-    cause = err.__context__
+    cause = err if hasattr(err, "validator") else err.__context__
     return cause if hasattr(cause, "validator") else None
 
 
@@ -93,19 +95,44 @@ def _schema_error(err: Exception, where: str | None = None) -> InputError:
 
 def config_schema() -> dict:
     """The configuration's JSON schema (workflow/schemas/config.schema.yaml)."""
+    return copy.deepcopy(_config_schema())
+
+
+@functools.cache
+def _config_schema() -> dict:
     import yaml
 
-    return yaml.safe_load((SCHEMA_DIR / "config.schema.yaml").read_text(encoding="utf-8"))
+    text = (SCHEMA_DIR / "config.schema.yaml").read_text(encoding="utf-8")
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+@functools.cache
+def _config_validator():
+    """A JSON-schema validator of the configuration that fills in the defaults, as
+    ``snakemake.utils.validate`` does, built once per process: reading the schema is most
+    of the cost of a validation."""
+    from jsonschema import Draft202012Validator, validators
+
+    properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def set_defaults(validator, subschemas, instance, schema):
+        for name, subschema in subschemas.items():
+            if "default" in subschema and isinstance(instance, dict):
+                # A copy: the cached schema's default must not become the config's value.
+                instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from properties(validator, subschemas, instance, schema)
+
+    extended = validators.extend(Draft202012Validator, {"properties": set_defaults})
+    return extended(_config_schema())
 
 
 def validate_config(config: dict) -> dict:
     """Validate ``config`` against the schema and fill in defaults (in place)."""
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
+    from jsonschema import ValidationError
 
     try:
-        validate(config, str(SCHEMA_DIR / "config.schema.yaml"))
-    except WorkflowError as err:
+        _config_validator().validate(config)
+    except ValidationError as err:
         raise _schema_error(err) from None
     # Timepoints name the default contrasts, hence output files.
     unsafe = [t for t in config["timepoints"] if not SAFE_ID.match(t)]
@@ -149,25 +176,36 @@ def check_gene_sets(config: dict) -> None:
             )
 
 
-def _validate_rows(frame: pd.DataFrame, schema: str, path: Path) -> None:
-    """Check each row against a sheet schema; the index holds each row's position in the file."""
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
+@functools.cache
+def _row_validator(schema: str):
+    """A JSON-schema validator of one row of a sheet, built once per process."""
+    import yaml
+    from jsonschema import Draft202012Validator
 
-    lines = frame.index
-    try:
-        validate(frame.reset_index(drop=True), str(SCHEMA_DIR / schema))
-    except WorkflowError as err:
-        message = str(err.args[0]) if err.args else ""
-        match = re.search(r"row (\d+)", message)
-        cause = _validation_cause(err)
-        if match and cause is not None:
-            row = int(match.group(1))
+    text = (SCHEMA_DIR / schema).read_text(encoding="utf-8")
+    return Draft202012Validator(
+        yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    )
+
+
+def _validate_rows(frame: pd.DataFrame, schema: str, path: Path) -> None:
+    """Check each row against a sheet schema; the index holds each row's position in the file.
+
+    Empty cells are left out of a row before it is checked, as ``snakemake.utils.validate``
+    does; the sheet schemas define no defaults.
+    """
+    from jsonschema import ValidationError
+
+    validator = _row_validator(schema)
+    for line, record in zip(frame.index, frame.to_dict("records"), strict=True):
+        record = {k: v for k, v in record.items() if pd.notnull(v)}
+        try:
+            validator.validate(record)
+        except ValidationError as cause:
             column = ".".join(str(p) for p in cause.absolute_path) or "(row)"
             raise InputError(
-                f"{path}: line {lines[row] + 2}, column '{column}': {cause.message}; fix the value."
+                f"{path}: line {line + 2}, column '{column}': {cause.message}; fix the value."
             ) from None
-        raise _schema_error(err, str(path)) from None
 
 
 def _fmt(bound: float | None) -> str:

@@ -71,6 +71,35 @@ CONFIG_VALUES = {
                       ["timepoint"]],
     "de.alpha": [0, 1.5, "0.05", -0.1],
     "filtering.min_count": [-1, "ten", 1e9],
+    "filtering.min_samples": [0, 100, -2],
+    "qc.thresholds": [{"min_library_size": "x"}, {"nope": 1}, {}],
+    "qc.n_pcs": [0, 50, -1],
+    "de.contrasts": [
+        [{"name": "m3", "test": "month3", "reference": "baseline"}],
+        [{"name": "m3", "test": "month3", "reference": "month3"}],
+        [{"name": "m3", "test": "month6", "reference": "baseline"}],
+        [{"name": "a b", "test": "month3", "reference": "baseline"}],
+        [{"name": "x", "test": "month3", "reference": "baseline", "subset": {"drug": ["nope"]}}],
+        [{"name": "x", "test": "month3", "reference": "baseline",
+          "subset": {"group": ["patient"], "drug": ["ruxolitinib"]}}],
+        [{"name": "x", "test": "month3", "reference": "baseline",
+          "between": {"column": "drug", "test": "tofacitinib", "reference": "ruxolitinib"}}],
+        [{"name": "x", "test": "month3", "reference": "baseline",
+          "between": {"column": "sex", "test": "F", "reference": "M"}}],
+        [{"name": "r", "response": "CMAS_gain", "response_at": "month3",
+          "subset": {"timepoint": ["baseline"]}}],
+        [{"name": "any", "variable": "timepoint", "lrt": True, "subset": {"group": ["patient"]}}],
+        [{"name": "g", "variable": "group", "test": "patient", "reference": "control",
+          "subset": {"timepoint": ["baseline"]}}],
+    ],
+    "linkage.responses": [
+        [{"name": "CMAS_gain", "type": "improvement", "measure": "CMAS", "at_least": 3}],
+        [{"name": "CMAS_gain", "type": "improvement", "measure": "MMT8", "at_least": 3}],
+        [{"name": "CMAS_gain", "type": "column", "column": "CMAS"}],
+        [{"name": "CMAS_gain", "type": "printo_inactive"}],
+        [{"name": "CMAS_gain", "type": "all_of", "of": ["nope"]}],
+    ],
+    "linkage.covariates": [["sex"], ["CMAS"], ["nope"], ["drug", "sex"]],
     "seed": ["x", -5, 1.5],
 }  # fmt: skip
 
@@ -90,7 +119,8 @@ def table_edit(draw) -> tuple:
     kind = draw(
         st.sampled_from(
             ["cell", "cell", "cell", "drop_row", "repeat_row", "drop_column", "repeat_column",
-             "extra_cell", "truncate", "empty", "header_only", "delete", "swap_rows"]
+             "extra_cell", "truncate", "empty", "header_only", "delete", "swap_rows",
+             "crlf", "bom", "latin1", "utf16", "comma"]
         )
     )  # fmt: skip
     row, column = draw(st.integers(0, 20)), draw(st.integers(0, 20))
@@ -109,7 +139,10 @@ def apply_table_edit(files: dict[str, bytes | None], name: str, kind: str, args:
     if data is None:
         return
     row, column, value = args
-    rows = _rows(data)
+    try:
+        rows = _rows(data)
+    except UnicodeDecodeError:
+        return  # already re-encoded: later edits leave it as it is
     if not rows:
         return
     row %= len(rows)
@@ -141,6 +174,17 @@ def apply_table_edit(files: dict[str, bytes | None], name: str, kind: str, args:
     elif kind == "delete":
         files[name] = None
         return
+    elif kind in ("crlf", "bom", "latin1", "utf16"):
+        text = data.decode("utf-8-sig").replace("P1", "P\u00e9" if kind == "latin1" else "P1")
+        files[name] = {
+            "crlf": lambda: text.replace("\n", "\r\n").encode("utf-8"),
+            "bom": lambda: b"\xef\xbb\xbf" + data,
+            "latin1": lambda: text.encode("latin-1", errors="replace"),
+            "utf16": lambda: text.encode("utf-16"),
+        }[kind]()
+        return
+    elif kind == "comma":
+        rows = [",".join(r).split("\t") for r in rows]
     files[name] = _join(rows)
 
 

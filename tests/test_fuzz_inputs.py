@@ -10,7 +10,7 @@ heavy job: the parse-time checks (``snakemake -n``), then the first rules
 the complete outputs of the rules that had finished before it.
 
 The examples are derandomized (the same ones every run) and cheap, so the test stays within
-the suite's time budget (see ``benchmarks/README.md``).
+the suite's time budget (its time is in ``tests/bad_inputs/README.md``).
 """
 
 from __future__ import annotations

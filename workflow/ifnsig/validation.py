@@ -34,13 +34,6 @@ CLINICAL_IDS = ("subject", "timepoint")
 RESERVED_SAMPLE_IDS = ("gene_id", "symbol", "biotype")
 
 
-def _validation_cause(err: Exception):
-    # snakemake raises WorkflowError while handling the jsonschema error, which it keeps
-    # only as text; the structured error (path, validator) is the exception's context.
-    cause = err if hasattr(err, "validator") else err.__context__
-    return cause if hasattr(cause, "validator") else None
-
-
 def _key(path) -> str:
     """A config key path as written in messages: ``de.contrasts[0].name``."""
     text = ""
@@ -49,18 +42,12 @@ def _key(path) -> str:
     return text or "(top level)"
 
 
-def _schema_error(err: Exception, where: str | None = None) -> InputError:
-    """Turn snakemake's WorkflowError around a jsonschema error into one sentence.
-
-    ``where`` names a sheet; without it the message names the config file (or --config)
-    that set the offending key.
-    """
-    cause = _validation_cause(err)
-    if cause is None:
-        return InputError(f"{where or origin('')}: {err}")
+def _schema_error(cause) -> InputError:
+    """A jsonschema error of the configuration as one sentence, naming the config file (or
+    --config) that set the offending key."""
     path = list(cause.absolute_path)
     key = _key(path)
-    source = where or origin(tuple(path))
+    source = origin(tuple(path))
     if cause.validator == "additionalProperties":
         unknown = sorted(set(cause.instance) - set(cause.schema.get("properties", {})))
         allowed = ", ".join(sorted(cause.schema.get("properties", {})))
@@ -71,13 +58,13 @@ def _schema_error(err: Exception, where: str | None = None) -> InputError:
     expected = cause.schema.get("type") if cause.validator == "type" else None
     expected = expected if isinstance(expected, list) else [expected]
     value, spelled = cause.instance, written(tuple(path))
-    if where is None and "string" in expected and not isinstance(value, str | dict | list):
+    if "string" in expected and not isinstance(value, str | dict | list):
         quoted = spelled if spelled is not None else str(value)
         return InputError(
             f"{source}: {key} is meant to be a name, but {yaml_reading(value, spelled)}; "
             f"quote it ('{quoted}') so that it stays a name."
         )
-    if where is None and isinstance(value, str) and {"number", "integer"} & set(expected):
+    if isinstance(value, str) and {"number", "integer"} & set(expected):
         try:
             number = float(value)
         except ValueError:

@@ -3,6 +3,7 @@ deployed as a Snakemake module in the project's folder (as ``snakedeploy`` does)
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import anndata as ad
@@ -282,3 +283,21 @@ def test_unknown_score_covariate_is_rejected_at_parse_time(small_run, monkeypatc
     monkeypatch.chdir(small_run)
     with pytest.raises(InputError, match="nor a composition score of the QC stage"):
         check_inputs(config)
+
+
+def test_a_successful_run_logs_no_error_and_explains_its_warnings(small_run):
+    # A finished run has no line at level ERROR (e.g. gseapy's "No hits returned") and no
+    # traceback in any job's log; a library warning is logged once per job, a known one with
+    # its explanation.
+    from ifnsig.stages import EXPLAINED_WARNINGS
+
+    logs = sorted((small_run / "logs").rglob("*.log"))
+    assert logs
+    for path in logs:
+        text = path.read_text()
+        assert not re.search(r"\bERROR\b|Traceback", text), (path, text[-2000:])
+        for _, _, explanation in EXPLAINED_WARNINGS:
+            assert text.count(explanation) <= 1, (path, explanation)
+        library = [line.split(" py.warnings: ", 1)[1] for line in text.splitlines()
+                   if " py.warnings: " in line]  # fmt: skip
+        assert len(library) == len(set(library)), (path, library)

@@ -7,8 +7,24 @@ from conftest import shared_data
 from ifnsig.de.deseq2_compat import (
     independent_filtering,
     monte_carlo_prior_variance,
+    n_or_more_replicates,
     parametric_dispersion_trend,
 )
+
+
+def test_n_or_more_replicates_is_pydeseq2s():
+    from pydeseq2.utils import n_or_more_replicates as pydeseq2s
+
+    rng = np.random.default_rng(0)
+    design = pd.DataFrame(
+        rng.integers(0, 2, (40, 3)).astype(float),
+        index=[f"s{i}" for i in range(40)],
+        columns=["Intercept", "a", "b"],
+    )
+    for at_least in (1, 3, 6, 41):
+        ours, theirs = n_or_more_replicates(design, at_least), pydeseq2s(design, at_least)
+        assert ours.index.equals(theirs.index)
+        assert np.array_equal(ours.to_numpy(dtype=bool), theirs.to_numpy(dtype=bool))
 
 
 def test_independent_filtering_reproduces_r_on_r_pvalues():

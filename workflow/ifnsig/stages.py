@@ -9,6 +9,7 @@ Tables are written as tidy TSV with full-precision p-values.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import re
 import sys
@@ -16,11 +17,12 @@ import traceback
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import ModuleType
 
 import anndata as ad
 import pandas as pd
 
-from ifnsig import data, genesets, linkage, plots, response, scores, set_tests
+from ifnsig import data, genesets, response, scores, set_tests
 from ifnsig import qc as quality
 from ifnsig.config_files import origin
 from ifnsig.de import fit as de_fit
@@ -32,6 +34,27 @@ from ifnsig.io import atomic_output, read_tsv
 from ifnsig.validation import clinical_values, load_samples, read_clinical_table
 
 log = logging.getLogger("ifnsig")
+
+
+def lazy_module(name: str) -> ModuleType:
+    """``name``, imported on first attribute access (``importlib.util.LazyLoader``).
+
+    Each job imports this module for one stage: statsmodels (for the linkage) and
+    matplotlib (for the plots) are loaded only by the jobs that use them.
+    """
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module
+
+
+linkage = lazy_module("ifnsig.linkage")
+plots = lazy_module("ifnsig.plots")
 
 Paths = Mapping[str, str]
 

@@ -125,6 +125,10 @@ CASES = {
         lambda f: edit_config(f, lambda c: c["filtering"].update(min_count=5)),
         AFTER_NORMALIZE,
     ),
+    "tissue": (
+        lambda f: edit_config(f, lambda c: c.update(tissue="muscle")),
+        Counter({"quality_control": 1, "annotate_cohort": 1}),
+    ),
     "qc.metric_mads": (
         lambda f: edit_config(f, lambda c: c["qc"].update(metric_mads=4)),
         Counter({"quality_control": 1, "annotate_cohort": 1}) + FINDINGS,

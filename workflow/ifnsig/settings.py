@@ -32,6 +32,7 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
         "qc.outlier_support",
         "qc.outlier_alpha",
         "qc.correlation_mads",
+        "tissue",
         "timepoints",
         "groups.patient",
         "seed",
@@ -164,8 +165,16 @@ def aliases_file() -> str:
     return str(SHIPPED_ALIASES)
 
 
-def marker_file(config: dict) -> str:
-    """The cell-type marker table of the QC stage: the config's, or the shipped one."""
+def marker_file(config: dict) -> str | None:
+    """The cell-type marker table of the QC stage: the config's, or the shipped blood panel
+    for blood (other tissues without a table of their own get no composition scores)."""
     from ifnsig.qc import SHIPPED_MARKERS
 
-    return config["qc"]["markers"] or str(SHIPPED_MARKERS)
+    if config["qc"]["markers"]:
+        return config["qc"]["markers"]
+    return str(SHIPPED_MARKERS) if is_blood(config) else None
+
+
+def is_blood(config: dict) -> bool:
+    """Whether the samples are blood (``tissue``), for the blood-specific QC."""
+    return config.get("tissue", "blood") == "blood"

@@ -64,6 +64,13 @@ def clinical_inputs():
     return {"clinical": relative(config["clinical"])} if config.get("clinical") else {}
 
 
+def qc_marker_input():
+    """The QC stage's cell-type marker table: the config's, or the shipped blood panel for
+    blood; none for another tissue without a table of its own."""
+    markers = marker_file(config)
+    return {"markers": relative(markers)} if markers else {}
+
+
 def de_inputs():
     """What the DE job reads besides the cohort: response calls for responder contrasts,
     the clinical table for clinical covariates, QC composition scores used as covariates.

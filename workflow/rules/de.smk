@@ -16,6 +16,12 @@ rule differential_expression:
             )
             for name in TABLES
         },
+        design_checks=report(
+            "results/de/design_checks.tsv",
+            caption="../report/design_checks.rst",
+            category="Differential expression",
+            labels={"table": "design checks"},
+        ),
     log:
         "logs/de/differential_expression.log",
     benchmark:

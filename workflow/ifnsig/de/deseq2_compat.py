@@ -59,6 +59,10 @@ def parametric_dispersion_trend(
     for _ in range(11):
         ratio = dispersions / (design @ coefficients)
         good = (ratio > 1e-4) & (ratio < 15)
+        if good.sum() < 3:
+            # DESeq2 stops here ("all gene-wise dispersion estimates are within 2 orders
+            # of magnitude from the minimum value"); the caller falls back to the mean.
+            return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fit = sm.GLM(dispersions[good], design[good], family=family).fit(

@@ -1,9 +1,9 @@
 rule quality_control:
     """Library metrics, sex and pairing checks, outliers, cell-type scores; MultiQC files."""
     input:
+        **qc_marker_input(),
         counts=rules.build_anndata.output.counts,
         normalized=rules.normalize.output.normalized,
-        **qc_marker_input(),
     output:
         metrics=report(
             "results/qc/qc_metrics.tsv",

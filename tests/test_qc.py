@@ -94,10 +94,10 @@ def test_planted_composition_shift_is_found_and_others_stay_flat(planted):
     changes = planted[3].composition_changes.set_index(["cell_type", "timepoint"])
     neutrophil = changes.loc[("neutrophil", "month6")]
     t_cell = changes.loc[("t_cell", "month6")]
-    assert neutrophil["median_change"] > 0.5 and neutrophil["qvalue"] < 0.01
-    assert t_cell["median_change"] < -0.4 and t_cell["qvalue"] < 0.01
+    assert neutrophil["median_change"] > 0.5 and neutrophil["fdr"] < 0.01
+    assert t_cell["median_change"] < -0.4 and t_cell["fdr"] < 0.01
     for cell in ["monocyte", "b_cell", "nk_cell"]:
-        assert changes.loc[(cell, "month6"), "qvalue"] > 0.05, cell
+        assert changes.loc[(cell, "month6"), "fdr"] > 0.05, cell
 
 
 def test_composition_scores_follow_the_planted_markers():
@@ -115,7 +115,7 @@ def test_composition_scores_follow_the_planted_markers():
     assert coverage.set_index("cell_type").loc["absent", "n_found"] == 0
 
 
-def test_stage_writes_tables_h5ad_plots_and_multiqc_files(tmp_path):
+def test_stage_writes_tables_h5ad_plots_and_multiqc_files(tmp_path, drawn):
     spec = CohortSpec(n_patients=8, n_controls=4, n_genes=1200, n_treatment_genes=50, seed=5)
     cohort = simulate_cohort(spec)
     raw, normalized = normalized_cohort(cohort)
@@ -138,6 +138,8 @@ def test_stage_writes_tables_h5ad_plots_and_multiqc_files(tmp_path):
         "h5ad": "qc.h5ad",
         "multiqc_metrics": "qc_metrics_mqc.tsv",
         "multiqc_flags": "qc_flags_mqc.yaml",
+        "multiqc_identity": "qc_identity_mqc.tsv",
+        "multiqc_composition": "qc_composition_mqc.tsv",
         "pca": "pca.png",
         "correlation": "correlation.png",
         "metric_bars": "metrics.png",
@@ -178,9 +180,20 @@ def test_stage_writes_tables_h5ad_plots_and_multiqc_files(tmp_path):
     assert header["plot_type"] == "generalstats" and header["id"] == "ifnsig_qc"
     body = pd.read_csv(outputs["multiqc_metrics"], sep="\t", comment="#")
     assert body.columns[0] == "Sample" and len(body) == len(cohort.samples)
+    assert body["library_size"].dtype.kind == "i"
     document = yaml.safe_load(open(outputs["multiqc_flags"]))
     assert document["plot_type"] == "table"
     assert set(document["data"]) == set(flags["sample"])
+    identity = pd.read_csv(outputs["multiqc_identity"], sep="\t", comment="#")
+    assert {"declared_sex", "predicted_sex", "own_r", "best_other_subject"} <= set(identity)
+    composition = pd.read_csv(outputs["multiqc_composition"], sep="\t", comment="#")
+    assert "neutrophil_score" in composition.columns and len(composition) == len(cohort.samples)
+
+    # Plots: legends readable at report width, every text inside the figure.
+    for name in ["pca.png", "correlation.png", "metrics.png", "sex.png", "composition.png"]:
+        assert not drawn[name]["outside"], (name, drawn[name]["outside"])
+    assert min(drawn["pca.png"]["legend_sizes"]) >= 8
+    assert "group:" in drawn["correlation.png"]["legends"][0]
 
 
 # --- unit tests on tiny data -------------------------------------------------------------------

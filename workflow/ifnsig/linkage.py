@@ -24,6 +24,7 @@ from ifnsig.config_files import origin
 from ifnsig.errors import InputError
 from ifnsig.response import order_by_timepoint
 from ifnsig.stats import auc_delong, bh, bh_within, bootstrap_ci, row_rng, spearman_rho
+from ifnsig.tables import LIST_SEPARATOR
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ PAIRED_COLUMNS = [
     "effect_size",
     "statistic",
     "pvalue",
-    "qvalue",
+    "fdr",
 ]
 CORRELATION_COLUMNS = [
     "signature",
@@ -56,7 +57,7 @@ CORRELATION_COLUMNS = [
     "ci_low",
     "ci_high",
     "pvalue",
-    "qvalue",
+    "fdr",
 ]
 PREDICTION_COLUMNS = [
     "signature",
@@ -73,7 +74,7 @@ PREDICTION_COLUMNS = [
     "ci_high",
     "statistic",
     "pvalue",
-    "qvalue",
+    "fdr",
     "note",
 ]
 MIXED_COLUMNS = [
@@ -89,7 +90,7 @@ MIXED_COLUMNS = [
     "ci_high",
     "statistic",
     "pvalue",
-    "qvalue",
+    "fdr",
     "converged",
     "note",
 ]
@@ -166,7 +167,7 @@ def _terms(frame: pd.DataFrame, covariates: list[str]) -> tuple[pd.DataFrame, li
         if varies:
             terms.append(term)
             used.append(covariate)
-    return frame, terms, ", ".join(used)
+    return frame, terms, LIST_SEPARATOR.join(used)
 
 
 def paired_tests(
@@ -224,7 +225,7 @@ def paired_tests(
                 )
             rows.append(row)
     table = pd.DataFrame(rows, columns=PAIRED_COLUMNS)
-    table["qvalue"] = bh(table["pvalue"])
+    table["fdr"] = bh(table["pvalue"])
     return table
 
 
@@ -283,7 +284,7 @@ def change_correlations(
             row.update(estimate=float(rho), pvalue=float(p))
         rows.append(row)
     table = pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
-    table["qvalue"] = bh(table["pvalue"])
+    table["fdr"] = bh(table["pvalue"])
     return order_by_timepoint(table, timepoints, ["signature", "method", "timepoint", "measure"])
 
 
@@ -382,7 +383,7 @@ def baseline_prediction(
                     rows.append(_mann_whitney_row(key, data, confidence))
                     rows.append(_logistic_row(key, data, base_cov, covariate_names, confidence))
     table = pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
-    table["qvalue"] = bh_within(table, ["predictor", "analysis"])
+    table["fdr"] = bh_within(table, ["predictor", "analysis"])
     return table
 
 
@@ -430,7 +431,7 @@ def _logistic_row(
     row = {
         **key,
         "analysis": "logistic",
-        "covariates": ", ".join(covariate_names),
+        "covariates": LIST_SEPARATOR.join(covariate_names),
         "n": len(data),
         "n_responders": n_responders,
         "estimate": np.nan,
@@ -500,7 +501,7 @@ def mixed_models(
                 )
             )
     table = pd.DataFrame(rows, columns=MIXED_COLUMNS)
-    table["qvalue"] = bh(table["pvalue"])
+    table["fdr"] = bh(table["pvalue"])
     return table
 
 
@@ -511,7 +512,7 @@ def _mixed_row(
     n_timepoints = frame["timepoint"].nunique()
     row = {
         **key,
-        "covariates": ", ".join(names),
+        "covariates": LIST_SEPARATOR.join(names),
         "n": n_subjects,
         "n_obs": len(frame),
         "n_timepoints": n_timepoints,

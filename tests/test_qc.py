@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -417,3 +421,40 @@ def test_airway_cell_lines_pair_with_themselves():
         assert table.loc[sample, "own_best_sample"] == untreated[0]
         assert table.loc[sample, "own_r"] > table.loc[sample, "best_other_r"] + 0.2
     assert result.flags[result.flags["check"] == "pairing"].empty
+
+
+def multiqc(folder: Path, out: Path) -> tuple[subprocess.CompletedProcess, str]:
+    """MultiQC on ``folder`` in a fresh process; its run and its log file."""
+    command = [
+        sys.executable, "-m", "multiqc", str(folder), "-o", str(out), "--no-ansi",
+        "--no-version-check", "--strict", "-f",
+    ]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    log = out / "multiqc_data" / "multiqc.log"
+    return run, log.read_text() if log.exists() else ""
+
+
+def test_multiqc_renders_the_qc_folder_without_warnings(small_run, tmp_path):
+    pytest.importorskip("multiqc")
+    folder = tmp_path / "qc"
+    shutil.copytree(small_run / "results" / "qc", folder)
+    flags = pd.read_csv(folder / "qc_flags.tsv", sep="\t", keep_default_na=False)
+    metrics = pd.read_csv(folder / "qc_metrics.tsv", sep="\t")
+    runs = {"as run": None, "no sample flagged": flags.iloc[:0]}
+    for case, rewritten in runs.items():
+        if rewritten is not None:
+            document = qc.multiqc_flags(rewritten, len(metrics))
+            (folder / "qc_flags_mqc.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+        out = tmp_path / case.replace(" ", "_")
+        run, log = multiqc(folder, out)
+        assert run.returncode == 0, (case, run.stderr[-2000:])
+        warnings = [line for line in log.splitlines() if "[WARNING" in line or "[ERROR" in line]
+        assert not warnings, (case, warnings)
+        assert "No data found" not in run.stdout + run.stderr, case
+        html = (out / "multiqc_report.html").read_text()
+        for section in ["ifnsig_qc_flags", "ifnsig_identity", "ifnsig_composition"]:
+            assert section in html, (case, section)
+    # Library sizes reach MultiQC whole, never rounded to six digits.
+    body = pd.read_csv(folder / "qc_metrics_mqc.tsv", sep="\t", comment="#")
+    assert body["library_size"].tolist() == metrics["library_size"].round().astype(int).tolist()
+    assert "No sample was flagged" in html

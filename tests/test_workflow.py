@@ -15,8 +15,8 @@ from scipy import stats
 from ifnsig.settings import score_gene_set_files
 from ifnsig.simulate import CohortSpec
 
-# The workflow runs share the session's small run: one pytest-xdist worker takes them all.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("workflow")]
+# The demo run is this module's own: one pytest-xdist worker takes the whole module.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("demo")]
 
 
 SPEC = CohortSpec(n_patients=20, n_controls=8, n_genes=3000, n_treatment_genes=300, seed=7)

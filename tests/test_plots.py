@@ -12,6 +12,7 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
+import pytest
 
 from ifnsig import enrichment, genesets, plots
 
@@ -31,6 +32,7 @@ def test_contrast_direction_names_the_levels():
     assert title == "month3 vs baseline" and "higher in month3" in xlabel
 
 
+@pytest.mark.e2e
 def test_volcano_labels_inside_titled_with_the_contrast(small_run, tmp_path, drawn):
     de = read(small_run, "results", "de", "month6_vs_baseline.tsv")
     sets = genesets.load_gene_sets(genesets.SHIPPED_GMT)
@@ -68,6 +70,7 @@ def test_enrichment_dotplot_titles_sizes_and_ties_at_the_floor(tmp_path, drawn):
     assert "up in m3" in info["xlabels"][0]
 
 
+@pytest.mark.e2e
 def test_running_scores_label_every_curve(small_run, tmp_path, drawn):
     de = read(small_run, "results", "de", "month6_vs_baseline.tsv")
     sets = genesets.load_gene_sets(genesets.SHIPPED_GMT)
@@ -113,6 +116,7 @@ def test_roc_curves_that_coincide_stay_visible(tmp_path, drawn):
     assert not info["outside"]
 
 
+@pytest.mark.e2e
 def test_type1_vs_type2_keeps_the_points_range_and_shows_the_controls(small_run, tmp_path, drawn):
     contrast = read(small_run, "results", "scores", "type1_vs_type2.tsv")
     contrast.loc[contrast.index[0], "type1_z"] = 100.0  # one extreme type I score
@@ -132,6 +136,7 @@ def test_type1_vs_type2_keeps_the_points_range_and_shows_the_controls(small_run,
     assert not info["outside"]
 
 
+@pytest.mark.e2e
 def test_heatmaps_have_colour_keys(small_run, tmp_path, drawn):
     adata = ad.read_h5ad(small_run / "results" / "data" / "normalized.h5ad")
     de = read(small_run, "results", "de", "month6_vs_baseline.tsv")
@@ -151,6 +156,7 @@ def test_heatmaps_have_colour_keys(small_run, tmp_path, drawn):
     assert not drawn["s.png"]["outside"]
 
 
+@pytest.mark.e2e
 def test_scores_over_time_with_baseline_reference_draws_patient_lines(small_run, tmp_path, drawn):
     table = read(small_run, "results", "scores", "ifn_scores.tsv", dtype={"subject": str})
     # As scores.reference: baseline marks them: every baseline sample is a reference sample.

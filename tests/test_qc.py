@@ -437,6 +437,7 @@ def multiqc(folder: Path, out: Path) -> tuple[subprocess.CompletedProcess, str]:
     return run, log.read_text() if log.exists() else ""
 
 
+@pytest.mark.e2e
 def test_multiqc_renders_the_qc_folder_without_warnings(small_run, tmp_path):
     pytest.importorskip("multiqc")
     folder = tmp_path / "qc"

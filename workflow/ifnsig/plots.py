@@ -877,7 +877,7 @@ def enrichment_dotplot(
     ax.set_xlabel(f"normalized enrichment score (> 0: set up in {test})", fontsize=8)
     ax.set_title(f"top {len(top)} gene sets by FDR" + (f", {title}" if title else ""), fontsize=9)
     bar = fig.colorbar(points, ax=ax, pad=0.02, fraction=0.04)
-    bar.set_label("FDR (0.25 and above: yellow)", fontsize=8)
+    bar.set_label("FDR (colour capped at 0.25)", fontsize=8)
     bar.ax.tick_params(labelsize=7)
     counts = sorted({int(round(v)) for v in np.quantile(top["n_genes"], [0, 0.5, 1])})
     handles = [

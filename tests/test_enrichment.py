@@ -61,3 +61,25 @@ def test_over_representation_uses_tested_genes_as_background():
     up = result[(result["direction"] == "up") & (result["gene_set"] == "UP")].iloc[0]
     assert up["pvalue"] < 1e-10
     assert up["n_genes"] == 25
+    assert up["n_overlap"] == 20
+    assert result["n_overlap"].dtype.kind == "i" and result["n_genes"].dtype.kind == "i"
+    assert "overlap" not in result.columns and "fdr" in result.columns
+
+
+def test_prerank_pvalues_are_floored_at_one_over_permutations_plus_one():
+    genes = [f"G{i}" for i in range(300)]
+    rank = pd.Series(np.linspace(5, -5, 300), index=genes)
+    sets = {"TOP": genes[:15], "BOTTOM": genes[-15:], "MIDDLE": genes[140:160]}
+    result = enrichment.prerank(rank, sets, permutations=20, min_size=5, seed=1)
+    assert (result["pvalue"] >= 1 / 21).all() and (result["fdr"] >= 1 / 21).all()
+    # The two sets tied at the floor come first, the stronger effects on top.
+    assert set(result["gene_set"].head(2)) == {"TOP", "BOTTOM"}
+    assert ";" in result.loc[0, "leading_edge"]
+
+
+def test_list_cells_split_back_on_the_separator():
+    from ifnsig import tables
+
+    assert tables.join_list(["IFI27", "RSAD2"]).split(tables.LIST_SEPARATOR) == ["IFI27", "RSAD2"]
+    floored = tables.floor_permutation_pvalues(pd.Series([0.0, 0.5, np.nan]), 999)
+    assert floored.iloc[0] == 1 / 1000 and floored.iloc[1] == 0.5 and np.isnan(floored.iloc[2])

@@ -427,7 +427,7 @@ def test_active_modules_counts_modules_at_or_above_the_cutoff():
     )
     active = scores.active_modules(table, ["M1", "M2", "M3"], cutoff=15)
     assert active["n_active"].tolist() == [2, 1]
-    assert active["active"].tolist() == ["M1,M2", "M3"]
+    assert active["active"].tolist() == ["M1;M2", "M3"]
     assert active["n_modules"].tolist() == [3, 3]
 
 

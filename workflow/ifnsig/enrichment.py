@@ -7,11 +7,13 @@ import logging
 import numpy as np
 import pandas as pd
 
+from ifnsig.tables import LIST_SEPARATOR, floor_permutation_pvalues
+
 log = logging.getLogger(__name__)
 
 PRERANK_COLUMNS = ["gene_set", "n_genes", "es", "nes", "pvalue", "fdr", "fwer", "leading_edge"]
 ORA_COLUMNS = [
-    "direction", "gene_set", "overlap", "n_genes", "pvalue", "padj", "odds_ratio", "genes"
+    "direction", "gene_set", "n_overlap", "n_genes", "pvalue", "fdr", "odds_ratio", "genes"
 ]  # fmt: skip
 
 
@@ -77,7 +79,9 @@ def prerank(
     """Preranked GSEA (gseapy) of ``rank`` against local ``gene_sets``; tidy result.
 
     The gseapy result object, with each set's running enrichment score, is kept in
-    ``result.attrs["gseapy"]`` for plotting.
+    ``result.attrs["gseapy"]`` for plotting. gseapy reports p = 0 (and FDR 0) when no
+    permutation beats the observed score; both are floored at 1 / (permutations + 1), the
+    smallest p-value the permutations can support.
     """
     import gseapy
 
@@ -111,7 +115,16 @@ def prerank(
     res["n_genes"] = res["gene_set"].map(lambda s: len(set(sets[s]) & set(rank.index)))
     for column in ["es", "nes", "pvalue", "fdr", "fwer"]:
         res[column] = pd.to_numeric(res[column], errors="coerce")
-    res = res[PRERANK_COLUMNS].sort_values(["fdr", "pvalue", "gene_set"], kind="mergesort")
+    for column in ["pvalue", "fdr", "fwer"]:
+        res[column] = floor_permutation_pvalues(res[column], permutations)
+    res["leading_edge"] = res["leading_edge"].map(
+        lambda g: LIST_SEPARATOR.join(str(g).split(";")) if isinstance(g, str) else ""
+    )
+    # Ties (FDR floored alike) are ordered by the size of the effect, so the strongest
+    # sets stay at the top of the table and of its plots.
+    res = res.assign(_abs=-res["nes"].abs())
+    res = res.sort_values(["fdr", "pvalue", "_abs", "gene_set"], kind="mergesort")
+    res = res[PRERANK_COLUMNS]
     res = res.reset_index(drop=True)
     res.attrs["gseapy"] = result
     return res
@@ -164,9 +177,8 @@ def over_representation(
         res = result.results.rename(
             columns={
                 "Term": "gene_set",
-                "Overlap": "overlap",
                 "P-value": "pvalue",
-                "Adjusted P-value": "padj",
+                "Adjusted P-value": "fdr",
                 "Odds Ratio": "odds_ratio",
                 "Genes": "genes",
             }
@@ -174,8 +186,10 @@ def over_representation(
         res["direction"] = direction
         # gseapy lists the overlap in set order, which changes with Python's string hashing
         # from run to run; sorted, the table is byte-identical between runs.
-        res["genes"] = res["genes"].map(lambda g: ";".join(sorted(g.split(";"))))
+        res["genes"] = res["genes"].map(lambda g: LIST_SEPARATOR.join(sorted(g.split(";"))))
         res["n_genes"] = res["gene_set"].map(lambda s: len(set(sets[s]) & set(background)))
+        # gseapy's "Overlap" is text such as 5/12; two integer columns instead.
+        res["n_overlap"] = res["genes"].map(lambda g: len(g.split(LIST_SEPARATOR)))
         frames.append(res)
     if not frames:
         return pd.DataFrame(columns=ORA_COLUMNS)

@@ -15,6 +15,7 @@ import pandas as pd
 from ifnsig.config_files import origin
 from ifnsig.errors import InputError
 from ifnsig.io import read_tsv
+from ifnsig.tables import LIST_SEPARATOR
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +329,7 @@ def _printo_calls(
                 "responder": call,
                 "criteria_met": met,
                 "criteria_evaluable": evaluable,
-                "inputs": "; ".join(parts),
+                "inputs": LIST_SEPARATOR.join(parts),
             }
         )
     return calls
@@ -375,7 +376,7 @@ def _combined_calls(definition: dict, made: dict[str, pd.DataFrame]) -> list[dic
                 "responder": call,
                 "criteria_met": sum(known),
                 "criteria_evaluable": len(known),
-                "inputs": "; ".join(
+                "inputs": LIST_SEPARATOR.join(
                     f"{name}={'NA' if pd.isna(v) else ('yes' if v else 'no')}"
                     for name, v in zip(definition["of"], values, strict=True)
                 ),

@@ -48,6 +48,7 @@ import pandas as pd
 from scipy import stats
 
 from ifnsig import positivity
+from ifnsig.tables import LIST_SEPARATOR
 
 log = logging.getLogger(__name__)
 
@@ -443,7 +444,9 @@ def active_modules(scores: pd.DataFrame, modules: list[str], cutoff: float = 15.
             "sample": wide.index,
             "n_active": active.sum(axis=1).to_numpy(dtype=int),
             "n_modules": wide.notna().sum(axis=1).to_numpy(dtype=int),
-            "active": [",".join(m for m in modules if row[m]) for _, row in active.iterrows()],
+            "active": [
+                LIST_SEPARATOR.join(m for m in modules if row[m]) for _, row in active.iterrows()
+            ],
         }
     ).reset_index(drop=True)
 

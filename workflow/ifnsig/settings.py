@@ -48,6 +48,7 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
         "scores.primary_method",
         "timepoints",
         "groups.control",
+        "groups.patient",
         "seed",
     ),
     "differential_expression": (

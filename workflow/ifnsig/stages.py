@@ -284,7 +284,14 @@ def quality_control(inputs: Paths, outputs: Paths, settings: dict, threads: int 
     write_tsv(result.composition, outputs["composition"])
     write_tsv(result.composition_changes, outputs["composition_changes"])
     write_tsv(result.composition_coverage, outputs["composition_markers"])
-    quality.write_multiqc(result, outputs["multiqc_metrics"], outputs["multiqc_flags"])
+    quality.write_multiqc(
+        result,
+        outputs["multiqc_metrics"],
+        outputs["multiqc_flags"],
+        outputs["multiqc_identity"],
+        outputs["multiqc_composition"],
+        samples,
+    )
     summary = quality.qc_anndata(result, samples, vst, cohort_var)
     data.write_h5ad(summary, outputs["h5ad"])
 
@@ -345,10 +352,19 @@ def score_ifn(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -
     write_tsv(contrast, outputs["type_contrast"])
     primary = chosen["primary_signature"], chosen["primary_method"]
     timepoints = settings["timepoints"]
-    plots.scores_over_time(table, timepoints, *primary, outputs["over_time"])
+    plots.scores_over_time(
+        table,
+        timepoints,
+        *primary,
+        outputs["over_time"],
+        patient_group=settings["groups"]["patient"],
+        reference_label=scores.REFERENCE_LABELS[chosen["reference"]],
+    )
     plots.signature_heatmap(adata, matched, table, *primary, type2, outputs["heatmap"])
     plots.score_distributions(table, timepoints, outputs["distributions"])
-    plots.type1_vs_type2(contrast, *primary, outputs["type1_vs_type2"])
+    plots.type1_vs_type2(
+        contrast, *primary, outputs["type1_vs_type2"], patient_group=settings["groups"]["patient"]
+    )
 
 
 # --- differential expression -----------------------------------------------------------------
@@ -398,13 +414,14 @@ def plot_de(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> 
     alpha = settings["de"]["alpha"]
     sets = genesets.load_gene_sets(inputs["gene_sets"])
     highlight = list(sets.get(settings["scores"]["primary_signature"], []))
-    plots.volcano(table, outputs["volcano"], highlight=highlight, alpha=alpha)
+    contrast = Path(inputs["de"]).name.removesuffix(".tsv")
+    plots.volcano(table, outputs["volcano"], highlight=highlight, alpha=alpha, contrast=contrast)
     plots.ma_plot(table, outputs["ma"], alpha=alpha)
     plots.pvalue_histogram(table, outputs["pvalues"])
     fitted = read_tsv(inputs["samples"], dtype=str)
     groups = de_plan.compared_levels(fitted)
     adata = ad.read_h5ad(inputs["normalized"])
-    plots.top_gene_heatmap(adata, table, groups, outputs["heatmap"])
+    plots.top_gene_heatmap(adata, table, groups, outputs["heatmap"], contrast=contrast)
 
 
 # --- enrichment ------------------------------------------------------------------------------
@@ -471,9 +488,17 @@ def enrichment(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) 
         table, sets, alpha=settings["de"]["alpha"], min_size=chosen["min_size"]
     )
     write_tsv(ora, outputs["ora"])
-    plots.enrichment_dotplot(result, outputs["dotplot"])
+    contrast = Path(inputs["de"]).name.removesuffix(".tsv")
+    titles = genesets.gene_set_titles(inputs["gene_sets"])
+    plots.enrichment_dotplot(result, outputs["dotplot"], titles=titles, contrast=contrast)
     shipped = genesets.load_gene_sets(inputs["gene_sets"][0])
-    plots.running_scores(result, genesets.ifn_sets(shipped)[:6], outputs["running_scores"])
+    plots.running_scores(
+        result,
+        genesets.ifn_sets(shipped)[:6],
+        outputs["running_scores"],
+        titles=titles,
+        contrast=contrast,
+    )
 
 
 # --- clinical ----------------------------------------------------------------------------------

@@ -143,7 +143,7 @@ def score_change(page: Page, tests: pd.DataFrame, settings: dict, table: str) ->
     signature = settings["scores"]["primary_signature"]
     method = settings["scores"]["primary_method"]
     rows = tests[(tests["signature"] == signature) & (tests["method"] == method)]
-    q = adjusted_p(tests) if len(tests) else "qvalue"
+    q = adjusted_p(tests) if len(tests) else "fdr"
     for _, row in rows.iterrows():
         tp = row["timepoint"]
         key = f"change.{tp}"

@@ -266,6 +266,13 @@ def test_step(
     dds.calculate_cooks()
     dds.refit()
     dds.cooks_outlier()
+    log.info(
+        "%s, genes %s to %s: %d gene(s) with Cook's outliers refitted",
+        fit.formula,
+        genes[0],
+        genes[-1],
+        int(dds.var["refitted"].sum()),
+    )
     lrt = None
     design = dds.obsm["design_matrix"]
     if fit.lrt:

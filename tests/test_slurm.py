@@ -134,7 +134,7 @@ def test_workflow_through_slurm_matches_local(
     # runs split in two gene shards (de.shards), each step its own job: its tables must be
     # the local one-job tables, byte for byte.
     started = time.monotonic()
-    run_through_slurm(cluster, tables, [*SNAKEFILE_ARGS, "--config", "de={shards: 2}"])
+    run_through_slurm(cluster, tables, [*SNAKEFILE_ARGS, "--config=de={shards: 2}"])
     print(f"\nsmall cohort through SLURM: {time.monotonic() - started:.0f} s")
 
     different = [t for t in tables if not filecmp.cmp(local / t, cluster / t, shallow=False)]

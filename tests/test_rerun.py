@@ -173,6 +173,18 @@ CASES = {
         lambda f: edit_config(f, lambda c: c["de"].update(covariates=["prednisone_mg_kg_day"])),
         DE_AND_AFTER,
     ),
+    "de.shards": (
+        lambda f: edit_config(f, lambda c: c["de"].update(shards=2)),
+        DE_AND_AFTER
+        + Counter(
+            {
+                "de_size_factors": 1,
+                "de_genewise_dispersions": 2,
+                "de_dispersion_prior": 1,
+                "de_shard_tests": 2,
+            }
+        ),
+    ),
     "enrichment.permutations": (
         lambda f: edit_config(f, lambda c: c["enrichment"].update(permutations=150)),
         Counter({"enrichment": 2}) + FINDINGS,

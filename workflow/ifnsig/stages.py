@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import pickle
 import re
 import sys
 import traceback
@@ -27,6 +28,7 @@ from ifnsig import qc as quality
 from ifnsig.config_files import origin
 from ifnsig.de import fit as de_fit
 from ifnsig.de import plan as de_plan
+from ifnsig.de import shards as de_shards
 from ifnsig.enrichment import over_representation, prerank, ranking, restrict_to
 from ifnsig.errors import InputError
 from ifnsig.formats import read_count_input
@@ -379,6 +381,8 @@ def differential_expression(
     responder contrasts), the clinical table (``clinical``, for clinical covariates) and
     the QC composition scores (``composition``, when a covariate is one of them).
     """
+    if "tests" in inputs:  # de.shards: the gene shards' results, gathered
+        return gather_de_shards(inputs, outputs, settings, threads)
     adata = ad.read_h5ad(inputs["normalized"])
     samples = de_plan.cohort_samples(adata.obs, inputs.get("composition"))
     clinical = None
@@ -402,6 +406,136 @@ def differential_expression(
             shrink_max_coefficients=de_settings["shrink_max_coefficients"],
             wald_distribution=de_settings["wald_distribution"],
         )
+        fitted = de_plan.fitted_samples(fit, samples)
+        for name, table in results.items():
+            write_tsv(table, outputs[name])
+            write_tsv(fitted, outputs[f"{name}.samples"])
+
+
+# --- differential expression sharded by genes (de.shards) --------------------------------------
+
+
+def _de_fits(
+    inputs: Paths, settings: dict
+) -> tuple[list, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The planned fits, the samples, and the cohort's obs and var (no matrix read)."""
+    obs, var = de_shards.read_annotations(inputs["normalized"])
+    samples = de_plan.cohort_samples(obs, inputs.get("composition"))
+    clinical = None
+    if "clinical" in inputs:
+        names = set(pd.read_csv(inputs["clinical"], sep="\t", nrows=0).columns)
+        wanted = [c for c in settings["de"]["covariates"] if c in names]
+        clinical = clinical_values(inputs["clinical"], wanted)
+    responses = (
+        pd.read_csv(inputs["responses"], sep="\t", dtype=str) if "responses" in inputs else None
+    )
+    return de_plan.plan_fits(samples, settings, clinical, responses), samples, obs, var
+
+
+def _shard_genes(settings: dict, n_genes: int) -> tuple[int, int]:
+    shard = settings["shard"]
+    return de_shards.gene_ranges(n_genes, shard["count"])[shard["index"]]
+
+
+def _read_pickle(path: str):
+    with open(path, "rb") as handle:
+        return pickle.load(handle)
+
+
+def _write_pickle(value, path: str) -> None:
+    with open(path, "wb") as handle:
+        pickle.dump(value, handle, protocol=5)
+
+
+def de_size_factors(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """Median-of-ratios size factors of every fit, over all genes, read in blocks."""
+    fits, _, obs, var = _de_fits(inputs, settings)
+    factors = [
+        de_shards.fit_size_factors(
+            inputs["normalized"], de_shards.fit_positions(fit, obs), len(var)
+        )
+        for fit in fits
+    ]
+    _write_pickle(factors, outputs["size_factors"])
+
+
+def de_genewise_dispersions(
+    inputs: Paths, outputs: Paths, settings: dict, threads: int = 1
+) -> None:
+    """Gene-wise dispersions (and the IRLS means they start from) of one gene shard."""
+    fits, samples, obs, var = _de_fits(inputs, settings)
+    start, stop = _shard_genes(settings, len(var))
+    factors = _read_pickle(inputs["size_factors"])
+    steps = []
+    for fit, fit_factors in zip(fits, factors, strict=True):
+        counts = de_shards.read_counts(
+            inputs["normalized"], de_shards.fit_positions(fit, obs), start, stop
+        )
+        steps.append(
+            de_shards.genewise_step(
+                counts, var.index[start:stop], fit, samples, fit_factors, settings["de"], threads
+            )
+        )
+    _write_pickle(steps, outputs["genewise"])
+
+
+def de_dispersion_prior(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """Dispersion trend and prior variance of every fit, over the genes of all shards."""
+    fits, samples, _, _ = _de_fits(inputs, settings)
+    shards = [_read_pickle(path) for path in inputs["genewise"]]
+    priors = [
+        de_shards.dispersion_prior(
+            fit, pd.concat([shard[i]["var"] for shard in shards]), samples, settings["de"]
+        )
+        for i, fit in enumerate(fits)
+    ]
+    _write_pickle(priors, outputs["prior"])
+
+
+def de_shard_tests(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """MAP dispersions, LFCs, Cook's refits, Wald tests or LRT of one gene shard."""
+    fits, samples, obs, var = _de_fits(inputs, settings)
+    start, stop = _shard_genes(settings, len(var))
+    factors = _read_pickle(inputs["size_factors"])
+    genewise = _read_pickle(inputs["genewise"])
+    priors = _read_pickle(inputs["prior"])
+    results = []
+    for i, fit in enumerate(fits):
+        counts = de_shards.read_counts(
+            inputs["normalized"], de_shards.fit_positions(fit, obs), start, stop
+        )
+        results.append(
+            de_shards.test_step(
+                counts,
+                var.index[start:stop],
+                fit,
+                samples,
+                factors[i],
+                genewise[i],
+                priors[i],
+                settings["de"],
+                threads,
+            )  # fmt: skip
+        )
+    _write_pickle(results, outputs["tests"])
+
+
+def gather_de_shards(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """Independent filtering, BH and apeGLM over every shard's genes; the DE tables."""
+    fits, samples, obs, var = _de_fits(inputs, settings)
+    shards = [_read_pickle(path) for path in inputs["tests"]]
+    factors = _read_pickle(inputs["size_factors"])
+    ranges = de_shards.gene_ranges(len(var), len(shards))
+    for i, fit in enumerate(fits):
+        rows = de_shards.fit_positions(fit, obs)
+
+        def read_shard(shard: int, rows=rows):
+            return de_shards.read_counts(inputs["normalized"], rows, *ranges[shard])
+
+        results = de_shards.gather_tables(
+            fit, [shard[i] for shard in shards], read_shard, var, samples, factors[i],
+            settings["de"], n_cpus=threads,
+        )  # fmt: skip
         fitted = de_plan.fitted_samples(fit, samples)
         for name, table in results.items():
             write_tsv(table, outputs[name])

@@ -15,6 +15,7 @@ from ifnsig.de import (
     de_tables,
     uses_responses,
 )
+from ifnsig.de.shards import shard_count
 from ifnsig.errors import InputError
 from ifnsig.settings import (
     aliases_file,
@@ -24,7 +25,7 @@ from ifnsig.settings import (
     sheet_files,
     stage_settings,
 )
-from ifnsig.validation import ConfigSources, check_inputs
+from ifnsig.validation import ConfigSources, check_inputs, read_sample_sheet
 
 # Everything except the count values is checked here, before any job is scheduled; the
 # first rule checks the counts in full before writing anything. Messages about a setting
@@ -38,9 +39,20 @@ except InputError as err:
 # The DE tables (a contrast's own, and the within-group changes of a differential response).
 TABLES = de_tables(config)
 
+# Gene shards of the DE (de.shards): one job each, and one job for everything below 2.
+DE_SHARDS = shard_count(
+    config["de"]["shards"],
+    (
+        len(read_sample_sheet(config["samples"], config))
+        if config["de"]["shards"] == "auto"
+        else 0
+    ),
+)
+
 
 wildcard_constraints:
     contrast="|".join(map(re.escape, TABLES)) or "NO_CONTRAST",
+    shard=r"\d+",
 
 
 def settings(stage):
@@ -83,6 +95,37 @@ def de_inputs():
     if composition_covariates(config):
         files["composition"] = rules.quality_control.output.composition
     return files
+
+
+def de_shard_inputs():
+    """The sharded DE's results the gather reads (nothing when the DE is one job)."""
+    if DE_SHARDS < 2:
+        return {}
+    return {
+        "size_factors": "results/de/shards/size_factors.pkl",
+        "tests": expand("results/de/shards/tests.{shard}.pkl", shard=range(DE_SHARDS)),
+    }
+
+
+def shard_settings(stage):
+    """A shard job's settings: the stage's config keys and which gene shard it computes."""
+
+    def picked(wildcards):
+        return {
+            **settings(stage),
+            "shard": {"index": int(wildcards.shard), "count": DE_SHARDS},
+        }
+
+    return picked
+
+
+def memory_per_shard(base_mb, per_input_mb):
+    """Memory (MB) of a shard job: memory_for_inputs for its share of the cohort's genes."""
+
+    def mem_mb(wildcards, input):
+        return int(base_mb + per_input_mb * input.size_mb / DE_SHARDS)
+
+    return mem_mb
 
 
 def heavy_threads():

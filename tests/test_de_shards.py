@@ -7,6 +7,7 @@ after shard, and the stage functions of the shard jobs (a failed shard rerun alo
 from __future__ import annotations
 
 import copy
+import io
 import logging
 import re
 from pathlib import Path
@@ -80,6 +81,25 @@ def one_job_and_sharded(adata, config, folder: Path, n_shards: int) -> tuple[dic
     return as_bytes(one, folder / "one"), as_bytes(many, folder / "many")
 
 
+# The sharded path shrinks with pydeseq2's own apeGLM optimiser, the one-job path with
+# ifnsig.de.shrink (the same model, vectorized): their shrunk fold changes agree to a few
+# hundredths (README, "Shrunk fold changes"); every other column is the same bytes.
+SHRUNK = "log2FoldChange_shrunk"
+
+
+def assert_same_tables(one: dict[str, bytes], many: dict[str, bytes]) -> None:
+    assert one.keys() == many.keys()
+    for name in one:
+        a, b = (pd.read_csv(io.BytesIO(t[name]), sep="\t", dtype=str) for t in (one, many))
+        if SHRUNK not in a:
+            assert a.equals(b), name
+            continue
+        assert a.drop(columns=SHRUNK).equals(b.drop(columns=SHRUNK)), name
+        np.testing.assert_allclose(
+            a[SHRUNK].astype(float), b[SHRUNK].astype(float), atol=0.05, err_msg=name
+        )
+
+
 def as_bytes(tables: dict, folder: Path) -> dict[str, bytes]:
     folder.mkdir(exist_ok=True)
     for name, table in tables.items():
@@ -114,7 +134,7 @@ def test_paired_blocked_sharded_tables_are_the_one_job_tables(tmp_path):
     # ~subject + timepoint, subject-blocked backend, apeGLM shrinkage on (11 coefficients).
     one, many = one_job_and_sharded(cohort(10, 60, seed=2), settings_for(), tmp_path, 3)
     assert one.keys() == many.keys() == {"month3_vs_baseline"}
-    assert one == many
+    assert_same_tables(one, many)
 
 
 def test_sharded_tables_with_cooks_refits_are_the_one_job_tables(tmp_path, caplog):
@@ -133,7 +153,7 @@ def test_sharded_tables_with_cooks_refits_are_the_one_job_tables(tmp_path, caplo
     refitted = [int(n) for n in re.findall(r"(\d+) gene\(s\) with Cook's outliers", caplog.text)]
     assert sum(refitted) >= 4
     assert one.keys() == many.keys() == {"wald", "lrt"}
-    assert one == many
+    assert_same_tables(one, many)
 
 
 def test_a_failed_shard_rerun_alone_gives_the_one_job_tables(tmp_path, monkeypatch):
@@ -152,7 +172,11 @@ def test_a_failed_shard_rerun_alone_gives_the_one_job_tables(tmp_path, monkeypat
     def tables(folder: Path) -> dict[str, str]:
         folder.mkdir()
         name = "month3_vs_baseline"
-        return {name: str(folder / f"{name}.tsv"), f"{name}.samples": str(folder / "s.tsv")}
+        return {
+            name: str(folder / f"{name}.tsv"),
+            f"{name}.samples": str(folder / "s.tsv"),
+            "design_checks": str(folder / "design_checks.tsv"),
+        }
 
     one = tables(tmp_path / "one")
     stages.differential_expression({"normalized": path}, one, settings("differential_expression"))
@@ -194,5 +218,5 @@ def test_a_failed_shard_rerun_alone_gives_the_one_job_tables(tmp_path, monkeypat
     stages.differential_expression(
         {**factors, "tests": tests}, many, settings("differential_expression")
     )
-    for name in one:
-        assert Path(one[name]).read_bytes() == Path(many[name]).read_bytes(), name
+    read = {name: Path(one[name]).read_bytes() for name in one if name != "design_checks"}
+    assert_same_tables(read, {name: Path(many[name]).read_bytes() for name in read})

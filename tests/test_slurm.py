@@ -130,11 +130,9 @@ def test_workflow_through_slurm_matches_local(
     tables = sorted(p.relative_to(local).as_posix() for p in local.glob("results/**/*.tsv"))
     assert any(t.startswith("results/de/") for t in tables), tables
 
-    # Only the rules that write tables: the plots add jobs but nothing to compare. The DE
-    # runs split in two gene shards (de.shards), each step its own job: its tables must be
-    # the local one-job tables, byte for byte.
+    # Only the rules that write tables: the plots add jobs but nothing to compare.
     started = time.monotonic()
-    run_through_slurm(cluster, tables, [*SNAKEFILE_ARGS, "--config=de={shards: 2}"])
+    run_through_slurm(cluster, tables, SNAKEFILE_ARGS)
     print(f"\nsmall cohort through SLURM: {time.monotonic() - started:.0f} s")
 
     different = [t for t in tables if not filecmp.cmp(local / t, cluster / t, shallow=False)]
@@ -144,14 +142,8 @@ def test_workflow_through_slurm_matches_local(
     # the input size (not the 500 MB / 5 min test defaults), and the profile's fixed request
     # for enrichment.
     requested = _requested_resources()
-    shard_rules = ("de_size_factors", "de_genewise_dispersions", "de_dispersion_prior")
-    for rule in ("build_anndata", "normalize", "differential_expression", "enrichment",
-                 *shard_rules, "de_shard_tests"):  # fmt: skip
+    for rule in ("build_anndata", "normalize", "differential_expression", "enrichment"):
         assert rule in requested, f"no SLURM job for {rule}: {sorted(requested)}"
-    # A shard job asks for memory from its share of the cohort (memory_per_shard).
-    for rule in ("de_genewise_dispersions", "de_shard_tests"):
-        memory = requested[rule][0]
-        assert memory.endswith("M") and 1000 <= int(memory[:-1]) < 2000, requested
     memory, limit, cpus = requested["differential_expression"]
     assert memory.endswith("M") and int(memory[:-1]) >= 2000, requested
     assert limit == "10:00", requested

@@ -207,7 +207,14 @@ def normalize(adata: ad.AnnData, n_cpus: int = 1) -> ad.AnnData:
     adata.layers["normalized"] = np.asarray(dds.layers["normed_counts"], dtype=np.float64)
     adata.layers["vst"] = np.asarray(dds.layers["vst_counts"], dtype=np.float64)
     adata.layers["logcpm"] = log_cpm(adata.layers["counts"])
-    adata.uns["vst_trend_coeffs"] = np.asarray(dds.uns["vst_trend_coeffs"], dtype=float)
+    if dds.vst_fit_type == "mean":
+        # pydeseq2 (as DESeq2) falls back to the mean dispersion when the parametric trend
+        # does not converge. Its VST, (2 asinh(sqrt(a q)) - log(4 a)) / log(2), is the
+        # parametric one with a0 = a and a1 = 0, so the same two coefficients freeze it.
+        adata.uns["vst_trend_coeffs"] = np.array([float(dds.uns["mean_disp"]), 0.0])
+    else:
+        adata.uns["vst_trend_coeffs"] = np.asarray(dds.uns["vst_trend_coeffs"], dtype=float)
+    adata.uns["vst_fit_type"] = str(dds.vst_fit_type)
     adata.X = adata.layers["vst"].astype(np.float32)
     return adata
 

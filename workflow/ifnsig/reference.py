@@ -248,6 +248,9 @@ def build_reference(
         "n_reference": int(reference.sum()),
         "n_genes": int(adata.n_vars),
         "n_size_factor_genes": int(np.isfinite(log_geo_means).sum()),
+        # DESeq2's name of the trend the VST used: "mean" when the parametric fit failed
+        # (then asymptDisp is the mean dispersion and extraPois 0).
+        "vst_fit_type": str(adata.uns.get("vst_fit_type", "parametric")),
         "positivity": dict(settings or {}),
         "gene_sets": {name: list(listed[name]) for name in gene_sets},
         "gene_set_files": file_checksums(gene_set_files),
@@ -292,7 +295,10 @@ def write_reference(ref: ScoreReference, folder: str | Path) -> dict[str, str]:
     paths = {key: folder / name for key, name in FILES.items()}
     meta = {
         **ref.meta,
-        "dispersion_function": {"fitType": "parametric", **ref.dispersion},
+        "dispersion_function": {
+            "fitType": ref.meta.get("vst_fit_type", "parametric"),
+            **ref.dispersion,
+        },
         "depth_scale": ref.depth_scale,
     }
     paths["meta"].write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

@@ -452,7 +452,8 @@ def check_frozen_reference(config: dict) -> None:
         listed = load_gene_sets([SHIPPED_GMT, *chosen["gene_sets"]], include=names)
         reference.check_gene_sets(ref, dict(listed))
     except InputError as err:
-        raise InputError(f"{where}: scores.frozen_reference: {err}") from None
+        text = str(err)
+        raise InputError(f"{where}: scores.frozen_reference: {text[0].lower()}{text[1:]}") from None
 
 
 def check_reference_available(samples: pd.DataFrame, config: dict, sheet_path: str) -> None:

@@ -149,6 +149,22 @@ CASES = {
         lambda f: edit_config(f, lambda c: c["scores"].update(positivity_rule="mixture")),
         SCORES_AND_AFTER,
     ),
+    "scores.positivity_fallback": (
+        lambda f: edit_config(f, lambda c: c["scores"].update(positivity_fallback="mixture")),
+        SCORES_AND_AFTER,
+    ),
+    "scores.positivity_quantile": (
+        lambda f: edit_config(f, lambda c: c["scores"].update(positivity_quantile=0.95)),
+        SCORES_AND_AFTER,
+    ),
+    "scores.module_active_percent": (
+        lambda f: edit_config(f, lambda c: c["scores"].update(module_active_percent=20)),
+        SCORES_AND_AFTER,
+    ),
+    "scores.reference_max_missing": (
+        lambda f: edit_config(f, lambda c: c["scores"].update(reference_max_missing=0.1)),
+        SCORES_AND_AFTER,
+    ),
     "scores.modules": (
         lambda f: edit_config(f, add_module),
         SCORES_AND_AFTER + Counter({"geneset_coverage": 1}),

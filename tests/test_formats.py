@@ -66,7 +66,7 @@ def run_first_rules(folder, config: dict) -> ad.AnnData:
 
 
 def counts_frame(adata: ad.AnnData) -> pd.DataFrame:
-    return pd.DataFrame(adata.layers["counts"].T, index=adata.var_names, columns=adata.obs_names)
+    return pd.DataFrame(adata.X.T, index=adata.var_names, columns=adata.obs_names)
 
 
 # --- salmon and kallisto -------------------------------------------------------------------

@@ -66,7 +66,7 @@ def scored(tmp_path_factory):
     data.write_h5ad(adata, folder / "cohort.h5ad")
     config = base_config()
     inputs = {
-        "cohort": str(folder / "cohort.h5ad"),
+        "normalized": str(folder / "cohort.h5ad"),
         "gene_sets": score_gene_set_files(validate_config(copy.deepcopy(config))),
         "aliases": aliases_file(),
     }
@@ -202,7 +202,7 @@ def test_no_module_tables_without_modules(scored, tmp_path, caplog):
     for key in ("module_activity", "active_modules"):
         del outputs[key]
     inputs = {
-        "cohort": str(folder / "cohort.h5ad"),
+        "normalized": str(folder / "cohort.h5ad"),
         "gene_sets": score_gene_set_files(validate_config(copy.deepcopy(config))),
         "aliases": aliases_file(),
     }

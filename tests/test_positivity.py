@@ -191,7 +191,7 @@ def test_the_default_stage_says_which_rule_made_each_call(tmp_path, caplog):
         primary_signature="SMALL_HIGH",
     )  # fmt: skip
     inputs = {
-        "cohort": str(tmp_path / "cohort.h5ad"),
+        "normalized": str(tmp_path / "cohort.h5ad"),
         "gene_sets": score_gene_set_files(validate_config(copy.deepcopy(config))),
         "aliases": aliases_file(),
     }

@@ -39,13 +39,14 @@ EVERY_JOB = Counter(
         "enrichment": 2,
         "call_responses": 1,
         "clinical_linkage": 1,
+        "annotate_cohort": 1,
     }
 )
 AFTER_NORMALIZE = EVERY_JOB - Counter(["build_anndata", "geneset_coverage", "call_responses"])
 DE_AND_AFTER = Counter({"differential_expression": 1, "plot_de": 2, "enrichment": 2})
-SCORES_AND_AFTER = Counter({"score_ifn": 1, "clinical_linkage": 1})
-GENE_SETS_AND_AFTER = Counter(
-    {"geneset_coverage": 1, "score_ifn": 1, "plot_de": 2, "enrichment": 2, "clinical_linkage": 1}
+SCORES_AND_AFTER = Counter({"score_ifn": 1, "clinical_linkage": 1, "annotate_cohort": 1})
+GENE_SETS_AND_AFTER = SCORES_AND_AFTER + Counter(
+    {"geneset_coverage": 1, "plot_de": 2, "enrichment": 2}
 )
 CLINICAL = Counter({"call_responses": 1, "clinical_linkage": 1})
 
@@ -135,7 +136,7 @@ CASES = {
     ),
     "qc.metric_mads": (
         lambda f: edit_config(f, lambda c: c["qc"].update(metric_mads=4)),
-        Counter({"quality_control": 1}),
+        Counter({"quality_control": 1, "annotate_cohort": 1}),
     ),
     "scores.methods": (
         lambda f: edit_config(f, lambda c: c["scores"].update(methods=["median_fold_change"])),
@@ -223,7 +224,7 @@ CASES = {
     ),
     "seed": (
         lambda f: edit_config(f, lambda c: c.update(seed=c["seed"] + 1)),
-        Counter({"quality_control": 1, "score_ifn": 1, "enrichment": 2, "clinical_linkage": 1}),
+        SCORES_AND_AFTER + Counter({"quality_control": 1, "enrichment": 2}),
     ),
 }
 

@@ -319,7 +319,7 @@ STAGE_OUTPUTS = {
 def score_stage(config: dict, cohort: str, outputs: dict[str, str]) -> None:
     """The score_ifn rule in-process, on ``cohort`` with the config's gene-set files."""
     inputs = {
-        "cohort": cohort,
+        "normalized": cohort,
         "gene_sets": score_gene_set_files(config),
         "aliases": aliases_file(),
     }

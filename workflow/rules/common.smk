@@ -67,7 +67,7 @@ def score_inputs():
     frozen = frozen_reference_files(config)
     if frozen:
         return {"counts": rules.build_anndata.output.counts, **relative(frozen)}
-    return {"cohort": rules.normalize.output.cohort}
+    return {"normalized": rules.normalize.output.normalized}
 
 
 def module_outputs():

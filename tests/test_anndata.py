@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-# The workflow runs share the session's small run: one pytest-xdist worker takes them all.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("workflow")]
+# The session's small run is shared by both pytest-xdist workers (see conftest.small_run).
+pytestmark = pytest.mark.e2e
 
 
 def test_counts_are_integers_stored_once(small_run):

@@ -25,6 +25,9 @@ from ifnsig.formats import count_sample_names, detect_format, read_tx2gene
 from ifnsig.genesets import SHIPPED_GMT, load_gene_sets
 from ifnsig.validation import load_design
 
+# Its module fixtures are computed once: one pytest-xdist worker takes the whole module.
+pytestmark = pytest.mark.xdist_group("formats")
+
 SAMPLES = ["P1_0", "P1_3", "P2_0", "P2_3"]
 
 

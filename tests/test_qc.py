@@ -16,6 +16,9 @@ from ifnsig.settings import marker_file
 from ifnsig.simulate import CELL_MARKERS, CohortSpec, simulate_cohort
 from ifnsig.validation import validate_config
 
+# Its module fixtures are computed once: one pytest-xdist worker takes the whole module.
+pytestmark = pytest.mark.xdist_group("qc")
+
 TIMEPOINTS = ["baseline", "month3", "month6"]
 # A demo-shaped cohort (25 patients x 3 timepoints, 12 controls) with every QC failure the
 # simulator can plant, and a composition shift on treatment; fewer genes for speed (the named

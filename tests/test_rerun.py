@@ -21,8 +21,8 @@ import pytest
 import yaml
 from conftest import USER_GMT, snakemake
 
-# The workflow runs share the session's small run: one pytest-xdist worker takes them all.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("workflow")]
+# The session's small run is shared by both pytest-xdist workers (see conftest.small_run).
+pytestmark = pytest.mark.e2e
 
 EXCLUDED = "JDM01_month3"
 
@@ -208,6 +208,10 @@ CASES = {
     ),
     "enrichment.permutations": (
         lambda f: edit_config(f, lambda c: c["enrichment"].update(permutations=150)),
+        Counter({"enrichment": 2}),
+    ),
+    "enrichment.set_test_permutations": (
+        lambda f: edit_config(f, lambda c: c["enrichment"].update(set_test_permutations=999)),
         Counter({"enrichment": 2}),
     ),
     "linkage.responses": (

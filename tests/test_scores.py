@@ -17,6 +17,9 @@ from ifnsig.settings import aliases_file, score_gene_set_files
 from ifnsig.simulate import CohortSpec, simulate_cohort
 from ifnsig.validation import validate_config
 
+# Its module fixtures are computed once: one pytest-xdist worker takes the whole module.
+pytestmark = pytest.mark.xdist_group("scores")
+
 TYPE1 = ["RICE2013_6", "NIH28", "FENG2006_5"]
 # The signature methods; module_activity is meant for co-expression modules and is tested on
 # its own below.

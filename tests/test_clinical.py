@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -516,6 +518,32 @@ def test_stage_writes_every_table_with_n_estimate_ci_p_q(tmp_path, monkeypatch):
     assert response["inputs"].notna().all() and response["rule"].notna().all()
     for name in ["change_scatter", "trajectories", "roc"]:
         assert (tmp_path / names[name]).stat().st_size > 10_000
+
+
+def test_column_responses_are_called_without_any_clinical_measure(tmp_path, monkeypatch):
+    # A label column of the clinical table is a response of its own: no measure needed.
+    monkeypatch.chdir(tmp_path)
+    Path("samples.tsv").write_text(
+        "sample\tsubject\tgroup\ttimepoint\n"
+        + "".join(f"P{i}_{t}\tP{i}\tpatient\t{t}\n" for i in (1, 2) for t in ("m0", "m3"))
+    )
+    Path("clinical.tsv").write_text(
+        "subject\ttimepoint\tresponded\nP1\tm0\t\nP1\tm3\tyes\nP2\tm0\t\nP2\tm3\tno\n"
+    )
+    config = {
+        "counts": "counts.tsv",
+        "samples": "samples.tsv",
+        "clinical": "clinical.tsv",
+        "timepoints": ["m0", "m3"],
+        "clinical_measures": {},
+        "linkage": {"responses": [{"name": "call", "type": "column", "column": "responded"}]},
+    }
+    outputs = {"changes": "changes.tsv", "response": "response.tsv"}
+    inputs = {"samples": "samples.tsv", "clinical": "clinical.tsv"}
+    run_stage("call_responses", config, inputs, outputs)
+    calls = response.read_calls("response.tsv").set_index(["subject", "timepoint"])
+    assert calls.loc[("P1", "m3"), "responder"] and not calls.loc[("P2", "m3"), "responder"]
+    assert pd.read_csv("changes.tsv", sep="\t").empty
 
 
 @pytest.mark.parametrize(

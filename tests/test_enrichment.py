@@ -4,10 +4,41 @@ import pandas as pd
 from ifnsig import enrichment
 
 
-def test_ranking_keeps_strongest_duplicate_symbol_and_drops_missing():
-    table = pd.DataFrame({"symbol": ["A", "A", "B", "C"], "stat": [1.0, -5.0, 2.0, np.nan]})
+def test_ranking_keeps_the_gene_id_with_most_reads_per_symbol_and_drops_missing():
+    table = pd.DataFrame(
+        {
+            "gene_id": ["ENSG1", "ENSG2", "ENSG3", "ENSG4"],
+            "symbol": ["A", "A", "B", "C"],
+            "baseMean": [50.0, 10.0, 20.0, 30.0],
+            "stat": [1.0, -5.0, 2.0, np.nan],
+        }
+    )
     rank = enrichment.ranking(table)
-    assert rank.to_dict() == {"B": 2.0, "A": -5.0}
+    assert rank.to_dict() == {"B": 2.0, "A": 1.0}
+
+
+def test_over_representation_counts_a_repeated_symbol_once():
+    genes = [f"G{i}" for i in range(200)]
+    de = pd.DataFrame(
+        {
+            "symbol": genes + ["G0"],
+            "baseMean": [100.0] * 200 + [1.0],
+            "log2FoldChange": [1.0] * 20 + [0.0] * 180 + [-1.0],
+            "padj": [0.001] * 20 + [0.9] * 180 + [0.001],
+        }
+    )
+    result = enrichment.over_representation(de, {"UP": genes[:20] + genes[100:105]}, alpha=0.1)
+    assert set(result["direction"]) == {"up"}
+
+
+def test_over_representation_without_hits_is_quiet(capfd):
+    genes = [f"G{i}" for i in range(50)]
+    de = pd.DataFrame(
+        {"symbol": genes, "baseMean": 10.0, "log2FoldChange": 1.0, "padj": [0.001] + [0.9] * 49}
+    )
+    result = enrichment.over_representation(de, {"S": genes[10:20]}, alpha=0.1)
+    assert result.empty
+    assert "No hits" not in capfd.readouterr().err
 
 
 def test_restrict_to_translates_aliases():

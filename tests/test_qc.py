@@ -185,6 +185,21 @@ def test_stage_writes_tables_h5ad_plots_and_multiqc_files(tmp_path):
     assert document["plot_type"] == "table"
     assert set(document["data"]) == set(flags["sample"])
 
+    # Another tissue: no globin share, no blood composition, no marker table read; the
+    # other checks still run and every output is written.
+    config["tissue"] = "muscle"
+    assert marker_file(config) is None
+    inputs.pop("markers")
+    other = {key: str(tmp_path / f"muscle_{name}") for key, name in names.items()}
+    run_stage("quality_control", config, inputs, other)
+    for path in other.values():
+        assert (tmp_path / path).stat().st_size > 0, path
+    metrics = pd.read_csv(other["metrics"], sep="\t")
+    assert metrics["pct_globin"].isna().all() and metrics["pct_mito"].notna().all()
+    assert list(pd.read_csv(other["composition"], sep="\t").columns) == ["sample"]
+    flags = pd.read_csv(other["flags"], sep="\t", keep_default_na=False)
+    assert not flags["flag"].str.contains("globin").any()
+
 
 # --- unit tests on tiny data -------------------------------------------------------------------
 

@@ -40,15 +40,18 @@ EVERY_JOB = Counter(
         "call_responses": 1,
         "clinical_linkage": 1,
         "annotate_cohort": 1,
+        "summarize_findings": 1,
     }
 )
+# The findings page reads every result table: it follows any edit but its own key's.
+FINDINGS = Counter({"summarize_findings": 1})
 AFTER_NORMALIZE = EVERY_JOB - Counter(["build_anndata", "geneset_coverage", "call_responses"])
-DE_AND_AFTER = Counter({"differential_expression": 1, "plot_de": 2, "enrichment": 2})
-SCORES_AND_AFTER = Counter({"score_ifn": 1, "clinical_linkage": 1, "annotate_cohort": 1})
+DE_AND_AFTER = Counter({"differential_expression": 1, "plot_de": 2, "enrichment": 2}) + FINDINGS
+SCORES_AND_AFTER = Counter({"score_ifn": 1, "clinical_linkage": 1, "annotate_cohort": 1}) + FINDINGS
 GENE_SETS_AND_AFTER = SCORES_AND_AFTER + Counter(
     {"geneset_coverage": 1, "plot_de": 2, "enrichment": 2}
 )
-CLINICAL = Counter({"call_responses": 1, "clinical_linkage": 1})
+CLINICAL = Counter({"call_responses": 1, "clinical_linkage": 1}) + FINDINGS
 
 
 @pytest.fixture(scope="module")
@@ -134,9 +137,13 @@ CASES = {
         lambda f: edit_config(f, lambda c: c["filtering"].update(min_count=5)),
         AFTER_NORMALIZE,
     ),
+    "tissue": (
+        lambda f: edit_config(f, lambda c: c.update(tissue="muscle")),
+        Counter({"quality_control": 1, "annotate_cohort": 1}),
+    ),
     "qc.metric_mads": (
         lambda f: edit_config(f, lambda c: c["qc"].update(metric_mads=4)),
-        Counter({"quality_control": 1, "annotate_cohort": 1}),
+        Counter({"quality_control": 1, "annotate_cohort": 1}) + FINDINGS,
     ),
     "scores.methods": (
         lambda f: edit_config(f, lambda c: c["scores"].update(methods=["median_fold_change"])),
@@ -200,7 +207,7 @@ CASES = {
                 ]
             ),
         ),
-        Counter({"differential_expression": 1, "plot_de": 1, "enrichment": 1}),
+        Counter({"differential_expression": 1, "plot_de": 1, "enrichment": 1}) + FINDINGS,
     ),
     "de.covariates (clinical)": (
         lambda f: edit_config(f, lambda c: c["de"].update(covariates=["prednisone_mg_kg_day"])),
@@ -208,11 +215,11 @@ CASES = {
     ),
     "enrichment.permutations": (
         lambda f: edit_config(f, lambda c: c["enrichment"].update(permutations=150)),
-        Counter({"enrichment": 2}),
+        Counter({"enrichment": 2}) + FINDINGS,
     ),
     "enrichment.set_test_permutations": (
         lambda f: edit_config(f, lambda c: c["enrichment"].update(set_test_permutations=999)),
-        Counter({"enrichment": 2}),
+        Counter({"enrichment": 2}) + FINDINGS,
     ),
     "linkage.responses": (
         lambda f: edit_config(f, raise_first_response_threshold),
@@ -220,7 +227,7 @@ CASES = {
     ),
     "linkage.bootstrap": (
         lambda f: edit_config(f, lambda c: c["linkage"].update(bootstrap=500)),
-        Counter({"clinical_linkage": 1}),
+        Counter({"clinical_linkage": 1}) + FINDINGS,
     ),
     "clinical value": (
         edit_clinical_value,
@@ -229,6 +236,10 @@ CASES = {
     "seed": (
         lambda f: edit_config(f, lambda c: c.update(seed=c["seed"] + 1)),
         SCORES_AND_AFTER + Counter({"quality_control": 1, "enrichment": 2}),
+    ),
+    "findings.top_gene_sets": (
+        lambda f: edit_config(f, lambda c: c.setdefault("findings", {}).update(top_gene_sets=3)),
+        FINDINGS,
     ),
 }
 

@@ -66,6 +66,35 @@ def test_singscore_equals_rank_formula_and_ignores_other_samples():
     assert alone["a"][0] == together["a"][4]
 
 
+def test_a_symbol_with_two_gene_ids_is_scored_once_from_the_better_measured_one():
+    # GENCODE-style annotation: IFI27 has two gene IDs, the first with far fewer reads.
+    rng = np.random.default_rng(2)
+    normalized = rng.gamma(5.0, 20.0, size=(8, 6))
+    normalized[:, 0] = normalized[:, 1] * 0.01  # the poorly measured copy, first
+    symbols = ["IFI27", "IFI27", "ISG15", "RSAD2", "ACTB", "GAPDH"]
+    names = [f"S{i}" for i in range(8)]
+    obs = pd.DataFrame(
+        {"sample": names, "subject": names, "group": ["control"] * 4 + ["patient"] * 4},
+        index=names,
+    ).assign(timepoint="baseline")
+    adata = ad.AnnData(
+        np.zeros((8, 6)),
+        obs=obs,
+        var=pd.DataFrame({"symbol": symbols}, index=[f"ENSG{i}" for i in range(6)]),
+    )
+    adata.layers["normalized"] = normalized
+    adata.layers["vst"] = np.log2(normalized + 1)
+    kept = scores.scoring_symbols(adata)
+    assert list(kept) == ["", "IFI27", "ISG15", "RSAD2", "ACTB", "GAPDH"]
+    reference = np.array([True] * 4 + [False] * 4)
+    sets = {"IFN": ["IFI27", "ISG15", "RSAD2"]}
+    table = scores.score_samples(adata, sets, ["zscore_mean", "median_fold_change"], reference)
+    # The same as scoring a cohort that holds only the better-measured gene ID.
+    alone = scores.score_samples(adata[:, [1, 2, 3, 4, 5]].copy(), sets,
+                                 ["zscore_mean", "median_fold_change"], reference)  # fmt: skip
+    pd.testing.assert_frame_equal(table, alone)
+
+
 def test_reference_mask_fallback_warns(caplog):
     obs = pd.DataFrame({"group": ["patient"] * 3, "timepoint": ["baseline", "m3", "baseline"]})
     with pytest.raises(ValueError, match="at least 2 samples"):

@@ -16,7 +16,7 @@ ORA_COLUMNS = [
 
 
 def ranking(de: pd.DataFrame, column: str = "stat") -> pd.Series:
-    """Genes ranked by the Wald statistic, one entry per symbol (the strongest kept).
+    """Genes ranked by the Wald statistic, one entry per symbol (:func:`one_row_per_symbol`).
 
     A likelihood-ratio statistic (``test`` column ``lrt``) has no sign: it is ranked as
     sign(log2 fold change) x sqrt(statistic), the signed root of the chi-square, so that
@@ -27,13 +27,31 @@ def ranking(de: pd.DataFrame, column: str = "stat") -> pd.Series:
     de = de.copy()
     if "test" in de.columns and (de["test"] == "lrt").all():
         de[column] = np.sign(de["log2FoldChange"]) * np.sqrt(de[column].clip(lower=0))
-    table = de[["symbol", column]].dropna()
-    table = table.assign(_abs=table[column].abs()).sort_values(
-        ["_abs", "symbol"], ascending=[False, True]
-    )
-    table = table.drop_duplicates("symbol")
-    series = table.set_index("symbol")[column].astype(float)
-    return series.sort_values(ascending=False, kind="mergesort")
+    table = one_row_per_symbol(de.dropna(subset=["symbol", column]))
+    series = table.sort_values("symbol", kind="mergesort").set_index("symbol")[column]
+    return series.astype(float).sort_values(ascending=False, kind="mergesort")
+
+
+def one_row_per_symbol(de: pd.DataFrame) -> pd.DataFrame:
+    """One row per symbol: of gene IDs sharing a symbol, the one with the highest baseMean.
+
+    Ensembl and GENCODE give some symbols several gene IDs (readthrough and patch loci, PAR
+    copies); gene sets name symbols, so each symbol takes part once, as the gene ID with the
+    most reads (the rule of :func:`ifnsig.data.one_gene_per_symbol`); ties keep the first.
+    """
+    if "baseMean" not in de.columns or de["symbol"].is_unique:
+        return de.drop_duplicates("symbol")
+    order = de["baseMean"].fillna(-np.inf).to_numpy()
+    keep = np.zeros(len(de), dtype=bool)
+    keep[_highest_per_key(de["symbol"].astype(str).to_numpy(), order)] = True
+    return de[keep]
+
+
+def _highest_per_key(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Row positions of the highest value of each key (the first one on ties)."""
+    frame = pd.DataFrame({"key": keys, "value": values, "pos": np.arange(len(keys))})
+    frame = frame.sort_values(["value", "pos"], ascending=[False, True], kind="mergesort")
+    return np.sort(frame.drop_duplicates("key")["pos"].to_numpy())
 
 
 def restrict_to(
@@ -112,7 +130,7 @@ def over_representation(
     """
     import gseapy
 
-    tested = de.dropna(subset=["padj"])
+    tested = one_row_per_symbol(de.dropna(subset=["padj"]))
     background = sorted(set(tested["symbol"]))
     sets = {k: v for k, v in gene_sets.items() if len(set(v) & set(background)) >= min_size}
     frames = []
@@ -124,11 +142,17 @@ def over_representation(
                 ]
             )
         )
-        if not genes or not sets:
+        # gseapy skips sets without a hit anyway; asked with none, it logs an ERROR ("No hits
+        # returned") although nothing failed, so such a direction is skipped here.
+        hit = {k: v for k, v in sets.items() if set(v) & set(genes)}
+        if not hit:
+            log.info(
+                "ORA %s: no gene set holds any of the %d significant genes", direction, len(genes)
+            )
             continue
         result = gseapy.enrich(
             gene_list=genes,
-            gene_sets=sets,
+            gene_sets=hit,
             background=background,
             outdir=None,
             no_plot=True,

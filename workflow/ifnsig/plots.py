@@ -20,8 +20,14 @@ PALETTE = plt.get_cmap("tab10")
 def _save(fig, path: str | Path) -> None:
     fig.tight_layout()
     # A fixed creation date keeps the SVG/PDF metadata, and so the files, reproducible.
-    fig.savefig(path, dpi=120, metadata={"Software": None} if str(path).endswith(".png") else None)
-    plt.close(fig)
+    from ifnsig.io import atomic_output
+
+    metadata = {"Software": None} if str(path).endswith(".png") else None
+    try:
+        with atomic_output(path) as partial:
+            fig.savefig(partial, dpi=120, metadata=metadata)
+    finally:
+        plt.close(fig)
 
 
 def pca(
@@ -701,9 +707,10 @@ def signature_heatmap(
     blocks = [(signature, gene_sets[signature])]
     if type2 and type2 in gene_sets and type2 != signature:
         blocks.append((type2, gene_sets[type2]))
-    symbols = pd.Index(adata.var["symbol"].astype(str))
+    from ifnsig.scores import scoring_symbols, symbol_positions
+
     rows = [(name, gene) for name, genes in blocks for gene in genes]
-    positions = symbols.get_indexer([g for _, g in rows])
+    positions = symbol_positions(scoring_symbols(adata), [g for _, g in rows])
     vst = np.asarray(adata.layers["vst"], dtype=float)[:, positions]
     if reference_stats is None:
         reference = data.set_index("sample")["reference"].reindex(adata.obs_names).to_numpy(bool)

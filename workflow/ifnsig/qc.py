@@ -33,7 +33,7 @@ from anndata.io import read_elem
 from scipy import stats
 
 from ifnsig.errors import InputError
-from ifnsig.io import read_sheet, require_file
+from ifnsig.io import atomic_output, read_sheet, require_file
 from ifnsig.stats import bh
 
 log = logging.getLogger(__name__)
@@ -110,12 +110,16 @@ class QCSettings:
     outlier_support: float = 0.9
     outlier_alpha: float = 1e-6
     correlation_mads: float = 5.0
+    #: Whether the samples are blood (the ``tissue`` setting): globin share measured.
+    blood: bool = True
 
     @classmethod
     def from_config(cls, config: dict) -> QCSettings:
+        from ifnsig.settings import is_blood
+
         section = dict(config.get("qc", {}))
         section.pop("markers", None)
-        return cls(**section)
+        return cls(**section, blood=is_blood(config))
 
 
 @dataclass
@@ -156,7 +160,7 @@ def read_var(path: str | Path) -> pd.DataFrame:
 def read_markers(path: str | Path) -> dict[str, list[str]]:
     """Cell type to marker symbols from a TSV with ``cell_type`` and ``symbol`` columns."""
     path = require_file(path, "cell-type marker table", "qc.markers")
-    frame = read_sheet(path, ["cell_type", "symbol", "source"])
+    frame = read_sheet(path, ["cell_type", "symbol", "source"], id_columns=("cell_type", "symbol"))
     missing = [c for c in ["cell_type", "symbol"] if c not in frame.columns]
     if missing:
         raise InputError(
@@ -199,8 +203,12 @@ def sample_metrics(
     symbols: pd.Series | np.ndarray,
     samples: pd.Index,
     size_factors: np.ndarray,
+    blood: bool = True,
 ) -> pd.DataFrame:
     """Per-sample library metrics from raw counts of every gene (scanpy's QC metrics).
+
+    ``blood=False`` leaves the globin share unmeasured (NaN): globin reads are a whole-blood
+    matter (reticulocytes), so another tissue is neither measured nor flagged on them.
 
     Parameters
     ----------
@@ -242,7 +250,10 @@ def sample_metrics(
     for name, mask in classes.items():
         column = f"pct_{name}"
         table[column] = values[f"pct_counts_{name}"].to_numpy(dtype=float)
-        if not mask.any():
+        if name == "globin" and not blood:
+            log.info("tissue is not blood: %s (a whole-blood measure) is not measured", column)
+            table[column] = np.nan
+        elif not mask.any():
             log.warning("no %s genes among the gene symbols: %s is not measured", name, column)
             table[column] = np.nan
     table["size_factor"] = np.asarray(size_factors, dtype=float)
@@ -797,9 +808,12 @@ def composition_column(cell_type: str) -> str:
 
 
 def composition_columns(config: dict) -> set[str]:
-    """The composition score columns the QC stage can write, from the marker table."""
-    markers = config["qc"]["markers"] or SHIPPED_MARKERS
-    return {composition_column(cell) for cell in read_markers(markers)}
+    """The composition score columns the QC stage can write, from the marker table (none for
+    a tissue other than blood without a table of its own)."""
+    from ifnsig.settings import marker_file
+
+    markers = marker_file(config)
+    return {composition_column(cell) for cell in read_markers(markers)} if markers else set()
 
 
 def composition_scores(
@@ -934,7 +948,9 @@ def run_qc(
     """
     samples = samples.reset_index(drop=True)
     subjects = samples.set_index("sample")["subject"].astype(str)
-    metrics = sample_metrics(counts, count_symbols, pd.Index(samples["sample"]), size_factors)
+    metrics = sample_metrics(
+        counts, count_symbols, pd.Index(samples["sample"]), size_factors, blood=settings.blood
+    )
     bounds = metric_bounds(metrics, settings.metric_mads, settings.thresholds)
     flags = [metric_flags(metrics, bounds, subjects)]
 
@@ -1091,9 +1107,10 @@ def write_multiqc(result: QCResult, metrics_tsv: str | Path, flags_yaml: str | P
     }
     table = result.samples[["sample", *columns]].rename(columns={"sample": "Sample"})
     text = "".join(f"# {line}\n" for line in yaml.safe_dump(header, sort_keys=False).splitlines())
-    Path(metrics_tsv).write_text(
-        text + table.to_csv(sep="\t", index=False, float_format="%.6g", lineterminator="\n")
-    )
+    with atomic_output(metrics_tsv) as partial:
+        partial.write_text(
+            text + table.to_csv(sep="\t", index=False, float_format="%.6g", lineterminator="\n")
+        )
     flagged = {}
     for sample, group in result.flags.groupby("sample", sort=False):
         flagged[str(sample)] = {
@@ -1110,7 +1127,8 @@ def write_multiqc(result: QCResult, metrics_tsv: str | Path, flags_yaml: str | P
         "pconfig": {"id": "ifnsig_qc_flags_table", "title": "ifnsig QC flags"},
         "data": flagged,
     }
-    Path(flags_yaml).write_text(yaml.safe_dump(document, sort_keys=False))
+    with atomic_output(flags_yaml) as partial:
+        partial.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
 # --- helpers ---------------------------------------------------------------------------------

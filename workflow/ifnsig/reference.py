@@ -195,7 +195,7 @@ def build_reference(
     statistics = scores.reference_statistics(adata, reference)
     ids = adata.var_names.astype(str)
     symbols = adata.var["symbol"].astype(str).to_numpy()
-    columns = scores.set_columns(adata.var["symbol"], gene_sets)
+    columns = scores.set_columns(scores.scoring_symbols(adata), gene_sets)
     controls = (
         scores.score_genes_controls(np.asarray(adata.layers["vst"]), columns, seed)
         if "score_genes" in methods

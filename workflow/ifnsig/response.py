@@ -14,6 +14,7 @@ import pandas as pd
 
 from ifnsig.config_files import origin
 from ifnsig.errors import InputError
+from ifnsig.io import read_tsv
 
 log = logging.getLogger(__name__)
 
@@ -483,7 +484,7 @@ def clinical_responses(
 
 def read_calls(path: str) -> pd.DataFrame:
     """``response.tsv`` read back, ``responder`` as a nullable boolean."""
-    calls = pd.read_csv(path, sep="\t", dtype={"subject": str, "timepoint": str})
+    calls = read_tsv(path, dtype={"subject": str, "timepoint": str})
     text = calls["responder"].astype("string").str.strip().str.lower()
     calls["responder"] = text.map({"true": True, "false": False}).astype("boolean")
     return calls

@@ -401,7 +401,7 @@ def module_percentages(
         One row per sample and module: ``n_genes``, ``percent_up``, ``percent_down`` and
         ``activity`` (up minus down), as :func:`module_activity_table` computes them.
     """
-    columns = set_columns(adata.var["symbol"], modules)
+    columns = set_columns(scoring_symbols(adata), modules)
     statistics = reference_statistics(adata, reference)
     return module_percentage_table(
         adata.obs_names, np.asarray(adata.layers["vst"]), columns, statistics, n_sd
@@ -528,8 +528,34 @@ def check_methods(methods: list[str]) -> None:
         raise ValueError(f"Unknown IFN-score method(s) {unknown}; choose from {list(METHODS)}.")
 
 
+def scoring_symbols(adata: ad.AnnData) -> pd.Series:
+    """The cohort's symbols with only one gene ID per symbol left (the others empty).
+
+    The gene ID kept is the one with the highest mean normalized count
+    (:func:`ifnsig.data.one_gene_per_symbol`), so a signature gene is scored once, from its
+    best-measured gene ID.
+    """
+    from ifnsig.data import one_gene_per_symbol
+
+    symbols = adata.var["symbol"].astype(str)
+    if symbols.is_unique:
+        return symbols
+    means = np.asarray(adata.layers["normalized"], dtype=float).mean(axis=0)
+    keep = one_gene_per_symbol(symbols, means)
+    return symbols.where(keep, "")
+
+
+def symbol_positions(symbols, genes: list[str]) -> np.ndarray:
+    """Column of each of ``genes`` among ``symbols`` (-1 if absent; first of a repeat)."""
+    symbols = pd.Index(pd.Series(symbols).astype(str))
+    return symbols.get_indexer(genes) if symbols.is_unique else _first_positions(symbols, genes)
+
+
 def set_columns(symbols, gene_sets: Mapping[str, list[str]]) -> dict[str, np.ndarray]:
-    """Column index of each matched gene of each set (first gene of a repeated symbol)."""
+    """Column index of each matched gene of each set (first gene of a repeated symbol).
+
+    Give :func:`scoring_symbols` to score each symbol from the gene ID chosen for it.
+    """
     symbols = pd.Index(pd.Series(symbols).astype(str))
     columns = {}
     for signature, genes in gene_sets.items():
@@ -745,7 +771,7 @@ def score_samples(
     """
     check_methods(methods)
     reference = np.asarray(reference, dtype=bool)
-    columns = set_columns(adata.var["symbol"], gene_sets)
+    columns = set_columns(scoring_symbols(adata), gene_sets)
     statistics = reference_statistics(adata, reference)
     controls = (
         score_genes_controls(np.asarray(adata.layers["vst"]), columns, seed)

@@ -38,6 +38,7 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
         "qc.outlier_support",
         "qc.outlier_alpha",
         "qc.correlation_mads",
+        "tissue",
         "timepoints",
         "groups.patient",
         "seed",
@@ -101,6 +102,18 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
         "timepoints",
         "groups.patient",
         "seed",
+    ),
+    "summarize_findings": (
+        "clinical_measures",
+        "de.alpha",
+        "findings.top_gene_sets",
+        "groups",
+        "linkage.primary_response",
+        "scores.positivity_sd",
+        "scores.primary_method",
+        "scores.primary_signature",
+        "scores.reference",
+        "timepoints",
     ),
 }
 
@@ -175,8 +188,16 @@ def aliases_file() -> str:
     return str(SHIPPED_ALIASES)
 
 
-def marker_file(config: dict) -> str:
-    """The cell-type marker table of the QC stage: the config's, or the shipped one."""
+def marker_file(config: dict) -> str | None:
+    """The cell-type marker table of the QC stage: the config's, or the shipped blood panel
+    for blood (other tissues without a table of their own get no composition scores)."""
     from ifnsig.qc import SHIPPED_MARKERS
 
-    return config["qc"]["markers"] or str(SHIPPED_MARKERS)
+    if config["qc"]["markers"]:
+        return config["qc"]["markers"]
+    return str(SHIPPED_MARKERS) if is_blood(config) else None
+
+
+def is_blood(config: dict) -> bool:
+    """Whether the samples are blood (``tissue``), for the blood-specific QC."""
+    return config.get("tissue", "blood") == "blood"

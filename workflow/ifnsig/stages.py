@@ -9,33 +9,105 @@ Tables are written as tidy TSV with full-precision p-values.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import re
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import ModuleType
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 
-from ifnsig import data, genesets, linkage, plots, reference, response, scores, set_tests
+from ifnsig import data, genesets, reference, response, scores, set_tests
 from ifnsig import qc as quality
+from ifnsig.config_files import origin
 from ifnsig.de import fit as de_fit
 from ifnsig.de import plan as de_plan
 from ifnsig.enrichment import over_representation, prerank, ranking, restrict_to
 from ifnsig.errors import InputError
 from ifnsig.formats import read_count_input
+from ifnsig.io import atomic_output, read_tsv
 from ifnsig.validation import clinical_values, load_samples, read_clinical_table
 
 log = logging.getLogger("ifnsig")
+
+
+def lazy_module(name: str) -> ModuleType:
+    """``name``, imported on first attribute access (``importlib.util.LazyLoader``).
+
+    Each job imports this module for one stage: statsmodels (for the linkage) and
+    matplotlib (for the plots) are loaded only by the jobs that use them.
+    """
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module
+
+
+linkage = lazy_module("ifnsig.linkage")
+plots = lazy_module("ifnsig.plots")
 
 Paths = Mapping[str, str]
 
 
 def write_tsv(frame: pd.DataFrame, path: str | Path) -> None:
     """Tidy TSV; floats with 10 significant digits so reruns give identical bytes."""
-    frame.to_csv(path, sep="\t", index=False, float_format="%.10g")
+    with atomic_output(path) as partial:
+        frame.to_csv(partial, sep="\t", index=False, float_format="%.10g")
+
+
+#: Warnings of the libraries that a run can meet on real data, each explained once in the log:
+#: (pattern of the message, part of the file that warns, what it means).
+EXPLAINED_WARNINGS = [
+    (
+        re.compile(r"overflow encountered"),
+        "pydeseq2",
+        "pydeseq2 met a numerical overflow (exp of a large linear predictor) while fitting "
+        "some genes, as happens for genes with no reads in every sample of one level or "
+        "subject: their fold change is unbounded, so the fit stops at a large log2FoldChange; "
+        "such genes are reported with large |log2FoldChange| and lfcSE, as R DESeq2 reports "
+        "them, and the other genes are not affected",
+    ),
+    (
+        re.compile(r"dispersion trend curve fitting did not converge"),
+        "pydeseq2",
+        "pydeseq2's parametric dispersion trend did not converge (few genes, or dispersions "
+        "close to Poisson) and the mean dispersion was used as the trend, as DESeq2's "
+        "fitType = 'mean'; the fit is otherwise unchanged",
+    ),
+]
+
+
+class _WarningLog:
+    """``warnings.showwarning`` for the stages: each warning logged once, known ones explained."""
+
+    def __init__(self) -> None:
+        self.seen: set = set()
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
+        text = str(message)
+        for pattern, source, explanation in EXPLAINED_WARNINGS:
+            if pattern.search(text) and source in str(filename):
+                if explanation not in self.seen:
+                    self.seen.add(explanation)
+                    log.warning("%s (%s: %s)", explanation, category.__name__, text)
+                return
+        key = (category.__name__, text)
+        if key not in self.seen:
+            self.seen.add(key)
+            logging.getLogger("py.warnings").warning(
+                "%s: %s (%s, line %s)", category.__name__, text, filename, lineno
+            )
 
 
 def run_script(snakemake, stage: Callable) -> None:
@@ -50,7 +122,7 @@ def run_script(snakemake, stage: Callable) -> None:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
-    logging.captureWarnings(True)
+    warnings.showwarning = _WarningLog()
     try:
         stage(
             inputs=dict(snakemake.input.items()),
@@ -84,8 +156,22 @@ def build_anndata(inputs: Paths, outputs: Paths, settings: dict, threads: int = 
     annotation = (
         data.read_annotation(inputs["annotation"]) if "annotation" in inputs else source.annotation
     )
+    data.check_libraries(source.counts[samples.index], str(config["counts"]))
+    if annotation is None and data.gene_id_kind(source.counts.index) != "symbol":
+        kind = data.gene_id_kind(source.counts.index)
+        raise InputError(
+            f"{config['counts']}: the gene IDs are {kind.capitalize()} IDs (e.g. "
+            f"'{source.counts.index[0]}') and no annotation maps them to the symbols the "
+            f"signatures and QC use; set 'annotation' in {origin('annotation')} to a "
+            "gene_id/symbol table or the GTF the counts were made with (see "
+            "resources/annotation/README.md)."
+        )
     adata = data.build_anndata(
-        source.counts, samples, annotation=annotation, timepoints=settings["timepoints"]
+        source.counts,
+        samples,
+        annotation=annotation,
+        timepoints=settings["timepoints"],
+        annotation_file=inputs.get("annotation"),
     )
     log.info("cohort: %d samples x %d genes", adata.n_obs, adata.n_vars)
     write_tsv(samples.reset_index(drop=True), outputs["samples"])
@@ -96,6 +182,11 @@ def geneset_coverage(inputs: Paths, outputs: Paths, settings: dict, threads: int
     """Match the scored signatures to the cohort's symbols; a set with no gene fails here."""
     var = quality.read_var(inputs["counts"])
     _, coverage = _matched_signatures(inputs, settings, var["symbol"])
+    summary = data.symbol_summary(var)
+    coverage["n_cohort_genes"] = len(var)
+    coverage["n_ids_without_symbol"] = len(summary["ids_without_symbol"])
+    coverage["ids_without_symbol"] = ",".join(map(str, summary["ids_without_symbol"][:20]))
+    coverage["n_symbols_shared"] = len(summary["shared_symbols"])
     for row in coverage.itertuples():
         log.info(
             "%s: %d of %d genes found; missing: %s",
@@ -125,6 +216,12 @@ def normalize(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -
     adata = ad.read_h5ad(inputs["counts"])
     filtering = settings["filtering"]
     adata = data.filter_genes(adata, filtering["min_count"], filtering["min_samples"])
+    kept = pd.DataFrame(data.raw_counts(adata).T, columns=adata.obs_names)
+    data.check_libraries(
+        kept,
+        f"{inputs['counts']} (the {adata.n_vars} genes with >= {filtering['min_count']} reads "
+        f"in >= {filtering['min_samples']} samples)",
+    )
     data.normalize(adata, n_cpus=threads)
     data.write_h5ad(adata, outputs["normalized"])
 
@@ -140,7 +237,7 @@ def annotate_cohort(inputs: Paths, outputs: Paths, settings: dict, threads: int 
     """The normalized cohort with every IFN score and call and the QC results in obs."""
     adata = ad.read_h5ad(inputs["normalized"])
     qc = ad.read_h5ad(inputs["qc"])
-    table = pd.read_csv(inputs["scores"], sep="\t", dtype={"sample": str, "subject": str})
+    table = read_tsv(inputs["scores"], dtype={"sample": str, "subject": str})
     data.annotate_cohort(adata, table, qc)
     data.write_h5ad(adata, outputs["cohort"])
 
@@ -157,7 +254,12 @@ def quality_control(inputs: Paths, outputs: Paths, settings: dict, threads: int 
     """
     from threadpoolctl import threadpool_limits
 
-    markers = quality.read_markers(inputs["markers"])
+    # Without a marker table (a tissue other than blood) there are no composition scores.
+    markers = quality.read_markers(inputs["markers"]) if "markers" in inputs else {}
+    if not markers:
+        log.info(
+            "no cell-type marker table for tissue '%s': no composition scores", settings["tissue"]
+        )
     with threadpool_limits(limits=threads):
         obs, var, counts = quality.read_layer(inputs["counts"], "X")
         cohort_obs, cohort_var, vst = quality.read_layer(inputs["normalized"], "vst")
@@ -185,7 +287,7 @@ def quality_control(inputs: Paths, outputs: Paths, settings: dict, threads: int 
     write_tsv(result.composition_coverage, outputs["composition_markers"])
     quality.write_multiqc(result, outputs["multiqc_metrics"], outputs["multiqc_flags"])
     summary = quality.qc_anndata(result, samples, vst, cohort_var)
-    summary.write_h5ad(outputs["h5ad"], compression="gzip")
+    data.write_h5ad(summary, outputs["h5ad"])
 
     status = quality.flag_status(result)
     colors = ["timepoint", "group", "batch", "drug", *status.columns.drop("sample")]
@@ -457,11 +559,11 @@ def differential_expression(
         names = set(pd.read_csv(inputs["clinical"], sep="\t", nrows=0).columns)
         wanted = [c for c in settings["de"]["covariates"] if c in names]
         clinical = clinical_values(inputs["clinical"], wanted)
-    responses = (
-        pd.read_csv(inputs["responses"], sep="\t", dtype=str) if "responses" in inputs else None
-    )
+    responses = read_tsv(inputs["responses"], dtype=str) if "responses" in inputs else None
     de_settings = settings["de"]
-    for fit in de_plan.plan_fits(samples, settings, clinical, responses):
+    fits = de_plan.plan_fits(samples, settings, clinical, responses)
+    write_tsv(de_plan.design_checks(fits), outputs["design_checks"])
+    for fit in fits:
         results = de_fit.run_fit(
             adata,
             fit,
@@ -481,14 +583,14 @@ def differential_expression(
 
 def plot_de(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
     """Volcano (primary signature labelled), MA, p-value histogram and top-gene heatmap."""
-    table = pd.read_csv(inputs["de"], sep="\t")
+    table = read_tsv(inputs["de"])
     alpha = settings["de"]["alpha"]
     sets = genesets.load_gene_sets(inputs["gene_sets"])
     highlight = list(sets.get(settings["scores"]["primary_signature"], []))
     plots.volcano(table, outputs["volcano"], highlight=highlight, alpha=alpha)
     plots.ma_plot(table, outputs["ma"], alpha=alpha)
     plots.pvalue_histogram(table, outputs["pvalues"])
-    fitted = pd.read_csv(inputs["samples"], sep="\t", dtype=str)
+    fitted = read_tsv(inputs["samples"], dtype=str)
     groups = de_plan.compared_levels(fitted)
     adata = ad.read_h5ad(inputs["normalized"])
     plots.top_gene_heatmap(adata, table, groups, outputs["heatmap"])
@@ -514,14 +616,14 @@ def enrichment(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) 
     that path, its fitted samples from ``inputs["samples"]``, the VST values from
     ``inputs["normalized"]``.
     """
-    table = pd.read_csv(inputs["de"], sep="\t")
+    table = read_tsv(inputs["de"])
     chosen = settings["enrichment"]
     aliases = genesets.read_aliases(inputs["aliases"])
     sets = restrict_to(enrichment_sets(inputs, settings), set(table["symbol"].astype(str)), aliases)
 
     name = Path(inputs["de"]).name.removesuffix(".tsv")
     contrast, within_group = de_plan.table_contrasts(settings)[name]
-    fitted = pd.read_csv(inputs["samples"], sep="\t", dtype=str)
+    fitted = read_tsv(inputs["samples"], dtype=str)
     comparison = set_tests.comparison_for(contrast, within_group, fitted, settings["timepoints"])
     obs, var, vst = quality.read_layer(inputs["normalized"], "vst")
     values = pd.DataFrame(vst, index=obs.index.astype(str), columns=var.index.astype(str))
@@ -568,9 +670,14 @@ def enrichment(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) 
 
 def call_responses(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
     """Changes of the clinical measures from baseline and the response calls, traced."""
-    samples = pd.read_csv(inputs["samples"], sep="\t", dtype=str)
-    if "clinical" not in inputs or not settings["clinical_measures"]:
-        log.warning("no clinical table or no clinical_measures: the clinical tables are empty")
+    samples = read_tsv(inputs["samples"], dtype=str)
+    # Responses may come from a column of the clinical table alone, without any measure.
+    definitions = settings["linkage"]["responses"]
+    if "clinical" not in inputs or not (settings["clinical_measures"] or definitions):
+        log.warning(
+            "no clinical table, or neither clinical_measures nor linkage.responses: the "
+            "clinical tables are empty"
+        )
         changes, calls = response.empty_tables()
     else:
         clinical = read_clinical_table(inputs["clinical"], samples, settings)
@@ -581,9 +688,9 @@ def call_responses(inputs: Paths, outputs: Paths, settings: dict, threads: int =
 
 def clinical_linkage(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
     """Score changes and every test linking the IFN score to the clinical course."""
-    table = pd.read_csv(inputs["scores"], sep="\t", dtype={"subject": str, "sample": str})
-    samples = pd.read_csv(inputs["samples"], sep="\t", dtype=str)
-    measure_change = pd.read_csv(inputs["changes"], sep="\t", dtype={"subject": str})
+    table = read_tsv(inputs["scores"], dtype={"subject": str, "sample": str})
+    samples = read_tsv(inputs["samples"], dtype=str)
+    measure_change = read_tsv(inputs["changes"], dtype={"subject": str})
     responses = response.read_calls(inputs["response"])
     timepoints = settings["timepoints"]
     measures = settings["clinical_measures"]
@@ -663,3 +770,61 @@ __all__ = [
     "score_ifn",
     "write_tsv",
 ]
+
+
+# --- findings --------------------------------------------------------------------------------
+
+
+def summarize_findings(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """The report's first page (findings from the result tables, every table viewable) and
+    the per-patient panels."""
+    from ifnsig import findings, patient_view, tableview
+
+    def read(path: str) -> pd.DataFrame:
+        return pd.read_csv(path, sep="\t", dtype={"subject": str, "sample": str})
+
+    fixed = ["samples", "scores", "paired_tests", "correlations", "mixed_models"]
+    fixed += ["response", "baseline_prediction", "qc_flags"]
+    contrasts = [key.split(":", 1)[1] for key in inputs if key.startswith("de:")]
+    kinds = [k for k in ("de", "prerank", "sets") if contrasts and f"{k}:{contrasts[0]}" in inputs]
+    keys = fixed + [f"{kind}:{name}" for name in contrasts for kind in kinds]
+    frames = {key: read(inputs[key]) for key in keys}
+    page = findings.findings_page(frames, inputs, settings, contrasts)
+    tables = {
+        path: (path, findings.table_note(path))
+        for key, path in inputs.items()
+        if key.startswith("table:")
+    }
+    body = (
+        "<h1>Findings of this run</h1>\n<p class='note'>Each number is computed from a result "
+        "table and opens it below; the report's other categories hold the figures and the "
+        "methods.</p>\n" + page.html()
+    )
+    Path(outputs["findings"]).write_text(
+        tableview.page("ifnsig findings", body, tables), encoding="utf-8"
+    )
+
+    signature = settings["scores"]["primary_signature"]
+    method = settings["scores"]["primary_method"]
+    changes = read(inputs["score_changes"])
+    primary = changes[(changes["signature"] == signature) & (changes["method"] == method)]
+    samples = frames["samples"]
+    drugs = (
+        samples.drop_duplicates("subject").set_index("subject")["drug"]
+        if "drug" in samples.columns
+        else pd.Series(dtype=str)
+    )
+    calls, label = response.primary_calls(
+        frames["response"], settings["linkage"]["primary_response"], settings["timepoints"][-1]
+    )
+    patient_view.patient_panels(
+        primary,
+        read(inputs["changes"]),
+        settings["clinical_measures"],
+        drugs,
+        calls,
+        label,
+        signature,
+        settings["timepoints"],
+        outputs["patients"],
+    )

@@ -95,6 +95,13 @@ def clinical_inputs():
     return {"clinical": relative(config["clinical"])} if config.get("clinical") else {}
 
 
+def qc_marker_input():
+    """The QC stage's cell-type marker table: the config's, or the shipped blood panel for
+    blood; none for another tissue without a table of its own."""
+    markers = marker_file(config)
+    return {"markers": relative(markers)} if markers else {}
+
+
 def de_inputs():
     """What the DE job reads besides the cohort: response calls for responder contrasts,
     the clinical table for clinical covariates, QC composition scores used as covariates.
@@ -140,3 +147,33 @@ def runtime_for_inputs(base_min, per_input_mb_min):
         return int(base_min + per_input_mb_min * input.size_mb)
 
     return runtime
+
+
+# The report's first category (the report lists categories alphabetically).
+FINDINGS_CATEGORY = "At a glance: findings"
+
+
+def findings_inputs():
+    """What the findings page reads besides the fixed tables: each contrast's DE and
+    prerank tables, and every result table for its viewer (``table:<path>``; the large
+    normalized-count and VST matrices stay files outside the report)."""
+    files = {}
+    for name in TABLES:
+        files[f"de:{name}"] = f"results/de/{name}.tsv"
+        files[f"prerank:{name}"] = f"results/enrichment/{name}.prerank.tsv"
+        files[f"sets:{name}"] = f"results/enrichment/{name}.set_tests.tsv"
+    producers = [
+        rules.build_anndata,
+        rules.quality_control,
+        rules.geneset_coverage,
+        rules.score_ifn,
+        rules.differential_expression,
+        rules.call_responses,
+        rules.clinical_linkage,
+    ]
+    paths = [path for rule in producers for path in rule.output]
+    paths += expand(rules.enrichment.output, contrast=TABLES)
+    for path in paths:
+        if path.endswith(".tsv") and "_mqc." not in path:
+            files[f"table:{path}"] = path
+    return files

@@ -3,7 +3,7 @@ rule quality_control:
     input:
         counts=rules.build_anndata.output.counts,
         normalized=rules.normalize.output.normalized,
-        markers=relative(marker_file(config)),
+        **qc_marker_input(),
     output:
         metrics=report(
             "results/qc/qc_metrics.tsv",

@@ -112,6 +112,18 @@ def raise_first_response_threshold(config: dict) -> None:
     definition["at_least"] += 1
 
 
+def add_module(config: dict) -> None:
+    """The user GMT's set scored as a co-expression module too."""
+    config["scores"].update(methods=[*config["scores"]["methods"], "module_activity"])
+    config["scores"]["modules"] = ["MY_ISGS"]
+
+
+def freeze_own_reference(folder: Path) -> None:
+    """The run's saved reference copied aside and named as scores.frozen_reference."""
+    shutil.copytree(folder / "results" / "scores" / "reference", folder / "saved_reference")
+    edit_config(folder, lambda c: c["scores"].update(frozen_reference="saved_reference"))
+
+
 CASES = {
     "exclude_samples": (
         lambda f: edit_config(f, lambda c: c.update(exclude_samples=[EXCLUDED])),
@@ -139,6 +151,34 @@ CASES = {
     ),
     "scores.positivity_sd": (
         lambda f: edit_config(f, lambda c: c["scores"].update(positivity_sd=3)),
+        SCORES_AND_AFTER,
+    ),
+    "scores.positivity_rule": (
+        lambda f: edit_config(f, lambda c: c["scores"].update(positivity_rule="mixture")),
+        SCORES_AND_AFTER,
+    ),
+    "scores.positivity_fallback": (
+        lambda f: edit_config(f, lambda c: c["scores"].update(positivity_fallback="mixture")),
+        SCORES_AND_AFTER,
+    ),
+    "scores.positivity_quantile": (
+        lambda f: edit_config(f, lambda c: c["scores"].update(positivity_quantile=0.95)),
+        SCORES_AND_AFTER,
+    ),
+    "scores.module_active_percent": (
+        lambda f: edit_config(f, lambda c: c["scores"].update(module_active_percent=20)),
+        SCORES_AND_AFTER,
+    ),
+    "scores.reference_max_missing": (
+        lambda f: edit_config(f, lambda c: c["scores"].update(reference_max_missing=0.1)),
+        SCORES_AND_AFTER,
+    ),
+    "scores.modules": (
+        lambda f: edit_config(f, add_module),
+        SCORES_AND_AFTER + Counter({"geneset_coverage": 1}),
+    ),
+    "scores.frozen_reference": (
+        freeze_own_reference,
         SCORES_AND_AFTER,
     ),
     "scores.primary_signature": (

@@ -12,6 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from ifnsig import data, genesets, scores
 from ifnsig.errors import InputError
+from ifnsig.reference import FILES as REFERENCE_FILES
 from ifnsig.settings import aliases_file, score_gene_set_files
 from ifnsig.simulate import CohortSpec, simulate_cohort
 from ifnsig.validation import validate_config
@@ -340,6 +341,10 @@ STAGE_OUTPUTS = {
     "heatmap": "heatmap.png",
     "distributions": "distributions.png",
     "type1_vs_type2": "type1_vs_type2.png",
+    "mixture_fits": "mixture_fits.tsv",
+    "module_activity": "module_activity.tsv",
+    "active_modules": "active_modules.tsv",
+    **{f"reference_{key}": f"reference/{name}" for key, name in REFERENCE_FILES.items()},
 }
 
 

@@ -437,6 +437,7 @@ def normalize(adata: ad.AnnData, n_cpus: int = 1) -> ad.AnnData:
         adata.uns["vst_trend_coeffs"] = np.array([mean_disp, 0.0])
     else:
         adata.uns["vst_trend_coeffs"] = np.asarray(dds.uns["vst_trend_coeffs"], dtype=float)
+    adata.uns["vst_fit_type"] = str(dds.vst_fit_type)
     adata.X = adata.layers["vst"].astype(np.float32)
     adata.uns["description"] = describe(adata)
     return adata

@@ -971,10 +971,15 @@ def signature_heatmap(
     method: str,
     type2: str | None,
     path: str | Path,
+    reference_stats: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
     """VST z-scores (against the reference samples) of the signature's genes, samples ordered
     by score; the IFN-gamma-biased genes below, for comparison. Strips of group, timepoint
-    and the positivity call, each with its colour key below."""
+    and the positivity call, each with its colour key below.
+
+    ``reference_stats`` are the per-gene VST mean and SD of a frozen reference, in the genes
+    of ``adata``; without them they come from the reference samples among ``adata``.
+    """
     data = scores[(scores["signature"] == signature) & (scores["method"] == method)]
     data = data.sort_values("score", kind="stable")
     blocks = [(signature, gene_sets[signature])]
@@ -985,8 +990,11 @@ def signature_heatmap(
     rows = [(name, gene) for name, genes in blocks for gene in genes]
     positions = symbol_positions(scoring_symbols(adata), [g for _, g in rows])
     vst = np.asarray(adata.layers["vst"], dtype=float)[:, positions]
-    reference = data.set_index("sample")["reference"].reindex(adata.obs_names).to_numpy(bool)
-    mean, sd = vst[reference].mean(axis=0), vst[reference].std(axis=0, ddof=1)
+    if reference_stats is None:
+        reference = data.set_index("sample")["reference"].reindex(adata.obs_names).to_numpy(bool)
+        mean, sd = vst[reference].mean(axis=0), vst[reference].std(axis=0, ddof=1)
+    else:
+        mean, sd = (np.asarray(v, dtype=float)[positions] for v in reference_stats)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(sd > 0, (vst - mean) / sd, 0.0)
     z = z[adata.obs_names.get_indexer(data["sample"])].T

@@ -8,6 +8,7 @@ never settings: a path the job reads is an ``input`` (counts, sheets, gene sets,
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 #: Stage (rule) -> the config keys it uses, dotted for nested keys.
@@ -20,7 +21,12 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
         "groups",
         "exclude_samples",
     ),
-    "geneset_coverage": ("scores.signatures", "scores.type2_signature", "scores.min_genes"),
+    "geneset_coverage": (
+        "scores.signatures",
+        "scores.type2_signature",
+        "scores.modules",
+        "scores.min_genes",
+    ),
     "normalize": ("filtering.min_count", "filtering.min_samples"),
     "quality_control": (
         "qc.metric_mads",
@@ -44,9 +50,16 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
         "scores.min_genes",
         "scores.reference",
         "scores.positivity_sd",
+        "scores.positivity_rule",
+        "scores.positivity_fallback",
+        "scores.positivity_quantile",
+        "scores.modules",
+        "scores.module_active_percent",
+        "scores.reference_max_missing",
         "scores.primary_signature",
         "scores.primary_method",
         "timepoints",
+        "groups.patient",
         "groups.control",
         "groups.patient",
         "seed",
@@ -194,6 +207,16 @@ def score_gene_set_files(config: dict) -> list[str]:
     from ifnsig.genesets import SHIPPED_GMT
 
     return [str(SHIPPED_GMT), *config["scores"]["gene_sets"]]
+
+
+def frozen_reference_files(config: dict) -> dict[str, str]:
+    """The files of the saved IFN-score reference the scores use (none without one)."""
+    from ifnsig.reference import FILES
+
+    folder = config["scores"].get("frozen_reference")
+    if not folder:
+        return {}
+    return {f"reference_{key}": str(Path(folder) / name) for key, name in FILES.items()}
 
 
 def enrichment_gene_set_files(config: dict) -> list[str]:

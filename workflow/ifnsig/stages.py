@@ -21,9 +21,10 @@ from pathlib import Path
 from types import ModuleType
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 
-from ifnsig import data, genesets, response, scores, set_tests
+from ifnsig import data, genesets, reference, response, scores, set_tests
 from ifnsig import qc as quality
 from ifnsig.config_files import origin
 from ifnsig.de import fit as de_fit
@@ -324,34 +325,45 @@ def quality_control(inputs: Paths, outputs: Paths, settings: dict, threads: int 
 
 
 def score_ifn(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
-    """IFN scores of every signature and method with positivity, agreement and plots."""
+    """IFN scores of every signature and method with positivity, agreement and plots.
+
+    Scored against the run's own reference samples (``inputs["normalized"]``), or, when the
+    inputs hold the files of a saved reference (``reference_meta`` ...), the raw counts
+    (``inputs["counts"]``) normalized and scored against that reference with its cut-offs.
+    Either way the reference behind the scores is written to ``results/scores/reference/``.
+    """
     chosen = settings["scores"]
-    adata = ad.read_h5ad(inputs["normalized"])
-    matched, _ = _matched_signatures(inputs, settings, adata.var["symbol"])
-    reference = scores.reference_mask(
-        adata.obs, chosen["reference"], settings["groups"]["control"], settings["timepoints"][0]
+    scored = scores.scored_signatures(chosen)
+    listed = dict(genesets.load_gene_sets(inputs["gene_sets"], include=scored))
+    gene_set_files = [*_as_list(inputs["gene_sets"]), inputs["aliases"]]
+    if "reference_meta" in inputs:
+        cohort, table, ref, stats = _frozen_scores(
+            inputs, settings, listed, gene_set_files, threads
+        )
+        matched = {
+            name: [str(s) for s in ref.genes.set_index("gene_id").loc[ids, "symbol"]]
+            for name, ids in ref.gene_sets.items()
+            if name in scored
+        }
+    else:
+        cohort, table, ref, matched = _own_scores(inputs, settings, listed, gene_set_files, threads)
+        stats = None
+    _log_positivity(table)
+    patients = scores.baseline_patients(
+        cohort.obs, settings["groups"]["patient"], settings["timepoints"][0]
     )
-    log.info(
-        "IFN-score reference: %d samples, %s",
-        reference.sum(),
-        scores.REFERENCE_LABELS[chosen["reference"]],
-    )
-    table = scores.score_samples(
-        adata,
-        matched,
-        chosen["methods"],
-        reference,
-        chosen["positivity_sd"],
-        seed=settings["seed"],
-        threads=threads,
-        reference_group=chosen["reference"],
-    )
-    type2 = chosen["type2_signature"]
-    contrast = scores.type_contrast(table, type2)
     write_tsv(table, outputs["scores"])
-    write_tsv(scores.annotate_obs(adata.obs, table).reset_index(), outputs["obs"])
+    write_tsv(scores.annotate_obs(cohort.obs, table).reset_index(), outputs["obs"])
     write_tsv(scores.method_agreement(table), outputs["agreement"])
+    type2 = chosen["type2_signature"]
+    contrast = scores.type_contrast(table, type2, None if stats is None else ref.cutoffs)
     write_tsv(contrast, outputs["type_contrast"])
+    write_tsv(_mixture_fits(table, cohort.obs_names[patients], settings), outputs["mixture_fits"])
+    _write_modules(cohort, table, ref, stats, outputs, chosen)
+    folder = Path(outputs["reference_meta"]).parent
+    written = reference.write_reference(ref, folder)
+    if any(str(Path(written[k])) != str(Path(outputs[f"reference_{k}"])) for k in written):
+        raise ValueError(f"the reference outputs are not the files of {folder}")
     primary = chosen["primary_signature"], chosen["primary_method"]
     timepoints = settings["timepoints"]
     plots.scores_over_time(
@@ -362,10 +374,187 @@ def score_ifn(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -
         patient_group=settings["groups"]["patient"],
         reference_label=scores.REFERENCE_LABELS[chosen["reference"]],
     )
-    plots.signature_heatmap(adata, matched, table, *primary, type2, outputs["heatmap"])
+    plots.signature_heatmap(
+        cohort, matched, table, *primary, type2, outputs["heatmap"], reference_stats=stats
+    )
     plots.score_distributions(table, timepoints, outputs["distributions"])
     plots.type1_vs_type2(
         contrast, *primary, outputs["type1_vs_type2"], patient_group=settings["groups"]["patient"]
+    )
+
+
+def _as_list(paths) -> list[str]:
+    return [str(paths)] if isinstance(paths, str | Path) else [str(p) for p in paths]
+
+
+def _positivity_settings(chosen: dict) -> dict:
+    return {
+        "positivity_sd": chosen["positivity_sd"],
+        "rule": chosen["positivity_rule"],
+        "fallback": chosen["positivity_fallback"],
+        "quantile": chosen["positivity_quantile"],
+    }
+
+
+def _own_scores(inputs: Paths, settings: dict, listed: dict, gene_set_files: list, threads: int):
+    """Scores against the run's own reference samples, and the reference frozen from them."""
+    chosen = settings["scores"]
+    adata = ad.read_h5ad(inputs["normalized"])
+    matched, _ = _matched_signatures(inputs, settings, adata.var["symbol"])
+    mask = scores.reference_mask(
+        adata.obs, chosen["reference"], settings["groups"]["control"], settings["timepoints"][0]
+    )
+    log.info(
+        "IFN-score reference: %d samples, %s",
+        mask.sum(),
+        scores.REFERENCE_LABELS[chosen["reference"]],
+    )
+    patients = scores.baseline_patients(
+        adata.obs, settings["groups"]["patient"], settings["timepoints"][0]
+    )
+    positivity = _positivity_settings(chosen)
+    table = scores.score_samples(
+        adata,
+        matched,
+        chosen["methods"],
+        mask,
+        positivity["positivity_sd"],
+        seed=settings["seed"],
+        threads=threads,
+        reference_group=chosen["reference"],
+        rule=positivity["rule"],
+        fallback=positivity["fallback"],
+        quantile=positivity["quantile"],
+        mixture_samples=patients,
+    )
+    # Frozen from the scores in memory, not from the rounded table on disk, so that new
+    # samples scored against it get the run's scores to the last digit.
+    ref = reference.build_reference(
+        adata,
+        matched,
+        table,
+        mask,
+        reference_group=chosen["reference"],
+        seed=settings["seed"],
+        settings=positivity,
+        listed_sets=listed,
+        gene_set_files=gene_set_files,
+    )
+    return adata, table, ref, matched
+
+
+def _frozen_scores(inputs: Paths, settings: dict, listed: dict, gene_set_files: list, threads: int):
+    """Scores of the raw counts against a saved reference, with its cut-offs and rules."""
+    chosen = settings["scores"]
+    folder = Path(inputs["reference_meta"]).parent
+    ref = reference.read_reference(folder)
+    scored = scores.scored_signatures(chosen)
+    reference.check_scored(ref, scored, chosen["methods"])
+    counts = ad.read_h5ad(inputs["counts"])
+    reference.check_versions(ref)
+    reference.check_gene_sets(ref, listed, gene_set_files)
+    cohort, present = reference.frozen_cohort(counts, ref, chosen["reference_max_missing"])
+    log.info(
+        "IFN scores against the saved reference %s (%d reference samples: %s; %d of its %d "
+        "genes in the counts): its normalization, reference statistics, cut-offs and "
+        "positivity rules (%s) are used, not this run's scores.reference or "
+        "scores.positivity_* settings",
+        folder,
+        len(ref.samples),
+        ref.meta["reference_group"],
+        len(present),
+        len(ref.genes),
+        ", ".join(f"{k} {v}" for k, v in ref.meta.get("positivity", {}).items()) or "as built",
+    )
+    table = reference.score_frozen_cohort(cohort, present, ref, threads=threads)
+    # The configured gene sets and methods, in the configured order (as a run orders them).
+    parts = [
+        table[(table["signature"] == name) & (table["method"] == method)]
+        for name in scored
+        for method in chosen["methods"]
+    ]
+    table = pd.concat(parts, ignore_index=True)
+    statistics = ref.statistics(present)
+    return cohort, table, ref, (statistics.vst_mean, statistics.vst_sd)
+
+
+def _log_positivity(table: pd.DataFrame) -> None:
+    """Which rule made the calls of each signature and method (also in the table)."""
+    rules = table.drop_duplicates(["signature", "method"])
+    for row in rules.itertuples(index=False):
+        if row.positivity_rule != "reference_mean_sd":
+            log.warning(
+                "%s / %s: positivity calls by the %s rule (cut-off %.6g)",
+                row.signature,
+                row.method,
+                row.positivity_rule,
+                row.threshold,
+            )
+    counts = rules["positivity_rule"].value_counts()
+    log.info(
+        "positivity rules of the %d signature x method pairs: %s (column positivity_rule)",
+        len(rules),
+        ", ".join(f"{rule} {n}" for rule, n in counts.items()),
+    )
+
+
+def _mixture_fits(table: pd.DataFrame, samples, settings: dict) -> pd.DataFrame:
+    """Two-component fits of the baseline patients' scores, a bimodality check of each pair.
+
+    Their warnings are summarised in one line: the fits that make calls (rule ``mixture``)
+    already warned when the cut-offs were chosen.
+    """
+    import warnings
+
+    from ifnsig.positivity import MixtureWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MixtureWarning)
+        fits = scores.mixture_fits(table, samples, seed=settings["seed"])
+    rules = table.drop_duplicates(["signature", "method"])[
+        ["signature", "method", "positivity_rule"]
+    ]
+    fits = fits.merge(rules, on=["signature", "method"], how="left")
+    log.info(
+        "mixture fits of the %d baseline patients: %d of %d signature x method pairs look "
+        "bimodal (mixture_fits.tsv; %d warnings)",
+        len(samples),
+        int(fits["bimodal"].sum()) if len(fits) else 0,
+        len(fits),
+        sum(issubclass(w.category, MixtureWarning) for w in caught),
+    )
+    return fits
+
+
+def _write_modules(cohort, table, ref, stats, outputs: Paths, chosen: dict) -> None:
+    """Module activity percentages and active modules per sample, when modules are scored."""
+    modules = list(chosen["modules"])
+    if not modules:
+        log.info("no scores.modules: no module activity tables")
+        return
+    ids = pd.Series(np.arange(cohort.n_vars), index=cohort.var_names.astype(str))
+    columns = {name: ids.reindex(ref.gene_sets[name]).to_numpy(dtype=int) for name in modules}
+    if stats is None:
+        mask = table.drop_duplicates("sample").set_index("sample")["reference"]
+        statistics = scores.reference_statistics(
+            cohort, mask.reindex(cohort.obs_names.astype(str)).to_numpy(dtype=bool)
+        )
+    else:
+        rows = ref.genes.reset_index().set_index("gene_id").loc[cohort.var_names, "index"]
+        statistics = ref.statistics(rows.to_numpy(dtype=int))
+    percentages = scores.module_percentage_table(
+        cohort.obs_names, np.asarray(cohort.layers["vst"]), columns, statistics
+    )
+    write_tsv(percentages, outputs["module_activity"])
+    cutoff = chosen["module_active_percent"]
+    active = scores.active_modules(table, modules, cutoff=cutoff)
+    write_tsv(active, outputs["active_modules"])
+    log.info(
+        "module activity of %s; active (>= %g %%) in a median of %g of %d modules per sample",
+        ", ".join(modules),
+        cutoff,
+        float(active["n_active"].median()),
+        len(modules),
     )
 
 

@@ -146,13 +146,26 @@ def check_gene_sets(config: dict) -> None:
     keys = [("signatures", name) for name in scores["signatures"]]
     if scores.get("type2_signature"):
         keys.append(("type2_signature", scores["type2_signature"]))
+    keys += [("modules", name) for name in scores["modules"]]
     unknown = [(key, name) for key, name in keys if name not in defined]
     if unknown:
         key, name = unknown[0]
+        also = (
+            " (module lists such as BloodGen3's or Chiche's are not shipped: export them to a "
+            "GMT file)"
+            if key == "modules"
+            else ""
+        )
         raise InputError(
             f"{origin(f'scores.{key}')}: scores.{key} names {name}, which no gene-set file "
             f"defines; choose from {', '.join(defined)}, or add a GMT file that defines it under "
-            "scores.gene_sets."
+            f"scores.gene_sets{also}."
+        )
+    if scores["modules"] and "module_activity" not in scores["methods"]:
+        raise InputError(
+            f"{origin('scores.modules')}: scores.modules names {', '.join(scores['modules'])}, "
+            "but scores.methods lacks module_activity, which active modules are counted from; "
+            "add module_activity to scores.methods or empty scores.modules."
         )
     for key, chosen in [("signature", scores["signatures"]), ("method", scores["methods"])]:
         if scores[f"primary_{key}"] not in chosen:
@@ -468,9 +481,42 @@ def check_exclusions(excluded: list[str], sheet: pd.DataFrame, count_samples: li
         )
 
 
+def check_frozen_reference(config: dict) -> None:
+    """A saved IFN-score reference (``scores.frozen_reference``) is readable, is not this run's
+    own output, and holds the gene sets and methods asked for, with the same gene lists.
+
+    The same functions of :mod:`ifnsig.reference` check it again when the scores are made.
+    """
+    from ifnsig import reference
+    from ifnsig.scores import scored_signatures
+
+    chosen = config["scores"]
+    folder = chosen.get("frozen_reference")
+    if not folder:
+        return
+    where = origin("scores.frozen_reference")
+    own = Path("results/scores/reference").resolve()
+    if Path(folder).resolve() == own:
+        raise InputError(
+            f"{where}: scores.frozen_reference is {folder}, the folder this run writes its own "
+            "reference to; copy that folder elsewhere (e.g. references/2024-run) and point "
+            "scores.frozen_reference there."
+        )
+    try:
+        ref = reference.read_reference(folder)
+        names = scored_signatures(chosen)
+        reference.check_scored(ref, names, chosen["methods"])
+        listed = load_gene_sets([SHIPPED_GMT, *chosen["gene_sets"]], include=names)
+        reference.check_gene_sets(ref, dict(listed))
+    except InputError as err:
+        text = str(err)
+        raise InputError(f"{where}: scores.frozen_reference: {text[0].lower()}{text[1:]}") from None
+
+
 def check_reference_available(samples: pd.DataFrame, config: dict, sheet_path: str) -> None:
-    """The IFN scores need healthy controls unless the reference is the baseline samples."""
-    if config["scores"]["reference"] != "controls":
+    """The IFN scores need healthy controls unless the reference is the baseline samples or a
+    saved reference."""
+    if config["scores"]["reference"] != "controls" or config["scores"].get("frozen_reference"):
         return
     control = config["groups"]["control"]
     if not (samples["group"] == control).any():
@@ -540,6 +586,7 @@ def load_design(config: dict) -> Design:
     """
     validate_config(config)
     check_gene_sets(config)
+    check_frozen_reference(config)
     samples = load_samples(config)
     if config.get("annotation"):
         from ifnsig.data import check_annotation

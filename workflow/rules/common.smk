@@ -20,6 +20,7 @@ from ifnsig.errors import InputError
 from ifnsig.settings import (
     aliases_file,
     enrichment_gene_set_files,
+    frozen_reference_files,
     marker_file,
     score_gene_set_files,
     sheet_files,
@@ -69,6 +70,36 @@ def relative(paths):
     if isinstance(paths, list):
         return [relative(path) for path in paths]
     return os.path.relpath(paths) if os.path.isabs(paths) else paths
+
+
+def score_inputs():
+    """What score_ifn scores: the normalized cohort, or, with scores.frozen_reference, the
+    raw counts and the files of the saved reference (normalized and scored against it).
+    """
+    frozen = frozen_reference_files(config)
+    if frozen:
+        return {"counts": rules.build_anndata.output.counts, **relative(frozen)}
+    return {"normalized": rules.normalize.output.normalized}
+
+
+def module_outputs():
+    """The module tables of score_ifn, written when scores.modules names modules."""
+    if not config["scores"]["modules"]:
+        return {}
+    return {
+        "module_activity": report(
+            "results/scores/module_activity.tsv",
+            caption="../report/module_activity.rst",
+            category="IFN scores",
+            labels={"table": "module activity"},
+        ),
+        "active_modules": report(
+            "results/scores/active_modules.tsv",
+            caption="../report/active_modules.rst",
+            category="IFN scores",
+            labels={"table": "active modules"},
+        ),
+    }
 
 
 def clinical_inputs():

@@ -94,14 +94,14 @@ def test_no_paired_subject_left_is_an_error():
         de.plan_fits(samples, config())
 
 
-def test_confounded_covariate_is_reported_with_coefficients():
+def test_confounded_covariate_is_an_error_naming_both_columns():
     samples = sheet()
     samples["visit"] = samples["timepoint"]
     cfg = config(
         covariates=["visit"],
         contrasts=[{"name": "u", "test": "month3", "reference": "baseline", "paired": False}],
     )
-    with pytest.raises(InputError, match="rank-deficient.*timepoint"):
+    with pytest.raises(InputError, match="'visit' is completely confounded with .*'timepoint'"):
         de.plan_fits(samples, cfg)
 
 

@@ -139,7 +139,7 @@ CASES = {
     ),
     "tissue": (
         lambda f: edit_config(f, lambda c: c.update(tissue="muscle")),
-        Counter({"quality_control": 1, "annotate_cohort": 1}),
+        Counter({"quality_control": 1, "annotate_cohort": 1}) + FINDINGS,
     ),
     "qc.metric_mads": (
         lambda f: edit_config(f, lambda c: c["qc"].update(metric_mads=4)),

@@ -45,8 +45,10 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
         "scores.positivity_sd",
         "scores.primary_signature",
         "scores.primary_method",
+        "scores.compare",
+        "linkage.confidence",
         "timepoints",
-        "groups.control",
+        "groups",
         "seed",
     ),
     "differential_expression": (
@@ -75,6 +77,7 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "clinical_linkage": (
         "clinical_measures",
         "linkage.primary_response",
+        "linkage.groups",
         "linkage.covariates",
         "linkage.bootstrap",
         "linkage.confidence",

@@ -18,7 +18,17 @@ from pathlib import Path
 import anndata as ad
 import pandas as pd
 
-from ifnsig import data, genesets, linkage, plots, response, scores
+from ifnsig import (
+    analyses,
+    comparisons,
+    data,
+    genesets,
+    linkage,
+    plots,
+    response,
+    scores,
+    trajectories,
+)
 from ifnsig import qc as quality
 from ifnsig.de import fit as de_fit
 from ifnsig.de import plan as de_plan
@@ -170,7 +180,10 @@ def quality_control(inputs: Paths, outputs: Paths, settings: dict, threads: int 
     write_tsv(result.samples, outputs["metrics"])
     write_tsv(result.flags, outputs["flags"])
     write_tsv(result.composition, outputs["composition"])
-    write_tsv(result.composition_changes, outputs["composition_changes"])
+    facts = analyses.Facts(len(settings["timepoints"]), False, False, False)
+    analyses.log_missing("quality_control", facts)
+    if "composition_changes" in outputs:
+        write_tsv(result.composition_changes, outputs["composition_changes"])
     write_tsv(result.composition_coverage, outputs["composition_markers"])
     quality.write_multiqc(result, outputs["multiqc_metrics"], outputs["multiqc_flags"])
     summary = quality.qc_anndata(result, samples)
@@ -233,9 +246,25 @@ def score_ifn(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -
     write_tsv(contrast, outputs["type_contrast"])
     primary = chosen["primary_signature"], chosen["primary_method"]
     timepoints = settings["timepoints"]
-    plots.scores_over_time(table, timepoints, *primary, outputs["over_time"])
+    samples = adata.obs.assign(sample=adata.obs_names.astype(str))
+    comparison = comparisons.score_comparison(chosen["compare"], settings["groups"], samples)
+    compared = comparison if isinstance(comparison, comparisons.ScoreComparison) else None
+    facts = analyses.Facts(len(timepoints), False, False, False, "" if compared else comparison)
+    analyses.log_missing("score_ifn", facts)
+    if "group_comparison" in outputs and compared is not None:
+        log.info("IFN scores compared between groups: %s", compared.describe())
+        tests = comparisons.group_score_tests(
+            table, samples, compared, timepoints, settings["linkage"]["confidence"]
+        )
+        write_tsv(tests, outputs["group_comparison"])
+    levels = None
+    if compared is not None and compared.column != "group":
+        levels = samples.set_index("sample")[compared.column].astype(str)
+        levels = levels[levels.isin([compared.test, compared.reference])]
+    groups = settings["groups"]
+    plots.scores_over_time(table, timepoints, *primary, outputs["over_time"], groups, levels)
     plots.signature_heatmap(adata, matched, table, *primary, type2, outputs["heatmap"])
-    plots.score_distributions(table, timepoints, outputs["distributions"])
+    plots.score_distributions(table, timepoints, outputs["distributions"], groups, levels)
     plots.type1_vs_type2(contrast, *primary, outputs["type1_vs_type2"])
 
 
@@ -336,85 +365,161 @@ def enrichment(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) 
 
 
 def call_responses(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
-    """Changes of the clinical measures from baseline and the response calls, traced."""
+    """Changes of the clinical measures from baseline and the response calls, traced.
+
+    A cohort with response definitions and no measures (calls from a column of the
+    clinical table) gets its calls and no change table.
+    """
     samples = pd.read_csv(inputs["samples"], sep="\t", dtype=str)
-    if "clinical" not in inputs or not settings["clinical_measures"]:
-        log.warning("no clinical table or no clinical_measures: the clinical tables are empty")
-        changes, calls = response.empty_tables()
-    else:
-        clinical = read_clinical_table(inputs["clinical"], samples, settings)
-        changes, calls = response.clinical_responses(clinical, settings, inputs["clinical"])
-    write_tsv(changes, outputs["changes"])
-    write_tsv(calls, outputs["response"])
+    has_clinical = "clinical" in inputs
+    facts = analyses.Facts(
+        n_timepoints=len(settings["timepoints"]),
+        measures=has_clinical and bool(settings["clinical_measures"]),
+        responses=bool(settings["linkage"]["responses"]),
+        groups=False,
+    )
+    analyses.log_missing("call_responses", facts)
+    if not has_clinical:
+        return
+    clinical = read_clinical_table(inputs["clinical"], samples, settings)
+    changes, calls = response.clinical_responses(clinical, settings, inputs["clinical"])
+    if "changes" in outputs:
+        write_tsv(changes, outputs["changes"])
+    if "response" in outputs:
+        write_tsv(calls, outputs["response"])
+
+
+def _primary_response(responses: pd.DataFrame, primary: str | None) -> str:
+    names = list(dict.fromkeys(responses["response"]))
+    return primary or (names[0] if names else "")
 
 
 def clinical_linkage(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
-    """Score changes and every test linking the IFN score to the clinical course."""
+    """Score changes and every test linking the IFN score to the clinical course.
+
+    ``changes`` (clinical changes) and ``response`` (response calls) are inputs only when
+    the cohort has clinical measures and response definitions; the outputs that need them,
+    or a follow-up, are then left out (:mod:`ifnsig.analyses`), and the log says why.
+    """
     table = pd.read_csv(inputs["scores"], sep="\t", dtype={"subject": str, "sample": str})
     samples = pd.read_csv(inputs["samples"], sep="\t", dtype=str)
-    measure_change = pd.read_csv(inputs["changes"], sep="\t", dtype={"subject": str})
-    responses = response.read_calls(inputs["response"])
+    if "changes" in inputs:
+        measure_change = pd.read_csv(inputs["changes"], sep="\t", dtype={"subject": str})
+    else:
+        measure_change = response.empty_tables()[0]
+    if "response" in inputs:
+        responses = response.read_calls(inputs["response"])
+    else:
+        responses = response.empty_tables()[1]
     timepoints = settings["timepoints"]
-    measures = settings["clinical_measures"]
     chosen = settings["linkage"]
+    facts = analyses.Facts(
+        n_timepoints=len(timepoints),
+        measures="changes" in inputs,
+        responses="response" in inputs,
+        groups="response" in inputs or bool(chosen["groups"]),
+    )
+    analyses.log_missing("clinical_linkage", facts)
+    measures = settings["clinical_measures"] if "changes" in inputs else {}
     seed, n_boot, level = settings["seed"], chosen["bootstrap"], chosen["confidence"]
     patient = settings["groups"]["patient"]
     clinical = response.measure_values(measure_change, measures)
-    if clinical.empty:
-        measures = {}
     score_change = linkage.score_changes(table, timepoints, patient)
-    write_tsv(score_change, outputs["score_changes"])
-    write_tsv(
-        linkage.paired_tests(score_change, timepoints, n_boot, level, seed),
-        outputs["paired_tests"],
-    )
+    signature = settings["scores"]["primary_signature"]
+    method = settings["scores"]["primary_method"]
     names = chosen["covariates"]
     if names:
         # Glucocorticoids suppress ISG expression themselves, so dose is a covariate of note.
         log.info("covariates of the logistic and mixed models: %s", ", ".join(names))
     covariates = linkage.covariate_values(samples, clinical, names)
-    write_tsv(
-        linkage.change_correlations(score_change, measure_change, timepoints, n_boot, level, seed),
-        outputs["correlations"],
-    )
-    write_tsv(
-        linkage.baseline_prediction(score_change, responses, timepoints, covariates, names, level),
-        outputs["baseline_prediction"],
-    )
-    write_tsv(
-        linkage.mixed_models(
-            table, clinical, measures, timepoints, patient, covariates, names, level
-        ),
-        outputs["mixed_models"],
-    )
 
-    signature = settings["scores"]["primary_signature"]
-    method = settings["scores"]["primary_method"]
-    calls, label = response.primary_calls(responses, chosen["primary_response"], timepoints[-1])
-    plotted = [m for m in measures if m in set(measure_change["measure"])][:4]
-    plots.change_scatter(
-        score_change,
-        measure_change,
-        signature,
-        method,
-        plotted,
-        timepoints[-1],
-        outputs["change_scatter"],
-        calls=calls,
-        response=label,
+    def wanted(name: str) -> bool:
+        return name in outputs
+
+    if wanted("score_changes"):
+        write_tsv(score_change, outputs["score_changes"])
+    if wanted("paired_tests"):
+        paired = linkage.paired_tests(score_change, timepoints, n_boot, level, seed)
+        write_tsv(paired, outputs["paired_tests"])
+    if wanted("correlations"):
+        correlations = linkage.change_correlations(
+            score_change, measure_change, timepoints, n_boot, level, seed
+        )
+        write_tsv(correlations, outputs["correlations"])
+    if wanted("baseline_prediction"):
+        prediction = linkage.baseline_prediction(
+            score_change, responses, timepoints, covariates, names, level
+        )
+        write_tsv(prediction, outputs["baseline_prediction"])
+    if wanted("mixed_models"):
+        models = linkage.mixed_models(
+            table, clinical, measures, timepoints, patient, covariates, names, level
+        )
+        write_tsv(models, outputs["mixed_models"])
+
+    primary = _primary_response(responses, chosen["primary_response"])
+    calls = None
+    if primary:
+        calls, _ = response.primary_calls(responses, primary, timepoints[-1])
+        log.info("responders and non-responders: %s as judged at %s", primary, timepoints[-1])
+    groups = trajectories.groupings(samples, chosen["groups"], patient, calls, primary)
+    if wanted("trajectory_within"):
+        within = trajectories.within_group_tests(score_change, groups, timepoints, level)
+        write_tsv(within, outputs["trajectory_within"])
+    if wanted("trajectory_between"):
+        between = trajectories.between_group_tests(score_change, groups, timepoints, level)
+        write_tsv(between, outputs["trajectory_between"])
+    if wanted("trajectory_models"):
+        interaction = trajectories.interaction_models(
+            table, groups, timepoints, patient, covariates, names, level
+        )
+        write_tsv(interaction, outputs["trajectory_models"])
+    normalisation = trajectories.time_to_normalisation(
+        table, timepoints, patient, signature, method
     )
-    plots.clinical_trajectories(
-        score_change,
-        clinical,
-        measures,
-        signature,
-        method,
-        timepoints,
-        outputs["trajectories"],
-        calls=calls,
-        response=label,
-    )
-    plots.response_roc(score_change, responses, signature, method, timepoints[-1], outputs["roc"])
+    if wanted("normalisation"):
+        labelled = normalisation.copy()
+        for grouping in groups:
+            labelled[grouping.name] = labelled["subject"].map(grouping.labels)
+        write_tsv(labelled, outputs["normalisation"])
+    if wanted("normalisation_tests"):
+        tests = trajectories.normalisation_tests(normalisation, groups, timepoints, level)
+        write_tsv(tests, outputs["normalisation_tests"])
+
+    label = f"{primary} at {timepoints[-1]}" if primary else ""
+    if wanted("change_scatter"):
+        plotted = [m for m in measures if m in set(measure_change["measure"])][:4]
+        plots.change_scatter(
+            score_change,
+            measure_change,
+            signature,
+            method,
+            plotted,
+            timepoints[-1],
+            outputs["change_scatter"],
+            calls=calls,
+            response=label,
+        )
+    if wanted("trajectories"):
+        plots.clinical_trajectories(
+            score_change,
+            clinical,
+            measures,
+            signature,
+            method,
+            timepoints,
+            outputs["trajectories"],
+            calls=calls,
+            response=label,
+        )
+    if wanted("trajectories_by_group"):
+        plots.group_trajectories(
+            score_change, groups, signature, method, timepoints, outputs["trajectories_by_group"]
+        )
+    if wanted("roc"):
+        plots.response_roc(
+            score_change, responses, signature, method, timepoints[-1], outputs["roc"]
+        )
 
 
 __all__ = [

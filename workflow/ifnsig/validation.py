@@ -450,7 +450,7 @@ def check_inputs(config: dict, sources: ConfigSources | None = None) -> tuple[De
     and the planned DE fits; raises :class:`InputError` at the first problem.
     """
     from ifnsig.comparisons import check_score_comparison
-    from ifnsig.de.plan import composition_covariates, plan_fits
+    from ifnsig.de.plan import composition_covariates, plan_fits, uses_responses
     from ifnsig.linkage import check_covariates
     from ifnsig.response import check_responses, clinical_responses
     from ifnsig.trajectories import check_groups
@@ -469,7 +469,7 @@ def check_inputs(config: dict, sources: ConfigSources | None = None) -> tuple[De
     # which also parses every response column: the job then finds no problem the parse
     # did not.
     responses = None
-    if design.clinical is not None and config["linkage"]["responses"]:
+    if design.clinical is not None and (uses_responses(config) or config["linkage"]["responses"]):
         _, responses = clinical_responses(design.clinical, config, str(config["clinical"]))
     fits = plan_fits(design.samples, config, design.clinical, responses, deferred=deferred)
     return design, fits

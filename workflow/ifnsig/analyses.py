@@ -22,12 +22,19 @@ REASONS = {
     "measures": "no clinical measure (no clinical table, or none under clinical_measures)",
     "responses": "no response defined under linkage.responses",
     "groups": "no groups of patients (no response defined and linkage.groups empty)",
+    "methods": "one scoring method under scores.methods: no pair of methods to compare",
+    "type2": "no IFN-gamma-biased signature (scores.type2_signature is null)",
 }
 
 #: Stage -> output -> what it needs (keys of REASONS, or ``comparison``), in order.
 REQUIREMENTS: dict[str, dict[str, tuple[str, ...]]] = {
     "quality_control": {"composition_changes": ("followup",)},
-    "score_ifn": {"group_comparison": ("comparison",)},
+    "score_ifn": {
+        "agreement": ("methods",),
+        "group_comparison": ("comparison",),
+        "type_contrast": ("type2",),
+        "type1_vs_type2": ("type2",),
+    },
     "call_responses": {"changes": ("followup", "measures"), "response": ("responses",)},
     "clinical_linkage": {
         "score_changes": ("followup",),
@@ -61,6 +68,8 @@ class Facts:
     responses: bool
     groups: bool
     comparison: str = ""
+    n_methods: int = 2
+    type2: bool = True
 
     def lacks(self, need: str) -> str:
         """The reason ``need`` is not met, empty when it is."""
@@ -72,6 +81,8 @@ class Facts:
             "measures": self.measures,
             "responses": self.responses,
             "groups": self.groups,
+            "methods": self.n_methods > 1,
+            "type2": self.type2,
         }[need]
         return "" if met else REASONS[need]
 
@@ -86,6 +97,8 @@ def facts_of_config(config: dict, comparison: str = "") -> Facts:
         responses=responses,
         groups=responses or bool(linkage.get("groups")),
         comparison=comparison,
+        n_methods=len(config["scores"]["methods"]),
+        type2=bool(config["scores"]["type2_signature"]),
     )
 
 

@@ -242,14 +242,24 @@ def score_ifn(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -
     contrast = scores.type_contrast(table, type2)
     write_tsv(table, outputs["scores"])
     write_tsv(scores.annotate_obs(adata.obs, table).reset_index(), outputs["obs"])
-    write_tsv(scores.method_agreement(table), outputs["agreement"])
-    write_tsv(contrast, outputs["type_contrast"])
+    if "agreement" in outputs:
+        write_tsv(scores.method_agreement(table), outputs["agreement"])
+    if "type_contrast" in outputs:
+        write_tsv(contrast, outputs["type_contrast"])
     primary = chosen["primary_signature"], chosen["primary_method"]
     timepoints = settings["timepoints"]
     samples = adata.obs.assign(sample=adata.obs_names.astype(str))
     comparison = comparisons.score_comparison(chosen["compare"], settings["groups"], samples)
     compared = comparison if isinstance(comparison, comparisons.ScoreComparison) else None
-    facts = analyses.Facts(len(timepoints), False, False, False, "" if compared else comparison)
+    facts = analyses.Facts(
+        len(timepoints),
+        False,
+        False,
+        False,
+        comparison="" if compared else comparison,
+        n_methods=len(chosen["methods"]),
+        type2=bool(type2),
+    )
     analyses.log_missing("score_ifn", facts)
     if "group_comparison" in outputs and compared is not None:
         log.info("IFN scores compared between groups: %s", compared.describe())
@@ -265,7 +275,8 @@ def score_ifn(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -
     plots.scores_over_time(table, timepoints, *primary, outputs["over_time"], groups, levels)
     plots.signature_heatmap(adata, matched, table, *primary, type2, outputs["heatmap"])
     plots.score_distributions(table, timepoints, outputs["distributions"], groups, levels)
-    plots.type1_vs_type2(contrast, *primary, outputs["type1_vs_type2"])
+    if "type1_vs_type2" in outputs:
+        plots.type1_vs_type2(contrast, *primary, outputs["type1_vs_type2"])
 
 
 # --- differential expression -----------------------------------------------------------------

@@ -554,7 +554,9 @@ def group_trajectories(
             x=score["timepoint"].map(x_of),
         ).dropna(subset=["group", "x", "score"])
         for i, level in enumerate(grouping.levels):
-            color = PALETTE(i % 10)
+            # Responders in the colours of the other clinical figures.
+            called = {"responder": True, "non_responder": False}.get(level)
+            color = PALETTE(i % 10) if called is None else RESPONSE_COLORS[called]
             part = data[data["group"] == level]
             for _, rows in part.groupby("subject", sort=True):
                 rows = rows.sort_values("x")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from functools import partial
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,11 +15,11 @@ from conftest import REPO
 from sklearn.metrics import roc_auc_score
 from test_clinical import cohort_scores
 
-from ifnsig import analyses, comparisons, response, stages, stats, trajectories
+from ifnsig import analyses, comparisons, plots, response, stages, stats, trajectories
 from ifnsig.errors import InputError
 from ifnsig.settings import stage_settings
 from ifnsig.simulate import CohortSpec, simulate_cohort
-from ifnsig.validation import validate_config
+from ifnsig.validation import check_inputs, validate_config
 
 DEMO_CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
@@ -104,6 +105,65 @@ def test_score_comparison_defaults_to_patients_vs_controls_and_is_checked():
         comparisons.check_score_comparison(config, samples)
 
 
+def _cross_sectional_table(reference_group: str) -> pd.DataFrame:
+    """Scores of 3 JDM patients and 2 healthy controls at one timepoint, as the stage
+    writes them."""
+    groups = ["JDM"] * 3 + ["healthy"] * 2
+    return pd.DataFrame(
+        {
+            "sample": [f"s{i}" for i in range(5)],
+            "subject": [f"s{i}" for i in range(5)],
+            "group": groups,
+            "timepoint": "baseline",
+            "signature": "SIG",
+            "method": "median_fold_change",
+            "score": [3.0, 2.5, 4.0, 0.1, -0.2],
+            "threshold": 1.0,
+            "reference": [g == "healthy" for g in groups],
+            "reference_group": reference_group,
+        }
+    )
+
+
+def _drawn(monkeypatch) -> list:
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    return figures
+
+
+def _texts(fig) -> set[str]:
+    texts = set()
+    for ax in fig.axes:
+        texts |= {t.get_text() for t in ax.get_xticklabels()}
+        legend = ax.get_legend()
+        if legend is not None:
+            texts |= {t.get_text() for t in legend.get_texts()}
+    return texts
+
+
+def test_score_plots_name_the_groups_as_the_configuration_does(monkeypatch):
+    groups = {"patient": "JDM", "control": "healthy"}
+    figures = _drawn(monkeypatch)
+    table = _cross_sectional_table("controls")
+    plots.scores_over_time(table, ["baseline"], "SIG", "median_fold_change", "x.png", groups)
+    plots.score_distributions(table, ["baseline"], "y.png", groups)
+    over_time, distributions = (_texts(fig) for fig in figures)
+    assert {"healthy", "JDM", "JDM\nbaseline"} <= over_time, over_time
+    assert "positive above 1 (reference: healthy)" in over_time
+    assert {"healthy", "JDM"} <= distributions, distributions
+    # Not the sheet's internal words of before ("reference", "patients" at "baseline").
+    for texts in (over_time, distributions):
+        assert not texts & {"reference", "patients", "patients\nbaseline", "control"}, texts
+    # Two patient groups of scores.compare colour the patients and name the ticks.
+    figures.clear()
+    levels = pd.Series({"s0": "SLE", "s1": "SLE", "s2": "JDM"})
+    plots.scores_over_time(
+        table, ["baseline"], "SIG", "median_fold_change", "x.png", groups, levels
+    )
+    assert {"SLE", "JDM", "JDM / SLE\nbaseline"} <= _texts(figures[0])
+    plt.close("all")
+
+
 # --- groupings and the nonparametric trajectory tests --------------------------------------------
 
 
@@ -170,6 +230,36 @@ def test_groups_are_checked_at_parse_time():
     config["linkage"]["groups"] = ["dose"]
     with pytest.raises(InputError, match="not a sample-sheet column; use one of: drug, site"):
         trajectories.check_groups(config, samples)
+
+
+def test_labels_only_cohort_is_checked_whole_at_parse_time(tmp_path):
+    """A clinical table of labels alone (no measure) passes the parse-time checks, which
+    parse every label as the job will: a bad one fails there, before any job."""
+    spec = CohortSpec(n_patients=4, n_controls=2, n_genes=400, n_treatment_genes=10, seed=3)
+    cohort = simulate_cohort(spec)
+    cohort.write(tmp_path)
+    labels = cohort.clinical[["subject", "timepoint"]].assign(responder="yes")
+    config = copy.deepcopy(DEMO_CONFIG)
+    config.update(
+        counts=str(tmp_path / "counts.tsv.gz"),
+        samples=str(tmp_path / "samples.tsv"),
+        clinical=str(tmp_path / "clinical.tsv"),
+        clinical_measures={},
+    )
+    config["linkage"].update(
+        responses=[{"name": "called", "type": "column", "column": "responder"}],
+        primary_response="called",
+        covariates=[],
+        groups=["drug"],
+    )
+    config["de"]["contrasts"] = []
+    config = validate_config(config)
+    labels.to_csv(config["clinical"], sep="\t", index=False)
+    check_inputs(config)
+    labels.loc[labels.index[5], "responder"] = "partly"
+    labels.to_csv(config["clinical"], sep="\t", index=False)
+    with pytest.raises(InputError, match=r"clinical.tsv: line 7, column 'responder' holds 'partl"):
+        check_inputs(config)
 
 
 # --- time to normalisation -----------------------------------------------------------------------

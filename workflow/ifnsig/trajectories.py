@@ -535,45 +535,51 @@ def time_to_normalisation(
     missing: it may still normalise), ``not positive at baseline`` or ``no baseline
     sample``; ``visits`` lists each visit's score and call.
     """
-    data = scores[
+    data = scores.loc[
         (scores["group"] == patient)
         & (scores["signature"] == signature)
-        & (scores["method"] == method)
+        & (scores["method"] == method),
+        ["subject", "timepoint", "score", "positive", "threshold"],
     ]
     order = {tp: i for i, tp in enumerate(timepoints)}
+    # Plain dicts per patient: a few visits each, where pandas indexing per visit costs
+    # more than the rest of the stage.
+    visits_of: dict = {}
+    thresholds: dict = {}
+    for subject, timepoint, score, positive, threshold in data.itertuples(index=False):
+        visits_of.setdefault(subject, {})[timepoint] = (float(score), bool(positive))
+        thresholds.setdefault(subject, float(threshold))
     rows = []
-    for subject, visits in data.groupby("subject", sort=True):
-        visits = visits.sort_values("timepoint", key=lambda s: s.map(order))
-        by_time = visits.set_index("timepoint")
-        threshold = float(visits["threshold"].iloc[0])
+    for subject in sorted(visits_of):
+        by_time = visits_of[subject]
+        sampled = sorted(by_time, key=lambda tp: order.get(tp, len(order)))
         words = [
-            f"{tp}: {row.score:.4g} ({'positive' if row.positive else 'normal'})"
-            for tp, row in by_time.iterrows()
+            f"{tp}: {by_time[tp][0]:.4g} ({'positive' if by_time[tp][1] else 'normal'})"
+            for tp in sampled
         ]
         row = {
             "subject": subject,
             "signature": signature,
             "method": method,
-            "threshold": threshold,
+            "threshold": thresholds[subject],
             "baseline_score": np.nan,
             "status": "no baseline sample",
             "first_normal": "",
             "visits": "; ".join(words),
         }
-        if timepoints[0] in by_time.index:
-            row["baseline_score"] = float(by_time.loc[timepoints[0], "score"])
-            if not bool(by_time.loc[timepoints[0], "positive"]):
+        if timepoints[0] in by_time:
+            row["baseline_score"], positive = by_time[timepoints[0]]
+            if not positive:
                 row["status"] = "not positive at baseline"
             else:
-                normal = [t for t in timepoints[1:] if t in by_time.index]
-                normal = [t for t in normal if not bool(by_time.loc[t, "positive"])]
+                normal = [t for t in timepoints[1:] if t in by_time and not by_time[t][1]]
                 if normal:
                     row.update(status="normalised", first_normal=normal[0])
-                elif timepoints[-1] in by_time.index:
+                elif timepoints[-1] in by_time:
                     row.update(status="never normalised", first_normal="never")
                 else:
                     row["status"] = "censored"
-                    last = [t for t in timepoints if t in by_time.index][-1]
+                    last = [t for t in timepoints if t in by_time][-1]
                     row["first_normal"] = f"after {last}"
         rows.append(row)
     return pd.DataFrame(rows, columns=NORMALISATION_COLUMNS)

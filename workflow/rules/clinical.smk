@@ -30,8 +30,7 @@ rule call_responses:
 
 
 rule clinical_linkage:
-    """Score changes and their links to the clinical course, the response calls and the
-    groups of patients."""
+    """Score changes and their links to the clinical course, response calls and groups."""
     input:
         **clinical_results(),
         scores=rules.score_ifn.output.scores,

@@ -28,6 +28,7 @@ include: "workflow/rules/scores.smk"
 include: "workflow/rules/clinical.smk"
 include: "workflow/rules/de.smk"
 include: "workflow/rules/enrichment.smk"
+include: "workflow/rules/cohort.smk"
 
 
 rule all:
@@ -44,3 +45,4 @@ rule all:
         expand(rules.enrichment.output, contrast=TABLES),
         rules.call_responses.output,
         rules.clinical_linkage.output,
+        rules.annotate_cohort.output,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import fcntl
 import os
 import shutil
 import subprocess
@@ -185,9 +186,28 @@ def deploy_module(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def small_run(tmp_path_factory) -> Path:
-    """A finished run of the workflow on the small cohort (read it, do not write into it)."""
-    folder = small_project(tmp_path_factory.mktemp("small_run"))
+def small_run(tmp_path_factory, worker_id) -> Path:
+    """A finished run of the workflow on the small cohort (read it, do not write into it).
+
+    One run for the whole test session: the first pytest-xdist worker to ask builds it under
+    a lock in the session's shared temporary folder, the others wait and read it.
+    """
+    if worker_id == "master":
+        return finished_small_run(tmp_path_factory.mktemp("small_run"))
+    shared = tmp_path_factory.getbasetemp().parent
+    folder = shared / "small_run"
+    with open(shared / "small_run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "small_run.done").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            finished_small_run(folder)
+            (shared / "small_run.done").touch()
+    return folder
+
+
+def finished_small_run(folder: Path) -> Path:
+    small_project(folder)
     run = snakemake(folder)
     assert run.returncode == 0, run.stderr[-4000:]
     return folder

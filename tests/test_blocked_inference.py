@@ -23,6 +23,9 @@ from ifnsig.de import blocked as bi
 from ifnsig.de.blocked import BlockedInference, detect_block_design, irls_objective
 from ifnsig.de.deseq2_compat import DESeq2Inference, deseq_dataset_class
 
+# Its module fixtures are computed once: one pytest-xdist worker takes the whole module.
+pytestmark = pytest.mark.xdist_group("blocked_inference")
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 N_CPUS = 2
 

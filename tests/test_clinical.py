@@ -12,6 +12,9 @@ from ifnsig.errors import InputError
 from ifnsig.simulate import CohortSpec, simulate_cohort
 from ifnsig.validation import load_design
 
+# Its module fixtures are computed once: one pytest-xdist worker takes the whole module.
+pytestmark = pytest.mark.xdist_group("clinical")
+
 TIMEPOINTS = ["baseline", "month3"]
 MEASURES = {
     "CMAS": {"higher_is_better": True},

@@ -11,6 +11,9 @@ from ifnsig import data, de, enrichment, genesets, response
 from ifnsig.errors import InputError
 from ifnsig.validation import validate_config
 
+# Its module fixtures are computed once: one pytest-xdist worker takes the whole module.
+pytestmark = pytest.mark.xdist_group("de")
+
 
 def sheet(n_subjects=4, timepoints=("baseline", "month3"), extra=None):
     rows = []

@@ -25,6 +25,9 @@ from ifnsig.formats import count_sample_names, detect_format, read_tx2gene
 from ifnsig.genesets import SHIPPED_GMT, load_gene_sets
 from ifnsig.validation import load_design
 
+# Its module fixtures are computed once: one pytest-xdist worker takes the whole module.
+pytestmark = pytest.mark.xdist_group("formats")
+
 SAMPLES = ["P1_0", "P1_3", "P2_0", "P2_3"]
 
 
@@ -66,7 +69,7 @@ def run_first_rules(folder, config: dict) -> ad.AnnData:
 
 
 def counts_frame(adata: ad.AnnData) -> pd.DataFrame:
-    return pd.DataFrame(adata.layers["counts"].T, index=adata.var_names, columns=adata.obs_names)
+    return pd.DataFrame(adata.X.T, index=adata.var_names, columns=adata.obs_names)
 
 
 # --- salmon and kallisto -------------------------------------------------------------------

@@ -8,6 +8,9 @@ from conftest import REPO
 
 from ifnsig.mixed_models import COEFFICIENT_COLUMNS, design_matrix, fit_random_intercept
 
+# Its module fixtures are computed once: one pytest-xdist worker takes the whole module.
+pytestmark = pytest.mark.xdist_group("mixed_models")
+
 DATA = REPO / "tests" / "data"
 TIMEPOINTS = ["baseline", "month3", "month6"]
 # The models of tests/data/mixed_models_lmertest.R: response, fixed terms, centred terms.

@@ -16,6 +16,9 @@ from ifnsig.settings import marker_file
 from ifnsig.simulate import CELL_MARKERS, CohortSpec, simulate_cohort
 from ifnsig.validation import validate_config
 
+# Its module fixtures are computed once: one pytest-xdist worker takes the whole module.
+pytestmark = pytest.mark.xdist_group("qc")
+
 TIMEPOINTS = ["baseline", "month3", "month6"]
 # A demo-shaped cohort (25 patients x 3 timepoints, 12 controls) with every QC failure the
 # simulator can plant, and a composition shift on treatment; fewer genes for speed (the named
@@ -42,7 +45,7 @@ def normalized_cohort(cohort, timepoints=TIMEPOINTS):
 def run(raw, normalized, settings=None, timepoints=TIMEPOINTS):
     samples = normalized.obs.assign(sample=normalized.obs_names)
     return qc.run_qc(
-        raw.layers["counts"],
+        raw.X,
         raw.var["symbol"],
         normalized.layers["vst"],
         normalized.var["symbol"],
@@ -147,7 +150,7 @@ def test_stage_writes_tables_h5ad_plots_and_multiqc_files(tmp_path):
     outputs = {key: str(tmp_path / name) for key, name in names.items()}
     inputs = {
         "counts": str(tmp_path / "counts.h5ad"),
-        "cohort": str(tmp_path / "cohort.h5ad"),
+        "normalized": str(tmp_path / "cohort.h5ad"),
         "markers": marker_file(config),
     }
     run_stage("quality_control", config, inputs, outputs)
@@ -168,7 +171,8 @@ def test_stage_writes_tables_h5ad_plots_and_multiqc_files(tmp_path):
     import anndata as ad
 
     summary = ad.read_h5ad(outputs["h5ad"])
-    assert summary.n_vars == 0 and summary.obsm["X_pca"].shape[0] == summary.n_obs
+    assert summary.n_vars > 0 and summary.obsm["X_pca"].shape[0] == summary.n_obs
+    assert summary.X.shape == (summary.n_obs, summary.n_vars) and "gene_id" in summary.var
     assert {"qc_sex", "qc_pairing", "neutrophil_score", "pct_globin"} <= set(summary.obs.columns)
 
     # MultiQC custom content: YAML configuration in '#' lines, then a table keyed by sample.

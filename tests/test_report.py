@@ -17,8 +17,9 @@ import pytest
 import yaml
 from conftest import snakemake
 
-# The workflow runs share the session's small run: one pytest-xdist worker takes them all.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("workflow")]
+# The report of the session's small run is this module's own: one pytest-xdist worker takes
+# the whole module.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("report")]
 
 CATEGORIES = [
     "Quality control",

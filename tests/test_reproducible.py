@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import small_project, snakemake
 
-# The workflow runs share the session's small run: one pytest-xdist worker takes them all.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("workflow")]
+# The session's small run is shared by both pytest-xdist workers (see conftest.small_run).
+pytestmark = pytest.mark.e2e
 
 
 def outputs(folder: Path) -> dict[str, bytes]:

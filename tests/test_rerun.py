@@ -21,8 +21,8 @@ import pytest
 import yaml
 from conftest import USER_GMT, snakemake
 
-# The workflow runs share the session's small run: one pytest-xdist worker takes them all.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("workflow")]
+# The session's small run is shared by both pytest-xdist workers (see conftest.small_run).
+pytestmark = pytest.mark.e2e
 
 EXCLUDED = "JDM01_month3"
 
@@ -39,13 +39,14 @@ EVERY_JOB = Counter(
         "enrichment": 2,
         "call_responses": 1,
         "clinical_linkage": 1,
+        "annotate_cohort": 1,
     }
 )
 AFTER_NORMALIZE = EVERY_JOB - Counter(["build_anndata", "geneset_coverage", "call_responses"])
 DE_AND_AFTER = Counter({"differential_expression": 1, "plot_de": 2, "enrichment": 2})
-SCORES_AND_AFTER = Counter({"score_ifn": 1, "clinical_linkage": 1})
-GENE_SETS_AND_AFTER = Counter(
-    {"geneset_coverage": 1, "score_ifn": 1, "plot_de": 2, "enrichment": 2, "clinical_linkage": 1}
+SCORES_AND_AFTER = Counter({"score_ifn": 1, "clinical_linkage": 1, "annotate_cohort": 1})
+GENE_SETS_AND_AFTER = SCORES_AND_AFTER + Counter(
+    {"geneset_coverage": 1, "plot_de": 2, "enrichment": 2}
 )
 CLINICAL = Counter({"call_responses": 1, "clinical_linkage": 1})
 
@@ -123,7 +124,7 @@ CASES = {
     ),
     "qc.metric_mads": (
         lambda f: edit_config(f, lambda c: c["qc"].update(metric_mads=4)),
-        Counter({"quality_control": 1}),
+        Counter({"quality_control": 1, "annotate_cohort": 1}),
     ),
     "scores.methods": (
         lambda f: edit_config(f, lambda c: c["scores"].update(methods=["median_fold_change"])),
@@ -196,7 +197,7 @@ CASES = {
     ),
     "seed": (
         lambda f: edit_config(f, lambda c: c.update(seed=c["seed"] + 1)),
-        Counter({"quality_control": 1, "score_ifn": 1, "enrichment": 2, "clinical_linkage": 1}),
+        SCORES_AND_AFTER + Counter({"quality_control": 1, "enrichment": 2}),
     ),
 }
 

@@ -16,6 +16,9 @@ from ifnsig.settings import aliases_file, score_gene_set_files
 from ifnsig.simulate import CohortSpec, simulate_cohort
 from ifnsig.validation import validate_config
 
+# Its module fixtures are computed once: one pytest-xdist worker takes the whole module.
+pytestmark = pytest.mark.xdist_group("scores")
+
 TYPE1 = ["RICE2013_6", "NIH28", "FENG2006_5"]
 # The signature methods; module_activity is meant for co-expression modules and is tested on
 # its own below.
@@ -314,7 +317,7 @@ STAGE_OUTPUTS = {
 def score_stage(config: dict, cohort: str, outputs: dict[str, str]) -> None:
     """The score_ifn rule in-process, on ``cohort`` with the config's gene-set files."""
     inputs = {
-        "cohort": cohort,
+        "normalized": cohort,
         "gene_sets": score_gene_set_files(config),
         "aliases": aliases_file(),
     }

@@ -10,6 +10,9 @@ from scipy import stats
 from ifnsig import simulate
 from ifnsig.simulate import EXTRA_MEASURES, MEASURES, CohortSpec, simulate_cohort
 
+# Its module fixtures are computed once: one pytest-xdist worker takes the whole module.
+pytestmark = pytest.mark.xdist_group("simulate")
+
 # The clinical columns and truth gene columns the demo had before the further core set
 # measures, the drug genes and the differential-response truth were added, and the SHA-256
 # of their text as the simulator wrote it then: later options must leave them as they were.

@@ -41,8 +41,8 @@ SLURM_TEST_ARGS = [
     "5",
 ]
 
-# The workflow runs share the session's small run: one pytest-xdist worker takes them all.
-pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("workflow")]
+# Compared with the session's small run (shared by the pytest-xdist workers, see conftest).
+pytestmark = pytest.mark.slurm
 
 
 def _snakemake(workdir: Path, args: Sequence[str]) -> subprocess.CompletedProcess[str]:

@@ -15,8 +15,8 @@ from scipy import stats
 from ifnsig.settings import score_gene_set_files
 from ifnsig.simulate import CohortSpec
 
-# The workflow runs share the session's small run: one pytest-xdist worker takes them all.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("workflow")]
+# The demo run is this module's own: one pytest-xdist worker takes the whole module.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("demo")]
 
 
 SPEC = CohortSpec(n_patients=20, n_controls=8, n_genes=3000, n_treatment_genes=300, seed=7)
@@ -37,6 +37,7 @@ def read(folder, path):
 
 def test_every_output_exists_and_rerun_has_nothing_to_do(demo_run):
     expected = [
+        "results/data/normalized.h5ad",
         "results/data/cohort.h5ad",
         "results/scores/ifn_scores.tsv",
         "results/scores/geneset_coverage.tsv",
@@ -197,7 +198,10 @@ def test_response_contrast_splits_patients_as_the_clinical_stage(small_run, tmp_
     monkeypatch.chdir(small_run)
     name = "CMAS_responders_at_baseline"
     outputs = {name: str(tmp_path / "responders.tsv"), f"{name}.samples": str(tmp_path / "s.tsv")}
-    inputs = {"cohort": "results/data/cohort.h5ad", "responses": "results/clinical/response.tsv"}
+    inputs = {
+        "normalized": "results/data/normalized.h5ad",
+        "responses": "results/clinical/response.tsv",
+    }
     run_stage("differential_expression", config, inputs, outputs)
     table = pd.read_csv(outputs[name], sep="\t")
     assert table["pvalue"].notna().mean() > 0.9
@@ -222,7 +226,7 @@ def test_response_contrast_splits_patients_as_the_clinical_stage(small_run, tmp_
     plot_inputs = {
         "de": outputs[name],
         "samples": outputs[f"{name}.samples"],
-        "cohort": "results/data/cohort.h5ad",
+        "normalized": "results/data/normalized.h5ad",
         "gene_sets": score_gene_set_files(config),
     }
     run_stage("plot_de", config, plot_inputs, plots)
@@ -246,7 +250,7 @@ def test_composition_score_as_de_covariate(small_run, tmp_path, monkeypatch):
     _, fits = check_inputs(config)
     assert all("neutrophil_score" not in fit.formula for fit in fits)
     composition = "results/qc/composition.tsv"
-    samples = de.cohort_samples(ad.read_h5ad("results/data/cohort.h5ad").obs, composition)
+    samples = de.cohort_samples(ad.read_h5ad("results/data/normalized.h5ad").obs, composition)
     (fit,) = de.plan_fits(samples, config)
     assert fit.formula == "~subject + neutrophil_score + timepoint"
     expected = pd.read_csv(composition, sep="\t").set_index("sample")["neutrophil_score"]
@@ -256,7 +260,7 @@ def test_composition_score_as_de_covariate(small_run, tmp_path, monkeypatch):
         for name in ("month3_vs_baseline", "month6_vs_baseline")
         for suffix in ("", ".samples")
     }
-    inputs = {"cohort": "results/data/cohort.h5ad", "composition": composition}
+    inputs = {"normalized": "results/data/normalized.h5ad", "composition": composition}
     run_stage("differential_expression", config, inputs, outputs)
     m3 = pd.read_csv(outputs["month3_vs_baseline"], sep="\t")
     assert m3["pvalue"].notna().mean() > 0.9

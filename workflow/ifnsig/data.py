@@ -131,7 +131,8 @@ def build_anndata(
         log.info("joined %d clinical measures to %d samples", clinical.shape[1] - 2, len(obs))
     if timepoints is not None:
         obs["timepoint"] = pd.Categorical(obs["timepoint"], categories=timepoints, ordered=True)
-    var = pd.DataFrame(index=counts.index.astype(str))
+    # An unnamed index beside the gene_id column: var.reset_index() gives "index", no clash.
+    var = pd.DataFrame(index=counts.index.astype(str).rename(None))
     var["gene_id"] = var.index
     if annotation is not None:
         if not var.index.isin(annotation.index).any():
@@ -154,19 +155,56 @@ def build_anndata(
         var["symbol"] = var["symbol"].fillna(var["gene_id"])
     else:
         var["symbol"] = var["gene_id"]
-    matrix = counts.to_numpy(dtype=np.int64).T
-    adata = ad.AnnData(X=matrix.astype(np.float32), obs=obs, var=var)
-    adata.layers["counts"] = matrix
+    # The raw counts are X, as integers (a float32 copy would round 20,000,001 to 2e7).
+    adata = ad.AnnData(X=counts.to_numpy(dtype=np.int64).T, obs=obs, var=var)
     adata.obs_names = obs.index.astype(str)
+    adata.uns["description"] = describe(adata)
     for column in adata.obs.columns:
         if adata.obs[column].dtype == object:
             adata.obs[column] = adata.obs[column].fillna("").astype(str)
     return adata
 
 
+def raw_counts(adata: ad.AnnData) -> np.ndarray:
+    """The raw integer counts: ``layers["counts"]`` of the cohort, ``X`` of counts.h5ad."""
+    return adata.layers["counts"] if "counts" in adata.layers else adata.X
+
+
+#: What each part of the workflow's AnnData files holds (written to ``uns["description"]``).
+DESCRIPTIONS = {
+    "X_counts": "raw integer read counts (samples x genes), every gene of the count input",
+    "X_vst": (
+        "DESeq2 variance-stabilizing transformation (blind, as vst(blind=TRUE)), float32, "
+        "the same values as layers['vst']"
+    ),
+    "counts": "raw integer read counts of the genes kept by filtering",
+    "normalized": "DESeq2 median-of-ratios normalized counts (counts / size_factor)",
+    "vst": "DESeq2 variance-stabilizing transformation, log2-like scale, float64",
+    "logcpm": "log2(counts per million + 1), library size over the kept genes",
+    "X_pca": "PCA of the VST values of the QC stage's most variable genes (see uns['pca'])",
+    "ifn": "obs ifn_<signature>_<method>: IFN score; ..._positive: the positivity call",
+}
+
+
+def describe(adata: ad.AnnData) -> dict:
+    """``uns["description"]``: what X, each layer, obs and obsm of ``adata`` hold.
+
+    Nested by part (``{"X": ..., "layers": {name: ...}, "obsm": {...}}``): h5ad keys cannot
+    hold slashes."""
+    x_kind = "X_counts" if "counts" not in adata.layers and "vst" not in adata.layers else "X_vst"
+    description: dict = {"X": DESCRIPTIONS[x_kind]}
+    if adata.layers:
+        description["layers"] = {name: DESCRIPTIONS.get(name, name) for name in adata.layers}
+    if adata.obsm:
+        description["obsm"] = {key: DESCRIPTIONS.get(key, key) for key in adata.obsm}
+    if any(str(c).startswith("ifn_") for c in adata.obs.columns):
+        description["obs"] = DESCRIPTIONS["ifn"]
+    return description
+
+
 def filter_genes(adata: ad.AnnData, min_count: int, min_samples: int) -> ad.AnnData:
     """Keep genes with at least ``min_count`` raw counts in at least ``min_samples`` samples."""
-    counts = adata.layers["counts"]
+    counts = raw_counts(adata)
     keep = (counts >= min_count).sum(axis=0) >= min(min_samples, adata.n_obs)
     if not keep.any():
         raise InputError(
@@ -193,7 +231,9 @@ def normalize(adata: ad.AnnData, n_cpus: int = 1) -> ad.AnnData:
     from pydeseq2.dds import DeseqDataSet
     from pydeseq2.default_inference import DefaultInference
 
-    counts = pd.DataFrame(adata.layers["counts"], index=adata.obs_names, columns=adata.var_names)
+    raw = np.asarray(raw_counts(adata), dtype=np.int64)
+    adata.layers["counts"] = raw
+    counts = pd.DataFrame(raw, index=adata.obs_names, columns=adata.var_names)
     metadata = pd.DataFrame({"all": "all"}, index=adata.obs_names)
     dds = DeseqDataSet(
         counts=counts,
@@ -209,6 +249,7 @@ def normalize(adata: ad.AnnData, n_cpus: int = 1) -> ad.AnnData:
     adata.layers["logcpm"] = log_cpm(adata.layers["counts"])
     adata.uns["vst_trend_coeffs"] = np.asarray(dds.uns["vst_trend_coeffs"], dtype=float)
     adata.X = adata.layers["vst"].astype(np.float32)
+    adata.uns["description"] = describe(adata)
     return adata
 
 
@@ -282,6 +323,25 @@ def layer_table(adata: ad.AnnData, layer: str) -> pd.DataFrame:
     frame.insert(0, "symbol", adata.var["symbol"].astype(str).to_numpy())
     frame.insert(0, "gene_id", adata.var_names)
     return frame
+
+
+def annotate_cohort(adata: ad.AnnData, scores: pd.DataFrame, qc: ad.AnnData) -> ad.AnnData:
+    """Add the IFN scores and calls (``ifn_<signature>_<method>[_positive]``) and the QC
+    metrics, composition scores and flag status of ``qc`` (the QC stage's AnnData) to obs,
+    and the QC PCA as ``obsm["X_qc_pca"]`` (in place)."""
+    from ifnsig.scores import scores_wide
+
+    wide = scores_wide(scores).reindex(adata.obs_names)
+    extra = qc.obs.reindex(adata.obs_names)
+    extra = extra[[c for c in extra.columns if c not in adata.obs.columns]]
+    adata.obs = adata.obs.join(extra).join(wide)
+    adata.obsm["X_qc_pca"] = np.asarray(qc.obsm["X_pca"])[qc.obs_names.get_indexer(adata.obs_names)]
+    adata.uns["qc_pca"] = dict(qc.uns.get("pca", {}))
+    description = describe(adata)
+    description["obsm"]["X_qc_pca"] = DESCRIPTIONS["X_pca"] + " (uns['qc_pca'])"
+    description["obs"] = "sample sheet, size_factor, QC metrics and flags; " + DESCRIPTIONS["ifn"]
+    adata.uns["description"] = description
+    return adata
 
 
 def write_h5ad(adata: ad.AnnData, path: str | Path) -> None:

@@ -131,6 +131,7 @@ class QCResult:
     correlation: np.ndarray  # sample x sample Pearson correlation of VST values
     pca: np.ndarray  # sample x component scores
     pca_variance_ratio: np.ndarray
+    pca_genes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))  # vst columns
     traits: pd.DataFrame = field(default_factory=pd.DataFrame)  # informative trait genes
 
 
@@ -138,11 +139,11 @@ class QCResult:
 
 
 def read_layer(path: str | Path, layer: str) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
-    """``obs``, ``var`` and one layer of an ``.h5ad`` without loading the other layers."""
+    """``obs``, ``var`` and one layer (or ``X``) of an ``.h5ad`` without the other layers."""
     with h5py.File(path, "r") as handle:
         obs = read_elem(handle["obs"])
         var = read_elem(handle["var"])
-        matrix = np.asarray(read_elem(handle[f"layers/{layer}"]))
+        matrix = np.asarray(read_elem(handle["X" if layer == "X" else f"layers/{layer}"]))
     return obs, var, matrix
 
 
@@ -660,8 +661,10 @@ def pca_scores(
     n_top: int,
     seed: int,
     n_comps: int = 10,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """PCA (scanpy) of the ``n_top`` most variable VST genes, sex and trait genes left out.
+
+    Returns the sample scores, the variance ratios and the columns of ``vst`` used.
 
     The sex genes and expression-null polymorphisms split any cohort into groups by
     genotype; kept, they would dominate the first components and make the smaller group look
@@ -669,13 +672,19 @@ def pca_scores(
     """
     import scanpy as sc
 
-    keep = ~np.isin(np.asarray(symbols, dtype=str), FEMALE_GENES + MALE_GENES + TRAIT_GENES)
+    keep = np.flatnonzero(
+        ~np.isin(np.asarray(symbols, dtype=str), FEMALE_GENES + MALE_GENES + TRAIT_GENES)
+    )
     values = np.asarray(vst, dtype=float)[:, keep]
     top = np.argsort(values.var(axis=0))[::-1][: min(n_top, values.shape[1])]
     sub = ad.AnnData(X=values[:, top])
     n_comps = max(1, min(n_comps, sub.n_obs - 1, sub.n_vars - 1))
     sc.pp.pca(sub, n_comps=n_comps, random_state=seed)
-    return np.asarray(sub.obsm["X_pca"]), np.asarray(sub.uns["pca"]["variance_ratio"])
+    return (
+        np.asarray(sub.obsm["X_pca"]),
+        np.asarray(sub.uns["pca"]["variance_ratio"]),
+        keep[top],
+    )
 
 
 def pca_outliers(
@@ -948,7 +957,7 @@ def run_qc(
     pairing_table, pairing_flags = pairing_check(person_r, samples)
     flags.append(pairing_flags)
 
-    scores, variance_ratio = pca_scores(vst, vst_symbols, settings.n_top_genes, seed)
+    scores, variance_ratio, pca_genes = pca_scores(vst, vst_symbols, settings.n_top_genes, seed)
     pca_table, pca_flags = pca_outliers(
         scores, samples, settings.n_pcs, settings.outlier_support, settings.outlier_alpha, seed
     )
@@ -987,6 +996,7 @@ def run_qc(
         correlation=correlation,
         pca=scores,
         pca_variance_ratio=variance_ratio,
+        pca_genes=pca_genes,
         traits=trait_info,
     )
 
@@ -1001,11 +1011,15 @@ def flag_status(result: QCResult) -> pd.DataFrame:
     return status
 
 
-def qc_anndata(result: QCResult, samples: pd.DataFrame) -> ad.AnnData:
-    """The QC view of the cohort: obs = sheet, metrics, composition and flag status per sample,
-    ``obsm["X_pca"]`` the PCA of the VST values (no expression matrix), e.g.
+def qc_anndata(
+    result: QCResult, samples: pd.DataFrame, vst: np.ndarray, var: pd.DataFrame
+) -> ad.AnnData:
+    """The QC view of the cohort: X = the VST values of the genes the PCA used, obs = sheet,
+    metrics, composition and flag status per sample, ``obsm["X_pca"]`` the PCA, e.g.
     ``sc.pl.pca(ad.read_h5ad("results/qc/qc.h5ad"), color="qc_pairing")``.
     """
+    from ifnsig.data import describe
+
     status = flag_status(result)
     per_sample = samples.reset_index(drop=True).drop(columns="sample")
     obs = pd.concat(
@@ -1020,9 +1034,17 @@ def qc_anndata(result: QCResult, samples: pd.DataFrame) -> ad.AnnData:
     for column in obs.columns:
         if obs[column].dtype == object:
             obs[column] = obs[column].astype(str)
-    summary = ad.AnnData(obs=obs)
+    genes = var.iloc[result.pca_genes].copy()
+    genes.index = genes.index.astype(str).rename(None)
+    summary = ad.AnnData(
+        X=np.asarray(vst)[:, result.pca_genes].astype(np.float32), obs=obs, var=genes
+    )
     summary.obsm["X_pca"] = result.pca
     summary.uns["pca"] = {"variance_ratio": result.pca_variance_ratio}
+    summary.uns["description"] = {
+        **describe(summary),
+        "X": "VST values of the most variable genes the QC PCA used (qc.n_top_genes)",
+    }
     return summary
 
 

@@ -65,6 +65,7 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     ),
     "plot_de": ("de.alpha", "scores.primary_signature"),
     "export_matrices": (),
+    "annotate_cohort": (),
     "enrichment": (
         "enrichment.blood_modules",
         "enrichment.permutations",

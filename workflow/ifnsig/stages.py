@@ -135,14 +135,23 @@ def normalize(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -
     filtering = settings["filtering"]
     adata = data.filter_genes(adata, filtering["min_count"], filtering["min_samples"])
     data.normalize(adata, n_cpus=threads)
-    data.write_h5ad(adata, outputs["cohort"])
+    data.write_h5ad(adata, outputs["normalized"])
 
 
 def export_matrices(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
     """Normalized counts and VST values as gene x sample tables with ID and symbol."""
-    adata = ad.read_h5ad(inputs["cohort"])
+    adata = ad.read_h5ad(inputs["normalized"])
     for layer in ("normalized", "vst"):
         write_tsv(data.layer_table(adata, layer), outputs[layer])
+
+
+def annotate_cohort(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """The normalized cohort with every IFN score and call and the QC results in obs."""
+    adata = ad.read_h5ad(inputs["normalized"])
+    qc = ad.read_h5ad(inputs["qc"])
+    table = pd.read_csv(inputs["scores"], sep="\t", dtype={"sample": str, "subject": str})
+    data.annotate_cohort(adata, table, qc)
+    data.write_h5ad(adata, outputs["cohort"])
 
 
 # --- quality control -------------------------------------------------------------------------
@@ -159,10 +168,11 @@ def quality_control(inputs: Paths, outputs: Paths, settings: dict, threads: int 
 
     markers = quality.read_markers(inputs["markers"])
     with threadpool_limits(limits=threads):
-        obs, var, counts = quality.read_layer(inputs["counts"], "counts")
-        cohort_obs, cohort_var, vst = quality.read_layer(inputs["cohort"], "vst")
+        obs, var, counts = quality.read_layer(inputs["counts"], "X")
+        cohort_obs, cohort_var, vst = quality.read_layer(inputs["normalized"], "vst")
         if list(obs.index) != list(cohort_obs.index):
-            raise ValueError(f"{inputs['counts']} and {inputs['cohort']} hold different samples")
+            counts_file, normalized_file = inputs["counts"], inputs["normalized"]
+            raise ValueError(f"{counts_file} and {normalized_file} hold different samples")
         samples = cohort_obs.assign(sample=cohort_obs.index.astype(str))
         result = quality.run_qc(
             counts,
@@ -186,7 +196,7 @@ def quality_control(inputs: Paths, outputs: Paths, settings: dict, threads: int 
         write_tsv(result.composition_changes, outputs["composition_changes"])
     write_tsv(result.composition_coverage, outputs["composition_markers"])
     quality.write_multiqc(result, outputs["multiqc_metrics"], outputs["multiqc_flags"])
-    summary = quality.qc_anndata(result, samples)
+    summary = quality.qc_anndata(result, samples, vst, cohort_var)
     summary.write_h5ad(outputs["h5ad"], compression="gzip")
 
     status = quality.flag_status(result)
@@ -218,7 +228,7 @@ def quality_control(inputs: Paths, outputs: Paths, settings: dict, threads: int 
 def score_ifn(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
     """IFN scores of every signature and method with positivity, agreement and plots."""
     chosen = settings["scores"]
-    adata = ad.read_h5ad(inputs["cohort"])
+    adata = ad.read_h5ad(inputs["normalized"])
     matched, _ = _matched_signatures(inputs, settings, adata.var["symbol"])
     reference = scores.reference_mask(
         adata.obs, chosen["reference"], settings["groups"]["control"], settings["timepoints"][0]
@@ -291,7 +301,7 @@ def differential_expression(
     responder contrasts), the clinical table (``clinical``, for clinical covariates) and
     the QC composition scores (``composition``, when a covariate is one of them).
     """
-    adata = ad.read_h5ad(inputs["cohort"])
+    adata = ad.read_h5ad(inputs["normalized"])
     samples = de_plan.cohort_samples(adata.obs, inputs.get("composition"))
     clinical = None
     if "clinical" in inputs:
@@ -331,7 +341,7 @@ def plot_de(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> 
     plots.pvalue_histogram(table, outputs["pvalues"])
     fitted = pd.read_csv(inputs["samples"], sep="\t", dtype=str)
     groups = de_plan.compared_levels(fitted)
-    adata = ad.read_h5ad(inputs["cohort"])
+    adata = ad.read_h5ad(inputs["normalized"])
     plots.top_gene_heatmap(adata, table, groups, outputs["heatmap"])
 
 

@@ -30,7 +30,7 @@ rule normalize:
     input:
         counts=rules.build_anndata.output.counts,
     output:
-        cohort="results/data/cohort.h5ad",
+        normalized="results/data/normalized.h5ad",
     log:
         "logs/data/normalize.log",
     benchmark:
@@ -50,7 +50,7 @@ rule normalize:
 rule export_matrices:
     """Normalized counts and VST values as gene x sample tables."""
     input:
-        cohort=rules.normalize.output.cohort,
+        normalized=rules.normalize.output.normalized,
     output:
         normalized=report(
             "results/de/normalized_counts.tsv",

@@ -2,7 +2,7 @@ rule differential_expression:
     """Paired DE with pydeseq2 as DESeq2 computes it: one fit per design, tables per contrast."""
     input:
         **de_inputs(),
-        cohort=rules.normalize.output.cohort,
+        normalized=rules.normalize.output.normalized,
     output:
         **{
             name: report(
@@ -43,7 +43,7 @@ rule plot_de:
     input:
         de="results/de/{contrast}.tsv",
         samples="results/de/{contrast}.samples.tsv",
-        cohort=rules.normalize.output.cohort,
+        normalized=rules.normalize.output.normalized,
         gene_sets=relative(score_gene_set_files(config)),
     output:
         volcano=report(

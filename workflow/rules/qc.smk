@@ -2,7 +2,7 @@ rule quality_control:
     """Library metrics, sex and pairing checks, outliers, cell-type scores; MultiQC files."""
     input:
         counts=rules.build_anndata.output.counts,
-        cohort=rules.normalize.output.cohort,
+        normalized=rules.normalize.output.normalized,
         markers=relative(marker_file(config)),
     output:
         **computed(

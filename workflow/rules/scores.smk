@@ -26,7 +26,7 @@ rule geneset_coverage:
 rule score_ifn:
     """IFN scores per signature and method, positivity, agreement and type I vs II."""
     input:
-        cohort=rules.normalize.output.cohort,
+        normalized=rules.normalize.output.normalized,
         coverage=rules.geneset_coverage.output.coverage,
         gene_sets=relative(score_gene_set_files(config)),
         aliases=relative(aliases_file()),

@@ -16,6 +16,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from ifnsig.data import raw_counts
 from ifnsig.de.plan import Fit, contrast_vectors, design_matrix, reduced_design
 
 log = logging.getLogger(__name__)
@@ -89,9 +90,7 @@ def run_fit(
     if wald_distribution not in {"normal", "t"}:
         raise ValueError(f"wald_distribution must be normal or t, not {wald_distribution!r}")
     sub = adata[fit.samples]
-    counts = pd.DataFrame(
-        np.asarray(sub.layers["counts"]), index=sub.obs_names, columns=sub.var_names
-    )
+    counts = pd.DataFrame(np.asarray(raw_counts(sub)), index=sub.obs_names, columns=sub.var_names)
     backend = choose_inference(fit, samples, inference, blocked_min_subjects, n_cpus)
     design = design_matrix(fit)
     log.info("fitting %s on %d samples x %d genes", fit.formula, *counts.shape)

@@ -25,11 +25,12 @@ same patient. Five scenarios:
 ``linked_weak``
     the same at half that size.
 
-Per data set and test, the score coefficient's p-value of: (a) the present model
-(statsmodels MixedLM on the raw score, Wald z, as ``clinical.mixed_models``), (b) the within
-coefficient with Satterthwaite df (``vcov="model"``), (c) the between coefficient with
-Satterthwaite df, (d) the within coefficient with the CR2 cluster-robust SE and its df,
-(e) the between coefficient, CR2. Printed: the share of p < ``--alpha`` per scenario and test,
+Per data set and test, the score coefficient's p-value of: (a) the model the clinical stage
+fitted before ``ifnsig.mixed_models`` (statsmodels MixedLM on the raw score, Wald z), (b) the
+within coefficient with Satterthwaite df (``vcov="model"``, the table's ``pvalue_model``),
+(c) the between coefficient with Satterthwaite df, (d) the within coefficient with the CR2
+cluster-robust SE and its df (the table's primary ``pvalue``), (e) the between coefficient,
+CR2 (``pvalue_between``). Printed: the share of p < ``--alpha`` per scenario and test,
 with a binomial 95% interval; one row per scenario and test is appended to
 ``benchmarks/out/mixed_calibration.tsv``.
 
@@ -145,7 +146,7 @@ def scenario_data(name: str, rng: np.random.Generator, link: float) -> pd.DataFr
 
 
 def pvalues(frame: pd.DataFrame, old: bool = True) -> dict[str, float]:
-    """The score's p-value under each test of :data:`TESTS` (the present model if ``old``)."""
+    """The score's p-value under each test of :data:`TESTS` (the former MixedLM if ``old``)."""
     frame = frame.assign(timepoint=pd.Categorical(frame["timepoint"], TIMEPOINTS))
     out = {"old_wald_z_raw": np.nan}
     if old:
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--scenarios", nargs="+", default=SCENARIOS, choices=SCENARIOS)
     parser.add_argument(
-        "--no-old", action="store_true", help="skip the present model (the slowest fit)"
+        "--no-old", action="store_true", help="skip the former MixedLM model (the slowest fit)"
     )
     args = parser.parse_args(argv)
     start = time.perf_counter()

@@ -94,7 +94,7 @@ def run_stage(folder: Path, threads: int) -> None:
     start = time.perf_counter()
     inputs = {
         "counts": str(folder / "counts.h5ad"),
-        "cohort": str(folder / "cohort.h5ad"),
+        "normalized": str(folder / "cohort.h5ad"),
         "markers": marker_file(config),
     }
     settings = stage_settings(config, "quality_control")

@@ -94,7 +94,7 @@ def test_score_changes_and_signed_rank_test():
     tests = linkage.paired_tests(changes, TIMEPOINTS)
     row = tests.iloc[0]
     assert row["n"] == 6
-    assert row["estimate"] == -4
+    assert row["estimate"] == -4 and row["direction"] == "higher at month3 than at baseline"
     # Ranks: five ties at 4 (mean rank 3.5) negative, one positive of rank 1.
     assert row["effect_size"] == pytest.approx((1.0 - 20.0) / 21.0)
     assert row["pvalue"] < 0.1
@@ -148,6 +148,7 @@ def test_change_correlation_finds_planted_negative_link_and_counts_pairs():
     assert result.loc["CMAS", "estimate"] < -0.8
     assert result.loc["CMAS", "qvalue"] < 0.01
     assert result.loc["CMAS", "n"] == 20
+    assert result.loc["CMAS", "direction"] == "CMAS rises as the score rises"
     low, high = result.loc["CMAS", ["ci_low", "ci_high"]]
     assert -1 <= low < result.loc["CMAS", "estimate"] < high < 0
     # No follow-up CAT values: no pairs, no test.
@@ -354,8 +355,12 @@ def test_baseline_prediction_auc_logistic_and_separation():
     logistic = result.loc[("baseline_score", "logistic")]
     assert logistic["covariates"] == "dose, drug"
     assert logistic["estimate"] > 1 and logistic["ci_low"] > 1 and logistic["pvalue"] < 0.05
-    # The change separates perfectly: AUC 0 (lower in responders), no odds ratio.
-    assert result.loc[("score_change", "mann_whitney"), "estimate"] == 0
+    assert mw["direction"] == logistic["direction"] == "higher in responders"
+    # The change separates perfectly: it falls in every responder and in no non-responder,
+    # and its AUC is read as "lower in responders": 1; no odds ratio.
+    change = result.loc[("score_change", "mann_whitney")]
+    assert change["estimate"] == 1 and change["direction"] == "lower in responders"
+    assert change["statistic"] == change["n_responders"] * (change["n"] - change["n_responders"])
     assert "perfect separation" in result.loc[("score_change", "logistic"), "note"]
     assert np.isnan(result.loc[("score_change", "logistic"), "estimate"])
 
@@ -437,9 +442,9 @@ def test_demo_planted_responders_separated_by_score_change(demo_like):
         & (result["predictor"] == "score_change")
         & (result["analysis"] == "mann_whitney")
     ].iloc[0]
-    # AUC is P(responder's change > non-responder's): the score falls more in responders,
-    # so the separation is 1 - AUC.
-    assert 1 - row["estimate"] >= 0.8 and row["qvalue"] < 0.05
+    # AUC is P(responder's change < non-responder's): the score falls more in responders.
+    assert row["direction"] == "lower in responders"
+    assert row["estimate"] >= 0.8 and row["qvalue"] < 0.05
     assert row["n"] == 25 and row["n_responders"] == truth["responder"].sum()
 
 

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 from conftest import REPO
+from scipy import stats
 
 from ifnsig.mixed_models import COEFFICIENT_COLUMNS, design_matrix, fit_random_intercept
 
@@ -241,3 +242,63 @@ def test_no_complete_row_reports_instead_of_failing():
     fit = fit_random_intercept(frame, "y", ["x"], "subject")
     assert not fit.converged and fit.n_obs == 0
     assert "no row" in fit.note
+
+
+# --- the clinical stage's table, through linkage.mixed_models -----------------------------------
+
+# Reference model -> (measure, linkage.covariates): the models linkage.mixed_models fits for them.
+LINKAGE_MODELS = {
+    "centred_CMAS": ("CMAS", []),
+    "centred_CAT_prednisone": ("CAT_BM_activity", ["prednisone_mg_kg_day"]),
+    # The dose is the measure here, so it is left out of its own covariates.
+    "centred_prednisone_drug": ("prednisone_mg_kg_day", ["prednisone_mg_kg_day", "drug"]),
+    "centred_noise": ("noise", []),
+}
+
+
+@pytest.mark.parametrize("model", list(LINKAGE_MODELS))
+def test_linkage_table_is_lmertest_and_clubsandwich(reference_data, reference, model):
+    from ifnsig import linkage
+
+    measure, covariates = LINKAGE_MODELS[model]
+    frame = reference_data.assign(
+        timepoint=reference_data["timepoint"].astype(str), group="patient", signature="S",
+        method="m",
+    )  # fmt: skip
+    table = linkage.mixed_models(
+        frame[["subject", "timepoint", "group", "signature", "method", "score"]],
+        frame[["subject", "timepoint", measure]],
+        {measure: {"higher_is_better": True}},
+        TIMEPOINTS,
+        "patient",
+        frame[["subject", "timepoint", "drug", "prednisone_mg_kg_day"]],
+        covariates,
+    )
+    assert list(table.columns) == linkage.MIXED_COLUMNS and len(table) == 1
+    row = table.iloc[0]
+    ref = reference[reference["model"] == model].set_index("term")
+    within, between = ref.loc["score_within"], ref.loc["score_between"]
+    # Primary columns: the within coefficient, CR2 (clubSandwich::coef_test).
+    assert row["estimate"] == pytest.approx(within["estimate"], rel=1e-6)
+    assert row["df"] == pytest.approx(within["cr2_df"], rel=1e-4)
+    assert row["pvalue"] == pytest.approx(within["cr2_pvalue"], rel=1e-4)
+    assert row["statistic"] == pytest.approx(within["estimate"] / within["cr2_se"], rel=1e-6)
+    half = stats.t.ppf(0.975, within["cr2_df"]) * within["cr2_se"]
+    assert row["ci_low"] == pytest.approx(within["estimate"] - half, rel=1e-4)
+    assert row["ci_high"] == pytest.approx(within["estimate"] + half, rel=1e-4)
+    assert row["qvalue"] == pytest.approx(row["pvalue"])
+    # The between coefficient (CR2) and the model-based within test (lmerTest).
+    assert row["estimate_between"] == pytest.approx(between["estimate"], rel=1e-6)
+    assert row["df_between"] == pytest.approx(between["cr2_df"], rel=1e-4)
+    assert row["pvalue_between"] == pytest.approx(between["cr2_pvalue"], rel=1e-4)
+    assert row["df_model"] == pytest.approx(within["df"], rel=1e-4)
+    assert row["pvalue_model"] == pytest.approx(within["pvalue"], rel=1e-4)
+    assert row["random_intercept_variance"] == pytest.approx(
+        within["group_variance"], rel=1e-6, abs=1e-12
+    )
+    assert row["residual_variance"] == pytest.approx(within["residual_variance"], rel=1e-6)
+    assert bool(row["singular"]) == bool(within["singular"])
+    assert bool(row["converged"]) and (row["n"], row["n_obs"]) == (25, 69)
+    assert row["covariates"] == ", ".join(c for c in covariates if c != measure)
+    assert row["direction"] == f"{measure} higher when the score is higher"
+    assert "CR2" in row["test"]

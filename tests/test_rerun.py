@@ -170,6 +170,10 @@ CASES = {
         lambda f: edit_config(f, lambda c: c["enrichment"].update(permutations=150)),
         Counter({"enrichment": 2}),
     ),
+    "enrichment.set_test_permutations": (
+        lambda f: edit_config(f, lambda c: c["enrichment"].update(set_test_permutations=999)),
+        Counter({"enrichment": 2}),
+    ),
     "linkage.responses": (
         lambda f: edit_config(f, raise_first_response_threshold),
         CLINICAL,

@@ -43,6 +43,7 @@ def test_every_output_exists_and_rerun_has_nothing_to_do(demo_run):
         "results/scores/geneset_coverage.tsv",
         "results/de/month3_vs_baseline.tsv",
         "results/de/month6_vs_baseline.tsv",
+        "results/enrichment/month6_vs_baseline.set_tests.tsv",
         "results/enrichment/month6_vs_baseline.prerank.tsv",
         "results/enrichment/month6_vs_baseline.ora.tsv",
         "results/clinical/paired_tests.tsv",
@@ -120,6 +121,14 @@ def test_shipped_ifn_sets_are_enriched_in_planted_direction(demo_run):
     prerank = read(demo_run, "results/enrichment/month6_vs_baseline.prerank.tsv")
     rows = prerank.set_index("gene_set").loc[["RICE2013_6", "NIH28"]]
     assert (rows["nes"] < 0).all() and (rows["fdr"] < 0.05).all()
+
+
+def test_set_tests_find_the_planted_ifn_fall_with_every_subject(demo_run):
+    tests = read(demo_run, "results/enrichment/month6_vs_baseline.set_tests.tsv")
+    rows = tests.set_index("gene_set").loc[["RICE2013_6", "NIH28"]]
+    assert (rows["direction"] == "down").all() and (rows["estimate"] < 0).all()
+    assert (rows["fdr"] < 0.05).all() and (rows["method"] == "sign_flip").all()
+    assert (rows["n"] == SPEC.n_patients).all()
 
 
 def test_qc_flags_nothing_in_a_clean_cohort_and_reports_every_sample(demo_run):

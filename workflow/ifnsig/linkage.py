@@ -22,6 +22,7 @@ from statsmodels.tools.sm_exceptions import (
 
 from ifnsig.config_files import origin
 from ifnsig.errors import InputError
+from ifnsig.mixed_models import fit_random_intercept
 from ifnsig.response import order_by_timepoint
 from ifnsig.stats import auc_delong, bh, bh_within, bootstrap_ci, row_rng, spearman_rho
 
@@ -38,6 +39,7 @@ PAIRED_COLUMNS = [
     "n",
     "median_baseline",
     "median_followup",
+    "direction",
     "estimate",
     "ci_low",
     "ci_high",
@@ -52,6 +54,7 @@ CORRELATION_COLUMNS = [
     "timepoint",
     "measure",
     "n",
+    "direction",
     "estimate",
     "ci_low",
     "ci_high",
@@ -68,6 +71,7 @@ PREDICTION_COLUMNS = [
     "covariates",
     "n",
     "n_responders",
+    "direction",
     "estimate",
     "ci_low",
     "ci_high",
@@ -84,12 +88,25 @@ MIXED_COLUMNS = [
     "n",
     "n_obs",
     "n_timepoints",
+    "direction",
     "estimate",
     "ci_low",
     "ci_high",
     "statistic",
+    "df",
     "pvalue",
     "qvalue",
+    "estimate_between",
+    "ci_low_between",
+    "ci_high_between",
+    "df_between",
+    "pvalue_between",
+    "df_model",
+    "pvalue_model",
+    "random_intercept_variance",
+    "residual_variance",
+    "singular",
+    "test",
     "converged",
     "note",
 ]
@@ -178,9 +195,11 @@ def paired_tests(
 ) -> pd.DataFrame:
     """Wilcoxon signed-rank test of each follow-up score against baseline.
 
-    The estimate is the median change, with a BCa bootstrap interval. The effect size is the
-    matched-pairs rank-biserial correlation (Kerby 2014): (sum of positive ranks - sum of
-    negative ranks) / total rank sum, from -1 (every subject falls) to 1 (every one rises).
+    The estimate is the median change (follow-up minus baseline: negative is a fall), with a
+    BCa bootstrap interval. The effect size is the matched-pairs rank-biserial correlation
+    (Kerby 2014): (sum of positive ranks - sum of negative ranks) / total rank sum, from -1
+    (every subject falls) to 1 (every one rises). ``direction`` says what a positive
+    estimate and effect size stand for: "higher at <follow-up> than at <baseline>".
     """
     rows = []
     for (signature, method), group in changes.groupby(["signature", "method"], sort=True):
@@ -197,6 +216,7 @@ def paired_tests(
                 "n": len(diff),
                 "median_baseline": pairs["baseline_score"].median(),
                 "median_followup": pairs["score"].median(),
+                "direction": f"higher at {timepoint} than at {timepoints[0]}",
                 "estimate": np.median(diff) if len(diff) else np.nan,
                 "ci_low": np.nan,
                 "ci_high": np.nan,
@@ -239,7 +259,10 @@ def change_correlations(
     """Spearman correlation of score change with each measure's change, per timepoint.
 
     The interval is a paired BCa bootstrap (subjects resampled with their two changes);
-    BH q-values are computed across all signatures x methods x measures x timepoints.
+    BH q-values are computed across all signatures x methods x measures x timepoints. A
+    positive rho means the measure rises where the score rises (``direction``); with the
+    expected fall of the score, an improving measure whose higher values are better (CMAS)
+    gives a negative rho, one whose lower values are better (CAT-BM) a positive one.
     """
     scores = score_change[score_change["timepoint"] != timepoints[0]]
     measures = measure_change[measure_change["timepoint"] != timepoints[0]]
@@ -259,6 +282,7 @@ def change_correlations(
             "timepoint": timepoint,
             "measure": measure,
             "n": len(pairs),
+            "direction": f"{measure} rises as the score rises",
             "estimate": np.nan,
             "ci_low": np.nan,
             "ci_high": np.nan,
@@ -324,6 +348,14 @@ def _logistic(
     return fitted, used, ""
 
 
+#: Predictor -> (the direction its AUC and odds ratio measure, the sign giving it): the score
+#: change is expected to be a fall, larger in responders, so it is read as "lower in responders".
+PREDICTOR_DIRECTIONS = {
+    "baseline_score": ("higher in responders", 1.0),
+    "score_change": ("lower in responders", -1.0),
+}
+
+
 def baseline_prediction(
     score_change: pd.DataFrame,
     responses: pd.DataFrame,
@@ -337,12 +369,17 @@ def baseline_prediction(
     For every signature, method, response definition and follow-up timepoint, and for two
     predictors (``baseline_score`` and ``score_change`` at that timepoint):
 
-    - ``mann_whitney``: two-sided Mann-Whitney U test (scipy); the estimate is the ROC AUC,
-      P(value of a responder > value of a non-responder), with DeLong's interval. AUC < 0.5
-      means lower values in responders (e.g. a larger fall).
+    - ``mann_whitney``: two-sided Mann-Whitney U test (scipy); the estimate is the ROC AUC
+      in the direction of :data:`PREDICTOR_DIRECTIONS`, with DeLong's interval: for the
+      baseline score P(responder's score > non-responder's), for the score change
+      P(responder's change < non-responder's), since the score is expected to fall more in
+      responders. An AUC above 0.5 is an effect in the stated ``direction``; the statistic is
+      the responders' U on the values so oriented.
     - ``logistic``: logistic regression of the call on the standardized predictor plus the
-      covariates (their baseline values; statsmodels); the estimate is the odds ratio per SD.
-      Perfect separation leaves the row empty with a note.
+      covariates (their baseline values; statsmodels); the estimate is the odds ratio per SD
+      in the same direction (per SD higher baseline score, per SD larger fall), so an odds
+      ratio above 1 is an effect in the stated ``direction``. Perfect separation leaves the
+      row empty with a note.
 
     q-values are BH within each predictor x analysis.
     """
@@ -368,7 +405,8 @@ def baseline_prediction(
                     ("baseline_score", "baseline_score"),
                     ("score_change", "change"),
                 ]:
-                    data = pd.DataFrame({"x": at[column]}).join(
+                    sign = PREDICTOR_DIRECTIONS[predictor][1]
+                    data = pd.DataFrame({"x": sign * at[column]}).join(
                         calls.astype(bool).rename("responder"), how="inner"
                     )
                     data = data.dropna(subset=["x"]).reset_index(names="subject")
@@ -378,6 +416,7 @@ def baseline_prediction(
                         "response": response,
                         "timepoint": timepoint,
                         "predictor": predictor,
+                        "direction": PREDICTOR_DIRECTIONS[predictor][0],
                     }
                     rows.append(_mann_whitney_row(key, data, confidence))
                     rows.append(_logistic_row(key, data, base_cov, covariate_names, confidence))
@@ -460,12 +499,23 @@ def mixed_models(
 ) -> pd.DataFrame:
     """Linear mixed model per signature, method and measure, across every timepoint.
 
-    ``measure ~ score + C(timepoint) [+ covariates] + (1 | subject)``, fitted by REML with
-    statsmodels MixedLM: the estimate is the change in the measure per unit of score at the
-    same visit, over and above the average course of time, with each subject's own level
-    absorbed by the random intercept. Fitted only with three or more timepoints (with two,
-    the paired change correlations answer the same question). A covariate equal to the
-    measure is left out of that measure's model.
+    ``measure ~ score_within + score_between + timepoint [+ covariates] + (1 | subject)``,
+    fitted by REML (:func:`ifnsig.mixed_models.fit_random_intercept`, which gives what
+    lme4/lmerTest and clubSandwich give). The score enters split by subject-mean centring:
+    ``score_within`` is the deviation of a visit's score from the patient's own mean, so its
+    coefficient (the primary ``estimate``) is the change in the measure per unit of score
+    when this patient's score moves, beyond the average course of time, free of anything
+    that differs between patients; ``score_between`` (the patient's mean score) gives the
+    association of patient means (``*_between`` columns). Numeric covariates that change
+    over visits (steroid dose) are centred the same way; others (drug, sex) enter as they
+    are. A covariate equal to the measure is left out of that measure's model.
+
+    The primary test is the within coefficient with the CR2 cluster-robust standard error
+    (Bell & McCaffrey 2002) and its Satterthwaite df (Pustejovsky & Tipton 2018), which
+    stays calibrated when patients' trajectories differ; ``df_model`` and ``pvalue_model``
+    give the model-based REML test with Satterthwaite df (lmerTest's ``summary``), which
+    does not. q-values are BH over the primary p-values. Fitted only with three or more
+    timepoints (with two, the paired change correlations answer the same question).
     """
     covariate_names = list(covariate_names or [])
     if len(timepoints) < 3:
@@ -479,7 +529,7 @@ def mixed_models(
         for measure in measures:
             names = [c for c in covariate_names if c != measure]
             frame = group.merge(
-                clinical[["subject", "timepoint", measure]].rename(columns={measure: "value"}),
+                clinical[["subject", "timepoint", measure]].rename(columns={measure: MEASURE}),
                 on=["subject", "timepoint"],
             )
             if names and covariates is not None:
@@ -488,8 +538,8 @@ def mixed_models(
                     on=["subject", "timepoint"],
                     how="left",
                 )
-            frame["value"] = pd.to_numeric(frame["value"], errors="coerce")
-            frame = frame.dropna(subset=["score", "value", *names])
+            frame[MEASURE] = pd.to_numeric(frame[MEASURE], errors="coerce")
+            frame = frame.dropna(subset=["score", MEASURE, *names])
             rows.append(
                 _mixed_row(
                     {"signature": signature, "method": method, "measure": measure},
@@ -504,25 +554,29 @@ def mixed_models(
     return table
 
 
+# Column of the measure in a mixed model's frame (a name no covariate can take).
+MEASURE = "__measure__"
+MIXED_TEST = "REML random intercept; within-patient score coefficient, CR2 SE, Satterthwaite df"
+
+
 def _mixed_row(
     key: dict, frame: pd.DataFrame, names: list[str], timepoints: list[str], confidence: float
 ) -> dict:
     n_subjects = frame["subject"].nunique()
     n_timepoints = frame["timepoint"].nunique()
-    row = {
-        **key,
-        "covariates": ", ".join(names),
-        "n": n_subjects,
-        "n_obs": len(frame),
-        "n_timepoints": n_timepoints,
-        "estimate": np.nan,
-        "ci_low": np.nan,
-        "ci_high": np.nan,
-        "statistic": np.nan,
-        "pvalue": np.nan,
-        "converged": False,
-        "note": "",
-    }
+    row = dict.fromkeys(MIXED_COLUMNS, np.nan)
+    row.update(
+        key,
+        covariates=", ".join(names),
+        n=n_subjects,
+        n_obs=len(frame),
+        n_timepoints=n_timepoints,
+        direction=f"{key['measure']} higher when the score is higher",
+        singular=False,
+        test=MIXED_TEST,
+        converged=False,
+        note="",
+    )
     if n_subjects < 3 or n_timepoints < 3 or len(frame) <= n_subjects:
         row["note"] = "needs >= 3 subjects with repeated visits at >= 3 timepoints"
         return row
@@ -531,29 +585,86 @@ def _mixed_row(
             frame["timepoint"], categories=[t for t in timepoints if t in set(frame["timepoint"])]
         )
     )
-    frame, terms, used = _terms(frame, names)
-    formula = " + ".join(["value ~ score", "C(timepoint)", *terms])
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            fit = smf.mixedlm(formula, frame, groups=frame["subject"]).fit(reml=True)
-    except (np.linalg.LinAlgError, ValueError) as err:
-        row["note"] = f"not estimable ({err})"
+    frame, used, centred = _mixed_terms(frame, names)
+    terms = ["score", "timepoint", *used]
+    fits = {
+        vcov: fit_random_intercept(
+            frame,
+            MEASURE,
+            terms,
+            "subject",
+            centre=["score", *centred],
+            confidence=confidence,
+            vcov=vcov,
+        )
+        for vcov in ("CR2", "model")
+    }
+    robust, model = fits["CR2"], fits["model"]
+    row.update(covariates=", ".join(used), note=robust.note, converged=robust.converged)
+    if not robust.converged:
         return row
-    notes = []
-    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
-        notes.append("convergence warning")
-    if fit.cov_re.iloc[0, 0] <= 1e-8:
-        notes.append("random-intercept variance at 0")
-    low, high = fit.conf_int(alpha=1 - confidence).loc["score"]
+    coefficients = robust.coefficients
+    if WITHIN not in coefficients.index:
+        row.update(
+            converged=False,
+            note="; ".join(
+                filter(None, [robust.note, "the score does not vary within any patient"])
+            ),
+        )
+        return row
+    within = coefficients.loc[WITHIN]
     row.update(
-        covariates=used,
-        estimate=float(fit.fe_params["score"]),
-        ci_low=float(low),
-        ci_high=float(high),
-        statistic=float(fit.tvalues["score"]),
-        pvalue=float(fit.pvalues["score"]),
-        converged=bool(fit.converged) and "convergence warning" not in notes,
-        note="; ".join(notes),
+        estimate=within["estimate"],
+        ci_low=within["ci_low"],
+        ci_high=within["ci_high"],
+        statistic=within["statistic"],
+        df=within["df"],
+        pvalue=within["pvalue"],
+        df_model=model.coefficients.loc[WITHIN, "df"],
+        pvalue_model=model.coefficients.loc[WITHIN, "pvalue"],
+        random_intercept_variance=robust.group_variance,
+        residual_variance=robust.residual_variance,
+        singular=robust.singular,
     )
+    if BETWEEN in coefficients.index:
+        between = coefficients.loc[BETWEEN]
+        row.update(
+            estimate_between=between["estimate"],
+            ci_low_between=between["ci_low"],
+            ci_high_between=between["ci_high"],
+            df_between=between["df"],
+            pvalue_between=between["pvalue"],
+        )
     return row
+
+
+WITHIN, BETWEEN = "score_within", "score_between"
+
+
+def _mixed_terms(
+    frame: pd.DataFrame, names: list[str]
+) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """Covariates of a mixed model: the ones used and, of those, the ones to centre.
+
+    A covariate whose values are all numbers enters as a number, any other as categories;
+    one with a single value among the rows used is left out (it is the intercept). Numeric
+    covariates that change within a patient (steroid dose) are split into within and
+    between terms like the score (Mundlak's decomposition, see :mod:`ifnsig.mixed_models`).
+    """
+    frame = frame.copy()
+    used, centred = [], []
+    for name in names:
+        values = frame[name]
+        numeric = pd.to_numeric(values, errors="coerce")
+        if numeric.notna().sum() == values.notna().sum() and values.dtype != bool:
+            frame[name] = numeric
+            if numeric.nunique() < 2:
+                continue
+            used.append(name)
+            if (numeric.groupby(frame["subject"]).nunique() > 1).any():
+                centred.append(name)
+        else:
+            frame[name] = values.astype(str)
+            if frame[name].nunique() > 1:
+                used.append(name)
+    return frame, used, centred

@@ -69,9 +69,13 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "enrichment": (
         "enrichment.blood_modules",
         "enrichment.permutations",
+        "enrichment.set_test_permutations",
         "enrichment.min_size",
         "enrichment.max_size",
         "de.alpha",
+        "de.contrasts",
+        "timepoints",
+        "groups.patient",
         "seed",
     ),
     "call_responses": ("clinical_measures", "linkage.responses", "timepoints"),

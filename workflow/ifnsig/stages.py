@@ -27,6 +27,7 @@ from ifnsig import (
     plots,
     response,
     scores,
+    set_tests,
     trajectories,
 )
 from ifnsig import qc as quality
@@ -358,11 +359,43 @@ def enrichment_sets(inputs: Paths, settings: dict) -> dict[str, list[str]]:
 
 
 def enrichment(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
-    """Prerank GSEA on the Wald statistic and ORA of significant genes, local gene sets only."""
+    """Correlation-aware set tests on the samples, prerank GSEA on the Wald statistic and ORA
+    of significant genes, local gene sets only.
+
+    ``inputs["de"]`` is ``results/de/<table>.tsv``: the table's name (its contrast) comes from
+    that path, its fitted samples from ``inputs["samples"]``, the VST values from
+    ``inputs["normalized"]``.
+    """
     table = pd.read_csv(inputs["de"], sep="\t")
     chosen = settings["enrichment"]
     aliases = genesets.read_aliases(inputs["aliases"])
     sets = restrict_to(enrichment_sets(inputs, settings), set(table["symbol"].astype(str)), aliases)
+
+    name = Path(inputs["de"]).name.removesuffix(".tsv")
+    contrast, within_group = de_plan.table_contrasts(settings)[name]
+    fitted = pd.read_csv(inputs["samples"], sep="\t", dtype=str)
+    comparison = set_tests.comparison_for(contrast, within_group, fitted, settings["timepoints"])
+    obs, var, vst = quality.read_layer(inputs["normalized"], "vst")
+    values = pd.DataFrame(vst, index=obs.index.astype(str), columns=var.index.astype(str))
+    scores_by_set, n_genes = set_tests.set_scores(
+        values, var["symbol"].astype(str), sets, chosen["min_size"], chosen["max_size"]
+    )
+    tested = set_tests.set_tests(
+        scores_by_set,
+        n_genes,
+        comparison,
+        permutations=chosen["set_test_permutations"],
+        seed=settings["seed"],
+    )
+    log.info(
+        "%s: %s over %d sets (%d subjects or units), %d at FDR < 0.05",
+        name,
+        comparison.kind,
+        len(tested),
+        int(tested["n"].max()) if len(tested) else 0,
+        int((tested["fdr"] < 0.05).sum()),
+    )
+    write_tsv(tested, outputs["set_tests"])
     result = prerank(
         ranking(table),
         sets,

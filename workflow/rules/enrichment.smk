@@ -1,10 +1,18 @@
 rule enrichment:
-    """Prerank GSEA on the Wald statistic and over-representation of significant genes."""
+    """Set tests on the samples, prerank GSEA on the Wald statistic, over-representation."""
     input:
         de="results/de/{contrast}.tsv",
+        samples="results/de/{contrast}.samples.tsv",
+        normalized=rules.normalize.output.normalized,
         gene_sets=relative(enrichment_gene_set_files(config)),
         aliases=relative(aliases_file()),
     output:
+        set_tests=report(
+            "results/enrichment/{contrast}.set_tests.tsv",
+            caption="../report/set_tests.rst",
+            category="Enrichment",
+            labels={"contrast": "{contrast}", "table": "set tests (inference)"},
+        ),
         prerank=report(
             "results/enrichment/{contrast}.prerank.tsv",
             caption="../report/prerank.rst",

@@ -25,7 +25,9 @@ from ifnsig.de.plan import (
     fitted_samples,
     plan_fits,
     reduced_design,
+    reported_level,
     response_column,
+    table_contrasts,
     table_names,
     uses_responses,
 )
@@ -52,8 +54,10 @@ __all__ = [
     "likelihood_ratio_test",
     "plan_fits",
     "reduced_design",
+    "reported_level",
     "response_column",
     "run_fit",
+    "table_contrasts",
     "table_names",
     "uses_responses",
 ]

@@ -223,6 +223,34 @@ def de_tables(config: dict) -> list[str]:
     return [name for c in contrasts_from_config(config) for name in table_names(c)]
 
 
+def table_contrasts(config: dict) -> dict[str, tuple[Contrast, str | None]]:
+    """DE table -> its contrast and, for the change within one group of a differential
+    response contrast (``<name>.within_<group>``), that group (None for the contrast's own
+    table)."""
+    tables: dict[str, tuple[Contrast, str | None]] = {}
+    for contrast in contrasts_from_config(config):
+        tables[contrast.name] = (contrast, None)
+        if contrast.between is not None:
+            for group in (contrast.between.reference, contrast.between.test):
+                tables[within_table(contrast, group)] = (contrast, group)
+    return tables
+
+
+def reported_level(contrast: Contrast, levels: list[str], timepoints: list[str]) -> str:
+    """The level whose fold change an LRT table reports: as configured, else the last level
+    besides the reference (for timepoints in the configured order), as DESeq2's ``results()``
+    reports the last coefficient of the design."""
+    if contrast.test is not None:
+        return contrast.test
+    others = [level for level in levels if level != contrast.reference]
+    if contrast.variable == "timepoint":
+        order = {tp: i for i, tp in enumerate(timepoints)}
+        others = sorted(others, key=lambda level: order.get(level, len(order)))
+    else:
+        others = sorted(others)
+    return others[-1]
+
+
 @dataclass
 class Fit:
     """Contrasts sharing one design and sample subset, fitted once."""
@@ -540,11 +568,7 @@ def _reported_level(contrast: Contrast, fit: Fit, config: dict) -> Contrast:
     """
     if contrast.test is not None:
         return contrast
-    levels = fit.levels[1:]
-    if fit.variable == "timepoint":
-        order = {tp: i for i, tp in enumerate(config["timepoints"])}
-        levels = sorted(levels, key=lambda level: order.get(level, len(order)))
-    return replace(contrast, test=levels[-1])
+    return replace(contrast, test=reported_level(contrast, fit.levels, config["timepoints"]))
 
 
 def _choose_samples(fit: Fit, samples: pd.DataFrame, keep_unpaired: bool = False) -> None:

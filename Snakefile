@@ -29,6 +29,7 @@ include: "workflow/rules/clinical.smk"
 include: "workflow/rules/de.smk"
 include: "workflow/rules/enrichment.smk"
 include: "workflow/rules/cohort.smk"
+include: "workflow/rules/findings.smk"
 
 
 rule all:
@@ -46,3 +47,4 @@ rule all:
         rules.call_responses.output,
         rules.clinical_linkage.output,
         rules.annotate_cohort.output,
+        rules.summarize_findings.output,

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from matplotlib.text import Text
 
-from ifnsig import stages
+from ifnsig import plots, stages
 from ifnsig.settings import aliases_file, score_gene_set_files, sheet_files, stage_settings
 from ifnsig.simulate import CohortSpec, simulate_cohort
 from ifnsig.validation import validate_config
@@ -211,3 +212,54 @@ def finished_small_run(folder: Path) -> Path:
     run = snakemake(folder)
     assert run.returncode == 0, run.stderr[-4000:]
     return folder
+
+
+# Plots are saved at this resolution (ifnsig.plots._save).
+PLOT_DPI = 120
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """File name -> what was drawn: titles, legends (title and entries), and the texts whose
+    box is not inside the figure."""
+    figures: dict[str, dict] = {}
+    texts: list[tuple[str, object]] = []
+    draw = Text.draw
+
+    def record_text(self, renderer):
+        draw(self, renderer)
+        if self.get_visible() and self.get_text().strip():
+            texts.append((self.get_text(), self.get_window_extent(renderer)))
+
+    save = plots._save
+
+    def record(fig, path):
+        legends = [ax.get_legend() for ax in fig.axes if ax.get_legend()] + list(fig.legends)
+        info = {
+            "titles": [ax.get_title() for ax in fig.axes if ax.get_title()]
+            + ([fig._suptitle.get_text()] if fig._suptitle else []),
+            "xlabels": [ax.get_xlabel() for ax in fig.axes if ax.get_xlabel()],
+            "legends": [
+                [legend.get_title().get_text()] + [t.get_text() for t in legend.get_texts()]
+                for legend in legends
+            ],
+            "colorbar_labels": [
+                ax.get_ylabel() for ax in fig.axes if ax.get_label() == "<colorbar>"
+            ],
+            "legend_sizes": [t.get_fontsize() for lg in legends for t in lg.get_texts()],
+            "axes": fig.axes,
+        }
+        width, height = fig.get_size_inches() * PLOT_DPI
+        texts.clear()
+        save(fig, path)
+        info["outside"] = [
+            text
+            for text, box in texts
+            if box.x0 < -1 or box.y0 < -1 or box.x1 > width + 1 or box.y1 > height + 1
+        ]
+        info["texts"] = [text for text, _ in texts]
+        figures[Path(path).name] = info
+
+    monkeypatch.setattr(Text, "draw", record_text)
+    monkeypatch.setattr(plots, "_save", record)
+    return figures

@@ -123,7 +123,7 @@ def test_corpus_is_large_and_every_case_is_described():
     assert len(CASES) >= 25
     for name in CASES:
         spec = yaml.safe_load((CORPUS / name / "case.yaml").read_text())
-        assert spec["expect"] in {"error", "warning", "accepted"}, name
+        assert spec["expect"] in {"error", "warning", "handled", "accepted"}, name
         assert spec.get("summary"), name
         if spec["expect"] == "error":
             assert spec["stage"] in {"parse", "counts"} and spec["file"] and spec["message"], name
@@ -161,14 +161,27 @@ def test_bad_input(name, tmp_path, monkeypatch, caplog, base_anndata):
         written = {str(p) for p in Path("results").rglob("*") if p.is_file()}
         assert written == set(spec.get("written", [])), written
         return
+    caplog.set_level(logging.INFO)
     fits = validation_path(config, steps)
     adata = ad.read_h5ad(OUTPUT)
     warnings = " ".join(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
-    if spec["expect"] == "warning":
-        for fragment in spec["warning"]:
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    if spec["expect"] in {"warning", "handled"}:
+        for fragment in spec.get("warning", []):
             assert fragment in warnings, f"{fragment!r} not in warnings: {warnings}"
+        for fragment in spec.get("log", []):
+            assert fragment in logged, f"{fragment!r} not in the log: {logged}"
+        for path, fragments in spec.get("outputs", {}).items():
+            text = Path(path).read_text()
+            for fragment in fragments:
+                assert fragment in text, f"{fragment!r} not in {path}: {text[:2000]}"
+        if "obs" in spec:
+            for column, values in spec["obs"].items():
+                assert sorted(set(adata.obs[column].astype(str))) == sorted(values), column
         fitted = {s for fit in fits for s in fit.samples}
-        assert fitted and not fitted & set(spec["left_out"])
+        assert fitted and not fitted & set(spec.get("left_out", []))
+        # Samples listed under exclude_samples are left out before any check.
+        assert set(config.get("exclude_samples", [])).isdisjoint(adata.obs_names)
         return
     assert not warnings
     # An accepted variant gives exactly the AnnData of the base project.

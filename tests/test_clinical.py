@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -146,7 +148,7 @@ def test_change_correlation_finds_planted_negative_link_and_counts_pairs():
         changes, measure, TIMEPOINTS, n_bootstrap=1000, seed=5
     ).set_index("measure")
     assert result.loc["CMAS", "estimate"] < -0.8
-    assert result.loc["CMAS", "qvalue"] < 0.01
+    assert result.loc["CMAS", "fdr"] < 0.01
     assert result.loc["CMAS", "n"] == 20
     assert result.loc["CMAS", "direction"] == "CMAS rises as the score rises"
     low, high = result.loc["CMAS", ["ci_low", "ci_high"]]
@@ -267,7 +269,7 @@ def test_response_definitions_calls_and_traceable_inputs():
         "CMAS: baseline 30, month3 33, improvement 3"
     )
     assert "no dose at baseline" in rows.loc[("spared", "B", "month3"), "inputs"]
-    assert rows.loc[("both", "C", "month3"), "inputs"] == "cmas3=yes; spared=no"
+    assert rows.loc[("both", "C", "month3"), "inputs"] == "cmas3=yes;spared=no"
 
 
 def test_physician_cutoff_can_be_given_on_the_users_scale():
@@ -353,7 +355,7 @@ def test_baseline_prediction_auc_logistic_and_separation():
     assert mw["estimate"] == pytest.approx(roc_auc_score(y, x))
     assert mw["ci_low"] < mw["estimate"] < mw["ci_high"] and mw["pvalue"] < 0.001
     logistic = result.loc[("baseline_score", "logistic")]
-    assert logistic["covariates"] == "dose, drug"
+    assert logistic["covariates"] == "dose;drug"
     assert logistic["estimate"] > 1 and logistic["ci_low"] > 1 and logistic["pvalue"] < 0.05
     assert mw["direction"] == logistic["direction"] == "higher in responders"
     # The change separates perfectly: it falls in every responder and in no non-responder,
@@ -419,7 +421,7 @@ def test_demo_score_change_tracks_cmas_change_with_planted_sign(demo_like):
     # The simulator plants a CMAS gain proportional to the IFN fall: the score change and
     # the CMAS change are negatively correlated; q is BH over all rows of the table.
     row = result.loc[("RICE2013_6", "month6", "CMAS")]
-    assert row["estimate"] < 0 and row["qvalue"] < 0.05 and row["ci_high"] < 0
+    assert row["estimate"] < 0 and row["fdr"] < 0.05 and row["ci_high"] < 0
     assert row["n"] == 25
 
 
@@ -444,7 +446,7 @@ def test_demo_planted_responders_separated_by_score_change(demo_like):
     ].iloc[0]
     # AUC is P(responder's change < non-responder's): the score falls more in responders.
     assert row["direction"] == "lower in responders"
-    assert row["estimate"] >= 0.8 and row["qvalue"] < 0.05
+    assert row["estimate"] >= 0.8 and row["fdr"] < 0.05
     assert row["n"] == 25 and row["n_responders"] == truth["responder"].sum()
 
 
@@ -507,15 +509,41 @@ def test_stage_writes_every_table_with_n_estimate_ci_p_q(tmp_path, monkeypatch):
     )
     for name in ["paired_tests", "correlations", "baseline_prediction", "mixed_models"]:
         table = pd.read_csv(names[name], sep="\t")
-        assert {"n", "estimate", "ci_low", "ci_high", "pvalue", "qvalue"} <= set(table.columns)
+        assert {"n", "estimate", "ci_low", "ci_high", "pvalue", "fdr"} <= set(table.columns)
         assert table["estimate"].notna().any(), name
-        assert table["ci_low"].notna().any() and table["qvalue"].notna().any(), name
+        assert table["ci_low"].notna().any() and table["fdr"].notna().any(), name
     response = pd.read_csv(names["response"], sep="\t")
     defined = [d["name"] for d in config["linkage"]["responses"]]
     assert list(dict.fromkeys(response["response"])) == defined
     assert response["inputs"].notna().all() and response["rule"].notna().all()
     for name in ["change_scatter", "trajectories", "roc"]:
         assert (tmp_path / names[name]).stat().st_size > 10_000
+
+
+def test_column_responses_are_called_without_any_clinical_measure(tmp_path, monkeypatch):
+    # A label column of the clinical table is a response of its own: no measure needed.
+    monkeypatch.chdir(tmp_path)
+    Path("samples.tsv").write_text(
+        "sample\tsubject\tgroup\ttimepoint\n"
+        + "".join(f"P{i}_{t}\tP{i}\tpatient\t{t}\n" for i in (1, 2) for t in ("m0", "m3"))
+    )
+    Path("clinical.tsv").write_text(
+        "subject\ttimepoint\tresponded\nP1\tm0\t\nP1\tm3\tyes\nP2\tm0\t\nP2\tm3\tno\n"
+    )
+    config = {
+        "counts": "counts.tsv",
+        "samples": "samples.tsv",
+        "clinical": "clinical.tsv",
+        "timepoints": ["m0", "m3"],
+        "clinical_measures": {},
+        "linkage": {"responses": [{"name": "call", "type": "column", "column": "responded"}]},
+    }
+    outputs = {"changes": "changes.tsv", "response": "response.tsv"}
+    inputs = {"samples": "samples.tsv", "clinical": "clinical.tsv"}
+    run_stage("call_responses", config, inputs, outputs)
+    calls = response.read_calls("response.tsv").set_index(["subject", "timepoint"])
+    assert calls.loc[("P1", "m3"), "responder"] and not calls.loc[("P2", "m3"), "responder"]
+    assert pd.read_csv("changes.tsv", sep="\t").empty
 
 
 @pytest.mark.parametrize(

@@ -590,3 +590,126 @@ def test_demo_unpaired_subjects_kept_are_r_deseq2(demo_cohort, caplog):
     samples = de.cohort_samples(reduced[0].obs)
     (fit,) = de.plan_fits(samples, {**cfg, "de": {**cfg["de"], "keep_unpaired_subjects": False}})
     assert len(fit.samples) == 57 and samples.loc[fit.samples, "subject"].nunique() == 19
+
+
+def demo_stats(demo_cohort):
+    """The Wald test (``DeseqStats`` after ``summary()``) and coefficient of the first contrast."""
+    from pydeseq2.ds import DeseqStats
+
+    adata, design, cfg = demo_cohort
+    samples = de.cohort_samples(adata.obs)
+    calls = response_calls(design.clinical, cfg) if de.uses_responses(cfg) else None
+    (fit,) = de.plan_fits(samples, cfg, design.clinical, calls)
+    dds, backend = de.fit_dataset(adata, fit, samples, n_cpus=2)
+    columns = list(de.design_matrix(fit).columns)
+    vector = next(iter(de.contrast_vectors(fit, fit.contrasts[0], columns).values()))
+    stats = DeseqStats(dds, contrast=vector, inference=backend, quiet=True)
+    stats.summary()
+    return stats, columns[int(np.argmax(vector))]
+
+
+def simulated_paired(n_subjects: int = 6, n_genes: int = 40, seed: int = 3):
+    """Paired NB counts (2 timepoints), their ``~ subject + timepoint`` design and offsets."""
+    rng = np.random.default_rng(seed)
+    subject = np.repeat(np.arange(n_subjects), 2)
+    time_ = np.tile([0.0, 1.0], n_subjects)
+    design = np.column_stack(
+        [np.ones(2 * n_subjects)]
+        + [(subject == s).astype(float) for s in range(1, n_subjects)]
+        + [time_]
+    )
+    base = rng.lognormal(3, 1.5, n_genes)
+    lfc = np.where(rng.random(n_genes) < 0.3, rng.normal(0, 1.5, n_genes), 0.0)
+    size_factors = rng.lognormal(0, 0.2, 2 * n_subjects)
+    mu = (
+        size_factors[:, None]
+        * base
+        * np.exp(rng.normal(0, 0.4, (n_subjects, n_genes))[subject] + time_[:, None] * lfc)
+    )
+    size = 1 / (0.05 + 1 / base)
+    counts = rng.negative_binomial(size, size / (size + mu))
+    return design, counts, size, np.log(size_factors)
+
+
+@pytest.mark.parametrize("prior_scale", [0.1, 1.0])
+def test_apeglm_map_is_pydeseq2s_nbinomglm(prior_scale):
+    """Dense and subject-blocked Newton both reach the MAP of pydeseq2's apeGLM objective."""
+    from pydeseq2.utils import nbinomFn, nbinomGLM
+    from threadpoolctl import threadpool_limits
+
+    from ifnsig.de import shrink
+
+    design, counts, size, offset = simulated_paired()
+    index = design.shape[1] - 1
+    start = np.zeros((counts.shape[1], design.shape[1]))
+    start[:, 0] = np.log(counts.mean(axis=0) + 0.5)
+    blocked, converged = shrink.apeglm_map(design, counts, size, offset, index, prior_scale, start)
+    assert converged.all()
+    # The intercept column last: no subject block is detected, the dense system is used.
+    order = [*range(1, design.shape[1]), 0]
+    dense, _ = shrink.apeglm_map(
+        design[:, order], counts, size, offset, index - 1, prior_scale, start[:, order]
+    )
+    assert np.abs(dense[:, np.argsort(order)] - blocked).max() < 1e-6
+    other_modes = 0
+    for j in range(counts.shape[1]):
+        args = (design, counts[:, j], size[j], offset, shrink.NO_SHRINK_SCALE, prior_scale)
+        with threadpool_limits(limits=1):  # threaded BLAS slows L-BFGS-B's tiny products
+            theirs = nbinomGLM(*args, "L-BFGS-B", index)[0]
+        ours = nbinomFn(blocked[j], *args, index)
+        if abs(blocked[j, index] - theirs[index]) < 5e-3:
+            # L-BFGS-B stops at a relative gain of 1e-8: ours is as low or lower.
+            assert ours <= nbinomFn(theirs, *args, index) + 1e-9 * abs(ours)
+            continue
+        # The Cauchy prior can give a second mode: ours is then a local minimum.
+        other_modes += 1
+        for h in (-1e-4, 1e-4):
+            moved = blocked[j].copy()
+            moved[index] += h
+            assert nbinomFn(moved, *args, index) > ours
+    assert other_modes <= counts.shape[1] // 10
+
+
+def test_apeglm_map_of_no_genes():
+    from ifnsig.de import shrink
+
+    design, counts, size, offset = simulated_paired()
+    beta, converged = shrink.apeglm_map(
+        design, counts[:, :0], size[:0], offset, 1, 0.5, np.zeros((0, design.shape[1]))
+    )
+    assert beta.shape == (0, design.shape[1]) and converged.shape == (0,)
+
+
+def test_shrunk_fold_changes_are_pydeseq2s(demo_cohort):
+    """ifnsig's vectorised apeGLM MAP gives pydeseq2's ``lfc_shrink`` on the demo's fit.
+
+    pydeseq2's own per-gene fit (``lfc_shrink_nbinom_glm``, what ``lfc_shrink`` calls with
+    the same prior) is run on a subset of genes: evenly spaced ones and those with the
+    widest standard errors, where the Cauchy prior can give a second mode. (Dense designs:
+    ``test_apeglm_map_is_pydeseq2s_nbinomglm``.)
+    """
+    from ifnsig.de.shrink import NO_SHRINK_SCALE, shrunk_lfc
+
+    stats, coefficient = demo_stats(demo_cohort)
+    ours = shrunk_lfc(stats, coefficient, n_cpus=2)
+    assert (ours == stats.results_df["log2FoldChange"].to_numpy()).mean() < 0.01
+    dds = stats.dds
+    index = list(stats.LFC.columns).index(coefficient)
+    scale = float(min(np.sqrt(stats._fit_prior_var(coeff_idx=index)), 1.0))
+    genes = np.asarray(dds.non_zero_idx)
+    se = stats.SE.to_numpy()[genes]
+    subset = np.union1d(genes[:: len(genes) // 150], genes[np.argsort(-se)[:100]])
+    lfcs, _, _ = stats.inference.lfc_shrink_nbinom_glm(
+        design_matrix=stats.design_matrix.to_numpy(dtype=float),
+        counts=np.asarray(dds.X)[:, subset],
+        size=1 / dds.var["dispersions"].to_numpy()[subset],
+        offset=np.log(dds.obs["size_factors"].to_numpy()),
+        prior_no_shrink_scale=NO_SHRINK_SCALE,
+        prior_scale=scale,
+        optimizer="L-BFGS-B",
+        shrink_index=index,
+    )
+    difference = np.abs(ours[subset] - lfcs[:, index] / np.log(2))
+    assert np.median(difference) < 2e-4
+    assert np.quantile(difference, 0.95) < 3e-3
+    assert difference.max() < 0.03

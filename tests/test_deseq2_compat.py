@@ -7,8 +7,24 @@ from conftest import shared_data
 from ifnsig.de.deseq2_compat import (
     independent_filtering,
     monte_carlo_prior_variance,
+    n_or_more_replicates,
     parametric_dispersion_trend,
 )
+
+
+def test_n_or_more_replicates_is_pydeseq2s():
+    from pydeseq2.utils import n_or_more_replicates as pydeseq2s
+
+    rng = np.random.default_rng(0)
+    design = pd.DataFrame(
+        rng.integers(0, 2, (40, 3)).astype(float),
+        index=[f"s{i}" for i in range(40)],
+        columns=["Intercept", "a", "b"],
+    )
+    for at_least in (1, 3, 6, 41):
+        ours, theirs = n_or_more_replicates(design, at_least), pydeseq2s(design, at_least)
+        assert ours.index.equals(theirs.index)
+        assert np.array_equal(ours.to_numpy(dtype=bool), theirs.to_numpy(dtype=bool))
 
 
 def test_independent_filtering_reproduces_r_on_r_pvalues():
@@ -76,3 +92,20 @@ def test_monte_carlo_prior_variance_recovers_the_planted_variance():
         assert abs(monte_carlo_prior_variance(residuals, df) - planted) < 0.2
     sampling_only = np.log(rng.chisquare(df, 20_000) / df)
     assert monte_carlo_prior_variance(sampling_only, df) == 0.25
+
+
+def test_library_warnings_are_logged_once_and_pydeseq2_overflow_explained(caplog):
+    import logging
+
+    from ifnsig.stages import _WarningLog
+
+    show = _WarningLog()
+    caplog.set_level(logging.WARNING)
+    fit = "/site-packages/pydeseq2/utils.py"
+    for _ in range(3):
+        show(RuntimeWarning("overflow encountered in exp"), RuntimeWarning, fit, 10)
+        show(UserWarning("something else"), UserWarning, "/site-packages/other/mod.py", 5)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2
+    assert "numerical overflow" in messages[0] and "other genes are not affected" in messages[0]
+    assert messages[1].startswith("UserWarning: something else")

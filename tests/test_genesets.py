@@ -159,7 +159,7 @@ def test_match_prefers_current_symbol_when_dataset_has_both():
 def test_match_coverage_table_missing_sorted():
     sets = {"S1": ["Z", "A", "Y", "B", "C"], "S2": ["A", "B", "C"]}
     matched, cov = match_gene_sets(sets, ["A", "B", "C"], {})
-    assert cov.set_index("gene_set").loc["S1", "missing"] == "Y,Z"
+    assert cov.set_index("gene_set").loc["S1", "missing"] == "Y;Z"
     assert cov.set_index("gene_set").loc["S2", "missing"] == ""
     assert cov["n_found"].tolist() == [3, 3]
     assert matched["S1"] == ["A", "B", "C"]

@@ -92,3 +92,18 @@ def test_error_names_gene_line_and_column(tmp_path):
         read_counts(path)
     message = str(info.value)
     assert "'g2'" in message and "line 3" in message and "'B'" in message
+
+
+def test_a_writer_that_fails_half_way_leaves_no_file(tmp_path):
+    from ifnsig.io import atomic_output
+
+    target = tmp_path / "results" / "table.tsv"
+    target.parent.mkdir()
+    with pytest.raises(RuntimeError), atomic_output(target) as partial:
+        partial.write_text("gene_id\tlog2FoldChange\nIFI27\t")
+        raise RuntimeError("killed half-way")
+    assert list(target.parent.iterdir()) == []
+    with atomic_output(target) as partial:
+        assert partial.suffix == ".tsv" and partial.parent == target.parent
+        partial.write_text("gene_id\n")
+    assert [p.name for p in target.parent.iterdir()] == ["table.tsv"]

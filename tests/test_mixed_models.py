@@ -286,7 +286,7 @@ def test_linkage_table_is_lmertest_and_clubsandwich(reference_data, reference, m
     half = stats.t.ppf(0.975, within["cr2_df"]) * within["cr2_se"]
     assert row["ci_low"] == pytest.approx(within["estimate"] - half, rel=1e-4)
     assert row["ci_high"] == pytest.approx(within["estimate"] + half, rel=1e-4)
-    assert row["qvalue"] == pytest.approx(row["pvalue"])
+    assert row["fdr"] == pytest.approx(row["pvalue"])
     # The between coefficient (CR2) and the model-based within test (lmerTest).
     assert row["estimate_between"] == pytest.approx(between["estimate"], rel=1e-6)
     assert row["df_between"] == pytest.approx(between["cr2_df"], rel=1e-4)
@@ -299,6 +299,6 @@ def test_linkage_table_is_lmertest_and_clubsandwich(reference_data, reference, m
     assert row["residual_variance"] == pytest.approx(within["residual_variance"], rel=1e-6)
     assert bool(row["singular"]) == bool(within["singular"])
     assert bool(row["converged"]) and (row["n"], row["n_obs"]) == (25, 69)
-    assert row["covariates"] == ", ".join(c for c in covariates if c != measure)
+    assert row["covariates"] == ";".join(c for c in covariates if c != measure)
     assert row["direction"] == f"{measure} higher when the score is higher"
     assert "CR2" in row["test"]

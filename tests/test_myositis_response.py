@@ -175,7 +175,7 @@ def test_missing_measure_leaves_the_score_missing_and_says_which():
     lone = clinical([("F", "month6", 2.0, 5.0, 72, 1.0, 300, 3.5)])
     f = row_of(total_improvement_score(lone, MEASURES), "F")
     assert np.isnan(f["tis"])
-    assert f["missing_measures"] == ", ".join(f"{role} (baseline)" for role in ROLES)
+    assert f["missing_measures"] == ";".join(f"{role} (baseline)" for role in ROLES)
 
 
 def test_baseline_zero_enzyme_scores_no_change_or_worsening_as_zero():

@@ -1,13 +1,21 @@
 """Positivity cut-offs: the mixture rule, and cut-offs that no sample could exceed."""
 
+import copy
 import warnings
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from conftest import REPO, run_stage
 
-from ifnsig import positivity, scores
+from ifnsig import data, positivity, reference, scores
+from ifnsig.reference import FILES
+from ifnsig.settings import aliases_file, score_gene_set_files
+from ifnsig.validation import validate_config
+
+PNG = ("over_time", "heatmap", "distributions", "type1_vs_type2")
 
 
 def test_mixture_recovers_a_planted_bimodal_split():
@@ -155,3 +163,63 @@ def test_attainable_ranges():
     values = np.random.default_rng(0).normal(size=(20, 50))
     es = scores.ssgsea(values, {"s": cols})["s"]
     assert low < es.min() and es.max() < high
+
+
+def test_a_lone_outlier_is_not_a_second_group():
+    values = np.r_[np.random.default_rng(5).normal(0.0, 1.0, 12), 40.0]
+    with pytest.warns(positivity.MixtureWarning, match=r"smaller component 1\.0 scores"):
+        fit = positivity.mixture_cutoff(values, seed=1)
+    assert not fit.bimodal
+
+
+def test_the_default_stage_says_which_rule_made_each_call(tmp_path, caplog):
+    """The planted singscore case through the score_ifn stage with the default settings: the
+    fallback is warned about, logged, and named in ifn_scores.tsv and the saved cut-offs."""
+    planted, planted_high = planted_singscore_cohort()
+    counts = pd.DataFrame(
+        planted.layers["normalized"].T.astype(int), index=planted.var_names,
+        columns=planted.obs_names,
+    )  # fmt: skip
+    samples = planted.obs.assign(sample=planted.obs_names)
+    adata = data.normalize(data.build_anndata(counts, samples))
+    data.write_h5ad(adata, tmp_path / "cohort.h5ad")
+    gmt = tmp_path / "small.gmt"
+    gmt.write_text("SMALL_HIGH\tplanted\t" + "\t".join(f"G{j}" for j in range(5)) + "\n")
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["scores"].update(
+        gene_sets=[str(gmt)], signatures=["SMALL_HIGH"], type2_signature=None,
+        primary_signature="SMALL_HIGH",
+    )  # fmt: skip
+    inputs = {
+        "normalized": str(tmp_path / "cohort.h5ad"),
+        "gene_sets": score_gene_set_files(validate_config(copy.deepcopy(config))),
+        "aliases": aliases_file(),
+    }
+    outputs = {
+        key: str(tmp_path / f"{key}.{'png' if key in PNG else 'tsv'}")
+        for key in ["scores", "obs", "agreement", "type_contrast", "mixture_fits", *PNG]
+    }
+    outputs.update({f"reference_{k}": str(tmp_path / "ref" / v) for k, v in FILES.items()})
+    with caplog.at_level("INFO"), pytest.warns(positivity.PositivityWarning) as caught:
+        warnings.simplefilter("ignore", positivity.MixtureWarning)
+        run_stage("score_ifn", config, inputs, outputs)
+    assert any("SMALL_HIGH / singscore" in str(w.message) for w in caught)
+    assert "SMALL_HIGH / singscore: positivity calls by the reference_quantile rule" in caplog.text
+    table = pd.read_csv(outputs["scores"], sep="\t")
+    rules = table.drop_duplicates("method").set_index("method")["positivity_rule"]
+    assert rules["singscore"] == "reference_quantile"
+    assert table["positivity_rule"].isin(positivity.RULES).all()
+    sing = table[(table["method"] == "singscore") & (table["group"] == "patient")]
+    high = planted_high[(planted.obs["group"] == "patient").to_numpy()]
+    assert (sing["positive"].to_numpy() == high).mean() >= 0.9 and sing["positive"][high].all()
+    cutoffs = pd.read_csv(outputs["reference_cutoffs"], sep="\t").set_index("method")
+    assert cutoffs.loc["singscore", "rule"] == "reference_quantile"
+    # pydeseq2 fell back to the mean dispersion trend here; the saved reference holds it and
+    # reproduces the run's scores.
+    ref = reference.read_reference(tmp_path / "ref")
+    assert ref.meta["vst_fit_type"] == "mean" and ref.dispersion["extraPois"] == 0.0
+    again = reference.score_with_reference(adata[::3].copy(), ref)
+    merged = table.merge(again, on=["sample", "signature", "method"], validate="1:1")
+    np.testing.assert_allclose(merged["score_y"], merged["score_x"], rtol=1e-9)
+    vst = data.vst_parametric(adata.layers["normalized"], *ref.dispersion.values())
+    np.testing.assert_allclose(vst, adata.layers["vst"], rtol=1e-12)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -97,10 +101,10 @@ def test_planted_composition_shift_is_found_and_others_stay_flat(planted):
     changes = planted[3].composition_changes.set_index(["cell_type", "timepoint"])
     neutrophil = changes.loc[("neutrophil", "month6")]
     t_cell = changes.loc[("t_cell", "month6")]
-    assert neutrophil["median_change"] > 0.5 and neutrophil["qvalue"] < 0.01
-    assert t_cell["median_change"] < -0.4 and t_cell["qvalue"] < 0.01
+    assert neutrophil["median_change"] > 0.5 and neutrophil["fdr"] < 0.01
+    assert t_cell["median_change"] < -0.4 and t_cell["fdr"] < 0.01
     for cell in ["monocyte", "b_cell", "nk_cell"]:
-        assert changes.loc[(cell, "month6"), "qvalue"] > 0.05, cell
+        assert changes.loc[(cell, "month6"), "fdr"] > 0.05, cell
 
 
 def test_composition_scores_follow_the_planted_markers():
@@ -118,7 +122,7 @@ def test_composition_scores_follow_the_planted_markers():
     assert coverage.set_index("cell_type").loc["absent", "n_found"] == 0
 
 
-def test_stage_writes_tables_h5ad_plots_and_multiqc_files(tmp_path):
+def test_stage_writes_tables_h5ad_plots_and_multiqc_files(tmp_path, drawn):
     spec = CohortSpec(n_patients=8, n_controls=4, n_genes=1200, n_treatment_genes=50, seed=5)
     cohort = simulate_cohort(spec)
     raw, normalized = normalized_cohort(cohort)
@@ -141,6 +145,8 @@ def test_stage_writes_tables_h5ad_plots_and_multiqc_files(tmp_path):
         "h5ad": "qc.h5ad",
         "multiqc_metrics": "qc_metrics_mqc.tsv",
         "multiqc_flags": "qc_flags_mqc.yaml",
+        "multiqc_identity": "qc_identity_mqc.tsv",
+        "multiqc_composition": "qc_composition_mqc.tsv",
         "pca": "pca.png",
         "correlation": "correlation.png",
         "metric_bars": "metrics.png",
@@ -181,9 +187,35 @@ def test_stage_writes_tables_h5ad_plots_and_multiqc_files(tmp_path):
     assert header["plot_type"] == "generalstats" and header["id"] == "ifnsig_qc"
     body = pd.read_csv(outputs["multiqc_metrics"], sep="\t", comment="#")
     assert body.columns[0] == "Sample" and len(body) == len(cohort.samples)
+    assert body["library_size"].dtype.kind == "i"
     document = yaml.safe_load(open(outputs["multiqc_flags"]))
     assert document["plot_type"] == "table"
     assert set(document["data"]) == set(flags["sample"])
+    identity = pd.read_csv(outputs["multiqc_identity"], sep="\t", comment="#")
+    assert {"declared_sex", "predicted_sex", "own_r", "best_other_subject"} <= set(identity)
+    composition = pd.read_csv(outputs["multiqc_composition"], sep="\t", comment="#")
+    assert "neutrophil_score" in composition.columns and len(composition) == len(cohort.samples)
+
+    # Plots: legends readable at report width, every text inside the figure.
+    for name in ["pca.png", "correlation.png", "metrics.png", "sex.png", "composition.png"]:
+        assert not drawn[name]["outside"], (name, drawn[name]["outside"])
+    assert min(drawn["pca.png"]["legend_sizes"]) >= 8
+    assert "group:" in drawn["correlation.png"]["legends"][0]
+
+    # Another tissue: no globin share, no blood composition, no marker table read; the
+    # other checks still run and every output is written.
+    config["tissue"] = "muscle"
+    assert marker_file(config) is None
+    inputs.pop("markers")
+    other = {key: str(tmp_path / f"muscle_{name}") for key, name in names.items()}
+    run_stage("quality_control", config, inputs, other)
+    for path in other.values():
+        assert (tmp_path / path).stat().st_size > 0, path
+    metrics = pd.read_csv(other["metrics"], sep="\t")
+    assert metrics["pct_globin"].isna().all() and metrics["pct_mito"].notna().all()
+    assert list(pd.read_csv(other["composition"], sep="\t").columns) == ["sample"]
+    flags = pd.read_csv(other["flags"], sep="\t", keep_default_na=False)
+    assert not flags["flag"].str.contains("globin").any()
 
 
 # --- unit tests on tiny data -------------------------------------------------------------------
@@ -407,3 +439,41 @@ def test_airway_cell_lines_pair_with_themselves():
         assert table.loc[sample, "own_best_sample"] == untreated[0]
         assert table.loc[sample, "own_r"] > table.loc[sample, "best_other_r"] + 0.2
     assert result.flags[result.flags["check"] == "pairing"].empty
+
+
+def multiqc(folder: Path, out: Path) -> tuple[subprocess.CompletedProcess, str]:
+    """MultiQC on ``folder`` in a fresh process; its run and its log file."""
+    command = [
+        sys.executable, "-m", "multiqc", str(folder), "-o", str(out), "--no-ansi",
+        "--no-version-check", "--strict", "-f",
+    ]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    log = out / "multiqc_data" / "multiqc.log"
+    return run, log.read_text() if log.exists() else ""
+
+
+@pytest.mark.e2e
+def test_multiqc_renders_the_qc_folder_without_warnings(small_run, tmp_path):
+    pytest.importorskip("multiqc")
+    folder = tmp_path / "qc"
+    shutil.copytree(small_run / "results" / "qc", folder)
+    flags = pd.read_csv(folder / "qc_flags.tsv", sep="\t", keep_default_na=False)
+    metrics = pd.read_csv(folder / "qc_metrics.tsv", sep="\t")
+    runs = {"as run": None, "no sample flagged": flags.iloc[:0]}
+    for case, rewritten in runs.items():
+        if rewritten is not None:
+            document = qc.multiqc_flags(rewritten, len(metrics))
+            (folder / "qc_flags_mqc.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+        out = tmp_path / case.replace(" ", "_")
+        run, log = multiqc(folder, out)
+        assert run.returncode == 0, (case, run.stderr[-2000:])
+        warnings = [line for line in log.splitlines() if "[WARNING" in line or "[ERROR" in line]
+        assert not warnings, (case, warnings)
+        assert "No data found" not in run.stdout + run.stderr, case
+        html = (out / "multiqc_report.html").read_text()
+        for section in ["ifnsig_qc_flags", "ifnsig_identity", "ifnsig_composition"]:
+            assert section in html, (case, section)
+    # Library sizes reach MultiQC whole, never rounded to six digits.
+    body = pd.read_csv(folder / "qc_metrics_mqc.tsv", sep="\t", comment="#")
+    assert body["library_size"].tolist() == metrics["library_size"].round().astype(int).tolist()
+    assert "No sample was flagged" in html

@@ -1,11 +1,14 @@
 """The Snakemake HTML report of a small demo run: every stage's tables and figures, with
-captions, the workflow description with its parameters and citations, and a browser that
-renders it (headless Chromium, installed from Debian when missing; skipped if impossible).
+captions, the workflow description with its parameters and citations, the findings page
+first (its numbers equal the tables', every table viewable), small enough to email, and a
+browser that renders it (headless Chromium, installed from Debian when missing; skipped if
+impossible).
 """
 
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 import re
@@ -13,6 +16,7 @@ import shutil
 import subprocess
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from conftest import snakemake
@@ -21,7 +25,9 @@ from conftest import snakemake
 # the whole module.
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("report")]
 
+FINDINGS = "At a glance: findings"
 CATEGORIES = [
+    FINDINGS,
     "Quality control",
     "IFN scores",
     "Differential expression",
@@ -55,16 +61,48 @@ def test_every_category_has_its_outputs(demo_report):
         assert any(categories[category].values()), f"category {category} is empty"
 
 
+# Large genes x samples matrices stay files outside the report.
+MATRICES = {"results/de/normalized_counts.tsv", "results/de/vst.tsv"}
+FINDINGS_PAGE = "results/findings/findings.html"
+
+
+def findings_page(html: str) -> str:
+    """The findings page as the report embeds it."""
+    uri = embedded(html, "results")[FINDINGS_PAGE]["data_uri"]
+    return base64.b64decode(uri.split("base64,", 1)[1]).decode("utf-8")
+
+
+def viewer_tables(page: str) -> dict[str, bytes]:
+    """The tables of the findings page's viewer: path -> the bytes it holds."""
+    found = re.findall(r'data-tsv="([^"]+)"[^>]*>([^<]+)</script>', page)
+    return {path: gzip.decompress(base64.b64decode(data)) for path, data in found}
+
+
+def test_the_findings_category_comes_first(demo_report):
+    _, html, _ = demo_report
+    categories = embedded(html, "categories")
+    # The report's menu lists categories alphabetically.
+    assert sorted(categories)[0] == FINDINGS, sorted(categories)
+    assert FINDINGS_PAGE in embedded(html, "results")
+
+
 def test_every_table_and_figure_is_in_the_report_with_a_caption(demo_report):
     folder, html, _ = demo_report
     results = embedded(html, "results")
+    viewed = viewer_tables(findings_page(html))
     # MultiQC custom-content files (*_mqc.*) are exports for MultiQC, not report items.
     written = {
         p.relative_to(folder).as_posix()
         for p in (folder / "results").rglob("*")
         if p.suffix in (".tsv", ".png") and "_mqc." not in p.name
     }
-    assert written and written <= set(results), sorted(written - set(results))
+    tables = {path for path in written if path.endswith(".tsv")} - MATRICES
+    assert tables and tables == set(viewed), sorted(tables ^ set(viewed))
+    figures = {path for path in written if path.endswith(".png")}
+    assert figures and figures <= set(results), sorted(figures - set(results))
+    assert not MATRICES & set(results)
+    in_report = set(results) | set(viewed)
+    assert written - MATRICES <= in_report, sorted(written - MATRICES - in_report)
     for path, entry in results.items():
         assert re.sub(r"<[^>]+>", "", entry["caption"]).strip(), f"{path}: empty caption"
         assert entry["labels"], f"{path}: no labels"
@@ -84,13 +122,14 @@ def test_ifn_scores_and_de_tables_are_embedded_byte_for_byte(demo_report):
     scores = "results/scores/ifn_scores.tsv"
     assert in_category(scores) == "IFN scores"
     assert payload(scores) == (folder / scores).read_bytes()
+    # The DE tables are held once, by the findings page's viewer.
+    viewed = viewer_tables(findings_page(html))
     contrasts = ["month3_vs_baseline", "month6_vs_baseline"]
     for contrast in contrasts:
         table = f"results/de/{contrast}.tsv"
-        assert in_category(table) == "Differential expression"
-        assert results[table]["labels"]["contrast"] == contrast
-        assert payload(table) == (folder / table).read_bytes()
-        assert payload(table).startswith(b"gene_id\t")
+        assert table not in results
+        assert viewed[table] == (folder / table).read_bytes()
+        assert viewed[table].startswith(b"gene_id\t")
 
 
 def test_workflow_description_gives_parameters_and_citations(demo_report):
@@ -161,3 +200,72 @@ def test_report_renders_in_a_browser_with_every_category(demo_report, browser, t
     # A rendered page: the dark navigation bar beside light text pages, not a blank canvas.
     assert pixels.std() > 30
     assert (pixels[:, :200] < 120).mean() > 0.5 and (pixels[:, 400:] > 200).mean() > 0.5
+
+
+def test_the_report_is_small_enough_to_email(demo_report):
+    _, _, report = demo_report
+    assert report.stat().st_size < 10 * 2**20
+
+
+def adjusted(frame: pd.DataFrame) -> pd.Series:
+    return frame[next(c for c in ("padj", "fdr", "qvalue") if c in frame.columns)]
+
+
+def test_findings_page_in_a_browser_gives_the_tables_numbers(demo_report, browser, tmp_path):
+    folder, html, _ = demo_report
+    page = tmp_path / "findings.html"
+    page.write_text(findings_page(html), encoding="utf-8")
+    # "#all" opens every table of the viewer at once.
+    dom = chromium(browser, "--dump-dom", page.as_uri() + "#all")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert 'data-rendered="all"' in dom.stdout, "the viewer did not finish"
+    shown = {
+        key: text for key, text in re.findall(r'data-key="([^"]+)"[^>]*>([^<]*)</a>', dom.stdout)
+    }
+
+    def number(key):
+        assert key in shown, f"{key} not on the page"
+        return float(shown[key])
+
+    config = yaml.safe_load((folder / "config" / "config.yaml").read_text())
+    results = folder / "results"
+    samples = pd.read_csv(results / "data" / "samples.tsv", sep="\t")
+    assert number("cohort.samples") == len(samples)
+    assert number("cohort.subjects") == samples["subject"].nunique()
+    assert number("cohort.controls") == samples.query("group == 'control'")["subject"].nunique()
+    scores = pd.read_csv(results / "scores" / "ifn_scores.tsv", sep="\t")
+    primary = scores[
+        (scores["signature"] == config["scores"]["primary_signature"])
+        & (scores["method"] == config["scores"]["primary_method"])
+        & (scores["group"] == "patient")
+        & (scores["timepoint"] == config["timepoints"][0])
+    ]
+    assert number("positivity.positive") == primary["positive"].sum()
+    assert number("positivity.patients") == len(primary)
+    alpha = config["de"]["alpha"]
+    for contrast in ["month3_vs_baseline", "month6_vs_baseline"]:
+        de = pd.read_csv(results / "de" / f"{contrast}.tsv", sep="\t")
+        assert number(f"de.{contrast}.significant") == (adjusted(de) < alpha).sum()
+        assert number(f"de.{contrast}.tested") == adjusted(de).notna().sum()
+    flags = pd.read_csv(results / "qc" / "qc_flags.tsv", sep="\t")
+    assert number("qc.flags") == len(flags)
+    tests = pd.read_csv(results / "clinical" / "paired_tests.tsv", sep="\t")
+    row = tests[
+        (tests["signature"] == config["scores"]["primary_signature"])
+        & (tests["method"] == config["scores"]["primary_method"])
+    ].iloc[0]
+    assert number(f"change.{row['timepoint']}.n") == row["n"]
+    assert number(f"change.{row['timepoint']}.pvalue") == pytest.approx(row["pvalue"], rel=5e-3)
+
+    # Every table rendered by DataTables, with all its rows.
+    viewed = viewer_tables(findings_page(html))
+    boxes = re.findall(
+        r'<div class="viewed" data-path="([^"]+)">.*?Showing \d+ to \d+ of ([\d,]+) entr',
+        dom.stdout,
+        re.S,
+    )
+    rendered = {path: int(n.replace(",", "")) for path, n in boxes}
+    empty = {p for p, data in viewed.items() if data.count(b"\n") <= 1}
+    assert set(rendered) | empty == set(viewed), sorted(set(viewed) - set(rendered) - empty)
+    for path, n in rendered.items():
+        assert n == viewed[path].count(b"\n") - 1, path

@@ -40,15 +40,18 @@ EVERY_JOB = Counter(
         "call_responses": 1,
         "clinical_linkage": 1,
         "annotate_cohort": 1,
+        "summarize_findings": 1,
     }
 )
+# The findings page reads every result table: it follows any edit but its own key's.
+FINDINGS = Counter({"summarize_findings": 1})
 AFTER_NORMALIZE = EVERY_JOB - Counter(["build_anndata", "geneset_coverage", "call_responses"])
-DE_AND_AFTER = Counter({"differential_expression": 1, "plot_de": 2, "enrichment": 2})
-SCORES_AND_AFTER = Counter({"score_ifn": 1, "clinical_linkage": 1, "annotate_cohort": 1})
+DE_AND_AFTER = Counter({"differential_expression": 1, "plot_de": 2, "enrichment": 2}) + FINDINGS
+SCORES_AND_AFTER = Counter({"score_ifn": 1, "clinical_linkage": 1, "annotate_cohort": 1}) + FINDINGS
 GENE_SETS_AND_AFTER = SCORES_AND_AFTER + Counter(
     {"geneset_coverage": 1, "plot_de": 2, "enrichment": 2}
 )
-CLINICAL = Counter({"call_responses": 1, "clinical_linkage": 1})
+CLINICAL = Counter({"call_responses": 1, "clinical_linkage": 1}) + FINDINGS
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +112,18 @@ def raise_first_response_threshold(config: dict) -> None:
     definition["at_least"] += 1
 
 
+def add_module(config: dict) -> None:
+    """The user GMT's set scored as a co-expression module too."""
+    config["scores"].update(methods=[*config["scores"]["methods"], "module_activity"])
+    config["scores"]["modules"] = ["MY_ISGS"]
+
+
+def freeze_own_reference(folder: Path) -> None:
+    """The run's saved reference copied aside and named as scores.frozen_reference."""
+    shutil.copytree(folder / "results" / "scores" / "reference", folder / "saved_reference")
+    edit_config(folder, lambda c: c["scores"].update(frozen_reference="saved_reference"))
+
+
 CASES = {
     "exclude_samples": (
         lambda f: edit_config(f, lambda c: c.update(exclude_samples=[EXCLUDED])),
@@ -122,9 +137,13 @@ CASES = {
         lambda f: edit_config(f, lambda c: c["filtering"].update(min_count=5)),
         AFTER_NORMALIZE,
     ),
+    "tissue": (
+        lambda f: edit_config(f, lambda c: c.update(tissue="muscle")),
+        Counter({"quality_control": 1, "annotate_cohort": 1}),
+    ),
     "qc.metric_mads": (
         lambda f: edit_config(f, lambda c: c["qc"].update(metric_mads=4)),
-        Counter({"quality_control": 1, "annotate_cohort": 1}),
+        Counter({"quality_control": 1, "annotate_cohort": 1}) + FINDINGS,
     ),
     "scores.methods": (
         lambda f: edit_config(f, lambda c: c["scores"].update(methods=["median_fold_change"])),
@@ -132,6 +151,34 @@ CASES = {
     ),
     "scores.positivity_sd": (
         lambda f: edit_config(f, lambda c: c["scores"].update(positivity_sd=3)),
+        SCORES_AND_AFTER,
+    ),
+    "scores.positivity_rule": (
+        lambda f: edit_config(f, lambda c: c["scores"].update(positivity_rule="mixture")),
+        SCORES_AND_AFTER,
+    ),
+    "scores.positivity_fallback": (
+        lambda f: edit_config(f, lambda c: c["scores"].update(positivity_fallback="mixture")),
+        SCORES_AND_AFTER,
+    ),
+    "scores.positivity_quantile": (
+        lambda f: edit_config(f, lambda c: c["scores"].update(positivity_quantile=0.95)),
+        SCORES_AND_AFTER,
+    ),
+    "scores.module_active_percent": (
+        lambda f: edit_config(f, lambda c: c["scores"].update(module_active_percent=20)),
+        SCORES_AND_AFTER,
+    ),
+    "scores.reference_max_missing": (
+        lambda f: edit_config(f, lambda c: c["scores"].update(reference_max_missing=0.1)),
+        SCORES_AND_AFTER,
+    ),
+    "scores.modules": (
+        lambda f: edit_config(f, add_module),
+        SCORES_AND_AFTER + Counter({"geneset_coverage": 1}),
+    ),
+    "scores.frozen_reference": (
+        freeze_own_reference,
         SCORES_AND_AFTER,
     ),
     "scores.primary_signature": (
@@ -160,19 +207,31 @@ CASES = {
                 ]
             ),
         ),
-        Counter({"differential_expression": 1, "plot_de": 1, "enrichment": 1}),
+        Counter({"differential_expression": 1, "plot_de": 1, "enrichment": 1}) + FINDINGS,
     ),
     "de.covariates (clinical)": (
         lambda f: edit_config(f, lambda c: c["de"].update(covariates=["prednisone_mg_kg_day"])),
         DE_AND_AFTER,
     ),
+    "de.shards": (
+        lambda f: edit_config(f, lambda c: c["de"].update(shards=2)),
+        DE_AND_AFTER
+        + Counter(
+            {
+                "de_size_factors": 1,
+                "de_genewise_dispersions": 2,
+                "de_dispersion_prior": 1,
+                "de_shard_tests": 2,
+            }
+        ),
+    ),
     "enrichment.permutations": (
         lambda f: edit_config(f, lambda c: c["enrichment"].update(permutations=150)),
-        Counter({"enrichment": 2}),
+        Counter({"enrichment": 2}) + FINDINGS,
     ),
     "enrichment.set_test_permutations": (
         lambda f: edit_config(f, lambda c: c["enrichment"].update(set_test_permutations=999)),
-        Counter({"enrichment": 2}),
+        Counter({"enrichment": 2}) + FINDINGS,
     ),
     "linkage.responses": (
         lambda f: edit_config(f, raise_first_response_threshold),
@@ -180,7 +239,7 @@ CASES = {
     ),
     "linkage.bootstrap": (
         lambda f: edit_config(f, lambda c: c["linkage"].update(bootstrap=500)),
-        Counter({"clinical_linkage": 1}),
+        Counter({"clinical_linkage": 1}) + FINDINGS,
     ),
     "linkage.groups": (
         lambda f: edit_config(f, lambda c: c["linkage"].update(groups=["sex"])),
@@ -202,6 +261,10 @@ CASES = {
     "seed": (
         lambda f: edit_config(f, lambda c: c.update(seed=c["seed"] + 1)),
         SCORES_AND_AFTER + Counter({"quality_control": 1, "enrichment": 2}),
+    ),
+    "findings.top_gene_sets": (
+        lambda f: edit_config(f, lambda c: c.setdefault("findings", {}).update(top_gene_sets=3)),
+        FINDINGS,
     ),
 }
 

@@ -12,6 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from ifnsig import data, genesets, scores
 from ifnsig.errors import InputError
+from ifnsig.reference import FILES as REFERENCE_FILES
 from ifnsig.settings import aliases_file, score_gene_set_files
 from ifnsig.simulate import CohortSpec, simulate_cohort
 from ifnsig.validation import validate_config
@@ -63,6 +64,35 @@ def test_singscore_equals_rank_formula_and_ignores_other_samples():
         np.testing.assert_allclose(together[name], expected)
     alone = scores.singscore(values[[4]], cols)
     assert alone["a"][0] == together["a"][4]
+
+
+def test_a_symbol_with_two_gene_ids_is_scored_once_from_the_better_measured_one():
+    # GENCODE-style annotation: IFI27 has two gene IDs, the first with far fewer reads.
+    rng = np.random.default_rng(2)
+    normalized = rng.gamma(5.0, 20.0, size=(8, 6))
+    normalized[:, 0] = normalized[:, 1] * 0.01  # the poorly measured copy, first
+    symbols = ["IFI27", "IFI27", "ISG15", "RSAD2", "ACTB", "GAPDH"]
+    names = [f"S{i}" for i in range(8)]
+    obs = pd.DataFrame(
+        {"sample": names, "subject": names, "group": ["control"] * 4 + ["patient"] * 4},
+        index=names,
+    ).assign(timepoint="baseline")
+    adata = ad.AnnData(
+        np.zeros((8, 6)),
+        obs=obs,
+        var=pd.DataFrame({"symbol": symbols}, index=[f"ENSG{i}" for i in range(6)]),
+    )
+    adata.layers["normalized"] = normalized
+    adata.layers["vst"] = np.log2(normalized + 1)
+    kept = scores.scoring_symbols(adata)
+    assert list(kept) == ["", "IFI27", "ISG15", "RSAD2", "ACTB", "GAPDH"]
+    reference = np.array([True] * 4 + [False] * 4)
+    sets = {"IFN": ["IFI27", "ISG15", "RSAD2"]}
+    table = scores.score_samples(adata, sets, ["zscore_mean", "median_fold_change"], reference)
+    # The same as scoring a cohort that holds only the better-measured gene ID.
+    alone = scores.score_samples(adata[:, [1, 2, 3, 4, 5]].copy(), sets,
+                                 ["zscore_mean", "median_fold_change"], reference)  # fmt: skip
+    pd.testing.assert_frame_equal(table, alone)
 
 
 def test_reference_mask_fallback_warns(caplog):
@@ -311,6 +341,10 @@ STAGE_OUTPUTS = {
     "heatmap": "heatmap.png",
     "distributions": "distributions.png",
     "type1_vs_type2": "type1_vs_type2.png",
+    "mixture_fits": "mixture_fits.tsv",
+    "module_activity": "module_activity.tsv",
+    "active_modules": "active_modules.tsv",
+    **{f"reference_{key}": f"reference/{name}" for key, name in REFERENCE_FILES.items()},
 }
 
 
@@ -398,7 +432,7 @@ def test_active_modules_counts_modules_at_or_above_the_cutoff():
     )
     active = scores.active_modules(table, ["M1", "M2", "M3"], cutoff=15)
     assert active["n_active"].tolist() == [2, 1]
-    assert active["active"].tolist() == ["M1,M2", "M3"]
+    assert active["active"].tolist() == ["M1;M2", "M3"]
     assert active["n_modules"].tolist() == [3, 3]
 
 

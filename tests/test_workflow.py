@@ -3,6 +3,7 @@ deployed as a Snakemake module in the project's folder (as ``snakedeploy`` does)
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import anndata as ad
@@ -206,7 +207,11 @@ def test_response_contrast_splits_patients_as_the_clinical_stage(small_run, tmp_
 
     monkeypatch.chdir(small_run)
     name = "CMAS_responders_at_baseline"
-    outputs = {name: str(tmp_path / "responders.tsv"), f"{name}.samples": str(tmp_path / "s.tsv")}
+    outputs = {
+        name: str(tmp_path / "responders.tsv"),
+        f"{name}.samples": str(tmp_path / "s.tsv"),
+        "design_checks": str(tmp_path / "design_checks.tsv"),
+    }
     inputs = {
         "normalized": "results/data/normalized.h5ad",
         "responses": "results/clinical/response.tsv",
@@ -269,6 +274,7 @@ def test_composition_score_as_de_covariate(small_run, tmp_path, monkeypatch):
         for name in ("month3_vs_baseline", "month6_vs_baseline")
         for suffix in ("", ".samples")
     }
+    outputs["design_checks"] = str(tmp_path / "design_checks.tsv")
     inputs = {"normalized": "results/data/normalized.h5ad", "composition": composition}
     run_stage("differential_expression", config, inputs, outputs)
     m3 = pd.read_csv(outputs["month3_vs_baseline"], sep="\t")
@@ -287,3 +293,21 @@ def test_unknown_score_covariate_is_rejected_at_parse_time(small_run, monkeypatc
     monkeypatch.chdir(small_run)
     with pytest.raises(InputError, match="nor a composition score of the QC stage"):
         check_inputs(config)
+
+
+def test_a_successful_run_logs_no_error_and_explains_its_warnings(small_run):
+    # A finished run has no line at level ERROR (e.g. gseapy's "No hits returned") and no
+    # traceback in any job's log; a library warning is logged once per job, a known one with
+    # its explanation.
+    from ifnsig.stages import EXPLAINED_WARNINGS
+
+    logs = sorted((small_run / "logs").rglob("*.log"))
+    assert logs
+    for path in logs:
+        text = path.read_text()
+        assert not re.search(r"\bERROR\b|Traceback", text), (path, text[-2000:])
+        for _, _, explanation in EXPLAINED_WARNINGS:
+            assert text.count(explanation) <= 1, (path, explanation)
+        library = [line.split(" py.warnings: ", 1)[1] for line in text.splitlines()
+                   if " py.warnings: " in line]  # fmt: skip
+        assert len(library) == len(set(library)), (path, library)

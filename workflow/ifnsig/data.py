@@ -11,14 +11,16 @@ from __future__ import annotations
 import gzip
 import logging
 import re
+import warnings
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 
+from ifnsig.config_files import origin
 from ifnsig.errors import InputError
-from ifnsig.io import read_sheet, require_file
+from ifnsig.io import atomic_output, read_sheet, readable, require_file
 
 log = logging.getLogger(__name__)
 
@@ -34,31 +36,67 @@ def read_annotation(path: str | Path) -> pd.DataFrame:
     name = path.name.lower()
     if name.endswith((".gtf", ".gtf.gz", ".gff", ".gff.gz")):
         return read_gtf_genes(path)
-    frame = read_sheet(path, ["gene_id", "symbol", "biotype"])
+    frame = read_sheet(
+        path, ["gene_id", "symbol", "biotype"], id_columns=("gene_id",), separators="\t,"
+    )
     missing = [c for c in ["gene_id", "symbol"] if c not in frame.columns]
     if missing:
         raise InputError(
-            f"{path}: column(s) {', '.join(missing)} missing; the annotation table needs "
-            "gene_id and symbol columns (biotype optional), or give a GTF file."
+            f"{path}: column(s) {', '.join(missing)} missing from the header "
+            f"({', '.join(frame.columns[:5])}); the annotation table needs gene_id and symbol "
+            "columns (biotype optional), tab- or comma-separated, or give a GTF file."
+        )
+    if frame.empty:
+        raise InputError(
+            f"{path}: the annotation table has a header but no gene rows; write one row per "
+            "gene ID with its symbol."
+        )
+    empty = frame["gene_id"] == ""
+    if empty.any():
+        raise InputError(
+            f"{path}: line {int(empty.to_numpy().nonzero()[0][0]) + 2}, column 'gene_id' is "
+            "empty; give every row a gene ID or remove the row."
         )
     duplicated = frame["gene_id"][frame["gene_id"].duplicated()]
     if not duplicated.empty:
+        lines = [str(i + 2) for i in frame.index[frame["gene_id"] == duplicated.iloc[0]][:3]]
         raise InputError(
-            f"{path}: gene_id '{duplicated.iloc[0]}' appears more than once; keep one row per "
-            "gene ID."
+            f"{path}: gene_id '{duplicated.iloc[0]}' appears on lines {', '.join(lines)}; keep "
+            "one row per gene ID."
         )
     return frame.set_index("gene_id")
+
+
+def check_annotation(path: str | Path) -> None:
+    """The parse-time check of the annotation: a table is read in full, a GTF's first lines.
+
+    A gene table is small (one row per gene); a GTF holds every exon and takes a minute to
+    read, so only its format is checked here and the first rule reads it in full.
+    """
+    path = require_file(path, "gene annotation", "annotation")
+    if not path.name.lower().endswith((".gtf", ".gtf.gz", ".gff", ".gff.gz")):
+        read_annotation(path)
+        return
+    read_gtf_genes(path, max_lines=1000, require_genes=False)
 
 
 _GTF_ATTRIBUTE = re.compile(r'(\w+) "([^"]*)"')
 
 
-def read_gtf_genes(path: Path) -> pd.DataFrame:
-    """Gene ID, symbol and biotype of every ``gene`` record of a GTF."""
+def read_gtf_genes(
+    path: Path, max_lines: int | None = None, require_genes: bool = True
+) -> pd.DataFrame:
+    """Gene ID, symbol and biotype of every ``gene`` record of a GTF.
+
+    ``max_lines`` reads only the first lines (a format check); ``require_genes`` makes a
+    file without gene records an error.
+    """
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     rows = []
-    with opener(path, "rt", encoding="utf-8") as handle:
+    with readable(path), opener(path, "rt", encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):
+            if max_lines is not None and line_number > max_lines:
+                break
             if line.startswith("#") or not line.strip():
                 continue
             fields = line.rstrip("\n").split("\t")
@@ -79,12 +117,138 @@ def read_gtf_genes(path: Path) -> pd.DataFrame:
                     "biotype": attributes.get("gene_biotype", attributes.get("gene_type", "")),
                 }
             )
-    if not rows:
+    if not rows and require_genes:
         raise InputError(
             f"{path}: no 'gene' records with a gene_id attribute; give the GTF the counts "
             "were made with (Ensembl or GENCODE)."
         )
+    if not rows:
+        return pd.DataFrame(columns=["gene_id", "symbol", "biotype"]).set_index("gene_id")
     return pd.DataFrame(rows).drop_duplicates("gene_id").set_index("gene_id")
+
+
+#: A library with fewer reads than this fraction of the cohort's median library size has
+#: failed: its size factor would rest on a handful of genes and its values on counts of 0 or 1.
+FAILED_LIBRARY_FRACTION = 0.01
+
+
+def _exclude_fix() -> str:
+    return f"list it under exclude_samples in {origin('exclude_samples')} (a failed library)"
+
+
+def check_libraries(counts: pd.DataFrame, where: str) -> None:
+    """Stop on a failed library: no reads, far fewer than the cohort, or no size factor.
+
+    ``counts`` is genes x samples (raw counts). DESeq2's median of ratios needs genes with a
+    read in every sample ("every gene contains at least one zero" is DESeq2's error): a
+    sample with none of the genes that every other sample has would leave it none. The
+    first rule checks every gene, the normalize job the genes kept by the filter.
+    """
+    if counts.shape[1] == 0 or counts.shape[0] == 0:
+        return
+    values = counts.to_numpy()
+    library = values.sum(axis=0).astype(float)
+    median = float(np.median(library))
+    names = [str(c) for c in counts.columns]
+    for i in np.argsort(library, kind="stable"):
+        if library[i] == 0:
+            raise InputError(
+                f"{where}: sample '{names[i]}' has no reads (library size 0, cohort median "
+                f"{median:,.0f}); {_exclude_fix()}."
+            )
+        if library[i] < FAILED_LIBRARY_FRACTION * median:
+            raise InputError(
+                f"{where}: sample '{names[i]}' has {library[i]:,.0f} reads, below "
+                f"{FAILED_LIBRARY_FRACTION:.0%} of the cohort's median library size "
+                f"({median:,.0f}); {_exclude_fix()}."
+            )
+        break
+    positive = values > 0
+    if positive.all(axis=1).any():
+        return
+    # The sample whose exclusion leaves the most genes with a read everywhere.
+    others = np.array([np.delete(positive, i, axis=1).all(axis=1).sum() for i in range(len(names))])
+    i = int(np.argmax(others))
+    if others[i] > 0:
+        raise InputError(
+            f"{where}: sample '{names[i]}' has no read in any of the {others[i]} genes every "
+            f"other sample has (library size {library[i]:,.0f}, cohort median {median:,.0f}), "
+            f"so no median-of-ratios size factor can be computed; {_exclude_fix()}."
+        )
+    raise InputError(
+        f"{where}: every gene has a zero count in at least one sample, so DESeq2's median-of-"
+        f"ratios size factors cannot be computed; check the samples with the fewest reads "
+        f"(e.g. '{names[int(np.argmin(library))]}', {library.min():,.0f} reads) and list "
+        "failed libraries under exclude_samples, or lower filtering.min_samples."
+    )
+
+
+def gene_id_kind(ids) -> str:
+    """What most gene IDs look like: ``ensembl`` (ENSG..., with or without version),
+    ``entrez`` (NCBI Gene numbers) or ``symbol``."""
+    ids = pd.Series(list(ids), dtype=str)
+    if ids.empty:
+        return "symbol"
+    if ids.str.match(r"^ENS[A-Z]*G\d{6,}(\.\d+)?(_PAR_Y)?$").mean() > 0.5:
+        return "ensembl"
+    if ids.str.fullmatch(r"\d+").mean() > 0.5:
+        return "entrez"
+    return "symbol"
+
+
+def symbol_summary(var: pd.DataFrame) -> dict[str, object]:
+    """Gene IDs without a symbol and symbols shared by several gene IDs, for the log and
+    the coverage table."""
+    annotated = var["annotated"].astype(bool) if "annotated" in var else None
+    without = [] if annotated is None or not annotated.any() else list(var.index[~annotated])
+    symbols = var["symbol"].astype(str)
+    shared = symbols[symbols.duplicated(keep=False)]
+    return {
+        "ids_without_symbol": without,
+        "shared_symbols": sorted(set(shared)),
+        "n_ids_sharing": int(len(shared)),
+    }
+
+
+def log_symbols(var: pd.DataFrame, annotated: bool) -> None:
+    """Say in the log which gene IDs have no symbol and which symbols several IDs share."""
+    summary = symbol_summary(var)
+    without = summary["ids_without_symbol"]
+    if annotated:
+        log.info(
+            "annotation: %d of %d gene IDs have no symbol and keep their ID as symbol%s",
+            len(without),
+            len(var),
+            f" (e.g. {', '.join(map(str, without[:5]))})" if without else "",
+        )
+    shared = summary["shared_symbols"]
+    if shared:
+        log.info(
+            "%d symbols are shared by %d gene IDs (e.g. %s): the tables keep every gene ID; the "
+            "scores and the enrichment use, per symbol, the gene ID with the highest mean "
+            "normalized count",
+            len(shared),
+            summary["n_ids_sharing"],
+            ", ".join(shared[:5]),
+        )
+
+
+def one_gene_per_symbol(symbols, means) -> np.ndarray:
+    """Mask of the gene ID kept for each symbol: the one with the highest mean count.
+
+    Ensembl and GENCODE give some symbols several gene IDs (readthrough and patch loci, PAR
+    copies, retired IDs); gene sets name symbols, so the scores and the enrichment use each
+    symbol once, as the gene ID with the highest mean normalized count (ties: the first in
+    the count matrix). The tables keep every gene ID. Empty symbols are never kept.
+    """
+    symbols = pd.Series(symbols).astype(str).to_numpy()
+    frame = pd.DataFrame(
+        {"symbol": symbols, "mean": np.asarray(means, dtype=float), "pos": np.arange(len(symbols))}
+    )
+    frame = frame.sort_values(["mean", "pos"], ascending=[False, True], kind="mergesort")
+    keep = np.zeros(len(symbols), dtype=bool)
+    keep[frame.drop_duplicates("symbol")["pos"].to_numpy()] = True
+    return keep & (symbols != "")
 
 
 def _without_version(ids: pd.Index) -> pd.Index:
@@ -108,6 +272,7 @@ def build_anndata(
     clinical: pd.DataFrame | None = None,
     annotation: pd.DataFrame | None = None,
     timepoints: list[str] | None = None,
+    annotation_file: str | None = None,
 ) -> ad.AnnData:
     """Assemble the cohort AnnData from validated inputs.
 
@@ -146,15 +311,18 @@ def build_anndata(
             var["biotype"] = annotation["biotype"].reindex(keys).fillna("").to_numpy()
         unmatched = var["symbol"].isna().sum()
         if unmatched == len(var):
+            where = annotation_file or f"annotation in {origin('annotation')}"
             raise InputError(
-                "config annotation: none of the count matrix's gene IDs is in the annotation "
-                "table; check that both use the same IDs (e.g. Ensembl IDs with or without "
-                "version suffix)."
+                f"{where}: none of the count matrix's gene IDs (e.g. '{var.index[0]}') is in "
+                f"its gene_id column (e.g. '{annotation.index[0]}'); give the annotation of the "
+                "same IDs (Ensembl IDs match with or without version suffix)."
             )
-        log.info("annotation: %d of %d genes without a symbol keep their ID", unmatched, len(var))
+        var["annotated"] = var["symbol"].notna()
         var["symbol"] = var["symbol"].fillna(var["gene_id"])
     else:
         var["symbol"] = var["gene_id"]
+        var["annotated"] = False
+    log_symbols(var, annotation is not None)
     # The raw counts are X, as integers (a float32 copy would round 20,000,001 to 2e7).
     adata = ad.AnnData(X=counts.to_numpy(dtype=np.int64).T, obs=obs, var=var)
     adata.obs_names = obs.index.astype(str)
@@ -242,12 +410,34 @@ def normalize(adata: ad.AnnData, n_cpus: int = 1) -> ad.AnnData:
         inference=DefaultInference(n_cpus=n_cpus),
         quiet=True,
     )
-    dds.vst(use_design=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dds.vst(use_design=False)
+    for warning in caught:
+        if "did not converge" in str(warning.message):
+            continue
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     adata.obs["size_factor"] = np.asarray(dds.obs["size_factors"], dtype=float)
     adata.layers["normalized"] = np.asarray(dds.layers["normed_counts"], dtype=np.float64)
     adata.layers["vst"] = np.asarray(dds.layers["vst_counts"], dtype=np.float64)
     adata.layers["logcpm"] = log_cpm(adata.layers["counts"])
-    adata.uns["vst_trend_coeffs"] = np.asarray(dds.uns["vst_trend_coeffs"], dtype=float)
+    if dds.vst_fit_type == "mean":
+        # pydeseq2 falls back to a constant dispersion (DESeq2's fitType "mean") when the
+        # parametric trend does not converge, as with few genes or near-Poisson counts. The
+        # closed form of the parametric VST with a1 = 0 is the same transformation, so the
+        # trend is stored as (a0, a1) = (mean dispersion, 0) for the frozen reference.
+        mean_disp = float(dds.uns["mean_disp"])
+        log.warning(
+            "the VST's parametric dispersion trend a0 + a1 / mean did not converge on these "
+            "%d genes (as happens with few genes or dispersions close to Poisson); the VST "
+            "uses their mean dispersion %.4g instead, as DESeq2's fitType = 'mean'",
+            adata.n_vars,
+            mean_disp,
+        )
+        adata.uns["vst_trend_coeffs"] = np.array([mean_disp, 0.0])
+    else:
+        adata.uns["vst_trend_coeffs"] = np.asarray(dds.uns["vst_trend_coeffs"], dtype=float)
+    adata.uns["vst_fit_type"] = str(dds.vst_fit_type)
     adata.X = adata.layers["vst"].astype(np.float32)
     adata.uns["description"] = describe(adata)
     return adata
@@ -346,4 +536,5 @@ def annotate_cohort(adata: ad.AnnData, scores: pd.DataFrame, qc: ad.AnnData) -> 
 
 def write_h5ad(adata: ad.AnnData, path: str | Path) -> None:
     """Write AnnData compressed; obs columns are made h5ad-safe first."""
-    adata.write_h5ad(path, compression="gzip")
+    with atomic_output(path) as partial:
+        adata.write_h5ad(partial, compression="gzip")

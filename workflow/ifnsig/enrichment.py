@@ -7,16 +7,18 @@ import logging
 import numpy as np
 import pandas as pd
 
+from ifnsig.tables import LIST_SEPARATOR, floor_permutation_pvalues
+
 log = logging.getLogger(__name__)
 
 PRERANK_COLUMNS = ["gene_set", "n_genes", "es", "nes", "pvalue", "fdr", "fwer", "leading_edge"]
 ORA_COLUMNS = [
-    "direction", "gene_set", "overlap", "n_genes", "pvalue", "padj", "odds_ratio", "genes"
+    "direction", "gene_set", "n_overlap", "n_genes", "pvalue", "fdr", "odds_ratio", "genes"
 ]  # fmt: skip
 
 
 def ranking(de: pd.DataFrame, column: str = "stat") -> pd.Series:
-    """Genes ranked by the Wald statistic, one entry per symbol (the strongest kept).
+    """Genes ranked by the Wald statistic, one entry per symbol (:func:`one_row_per_symbol`).
 
     A likelihood-ratio statistic (``test`` column ``lrt``) has no sign: it is ranked as
     sign(log2 fold change) x sqrt(statistic), the signed root of the chi-square, so that
@@ -27,13 +29,31 @@ def ranking(de: pd.DataFrame, column: str = "stat") -> pd.Series:
     de = de.copy()
     if "test" in de.columns and (de["test"] == "lrt").all():
         de[column] = np.sign(de["log2FoldChange"]) * np.sqrt(de[column].clip(lower=0))
-    table = de[["symbol", column]].dropna()
-    table = table.assign(_abs=table[column].abs()).sort_values(
-        ["_abs", "symbol"], ascending=[False, True]
-    )
-    table = table.drop_duplicates("symbol")
-    series = table.set_index("symbol")[column].astype(float)
-    return series.sort_values(ascending=False, kind="mergesort")
+    table = one_row_per_symbol(de.dropna(subset=["symbol", column]))
+    series = table.sort_values("symbol", kind="mergesort").set_index("symbol")[column]
+    return series.astype(float).sort_values(ascending=False, kind="mergesort")
+
+
+def one_row_per_symbol(de: pd.DataFrame) -> pd.DataFrame:
+    """One row per symbol: of gene IDs sharing a symbol, the one with the highest baseMean.
+
+    Ensembl and GENCODE give some symbols several gene IDs (readthrough and patch loci, PAR
+    copies); gene sets name symbols, so each symbol takes part once, as the gene ID with the
+    most reads (the rule of :func:`ifnsig.data.one_gene_per_symbol`); ties keep the first.
+    """
+    if "baseMean" not in de.columns or de["symbol"].is_unique:
+        return de.drop_duplicates("symbol")
+    order = de["baseMean"].fillna(-np.inf).to_numpy()
+    keep = np.zeros(len(de), dtype=bool)
+    keep[_highest_per_key(de["symbol"].astype(str).to_numpy(), order)] = True
+    return de[keep]
+
+
+def _highest_per_key(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Row positions of the highest value of each key (the first one on ties)."""
+    frame = pd.DataFrame({"key": keys, "value": values, "pos": np.arange(len(keys))})
+    frame = frame.sort_values(["value", "pos"], ascending=[False, True], kind="mergesort")
+    return np.sort(frame.drop_duplicates("key")["pos"].to_numpy())
 
 
 def restrict_to(
@@ -59,7 +79,9 @@ def prerank(
     """Preranked GSEA (gseapy) of ``rank`` against local ``gene_sets``; tidy result.
 
     The gseapy result object, with each set's running enrichment score, is kept in
-    ``result.attrs["gseapy"]`` for plotting.
+    ``result.attrs["gseapy"]`` for plotting. gseapy reports p = 0 (and FDR 0) when no
+    permutation beats the observed score; both are floored at 1 / (permutations + 1), the
+    smallest p-value the permutations can support.
     """
     import gseapy
 
@@ -93,7 +115,16 @@ def prerank(
     res["n_genes"] = res["gene_set"].map(lambda s: len(set(sets[s]) & set(rank.index)))
     for column in ["es", "nes", "pvalue", "fdr", "fwer"]:
         res[column] = pd.to_numeric(res[column], errors="coerce")
-    res = res[PRERANK_COLUMNS].sort_values(["fdr", "pvalue", "gene_set"], kind="mergesort")
+    for column in ["pvalue", "fdr", "fwer"]:
+        res[column] = floor_permutation_pvalues(res[column], permutations)
+    res["leading_edge"] = res["leading_edge"].map(
+        lambda g: LIST_SEPARATOR.join(str(g).split(";")) if isinstance(g, str) else ""
+    )
+    # Ties (FDR floored alike) are ordered by the size of the effect, so the strongest
+    # sets stay at the top of the table and of its plots.
+    res = res.assign(_abs=-res["nes"].abs())
+    res = res.sort_values(["fdr", "pvalue", "_abs", "gene_set"], kind="mergesort")
+    res = res[PRERANK_COLUMNS]
     res = res.reset_index(drop=True)
     res.attrs["gseapy"] = result
     return res
@@ -112,7 +143,7 @@ def over_representation(
     """
     import gseapy
 
-    tested = de.dropna(subset=["padj"])
+    tested = one_row_per_symbol(de.dropna(subset=["padj"]))
     background = sorted(set(tested["symbol"]))
     sets = {k: v for k, v in gene_sets.items() if len(set(v) & set(background)) >= min_size}
     frames = []
@@ -124,11 +155,17 @@ def over_representation(
                 ]
             )
         )
-        if not genes or not sets:
+        # gseapy skips sets without a hit anyway; asked with none, it logs an ERROR ("No hits
+        # returned") although nothing failed, so such a direction is skipped here.
+        hit = {k: v for k, v in sets.items() if set(v) & set(genes)}
+        if not hit:
+            log.info(
+                "ORA %s: no gene set holds any of the %d significant genes", direction, len(genes)
+            )
             continue
         result = gseapy.enrich(
             gene_list=genes,
-            gene_sets=sets,
+            gene_sets=hit,
             background=background,
             outdir=None,
             no_plot=True,
@@ -140,9 +177,8 @@ def over_representation(
         res = result.results.rename(
             columns={
                 "Term": "gene_set",
-                "Overlap": "overlap",
                 "P-value": "pvalue",
-                "Adjusted P-value": "padj",
+                "Adjusted P-value": "fdr",
                 "Odds Ratio": "odds_ratio",
                 "Genes": "genes",
             }
@@ -150,8 +186,10 @@ def over_representation(
         res["direction"] = direction
         # gseapy lists the overlap in set order, which changes with Python's string hashing
         # from run to run; sorted, the table is byte-identical between runs.
-        res["genes"] = res["genes"].map(lambda g: ";".join(sorted(g.split(";"))))
+        res["genes"] = res["genes"].map(lambda g: LIST_SEPARATOR.join(sorted(g.split(";"))))
         res["n_genes"] = res["gene_set"].map(lambda s: len(set(sets[s]) & set(background)))
+        # gseapy's "Overlap" is text such as 5/12; two integer columns instead.
+        res["n_overlap"] = res["genes"].map(lambda g: len(g.split(LIST_SEPARATOR)))
         frames.append(res)
     if not frames:
         return pd.DataFrame(columns=ORA_COLUMNS)

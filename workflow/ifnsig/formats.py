@@ -208,7 +208,9 @@ def read_tx2gene(path: str | Path) -> pd.DataFrame:
         )
         frame = frame.rename(columns={"gene_name": "symbol"})
     else:
-        frame = read_sheet(path, ["transcript_id", "gene_id", "symbol"])
+        frame = read_sheet(
+            path, ["transcript_id", "gene_id", "symbol"], id_columns=("transcript_id", "gene_id")
+        )
         missing = [c for c in ["transcript_id", "gene_id"] if c not in frame.columns]
         if missing:
             raise InputError(

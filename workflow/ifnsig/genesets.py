@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ifnsig.errors import InputError
+from ifnsig.tables import LIST_SEPARATOR
 
 __all__ = [
     "SHIPPED_ALIASES",
@@ -376,7 +377,7 @@ def match_gene_sets(
                 "n_genes": len(current_genes),
                 "n_found": len(found),
                 "fraction_found": len(found) / len(current_genes),
-                "missing": ",".join(missing),
+                "missing": LIST_SEPARATOR.join(missing),
             }
         )
     coverage = pd.DataFrame(rows, columns=COVERAGE_COLUMNS)
@@ -403,6 +404,26 @@ def matched_signatures(
 def ifn_sets(sets: Mapping[str, Sequence[str]]) -> list[str]:
     """The type I IFN sets among ``sets`` (the shipped GMT without the IFN-gamma-biased one)."""
     return [name for name in sets if name != TYPE2_SHIPPED]
+
+
+def gene_set_titles(paths: Sequence[str | PathLike[str]] | str | PathLike[str]) -> dict[str, str]:
+    """Set name -> the DESCRIPTION field of its GMT line, for titling plots.
+
+    The Li 2014 blood modules not in the files get their title from the BTM package.
+    """
+    from BTM.btm2013 import ModuleDict
+
+    titles = {}
+    for title in ModuleDict:
+        match = re.search(r"^(.*?)\s*\((M[\d.]+)\)\s*$", title)
+        if match:
+            titles[f"LI.{match.group(2)}"] = match.group(1)
+    for path in [paths] if isinstance(paths, str | PathLike) else paths:
+        for raw in _read_lines(Path(path), "gene-set file"):
+            fields = [f.strip() for f in raw.split("\t")]
+            if len(fields) >= 3 and fields[0] and not fields[0].startswith("#"):
+                titles[fields[0]] = fields[1]
+    return titles
 
 
 def li2014_modules() -> dict[str, list[str]]:

@@ -6,6 +6,7 @@ sentence that names the file, the row or column, and the fix.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import os
 import re
@@ -347,26 +348,131 @@ def _comment_rows(path: Path) -> list[int]:
     return rows
 
 
-def read_sheet(path: str | os.PathLike, string_columns: list[str]) -> pd.DataFrame:
-    """Read a tab-separated sheet; ``string_columns`` are kept as text (IDs such as "007")."""
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` that becomes ``path`` once completely written.
+
+    A writer that fails or is killed half-way leaves no partial file under the output's
+    name (only the hidden temporary, removed on failure): a table or figure under results/
+    is either complete or absent, also when a stage runs outside Snakemake, which removes a
+    failed job's outputs itself. The temporary keeps the suffix, for writers that choose
+    the format from it (matplotlib).
+    """
     path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial{''.join(path.suffixes)}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def read_tsv(path: str | os.PathLike, **kwargs) -> pd.DataFrame:
+    """A table the workflow wrote: only an empty cell is missing, so an ID such as ``NA``
+    (a subject of that name) read back stays the ID it was."""
+    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""], **kwargs)
+
+
+#: Cells read as missing in the sheets (outside ID columns), as R and spreadsheets write them.
+MISSING_VALUES = (
+    "",
+    "NA",
+    "N/A",
+    "n/a",
+    "na",
+    "NaN",
+    "nan",
+    "NULL",
+    "null",
+    "None",
+    "#N/A",
+    "<NA>",
+)
+
+
+def _header_fields(path: Path, sep: str) -> list[str]:
+    """The header line of a sheet split on ``sep``, as written (pandas would rename repeats)."""
+    with readable(path), _open_text(path) as handle:
+        line = handle.readline().rstrip("\r\n")
+    return next(csv.reader([line], delimiter=sep)) if line else []
+
+
+def _first_long_line(path: Path, sep: str, width: int) -> int:
+    """Number (from 1) of the first line with more than ``width`` fields."""
+    with readable(path), _open_text(path) as handle:
+        for number, fields in enumerate(csv.reader(handle, delimiter=sep), start=1):
+            if len(fields) > width:
+                return number
+    return 2
+
+
+def read_sheet(
+    path: str | os.PathLike,
+    string_columns: list[str],
+    id_columns: list[str] | tuple[str, ...] = (),
+    separators: str = "\t",
+) -> pd.DataFrame:
+    """Read a tab-separated sheet; ``string_columns`` are kept as text (IDs such as "007").
+
+    Cells holding one of :data:`MISSING_VALUES` are missing, except in ``id_columns``: an
+    ID such as ``NA`` or ``null`` stays an ID there (an empty ID cell stays ``""``).
+    ``separators`` lists the accepted delimiters: ``"\t,"`` reads a CSV too, chosen from
+    the header line (a tab wins).
+    """
+    path = Path(path)
+    head = _first_lines(path, 1)
+    sep = "\t"
+    if head and "\t" not in head[0] and "," in separators and "," in head[0]:
+        sep = ","
+    raw = _header_fields(path, sep) if head else []
+    header = [c.strip() for c in raw]
+    repeated = sorted({c for c in header if header.count(c) > 1 and c})
+    if repeated:
+        raise InputError(
+            f"{path}: line 1 names column '{repeated[0]}' {header.count(repeated[0])} times; "
+            "give every column its own name (remove or rename the copy)."
+        )
+    ids = [c for c in raw if c.strip() in id_columns]
     try:
         with readable(path), _open_text(path) as handle:
             frame = pd.read_csv(
                 handle,
-                sep="\t",
-                dtype={c: str for c in string_columns},
+                sep=sep,
+                dtype={c: str for c in [*string_columns, *ids]},
                 skipinitialspace=True,
+                keep_default_na=False,
+                na_values={c: list(MISSING_VALUES) for c in raw if c not in ids},
             )
     except pd.errors.EmptyDataError:
         raise InputError(
             f"{path}: the file is empty; write a tab-separated table with a header line."
         ) from None
     except pd.errors.ParserError as err:
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
+        if found:
+            raise InputError(
+                f"{path}: line {found.group(2)} has {found.group(3)} fields but the header has "
+                f"{found.group(1)}; give every row one value per column (look for a stray tab)."
+            ) from None
+        found = re.search(r"EOF inside string starting at row (\d+)", str(err))
+        if found:
+            raise InputError(
+                f"{path}: a double quote on line {int(found.group(1)) + 1} opens a text that "
+                "never closes; remove the stray quote or close it."
+            ) from None
+        detail = " ".join(str(err).replace(". ", "; ").split())
         raise InputError(
-            f"{path}: the table does not parse as tab-separated text ({err}); "
-            "save it as tab-separated values with one header line."
+            f"{path}: the table does not parse as tab-separated text ({detail}); save it as "
+            "tab-separated values with one header line."
         ) from None
+    if not isinstance(frame.index, pd.RangeIndex):
+        # More fields in the rows than in the header: pandas would take the first column
+        # for an index and shift every value one column to the left.
+        raise InputError(
+            f"{path}: line {_first_long_line(path, sep, len(raw))} has more fields than the "
+            f"{len(raw)} of the header; give every row one value per column (look for a "
+            "stray tab at the end of the line)."
+        )
     frame.columns = [str(c).strip() for c in frame.columns]
     if frame.shape[1] == 1 and ("," in frame.columns[0] or ";" in frame.columns[0]):
         raise InputError(
@@ -376,4 +482,6 @@ def read_sheet(path: str | os.PathLike, string_columns: list[str]) -> pd.DataFra
     for column in frame.columns:
         if frame[column].dtype == object:
             frame[column] = frame[column].str.strip()
+            if column not in id_columns:
+                frame[column] = frame[column].mask(frame[column].isin(MISSING_VALUES))
     return frame

@@ -25,6 +25,7 @@ from ifnsig.errors import InputError
 from ifnsig.mixed_models import fit_random_intercept
 from ifnsig.response import order_by_timepoint
 from ifnsig.stats import auc_delong, bh, bh_within, bootstrap_ci, row_rng, spearman_rho
+from ifnsig.tables import LIST_SEPARATOR
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ PAIRED_COLUMNS = [
     "effect_size",
     "statistic",
     "pvalue",
-    "qvalue",
+    "fdr",
 ]
 CORRELATION_COLUMNS = [
     "signature",
@@ -59,7 +60,7 @@ CORRELATION_COLUMNS = [
     "ci_low",
     "ci_high",
     "pvalue",
-    "qvalue",
+    "fdr",
 ]
 PREDICTION_COLUMNS = [
     "signature",
@@ -77,7 +78,7 @@ PREDICTION_COLUMNS = [
     "ci_high",
     "statistic",
     "pvalue",
-    "qvalue",
+    "fdr",
     "note",
 ]
 MIXED_COLUMNS = [
@@ -95,7 +96,7 @@ MIXED_COLUMNS = [
     "statistic",
     "df",
     "pvalue",
-    "qvalue",
+    "fdr",
     "estimate_between",
     "ci_low_between",
     "ci_high_between",
@@ -183,7 +184,7 @@ def _terms(frame: pd.DataFrame, covariates: list[str]) -> tuple[pd.DataFrame, li
         if varies:
             terms.append(term)
             used.append(covariate)
-    return frame, terms, ", ".join(used)
+    return frame, terms, LIST_SEPARATOR.join(used)
 
 
 def paired_tests(
@@ -244,7 +245,7 @@ def paired_tests(
                 )
             rows.append(row)
     table = pd.DataFrame(rows, columns=PAIRED_COLUMNS)
-    table["qvalue"] = bh(table["pvalue"])
+    table["fdr"] = bh(table["pvalue"])
     return table
 
 
@@ -307,7 +308,7 @@ def change_correlations(
             row.update(estimate=float(rho), pvalue=float(p))
         rows.append(row)
     table = pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
-    table["qvalue"] = bh(table["pvalue"])
+    table["fdr"] = bh(table["pvalue"])
     return order_by_timepoint(table, timepoints, ["signature", "method", "timepoint", "measure"])
 
 
@@ -421,7 +422,7 @@ def baseline_prediction(
                     rows.append(_mann_whitney_row(key, data, confidence))
                     rows.append(_logistic_row(key, data, base_cov, covariate_names, confidence))
     table = pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
-    table["qvalue"] = bh_within(table, ["predictor", "analysis"])
+    table["fdr"] = bh_within(table, ["predictor", "analysis"])
     return table
 
 
@@ -469,7 +470,7 @@ def _logistic_row(
     row = {
         **key,
         "analysis": "logistic",
-        "covariates": ", ".join(covariate_names),
+        "covariates": LIST_SEPARATOR.join(covariate_names),
         "n": len(data),
         "n_responders": n_responders,
         "estimate": np.nan,
@@ -550,7 +551,7 @@ def mixed_models(
                 )
             )
     table = pd.DataFrame(rows, columns=MIXED_COLUMNS)
-    table["qvalue"] = bh(table["pvalue"])
+    table["fdr"] = bh(table["pvalue"])
     return table
 
 
@@ -567,7 +568,7 @@ def _mixed_row(
     row = dict.fromkeys(MIXED_COLUMNS, np.nan)
     row.update(
         key,
-        covariates=", ".join(names),
+        covariates=LIST_SEPARATOR.join(names),
         n=n_subjects,
         n_obs=len(frame),
         n_timepoints=n_timepoints,
@@ -600,7 +601,7 @@ def _mixed_row(
         for vcov in ("CR2", "model")
     }
     robust, model = fits["CR2"], fits["model"]
-    row.update(covariates=", ".join(used), note=robust.note, converged=robust.converged)
+    row.update(covariates=LIST_SEPARATOR.join(used), note=robust.note, converged=robust.converged)
     if not robust.converged:
         return row
     coefficients = robust.coefficients

@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ifnsig.tables import LIST_SEPARATOR
+
 ROLES = ("physician_global", "patient_global", "mmt", "haq", "enzyme", "extramuscular")
 
 # Points of each core set measure by category of improvement, and the upper bound (in %,
@@ -279,7 +281,7 @@ def total_improvement_score(
     out["tis"] = total
     out["improvement_category"] = improvement_category(total, population)
     out["population"] = population
-    out["missing_measures"] = [", ".join(m) for m in missing]
+    out["missing_measures"] = [LIST_SEPARATOR.join(m) for m in missing]
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -18,10 +19,130 @@ PALETTE = plt.get_cmap("tab10")
 
 
 def _save(fig, path: str | Path) -> None:
-    fig.tight_layout()
+    # Figures laid out by their own engine (constrained, for keys outside the axes) keep it.
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     # A fixed creation date keeps the SVG/PDF metadata, and so the files, reproducible.
-    fig.savefig(path, dpi=120, metadata={"Software": None} if str(path).endswith(".png") else None)
-    plt.close(fig)
+    from ifnsig.io import atomic_output
+
+    metadata = {"Software": None} if str(path).endswith(".png") else None
+    try:
+        with atomic_output(path) as partial:
+            fig.savefig(partial, dpi=120, metadata=metadata)
+    finally:
+        plt.close(fig)
+
+
+def short_title(name: str, titles: dict[str, str] | None, width: int = 48) -> str:
+    """A gene set's label for plots: its GMT title, shortened, then its ID."""
+    title = (titles or {}).get(name, "")
+    title = re.sub(r"\s*\(BTM [^)]*\)\s*$", "", title)
+    title = re.sub(r"^.*blood transcription module M[\d.]+:\s*", "", title)
+    # "Author et al. 2013 Journal: what the set is": the citation is in the GMT, not here.
+    cited = re.match(r"^([^:]*\b(?:19|20)\d\d\b[^:]*):\s*(.+)$", title)
+    if cited:
+        title = cited.group(2)
+    if not title or title == name:
+        return name
+    if len(title) > width:
+        title = re.sub(r"\s*\([^()]*\)$", "", title)
+    if len(title) > width:
+        title = title[: width - 1].rstrip() + "…"
+    return f"{title} ({name})"
+
+
+def contrast_direction(contrast: str | None) -> tuple[str, str]:
+    """Title and x label of a contrast named ``<test>_vs_<reference>`` (or any other name)."""
+    if not contrast:
+        return "", "log2 fold change"
+    if "_vs_" in contrast:
+        test, reference = contrast.split("_vs_", 1)
+        return (
+            f"{test} vs {reference}",
+            f"log2 fold change, {test} / {reference} (> 0: higher in {test})",
+        )
+    return contrast.replace("_", " "), f"log2 fold change ({contrast}; > 0: up)"
+
+
+def _key_legend(fig, keys: list[tuple[str, list]], max_rows: int = 8) -> None:
+    """One colour key below the axes (constrained layout makes room): each annotation strip
+    starts a new column, its name on top, then its levels."""
+    from matplotlib.patches import Patch
+
+    if not keys:
+        return
+    rows = min(max_rows, max(len(entries) + 1 for _, entries in keys))
+    handles = []
+    for title, entries in keys:
+        items = [Patch(color="none", label=f"{title}:"), *entries]
+        items += [Patch(color="none", label=" ")] * (-len(items) % rows)
+        handles += items
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=len(handles) // rows,
+        fontsize=7,
+        frameon=False,
+        handlelength=1.2,
+        columnspacing=1.2,
+    )
+
+
+def timepoints_of(data: pd.DataFrame) -> list[str]:
+    """The timepoints of ``data`` in their categorical order, else in order of appearance."""
+    column = data["timepoint"]
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return [str(c) for c in column.cat.categories if c in set(column)]
+    return sorted(set(column.astype(str)))
+
+
+def strip_palettes(columns: list) -> list[dict]:
+    """A colour per level of each annotation strip, no colour shared between strips."""
+    levels = [list(dict.fromkeys(str(v) for v in values)) for values in columns]
+    colors = iter(categorical_colors(sum(len(lv) for lv in levels)))
+    return [{level: next(colors) for level in lv} for lv in levels]
+
+
+def _strip(ax, values, label: str, colors: dict | None = None, vertical: bool = False) -> list:
+    """One annotation strip of ``values`` (one cell per sample, left to right, or top to
+    bottom when ``vertical``); returns its legend handles."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    values = np.asarray(values).astype(str)
+    levels = list(dict.fromkeys(values)) if colors is None else list(colors)
+    levels = [level for level in levels if level in set(values)]
+    palette = colors or dict(zip(levels, categorical_colors(len(levels)), strict=True))
+    codes = np.array([levels.index(v) for v in values])[None, :]
+    if vertical:
+        codes = codes.T
+    cmap = ListedColormap([palette[level] for level in levels])
+    ax.imshow(
+        codes, aspect="auto", cmap=cmap, vmin=-0.5, vmax=len(levels) - 0.5, interpolation="nearest"
+    )
+    if vertical:
+        ax.set_xticks([0], [label], rotation=90, fontsize=8)
+        ax.set_yticks([])
+    else:
+        ax.set_yticks([0], [label], fontsize=7)
+        ax.tick_params(axis="x", bottom=False, labelbottom=False)
+    return [Patch(color=palette[level], label=level) for level in levels]
+
+
+def categorical_colors(n: int) -> list:
+    """``n`` distinct colours: tab10 up to 10, tab20 up to 20, then the 60 colours of tab20,
+    tab20b and tab20c, then evenly spaced HUSL hues (seaborn), so no two levels share one."""
+    if n <= 10:
+        return [plt.get_cmap("tab10")(i) for i in range(n)]
+    if n <= 20:
+        return [plt.get_cmap("tab20")(i) for i in range(n)]
+    if n <= 60:
+        return [plt.get_cmap(name)(i) for name in ("tab20", "tab20b", "tab20c") for i in range(20)][
+            :n
+        ]
+    import seaborn as sns
+
+    return list(sns.husl_palette(n, l=0.6, s=0.9))
 
 
 def pca(
@@ -35,11 +156,12 @@ def pca(
     colors = [c for c in colors if c in obs.columns and obs[c].astype(str).ne("").any()]
     n_cols = min(4, len(colors))
     n_rows = -(-len(colors) // n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.3 * n_cols, 3.9 * n_rows), squeeze=False)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.6 * n_cols, 4.4 * n_rows), squeeze=False)
     second = scores[:, 1] if scores.shape[1] > 1 else np.zeros(len(scores))
     for ax, column in zip(axes.flat, colors, strict=False):
         values = obs[column].astype(str).replace("", "(none)").to_numpy()
         levels = sorted(set(values), key=lambda v: (v != "ok", v))
+        palette = categorical_colors(len(levels))
         for i, level in enumerate(levels):
             mask = values == level
             flagged = column.startswith("qc_") and level != "ok"
@@ -47,7 +169,7 @@ def pca(
                 scores[mask, 0],
                 second[mask],
                 s=30 if flagged else 14,
-                color="lightgrey" if level == "ok" else PALETTE(i % 10),
+                color="lightgrey" if level == "ok" else palette[i],
                 edgecolor="black" if flagged else "none",
                 linewidth=0.5,
                 label=level,
@@ -55,8 +177,15 @@ def pca(
             )
         ax.set_xlabel(f"PC1 ({100 * variance_ratio[0]:.1f}%)")
         ax.set_ylabel(f"PC2 ({100 * variance_ratio[1]:.1f}%)" if len(variance_ratio) > 1 else "")
-        ax.set_title(column.replace("qc_", "QC: "))
-        ax.legend(fontsize=6, frameon=False, markerscale=0.8)
+        ax.set_title(column.replace("qc_", "QC: "), fontsize=10)
+        ax.legend(
+            fontsize=8,
+            frameon=False,
+            markerscale=1.2,
+            loc="upper left",
+            bbox_to_anchor=(0.0, -0.14),
+            ncol=2 if len(levels) > 4 else 1,
+        )
     for ax in list(axes.flat)[len(colors) :]:
         ax.axis("off")
     _save(fig, path)
@@ -88,7 +217,11 @@ def qc_correlation_heatmap(
     off = ordered[np.isfinite(ordered)] if n > 1 else np.ones(1)
     size = min(12.0, 4.0 + 0.09 * n)
     fig, (*strips, ax, bar) = plt.subplots(
-        1, 4, figsize=(size + 1.6, size), width_ratios=[0.4, 0.4, size, 0.3]
+        1,
+        4,
+        figsize=(size + 1.8, size + 1.2),
+        width_ratios=[0.4, 0.4, size, 0.3],
+        layout="constrained",
     )
     image = ax.imshow(
         ordered,
@@ -99,21 +232,13 @@ def qc_correlation_heatmap(
         aspect="auto",
     )
     fig.colorbar(image, cax=bar, label="Pearson r (VST)")
-    handles = []
-    offset = 0
-    for strip, column in zip(strips, ["group", "timepoint"], strict=True):
+    keys = []
+    columns = ["group", "timepoint"]
+    palettes = strip_palettes([sorted(set(samples[c].astype(str))) for c in columns])
+    for strip, column, palette in zip(strips, columns, palettes, strict=True):
         values = samples[column].astype(str).to_numpy()[order]
-        levels = list(dict.fromkeys(sorted(values)))
-        codes = (offset + np.array([levels.index(v) for v in values])[:, None]) % 10
-        strip.imshow(codes, cmap="tab10", vmin=0, vmax=9, aspect="auto", interpolation="nearest")
-        strip.set_xticks([0], [column], rotation=90, fontsize=7)
-        strip.set_yticks([])
-        handles += [
-            plt.Rectangle((0, 0), 1, 1, color=PALETTE((offset + i) % 10), label=level)
-            for i, level in enumerate(levels)
-        ]
-        offset += len(levels)
-    fig.legend(handles=handles, loc="lower left", ncol=min(len(handles), 6), fontsize=7)
+        keys.append((column, _strip(strip, values, column, palette, vertical=True)))
+    _key_legend(fig, keys)
     names = samples["sample"].astype(str).to_numpy()[order]
     ax.set_yticks([])
     if n <= 100:
@@ -123,7 +248,7 @@ def qc_correlation_heatmap(
                 label.set_color("red")
     else:
         ax.set_xticks([])
-    ax.set_title("sample-sample correlation (flagged samples in red)", fontsize=9)
+    ax.set_title("sample-sample correlation (flagged samples in red)", fontsize=10)
     _save(fig, path)
 
 
@@ -271,7 +396,7 @@ def composition_over_time(
         if len(last) and np.isfinite(last["pvalue"].iat[0]):
             title += (
                 f"\n{timepoints[-1]} vs {timepoints[0]}: median {last['median_change'].iat[0]:+.2f}"
-                f", q = {last['qvalue'].iat[0]:.2g}"
+                f", FDR = {last['fdr'].iat[0]:.2g}"
             )
         ax.set_title(title, fontsize=8)
         ax.axhline(0, color="black", lw=0.5)
@@ -300,12 +425,14 @@ def scores_over_time(
     path: str | Path,
     groups: dict[str, str] | None = None,
     levels: pd.Series | None = None,
+    reference_label: str = "",
 ) -> None:
     """Score by timepoint, a line per patient, controls on the left, the positivity threshold.
 
     Groups are named as the configuration names them (``groups``: ``patient`` and
     ``control`` values); ``levels`` (sample -> level of ``scores.compare``'s column)
-    colours the patients by the compared groups instead.
+    colours the patients by the compared groups instead. ``reference_label`` names the
+    reference samples in the title.
     """
     groups = groups or {"patient": "patient", "control": "control"}
     data = scores[(scores["signature"] == signature) & (scores["method"] == method)]
@@ -352,18 +479,30 @@ def scores_over_time(
     ]
     ax.set_xticks(ticks, labels, fontsize=8)
     ax.set_ylabel(f"{signature} ({method.replace('_', ' ')})")
+    title = f"{signature} over time"
+    if reference_label:
+        title += f"\nreference: {reference_label}"
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8, frameon=False)
     _save(fig, path)
 
 
 def volcano(
-    de: pd.DataFrame, path: str | Path, highlight: list[str], alpha: float = 0.1, n_label: int = 10
+    de: pd.DataFrame,
+    path: str | Path,
+    highlight: list[str],
+    alpha: float = 0.1,
+    n_label: int = 10,
+    contrast: str | None = None,
 ) -> None:
-    """Volcano plot; the top genes and the highlighted (IFN) genes are labelled."""
+    """Volcano plot; the top genes and the highlighted (IFN) genes are labelled, the labels
+    placed apart by adjustText. The title and x axis say which way is up."""
+    from adjustText import adjust_text
+
     table = de.dropna(subset=["pvalue"]).copy()
     table["mlog10p"] = -np.log10(np.maximum(table["pvalue"], 1e-300))
     significant = table["padj"] < alpha
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
     ax.scatter(
         table.loc[~significant, "log2FoldChange"],
         table.loc[~significant, "mlog10p"],
@@ -371,28 +510,50 @@ def volcano(
         color="lightgrey",
         rasterized=True,
     )
-    ax.scatter(
-        table.loc[significant, "log2FoldChange"],
-        table.loc[significant, "mlog10p"],
-        s=5,
-        color="tab:blue",
-        label=f"padj < {alpha}",
-        rasterized=True,
-    )
+    up = significant & (table["log2FoldChange"] > 0)
+    down = significant & (table["log2FoldChange"] < 0)
+    for mask, color, word in [(up, "tab:orange", "up"), (down, "tab:blue", "down")]:
+        ax.scatter(
+            table.loc[mask, "log2FoldChange"],
+            table.loc[mask, "mlog10p"],
+            s=5,
+            color=color,
+            label=f"padj < {alpha:g}, {word}: {int(mask.sum())} genes",
+            rasterized=True,
+        )
     marked = table[table["symbol"].isin(highlight)]
     ax.scatter(
         marked["log2FoldChange"],
         marked["mlog10p"],
-        s=12,
-        color="tab:red",
+        s=14,
+        facecolor="none",
+        edgecolor="tab:red",
+        linewidth=0.9,
         label="IFN signature genes",
     )
     labelled = pd.concat([table.nsmallest(n_label, "pvalue"), marked.nsmallest(n_label, "pvalue")])
-    for _, row in labelled.drop_duplicates("gene_id").iterrows():
-        ax.annotate(row["symbol"], (row["log2FoldChange"], row["mlog10p"]), fontsize=6)
-    ax.set_xlabel("log2 fold change")
-    ax.set_ylabel("-log10 p")
-    ax.legend(fontsize=8, frameon=False)
+    labelled = labelled.drop_duplicates("gene_id")
+    ax.axvline(0, color="0.7", lw=0.6, zorder=0)
+    title, xlabel = contrast_direction(contrast)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("-log10 p-value")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, frameon=False, loc="upper left")
+    texts = [
+        ax.text(row.log2FoldChange, row.mlog10p, str(row.symbol), fontsize=6)
+        for row in labelled.itertuples()
+    ]
+    if texts:
+        fig.tight_layout()
+        adjust_text(
+            texts,
+            x=table["log2FoldChange"].to_numpy(),
+            y=table["mlog10p"].to_numpy(),
+            ax=ax,
+            arrowprops={"arrowstyle": "-", "color": "0.35", "lw": 0.4},
+            ensure_inside_axes=True,
+        )
     _save(fig, path)
 
 
@@ -585,7 +746,9 @@ def response_roc(
     """ROC curve of the baseline score for each response definition at ``timepoint``.
 
     Curves come from scikit-learn's ``roc_curve``; the AUC in the legend is the estimate
-    of the Mann-Whitney rows of baseline_prediction.tsv.
+    of the Mann-Whitney rows of baseline_prediction.tsv. Definitions that call the same
+    patients give the same curve: each curve is drawn thinner than the one before it and
+    with its own dash and marker, so none hides another, and the legend says which coincide.
     """
     from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -602,20 +765,46 @@ def response_roc(
         if data["y"].nunique() == 2:
             fpr, tpr, _ = roc_curve(data["y"], data["x"])
             auc = roc_auc_score(data["y"], data["x"])
-            curves.append((f"{name}: AUC {auc:.2f} (n = {len(data)})", fpr, tpr))
+            curves.append((str(name), f"AUC {auc:.2f} (n = {len(data)})", fpr, tpr))
     if not curves:
         _nothing_to_plot(
             f"no response with both responders and non-responders at {timepoint}", path
         )
         return
-    fig, ax = plt.subplots(figsize=(5, 4.5))
-    for i, (label, fpr, tpr) in enumerate(curves):
-        ax.step(fpr, tpr, where="post", color=PALETTE(i % 10), label=label)
-    ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1)
+    fig, ax = plt.subplots(figsize=(6.2, 5.2))
+    styles = ["-", "--", "-.", ":"]
+    markers = ["o", "s", "^", "D", "v", "P"]
+    colors = categorical_colors(len(curves))
+    widths = np.linspace(4.0, 1.2, len(curves)) if len(curves) > 1 else [1.8]
+    for i, (name, summary, fpr, tpr) in enumerate(curves):
+        same = [
+            other
+            for other, _, f, t in curves[:i]
+            if len(f) == len(fpr) and np.allclose(f, fpr) and np.allclose(t, tpr)
+        ]
+        note = f"; same curve as {same[0]}" if same else ""
+        ax.step(
+            fpr,
+            tpr,
+            where="post",
+            color=colors[i],
+            lw=widths[i],
+            ls=styles[i % len(styles)],
+            marker=markers[i % len(markers)],
+            markersize=3 + 0.8 * widths[i],
+            alpha=0.9,
+            label=f"{name}: {summary}{note}",
+        )
+    ax.plot([0, 1], [0, 1], ls=":", color="0.6", lw=1)
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")
-    ax.set_title(f"baseline {signature} for response at {timepoint}", fontsize=9)
-    ax.legend(fontsize=7, frameon=False, loc="lower right")
+    ax.set_title(
+        f"baseline {signature} ({method.replace('_', ' ')}) for response at {timepoint}",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.13))
     ax.set_aspect("equal")
     _save(fig, path)
 
@@ -664,11 +853,13 @@ def top_gene_heatmap(
     groups: pd.Series,
     path: str | Path,
     n_top: int = 40,
+    contrast: str | None = None,
 ) -> None:
     """VST z-scores of the top genes across the contrast's samples.
 
     ``groups`` maps each sample of the contrast to its level of the compared variable
     (timepoint, response, ...); samples are ordered and annotated by it, then by subject.
+    Each strip has a colour key below the heatmap; subject colours do not repeat.
     """
     top = de.dropna(subset=["padj"]).nsmallest(n_top, "pvalue")
     samples = list(groups.index)
@@ -678,79 +869,152 @@ def top_gene_heatmap(
     rank = pd.Categorical(groups).codes if isinstance(groups.dtype, pd.CategoricalDtype) else level
     order = np.lexsort((sub.obs["subject"].astype(str).to_numpy(), rank))
     sub = sub[order]
+    name = str(groups.name or "group")
     annotation = pd.DataFrame(
-        {str(groups.name or "group"): level[order], "subject": sub.obs["subject"].astype(str)},
-        index=sub.obs_names,
+        {name: level[order], "subject": sub.obs["subject"].astype(str)}, index=sub.obs_names
     )
     values = np.asarray(sub.layers["vst"], dtype=float).T
     z = (values - values.mean(axis=1, keepdims=True)) / (values.std(axis=1, keepdims=True) + 1e-9)
     fig, axes = plt.subplots(
         3,
         1,
-        figsize=(max(6, 0.12 * len(samples) + 2), 0.18 * len(top) + 2.5),
+        figsize=(max(7, 0.12 * len(samples) + 2.5), 0.18 * len(top) + 4.0),
         gridspec_kw={"height_ratios": [0.4, 0.4, max(len(top), 1) * 0.18]},
         sharex=True,
+        layout="constrained",
     )
-    for ax, column in zip(axes[:2], annotation.columns, strict=True):
-        codes = pd.Categorical(annotation[column]).codes
-        ax.imshow(codes[None, :], aspect="auto", cmap="tab20", interpolation="nearest")
-        ax.set_yticks([0], [column])
-    # Samples are sorted by level, so each level is one block: name it in place.
-    for name, positions in pd.Series(range(len(level))).groupby(level[order]):
-        axes[0].text(positions.mean(), 0, name, ha="center", va="center", fontsize=7)
+    keys = []
+    palettes = strip_palettes([annotation[column] for column in annotation.columns])
+    for ax, column, palette in zip(axes[:2], annotation.columns, palettes, strict=True):
+        keys.append((column, _strip(ax, annotation[column], column, palette)))
     image = axes[2].imshow(
         z, aspect="auto", cmap="RdBu_r", vmin=-2.5, vmax=2.5, interpolation="nearest"
     )
     axes[2].set_yticks(range(len(top)), top["symbol"].astype(str), fontsize=6)
     axes[2].set_xticks([])
+    axes[2].set_xlabel(f"{len(samples)} samples, ordered by {name} then subject", fontsize=8)
+    title, _ = contrast_direction(contrast)
+    fig.suptitle(f"top {len(top)} genes by p-value" + (f", {title}" if title else ""), fontsize=9)
     fig.colorbar(image, ax=axes[2], label="VST z-score", fraction=0.03)
+    _key_legend(fig, keys)
     _save(fig, path)
 
 
-def enrichment_dotplot(prerank: pd.DataFrame, path: str | Path, n_top: int = 20) -> None:
-    """Top gene sets: normalized enrichment score, size = genes in the set, colour = FDR."""
-    top = prerank.dropna(subset=["nes"]).head(n_top).iloc[::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.32 * max(len(top), 3) + 1.3))
+def enrichment_dotplot(
+    prerank: pd.DataFrame,
+    path: str | Path,
+    n_top: int = 20,
+    titles: dict[str, str] | None = None,
+    contrast: str | None = None,
+) -> None:
+    """Top gene sets: normalized enrichment score, size = genes in the set, colour = FDR.
+
+    The top sets are those of lowest FDR, then largest |NES| (sets tied at the floor of the
+    permutation FDR all rank by effect); labels are the sets' GMT titles (``titles``).
+    """
+    from matplotlib.lines import Line2D
+
+    tested = prerank.dropna(subset=["nes"])
+    tested = tested.assign(_abs=-tested["nes"].abs()).sort_values(
+        ["fdr", "_abs", "gene_set"], kind="mergesort"
+    )
+    top = tested.head(n_top).sort_values("nes", kind="mergesort")
+    labels = [short_title(name, titles) for name in top["gene_set"]]
+    fig, ax = plt.subplots(figsize=(8.5, 0.34 * max(len(top), 4) + 1.8))
     if top.empty:
         ax.text(0.5, 0.5, "no gene set tested", ha="center")
         ax.axis("off")
-    else:
-        points = ax.scatter(
-            top["nes"],
-            top["gene_set"],
-            s=8 * np.sqrt(top["n_genes"]) * 4,
-            c=top["fdr"].astype(float),
-            cmap="viridis_r",
-            vmin=0,
-            vmax=0.25,
-        )
-        ax.axvline(0, color="black", lw=0.8)
-        ax.set_xlabel("normalized enrichment score")
-        fig.colorbar(points, ax=ax, label="FDR")
+        _save(fig, path)
+        return
+
+    def size(n):
+        return 6 * np.sqrt(np.asarray(n, dtype=float)) * 4
+
+    points = ax.scatter(
+        top["nes"],
+        np.arange(len(top)),
+        s=size(top["n_genes"]),
+        c=top["fdr"].astype(float),
+        cmap="viridis_r",
+        vmin=0,
+        vmax=0.25,
+        edgecolor="black",
+        linewidth=0.4,
+    )
+    ax.set_yticks(np.arange(len(top)), labels, fontsize=7)
+    ax.set_ylim(-0.8, len(top) - 0.2)
+    ax.axvline(0, color="black", lw=0.8)
+    title, _ = contrast_direction(contrast)
+    test = contrast.split("_vs_", 1)[0] if contrast and "_vs_" in contrast else "the contrast"
+    ax.set_xlabel(f"normalized enrichment score (> 0: set up in {test})", fontsize=8)
+    ax.set_title(f"top {len(top)} gene sets by FDR" + (f", {title}" if title else ""), fontsize=9)
+    bar = fig.colorbar(points, ax=ax, pad=0.02, fraction=0.04)
+    bar.set_label("FDR (colour capped at 0.25)", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    counts = sorted({int(round(v)) for v in np.quantile(top["n_genes"], [0, 0.5, 1])})
+    handles = [
+        Line2D([], [], ls="", marker="o", markersize=np.sqrt(size(n)), color="0.6", label=f"{n}")
+        for n in counts
+    ]
+    ax.legend(
+        handles=handles,
+        title="genes in set",
+        fontsize=7,
+        title_fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.12, 1.0),
+        frameon=False,
+        labelspacing=1.2,
+    )
     _save(fig, path)
 
 
-def running_scores(prerank: pd.DataFrame, gene_sets: list[str], path: str | Path) -> None:
-    """gseapy running enrichment score of the named gene sets (those that were tested)."""
-    from gseapy.plot import gseaplot2
-
+def running_scores(
+    prerank: pd.DataFrame,
+    gene_sets: list[str],
+    path: str | Path,
+    titles: dict[str, str] | None = None,
+    contrast: str | None = None,
+) -> None:
+    """Running enrichment score of the named gene sets (those tested), one labelled curve
+    each (legend: title, NES, FDR), their hits as ticks below, then the ranking."""
     result = prerank.attrs.get("gseapy")
     terms = [t for t in gene_sets if result is not None and t in result.results]
     if not terms:
-        fig, ax = plt.subplots(figsize=(4, 2))
-        ax.text(0.5, 0.5, "none of the IFN sets was tested", ha="center")
-        ax.axis("off")
-        _save(fig, path)
+        _nothing_to_plot("none of the IFN sets was tested", path)
         return
-    gseaplot2(
-        terms=terms,
-        hits=[result.results[t]["hits"] for t in terms],
-        RESs=[result.results[t]["RES"] for t in terms],
-        rank_metric=result.ranking,
-        figsize=(6, 4.5),
-        ofname=str(path),
+    stats = prerank.set_index("gene_set")
+    colors = categorical_colors(len(terms))
+    fig, (curve, hits, metric) = plt.subplots(
+        3,
+        1,
+        figsize=(7.5, 5.8 + 0.12 * len(terms)),
+        sharex=True,
+        gridspec_kw={"height_ratios": [3, 0.25 * len(terms) + 0.3, 1]},
+        layout="constrained",
     )
-    plt.close("all")
+    for k, (term, color) in enumerate(zip(terms, colors, strict=True)):
+        res = np.asarray(result.results[term]["RES"], dtype=float)
+        label = short_title(term, titles, width=40)
+        if term in stats.index:
+            label += f": NES {stats.at[term, 'nes']:.2f}, FDR {stats.at[term, 'fdr']:.2g}"
+        curve.plot(np.arange(len(res)), res, color=color, lw=1.3, label=label)
+        hits.vlines(result.results[term]["hits"], k, k + 0.8, color=color, lw=0.6)
+    curve.axhline(0, color="black", lw=0.6)
+    curve.set_ylabel("running enrichment score", fontsize=8)
+    title, _ = contrast_direction(contrast)
+    curve.set_title("IFN gene sets along the ranking" + (f", {title}" if title else ""), fontsize=9)
+    fig.legend(fontsize=7, frameon=False, loc="outside upper center", ncol=1)
+    hits.set_yticks([k + 0.4 for k in range(len(terms))], terms, fontsize=6)
+    hits.set_ylim(-0.2, len(terms))
+    hits.invert_yaxis()
+    ranking = np.asarray(result.ranking, dtype=float)
+    metric.fill_between(np.arange(len(ranking)), ranking, color="0.6", lw=0)
+    metric.axhline(0, color="black", lw=0.6)
+    metric.set_ylabel("ranking\nstatistic", fontsize=8)
+    test = contrast.split("_vs_", 1)[0] if contrast and "_vs_" in contrast else "the contrast"
+    metric.set_xlabel(f"gene rank (left: up in {test})", fontsize=8)
+    _save(fig, path)
 
 
 def _sample_classes(scores: pd.DataFrame, timepoints: list[str]) -> list[tuple[str, str]]:
@@ -773,19 +1037,30 @@ def signature_heatmap(
     method: str,
     type2: str | None,
     path: str | Path,
+    reference_stats: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
     """VST z-scores (against the reference samples) of the signature's genes, samples ordered
-    by score; the IFN-gamma-biased genes below, for comparison."""
+    by score; the IFN-gamma-biased genes below, for comparison. Strips of group, timepoint
+    and the positivity call, each with its colour key below.
+
+    ``reference_stats`` are the per-gene VST mean and SD of a frozen reference, in the genes
+    of ``adata``; without them they come from the reference samples among ``adata``.
+    """
     data = scores[(scores["signature"] == signature) & (scores["method"] == method)]
     data = data.sort_values("score", kind="stable")
     blocks = [(signature, gene_sets[signature])]
     if type2 and type2 in gene_sets and type2 != signature:
         blocks.append((type2, gene_sets[type2]))
-    symbols = pd.Index(adata.var["symbol"].astype(str))
+    from ifnsig.scores import scoring_symbols, symbol_positions
+
     rows = [(name, gene) for name, genes in blocks for gene in genes]
-    vst = np.asarray(adata.layers["vst"], dtype=float)[:, symbols.get_indexer([g for _, g in rows])]
-    reference = data.set_index("sample")["reference"].reindex(adata.obs_names).to_numpy(bool)
-    mean, sd = vst[reference].mean(axis=0), vst[reference].std(axis=0, ddof=1)
+    positions = symbol_positions(scoring_symbols(adata), [g for _, g in rows])
+    vst = np.asarray(adata.layers["vst"], dtype=float)[:, positions]
+    if reference_stats is None:
+        reference = data.set_index("sample")["reference"].reindex(adata.obs_names).to_numpy(bool)
+        mean, sd = vst[reference].mean(axis=0), vst[reference].std(axis=0, ddof=1)
+    else:
+        mean, sd = (np.asarray(v, dtype=float)[positions] for v in reference_stats)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(sd > 0, (vst - mean) / sd, 0.0)
     z = z[adata.obs_names.get_indexer(data["sample"])].T
@@ -793,17 +1068,22 @@ def signature_heatmap(
     fig, axes = plt.subplots(
         4,
         1,
-        figsize=(min(max(6, 0.1 * n + 2.5), 24), 0.2 * len(rows) + 3),
+        figsize=(min(max(7, 0.1 * n + 3), 24), 0.2 * len(rows) + 4.5),
         gridspec_kw={"height_ratios": [0.3, 0.3, 0.3, max(len(rows), 1) * 0.2]},
         sharex=True,
+        layout="constrained",
     )
-    for ax, column in zip(axes[:2], ["group", "timepoint"], strict=True):
-        levels = pd.Categorical(data[column])
-        ax.imshow(levels.codes[None, :], aspect="auto", cmap="tab10", vmin=0, vmax=9)
-        ax.set_yticks([0], [f"{column}: " + ", ".join(map(str, levels.categories))], fontsize=7)
-    calls = data["positive"].to_numpy(int)[None, :]
-    axes[2].imshow(calls, aspect="auto", cmap="Greys", vmin=0, vmax=1)
-    axes[2].set_yticks([0], ["positive (black)"], fontsize=7)
+    keys = []
+    columns = ["group", "timepoint"]
+    palettes = strip_palettes(
+        [sorted(set(data["group"].astype(str))), [t for t in timepoints_of(data)]]
+    )
+    for ax, column, palette in zip(axes[:2], columns, palettes, strict=True):
+        keys.append((column, _strip(ax, data[column].astype(str), column, palette)))
+    calls = np.where(data["positive"].to_numpy(bool), "positive", "negative")
+    keys.append(
+        ("IFN call", _strip(axes[2], calls, "IFN call", {"negative": "0.9", "positive": "0.1"}))
+    )
     # Clipped at +-4 SD so a few extreme genes do not wash out the rest.
     image = axes[3].imshow(
         np.clip(z, -4, 4), aspect="auto", cmap="RdBu_r", vmin=-4, vmax=4, interpolation="nearest"
@@ -816,8 +1096,9 @@ def signature_heatmap(
         axes[3].set_xticks(range(n), data["sample"], rotation=90, fontsize=5)
     else:
         axes[3].set_xticks([])
-    axes[3].set_xlabel(f"samples ordered by {signature} ({method.replace('_', ' ')})")
+    axes[3].set_xlabel(f"samples ordered by {signature} ({method.replace('_', ' ')})", fontsize=8)
     fig.colorbar(image, ax=axes[3], label="VST z-score vs reference", fraction=0.03)
+    _key_legend(fig, keys)
     _save(fig, path)
 
 
@@ -871,22 +1152,48 @@ def score_distributions(
     _save(fig, path)
 
 
-def type1_vs_type2(contrast: pd.DataFrame, signature: str, method: str, path: str | Path) -> None:
-    """Type I signature score against the IFN-gamma-biased one, both in reference SDs."""
+def type1_vs_type2(
+    contrast: pd.DataFrame,
+    signature: str,
+    method: str,
+    path: str | Path,
+    patient_group: str | None = None,
+) -> None:
+    """Type I signature score against the IFN-gamma-biased one, both in reference SDs.
+
+    Each group and timepoint has its colour; the other groups than ``patient_group``
+    (controls) are drawn last, edged in black, so the patients' cloud does not hide them.
+    The line type I = type II is drawn across whatever range the points set and does not
+    set the range itself.
+    """
     data = contrast[(contrast["signature"] == signature) & (contrast["method"] == method)]
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig, ax = plt.subplots(figsize=(6.2, 4.8))
     if data.empty:
         ax.text(0.5, 0.5, "no IFN-gamma-biased signature scored", ha="center")
         ax.axis("off")
         _save(fig, path)
         return
-    for k, ((group, timepoint), part) in enumerate(data.groupby(["group", "timepoint"])):
-        label = f"{group} {timepoint}"
-        ax.scatter(part["type1_z"], part["type2_z"], s=16, color=PALETTE(k % 10), label=label)
-    low = float(np.nanmin(data[["type1_z", "type2_z"]].to_numpy()))
-    high = float(np.nanmax(data[["type1_z", "type2_z"]].to_numpy()))
-    ax.plot([low, high], [low, high], color="black", lw=0.8, ls=":", label="type I = type II")
+    classes = list(data.groupby(["group", "timepoint"], sort=True))
+    classes.sort(key=lambda c: str(c[0][0]) != str(patient_group))
+    colors = categorical_colors(len(classes))
+    for k, ((group, timepoint), part) in enumerate(classes):
+        control = patient_group is not None and str(group) != str(patient_group)
+        ax.scatter(
+            part["type1_z"],
+            part["type2_z"],
+            s=26 if control else 18,
+            color=colors[k],
+            alpha=1.0 if control else 0.75,
+            edgecolor="black" if control else "none",
+            linewidth=0.8,
+            label=f"{group} {timepoint} (n = {len(part)})",
+            zorder=3 if control else 2,
+        )
+    ax.axhline(0, color="0.8", lw=0.6, zorder=0)
+    ax.axvline(0, color="0.8", lw=0.6, zorder=0)
+    ax.axline((0, 0), slope=1, color="black", lw=0.8, ls=":", label="type I = type II")
     ax.set_xlabel(f"{signature} (reference SDs, {method.replace('_', ' ')})")
     ax.set_ylabel(f"{data['type2_signature'].iloc[0]} (reference SDs)")
-    ax.legend(fontsize=7, frameon=False)
+    ax.set_title("type I vs IFN-gamma-biased score, 0 = reference mean", fontsize=9)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save(fig, path)

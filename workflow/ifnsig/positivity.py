@@ -31,6 +31,8 @@ FALLBACKS = ("quantile", "mixture")
 # Ashman et al., J Stat Comput Simul 1994: two normal components are clearly separated only
 # when D = sqrt(2) |mu1 - mu2| / sqrt(sd1^2 + sd2^2) exceeds 2.
 ASHMAN_MIN = 2.0
+# Fewest scores (weight x n) a component must hold to count as a group of samples.
+MIN_COMPONENT = 2.0
 
 
 class PositivityWarning(UserWarning):
@@ -62,7 +64,7 @@ class MixtureFit:
 
     ``cutoff`` is where the posterior of the high component crosses 0.5 between the two
     means (NaN when it never does); ``bimodal`` is False when two components fit no better
-    than one by BIC or Ashman's D is below 2.
+    than one by BIC, Ashman's D is below 2, or a component holds fewer than 2 scores.
     """
 
     n: int
@@ -116,8 +118,9 @@ def mixture_cutoff(scores, seed: int = 0, label: str = "scores") -> MixtureFit:
     Warns
     -----
     MixtureWarning
-        When the scores are not bimodal: BIC of two components not below that of one, or
-        Ashman's D below 2. The cut-off is still returned.
+        When the scores are not bimodal: BIC of two components not below that of one,
+        Ashman's D below 2, or a component of fewer than 2 scores. The cut-off is still
+        returned.
     """
     from sklearn.mixture import GaussianMixture
 
@@ -142,13 +145,17 @@ def mixture_cutoff(scores, seed: int = 0, label: str = "scores") -> MixtureFit:
     weights = two.weights_[order]
     ashman = math.sqrt(2) * abs(means[1] - means[0]) / math.sqrt(sds[0] ** 2 + sds[1] ** 2)
     bic_one, bic_two = float(one.bic(data)), float(two.bic(data))
-    bimodal = bic_two < bic_one and ashman >= ASHMAN_MIN
+    # A component fitted to a single score collapses to sklearn's variance floor, which
+    # makes any lone outlier look like a second group by BIC and Ashman's D.
+    smallest = float(weights.min() * len(x))
+    bimodal = bic_two < bic_one and ashman >= ASHMAN_MIN and smallest >= MIN_COMPONENT
     if not bimodal:
         warnings.warn(
             f"{label}: the {len(x)} scores do not look bimodal (BIC 2 components "
-            f"{bic_two:.1f} vs 1 component {bic_one:.1f}, Ashman's D {ashman:.2f}; bimodal "
-            f"needs a lower BIC for 2 components and D >= {ASHMAN_MIN:g}), so the mixture "
-            "cut-off separates no real groups; prefer the reference rule.",
+            f"{bic_two:.1f} vs 1 component {bic_one:.1f}, Ashman's D {ashman:.2f}, smaller "
+            f"component {smallest:.1f} scores; bimodal needs a lower BIC for 2 components, "
+            f"D >= {ASHMAN_MIN:g} and at least {MIN_COMPONENT:g} scores in each component), so "
+            "the mixture cut-off separates no real groups; prefer the reference rule.",
             MixtureWarning,
             stacklevel=2,
         )

@@ -33,8 +33,9 @@ from anndata.io import read_elem
 from scipy import stats
 
 from ifnsig.errors import InputError
-from ifnsig.io import read_sheet, require_file
+from ifnsig.io import atomic_output, read_sheet, require_file
 from ifnsig.stats import bh
+from ifnsig.tables import LIST_SEPARATOR
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +111,16 @@ class QCSettings:
     outlier_support: float = 0.9
     outlier_alpha: float = 1e-6
     correlation_mads: float = 5.0
+    #: Whether the samples are blood (the ``tissue`` setting): globin share measured.
+    blood: bool = True
 
     @classmethod
     def from_config(cls, config: dict) -> QCSettings:
+        from ifnsig.settings import is_blood
+
         section = dict(config.get("qc", {}))
         section.pop("markers", None)
-        return cls(**section)
+        return cls(**section, blood=is_blood(config))
 
 
 @dataclass
@@ -156,7 +161,7 @@ def read_var(path: str | Path) -> pd.DataFrame:
 def read_markers(path: str | Path) -> dict[str, list[str]]:
     """Cell type to marker symbols from a TSV with ``cell_type`` and ``symbol`` columns."""
     path = require_file(path, "cell-type marker table", "qc.markers")
-    frame = read_sheet(path, ["cell_type", "symbol", "source"])
+    frame = read_sheet(path, ["cell_type", "symbol", "source"], id_columns=("cell_type", "symbol"))
     missing = [c for c in ["cell_type", "symbol"] if c not in frame.columns]
     if missing:
         raise InputError(
@@ -199,8 +204,12 @@ def sample_metrics(
     symbols: pd.Series | np.ndarray,
     samples: pd.Index,
     size_factors: np.ndarray,
+    blood: bool = True,
 ) -> pd.DataFrame:
     """Per-sample library metrics from raw counts of every gene (scanpy's QC metrics).
+
+    ``blood=False`` leaves the globin share unmeasured (NaN): globin reads are a whole-blood
+    matter (reticulocytes), so another tissue is neither measured nor flagged on them.
 
     Parameters
     ----------
@@ -242,7 +251,10 @@ def sample_metrics(
     for name, mask in classes.items():
         column = f"pct_{name}"
         table[column] = values[f"pct_counts_{name}"].to_numpy(dtype=float)
-        if not mask.any():
+        if name == "globin" and not blood:
+            log.info("tissue is not blood: %s (a whole-blood measure) is not measured", column)
+            table[column] = np.nan
+        elif not mask.any():
             log.warning("no %s genes among the gene symbols: %s is not measured", name, column)
             table[column] = np.nan
     table["size_factor"] = np.asarray(size_factors, dtype=float)
@@ -797,9 +809,12 @@ def composition_column(cell_type: str) -> str:
 
 
 def composition_columns(config: dict) -> set[str]:
-    """The composition score columns the QC stage can write, from the marker table."""
-    markers = config["qc"]["markers"] or SHIPPED_MARKERS
-    return {composition_column(cell) for cell in read_markers(markers)}
+    """The composition score columns the QC stage can write, from the marker table (none for
+    a tissue other than blood without a table of its own)."""
+    from ifnsig.settings import marker_file
+
+    markers = marker_file(config)
+    return {composition_column(cell) for cell in read_markers(markers)} if markers else set()
 
 
 def composition_scores(
@@ -823,8 +838,8 @@ def composition_scores(
                 "cell_type": cell,
                 "n_markers": len(genes),
                 "n_found": len(found),
-                "found": ",".join(found),
-                "missing": ",".join(g for g in genes if g not in index),
+                "found": LIST_SEPARATOR.join(found),
+                "missing": LIST_SEPARATOR.join(g for g in genes if g not in index),
             }
         )
         if not found:
@@ -889,7 +904,7 @@ def composition_changes(
             "pvalue",
         ],
     )
-    table["qvalue"] = bh(table["pvalue"])
+    table["fdr"] = bh(table["pvalue"])
     return table
 
 
@@ -934,7 +949,9 @@ def run_qc(
     """
     samples = samples.reset_index(drop=True)
     subjects = samples.set_index("sample")["subject"].astype(str)
-    metrics = sample_metrics(counts, count_symbols, pd.Index(samples["sample"]), size_factors)
+    metrics = sample_metrics(
+        counts, count_symbols, pd.Index(samples["sample"]), size_factors, blood=settings.blood
+    )
     bounds = metric_bounds(metrics, settings.metric_mads, settings.thresholds)
     flags = [metric_flags(metrics, bounds, subjects)]
 
@@ -977,7 +994,9 @@ def run_qc(
     if not traits.empty:
         trait_columns = calls.rename(columns=lambda g: f"has_{g}").astype(bool)
         per_sample = pd.concat([per_sample, trait_columns.reset_index(drop=True)], axis=1)
-    listed = all_flags.groupby("sample")["flag"].agg(lambda f: ";".join(dict.fromkeys(f)))
+    listed = all_flags.groupby("sample")["flag"].agg(
+        lambda f: LIST_SEPARATOR.join(dict.fromkeys(f))
+    )
     per_sample["n_flags"] = per_sample["sample"].map(all_flags["sample"].value_counts())
     per_sample["n_flags"] = per_sample["n_flags"].fillna(0).astype(int)
     per_sample["flags"] = per_sample["sample"].map(listed).fillna("")
@@ -1057,48 +1076,37 @@ def sex_table(result: QCResult, samples: pd.DataFrame) -> pd.DataFrame:
 # --- MultiQC custom content ------------------------------------------------------------------
 
 
-def write_multiqc(result: QCResult, metrics_tsv: str | Path, flags_yaml: str | Path) -> None:
-    """MultiQC custom-content files: a general-statistics table and a table of flags.
-
-    Files ending in ``_mqc.tsv``/``_mqc.yaml`` with the section configuration in a YAML
-    header are picked up by any MultiQC run (MultiQC docs, "Custom content"), so these
-    columns appear next to the alignment QC of the same samples.
-    """
+def _mqc_tsv(path: str | Path, header: dict, table: pd.DataFrame) -> None:
+    """A custom-content TSV: the section configuration as ``#`` YAML lines, then the table."""
     import yaml
 
-    columns = {
-        "library_size": ("Library size", "counted reads", "Blues", None),
-        "detected_genes": ("Detected genes", "genes with at least one read", "Greens", None),
-        "pct_top50": ("% top 50", "% of reads in the 50 most expressed genes", "OrRd", 100),
-        "pct_mito": ("% mito", "% of reads in mitochondrial genes", "OrRd", 100),
-        "pct_globin": ("% globin", "% of reads in globin genes", "OrRd", 100),
-        "pct_ribo": ("% ribo", "% of reads in ribosomal-protein genes", "Purples", 100),
-        "size_factor": ("Size factor", "DESeq2 median-of-ratios size factor", "RdBu", None),
-        "n_flags": ("QC flags", "number of ifnsig QC flags", "Reds", None),
-    }
-    headers = {}
-    for key, (title, description, scale, top) in columns.items():
-        entry = {"title": title, "description": description, "scale": scale, "min": 0}
-        if top is not None:
-            entry.update(max=top, suffix="%")
-        headers[key] = entry
-    header = {
-        "id": "ifnsig_qc",
-        "section_name": "ifnsig sample QC",
-        "description": "Library metrics from the count matrix (ifnsig QC stage).",
-        "plot_type": "generalstats",
-        "pconfig": [{key: value} for key, value in headers.items()],
-    }
-    table = result.samples[["sample", *columns]].rename(columns={"sample": "Sample"})
     text = "".join(f"# {line}\n" for line in yaml.safe_dump(header, sort_keys=False).splitlines())
-    Path(metrics_tsv).write_text(
-        text + table.to_csv(sep="\t", index=False, float_format="%.6g", lineterminator="\n")
-    )
+    # Counts stay integers and other values keep 10 significant digits: a library of
+    # 20,000,001 reads is written as such, not as 2e+07.
+    body = table.to_csv(sep="\t", index=False, float_format="%.10g", lineterminator="\n")
+    with atomic_output(path) as partial:
+        partial.write_text(text + body)
+
+
+def _mqc_headers(columns: dict[str, tuple]) -> dict[str, dict]:
+    headers = {}
+    for key, (title, description, scale, top, fmt) in columns.items():
+        entry = {"title": title, "description": description, "scale": scale}
+        if top is not None:
+            entry.update(min=0, max=top, suffix="%")
+        if fmt is not None:
+            entry["format"] = fmt
+        headers[key] = entry
+    return headers
+
+
+def multiqc_flags(flags: pd.DataFrame, n_samples: int) -> dict:
+    """The MultiQC section of the QC flags: a table, or a sentence when none was raised."""
     flagged = {}
-    for sample, group in result.flags.groupby("sample", sort=False):
+    for sample, group in flags.groupby("sample", sort=False):
         flagged[str(sample)] = {
             "subject": str(group["subject"].iat[0]),
-            "flags": "; ".join(group["flag"]),
+            "flags": LIST_SEPARATOR.join(group["flag"]),
             "evidence": " ".join(group["evidence"]),
         }
     document = {
@@ -1106,11 +1114,145 @@ def write_multiqc(result: QCResult, metrics_tsv: str | Path, flags_yaml: str | P
         "section_name": "ifnsig QC flags",
         "description": "Samples flagged by the ifnsig identity, outlier and metric checks, "
         "with the evidence; flags never remove a sample (see exclude_samples).",
-        "plot_type": "table",
-        "pconfig": {"id": "ifnsig_qc_flags_table", "title": "ifnsig QC flags"},
-        "data": flagged,
     }
-    Path(flags_yaml).write_text(yaml.safe_dump(document, sort_keys=False))
+    if flagged:
+        document.update(
+            plot_type="table",
+            pconfig={"id": "ifnsig_qc_flags_table", "title": "ifnsig QC flags"},
+            data=flagged,
+        )
+    else:
+        document.update(
+            plot_type="html",
+            data=f"<p>No sample was flagged: all {n_samples} samples passed every check.</p>",
+        )
+    return document
+
+
+def write_multiqc(
+    result: QCResult,
+    metrics_tsv: str | Path,
+    flags_yaml: str | Path,
+    identity_tsv: str | Path,
+    composition_tsv: str | Path,
+    samples: pd.DataFrame,
+) -> None:
+    """MultiQC custom-content files: general statistics, the identity checks (sex and
+    pairing), the cell-type composition scores and the flags.
+
+    Files ending in ``_mqc.tsv``/``_mqc.yaml`` with the section configuration in a YAML
+    header are picked up by any MultiQC run (MultiQC docs, "Custom content"), so these
+    columns appear next to the alignment QC of the same samples. Counts are shown in full
+    (``format``), not as MultiQC's default one decimal of thousands or millions; with no
+    flagged sample the flags section says so (an empty table would be "No data found").
+    """
+    import yaml
+
+    counts = "{:,.0f}"
+    columns = {
+        "library_size": ("Library size", "counted reads", "Blues", None, counts),
+        "detected_genes": (
+            "Detected genes",
+            "genes with at least one read",
+            "Greens",
+            None,
+            counts,
+        ),
+        "pct_top50": ("% top 50", "% of reads in the 50 most expressed genes", "OrRd", 100, None),
+        "pct_mito": ("% mito", "% of reads in mitochondrial genes", "OrRd", 100, None),
+        "pct_globin": ("% globin", "% of reads in globin genes", "OrRd", 100, None),
+        "pct_ribo": ("% ribo", "% of reads in ribosomal-protein genes", "Purples", 100, None),
+        "size_factor": (
+            "Size factor",
+            "DESeq2 median-of-ratios size factor",
+            "RdBu",
+            None,
+            "{:,.3f}",
+        ),
+        "n_flags": ("QC flags", "number of ifnsig QC flags", "Reds", None, counts),
+    }
+    header = {
+        "id": "ifnsig_qc",
+        "section_name": "ifnsig sample QC",
+        "description": "Library metrics from the count matrix (ifnsig QC stage).",
+        "plot_type": "generalstats",
+        "pconfig": [{key: value} for key, value in _mqc_headers(columns).items()],
+    }
+    table = result.samples[["sample", *columns]].rename(columns={"sample": "Sample"})
+    for column in ["library_size", "detected_genes", "n_flags"]:
+        table[column] = table[column].round().astype("int64")
+    _mqc_tsv(metrics_tsv, header, table)
+
+    identity = result.samples[["sample", "subject"]].copy()
+    declared = samples["sex"].astype(str).to_numpy() if "sex" in samples else ""
+    identity["declared_sex"] = declared
+    identity["declared_sex"] = identity["declared_sex"].replace({"nan": "", "None": ""})
+    wanted = [
+        ("predicted_sex", "Predicted sex", "from XIST/TSIX against Y-linked genes"),
+        ("sex_score", "Sex score", "mean log2 Y-linked genes minus XIST/TSIX (> 0: male)"),
+        (
+            "own_r",
+            "Own-subject r",
+            "correlation of person-specific genes with the subject's other samples",
+        ),
+        ("best_other_subject", "Closest other subject", "subject whose samples match best"),
+        ("best_other_r", "Closest other r", "correlation with that subject's best sample"),
+    ]
+    kept = [(c, t, d) for c, t, d in wanted if c in result.samples.columns]
+    for column, _, _ in kept:
+        identity[column] = result.samples[column].to_numpy()
+    identity = identity.rename(columns={"sample": "Sample"})
+    identity_headers = {
+        "subject": {"title": "Subject", "description": "subject of the sample sheet"},
+        "declared_sex": {"title": "Declared sex", "description": "sex column of the sample sheet"},
+    }
+    for column, title, description in kept:
+        identity_headers[column] = {"title": title, "description": description}
+        if pd.api.types.is_float_dtype(identity[column]):
+            identity_headers[column]["format"] = "{:,.3f}"
+    identity = identity.fillna("")
+    _mqc_tsv(
+        identity_tsv,
+        {
+            "id": "ifnsig_identity",
+            "section_name": "ifnsig identity checks",
+            "description": "Sex predicted from expression against the declared sex, and "
+            "whether each sample matches its own subject's other samples (ifnsig QC stage).",
+            "plot_type": "table",
+            "pconfig": {"id": "ifnsig_identity_table", "title": "ifnsig identity checks"},
+            "headers": identity_headers,
+        },
+        identity,
+    )
+
+    scores = [c for c in result.composition.columns if c.endswith("_score")]
+    composition = result.composition[["sample", *scores]].rename(columns={"sample": "Sample"})
+    composition_headers = {
+        c: {
+            "title": c.removesuffix("_score").replace("_", " "),
+            "description": f"{c.removesuffix('_score')} markers: mean log2 from cohort mean",
+            "format": "{:,.2f}",
+            "scale": "RdBu",
+        }
+        for c in scores
+    }
+    _mqc_tsv(
+        composition_tsv,
+        {
+            "id": "ifnsig_composition",
+            "section_name": "ifnsig cell-type composition",
+            "description": "Blood cell-type marker scores per sample (ifnsig QC stage); a "
+            "change on treatment can move the IFN score without any change in signalling.",
+            "plot_type": "table",
+            "pconfig": {"id": "ifnsig_composition_table", "title": "ifnsig cell-type scores"},
+            "headers": composition_headers,
+        },
+        composition if scores else composition.assign(no_marker_found=""),
+    )
+
+    document = multiqc_flags(result.flags, len(result.samples))
+    with atomic_output(flags_yaml) as partial:
+        partial.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
 # --- helpers ---------------------------------------------------------------------------------

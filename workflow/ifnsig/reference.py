@@ -195,7 +195,7 @@ def build_reference(
     statistics = scores.reference_statistics(adata, reference)
     ids = adata.var_names.astype(str)
     symbols = adata.var["symbol"].astype(str).to_numpy()
-    columns = scores.set_columns(adata.var["symbol"], gene_sets)
+    columns = scores.set_columns(scores.scoring_symbols(adata), gene_sets)
     controls = (
         scores.score_genes_controls(np.asarray(adata.layers["vst"]), columns, seed)
         if "score_genes" in methods
@@ -248,6 +248,9 @@ def build_reference(
         "n_reference": int(reference.sum()),
         "n_genes": int(adata.n_vars),
         "n_size_factor_genes": int(np.isfinite(log_geo_means).sum()),
+        # DESeq2's name of the trend the VST used: "mean" when the parametric fit failed
+        # (then asymptDisp is the mean dispersion and extraPois 0).
+        "vst_fit_type": str(adata.uns.get("vst_fit_type", "parametric")),
         "positivity": dict(settings or {}),
         "gene_sets": {name: list(listed[name]) for name in gene_sets},
         "gene_set_files": file_checksums(gene_set_files),
@@ -292,7 +295,10 @@ def write_reference(ref: ScoreReference, folder: str | Path) -> dict[str, str]:
     paths = {key: folder / name for key, name in FILES.items()}
     meta = {
         **ref.meta,
-        "dispersion_function": {"fitType": "parametric", **ref.dispersion},
+        "dispersion_function": {
+            "fitType": ref.meta.get("vst_fit_type", "parametric"),
+            **ref.dispersion,
+        },
         "depth_scale": ref.depth_scale,
     }
     paths["meta"].write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
@@ -509,6 +515,106 @@ def normalize_with_reference(
     return size_factors, normalized, vst
 
 
+def frozen_cohort(
+    adata: ad.AnnData, ref: ScoreReference, max_missing: float = 0.05, layer: str = "counts"
+) -> tuple[ad.AnnData, np.ndarray]:
+    """New samples normalized with the frozen functions, in the reference's genes.
+
+    Parameters
+    ----------
+    adata
+        New samples: raw counts in ``layer`` (or ``X``), gene IDs as var names.
+    ref, max_missing
+        As for :func:`score_with_reference`.
+
+    Returns
+    -------
+    cohort, present
+        An AnnData of the new samples x the reference's genes found in them (var: gene IDs,
+        ``symbol`` as in the reference), with layers ``counts``, ``normalized`` and ``vst``
+        and obs ``size_factor``; and the row positions of those genes in ``ref.genes``
+        (for :meth:`ScoreReference.statistics`).
+    """
+    counts = pd.DataFrame(
+        np.asarray(adata.layers[layer] if layer in adata.layers else adata.X),
+        columns=adata.var_names.astype(str),
+    )
+    matrix, present = align_counts(counts, ref, max_missing)
+    _check_symbols(adata, ref, present)
+    size_factors, normalized, vst = normalize_with_reference(matrix, ref, present)
+    genes = ref.genes.iloc[present]
+    var = pd.DataFrame(
+        {"symbol": genes["symbol"].to_numpy()}, index=pd.Index(genes["gene_id"], name=None)
+    )
+    obs = adata.obs.copy()
+    obs["size_factor"] = size_factors
+    cohort = ad.AnnData(obs=obs, var=var)
+    cohort.layers["counts"] = np.asarray(matrix)
+    cohort.layers["normalized"] = normalized
+    cohort.layers["vst"] = vst
+    return cohort, present
+
+
+def check_scored(ref: ScoreReference, gene_sets: list[str], methods: list[str]) -> None:
+    """Check that the reference scored every gene set and method asked for.
+
+    Raises
+    ------
+    InputError
+        Naming what the reference lacks and what it holds.
+    """
+    lacking_sets = [name for name in gene_sets if name not in ref.gene_sets]
+    lacking_methods = [m for m in methods if m not in ref.methods]
+    if lacking_sets or lacking_methods:
+        what = "; ".join(
+            part
+            for part in (
+                lacking_sets and f"gene set(s) {', '.join(lacking_sets)}",
+                lacking_methods and f"method(s) {', '.join(lacking_methods)}",
+            )
+            if part
+        )
+        raise InputError(
+            f"The IFN-score reference was not built with {what} (it holds gene sets "
+            f"{', '.join(ref.gene_sets)} and methods {', '.join(ref.methods)}); score only "
+            "those, or rebuild the reference from a run that scored them."
+        )
+
+
+def score_frozen_cohort(
+    cohort: ad.AnnData, present: np.ndarray, ref: ScoreReference, threads: int = 1
+) -> pd.DataFrame:
+    """Scores of a :func:`frozen_cohort`, with the reference's cut-offs and rules."""
+    index = pd.Series(np.arange(len(present)), index=ref.genes["gene_id"].to_numpy()[present])
+    columns = {n: index.reindex(g).to_numpy(dtype=int) for n, g in ref.gene_sets.items()}
+    controls = {n: index.reindex(g).to_numpy(dtype=int) for n, g in ref.controls.items()}
+    raw = scores.compute_scores(
+        {"normalized": cohort.layers["normalized"], "vst": cohort.layers["vst"]},
+        columns,
+        ref.methods,
+        ref.statistics(present),
+        controls=controls or None,
+        seed=int(ref.meta["seed"]),
+        threads=threads,
+    )
+    cutoffs = {
+        (row.signature, row.method): positivity.Cutoff(
+            row.threshold,
+            row.rule,
+            row.reference_mean,
+            row.reference_sd,
+            row.attainable_min,
+            row.attainable_max,
+        )
+        for row in ref.cutoffs.itertuples(index=False)
+    }
+    n_genes = dict(zip(ref.cutoffs["signature"], ref.cutoffs["n_genes"], strict=False))
+    was_reference = cohort.obs_names.astype(str).isin(set(ref.samples["sample"]))
+    return scores.score_table(
+        cohort.obs, raw, cutoffs, n_genes, was_reference, ref.meta["reference_group"]
+    )
+
+
 def score_with_reference(
     adata: ad.AnnData,
     ref: ScoreReference,
@@ -542,41 +648,8 @@ def score_with_reference(
     check_versions(ref)
     if listed_sets is not None:
         check_gene_sets(ref, listed_sets, gene_set_files)
-    counts = pd.DataFrame(
-        np.asarray(adata.layers[layer] if layer in adata.layers else adata.X),
-        columns=adata.var_names.astype(str),
-    )
-    matrix, present = align_counts(counts, ref, max_missing)
-    _check_symbols(adata, ref, present)
-    _, normalized, vst = normalize_with_reference(matrix, ref, present)
-    index = pd.Series(np.arange(len(present)), index=ref.genes["gene_id"].to_numpy()[present])
-    columns = {n: index.reindex(g).to_numpy(dtype=int) for n, g in ref.gene_sets.items()}
-    controls = {n: index.reindex(g).to_numpy(dtype=int) for n, g in ref.controls.items()}
-    raw = scores.compute_scores(
-        {"normalized": normalized, "vst": vst},
-        columns,
-        ref.methods,
-        ref.statistics(present),
-        controls=controls or None,
-        seed=int(ref.meta["seed"]),
-        threads=threads,
-    )
-    cutoffs = {
-        (row.signature, row.method): positivity.Cutoff(
-            row.threshold,
-            row.rule,
-            row.reference_mean,
-            row.reference_sd,
-            row.attainable_min,
-            row.attainable_max,
-        )
-        for row in ref.cutoffs.itertuples(index=False)
-    }
-    n_genes = dict(zip(ref.cutoffs["signature"], ref.cutoffs["n_genes"], strict=False))
-    was_reference = adata.obs_names.astype(str).isin(set(ref.samples["sample"]))
-    return scores.score_table(
-        adata.obs, raw, cutoffs, n_genes, was_reference, ref.meta["reference_group"]
-    )
+    cohort, present = frozen_cohort(adata, ref, max_missing, layer)
+    return score_frozen_cohort(cohort, present, ref, threads)
 
 
 def _check_symbols(adata: ad.AnnData, ref: ScoreReference, present: np.ndarray) -> None:

@@ -15,6 +15,8 @@ import pandas as pd
 from ifnsig import myositis_response as tis
 from ifnsig.config_files import origin
 from ifnsig.errors import InputError
+from ifnsig.io import read_tsv
+from ifnsig.tables import LIST_SEPARATOR
 
 log = logging.getLogger(__name__)
 
@@ -406,7 +408,7 @@ def _printo_calls(
                 "responder": call,
                 "criteria_met": met,
                 "criteria_evaluable": evaluable,
-                "inputs": "; ".join(parts),
+                "inputs": LIST_SEPARATOR.join(parts),
             }
         )
     return calls
@@ -515,7 +517,7 @@ def _combined_calls(definition: dict, made: dict[str, pd.DataFrame]) -> list[dic
                 "responder": call,
                 "criteria_met": sum(known),
                 "criteria_evaluable": len(known),
-                "inputs": "; ".join(
+                "inputs": LIST_SEPARATOR.join(
                     f"{name}={'NA' if pd.isna(v) else ('yes' if v else 'no')}"
                     for name, v in zip(definition["of"], values, strict=True)
                 ),
@@ -629,7 +631,7 @@ def clinical_responses(
 
 def read_calls(path: str) -> pd.DataFrame:
     """``response.tsv`` read back, ``responder`` as a nullable boolean."""
-    calls = pd.read_csv(path, sep="\t", dtype={"subject": str, "timepoint": str})
+    calls = read_tsv(path, dtype={"subject": str, "timepoint": str})
     text = calls["responder"].astype("string").str.strip().str.lower()
     calls["responder"] = text.map({"true": True, "false": False}).astype("boolean")
     return calls

@@ -48,6 +48,7 @@ import pandas as pd
 from scipy import stats
 
 from ifnsig import positivity
+from ifnsig.tables import LIST_SEPARATOR
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +67,12 @@ METHOD_LAYERS = {
 
 
 def scored_signatures(settings: dict) -> list[str]:
-    """The signatures a run scores (``scores.signatures``), then the type II one if set."""
+    """The gene sets a run scores: ``scores.signatures``, the type II one if set, then the
+    co-expression ``modules``."""
     names = list(settings["signatures"])
     if settings.get("type2_signature"):
         names.append(settings["type2_signature"])
+    names.extend(settings.get("modules", []))
     return list(dict.fromkeys(names))
 
 
@@ -399,13 +402,27 @@ def module_percentages(
         One row per sample and module: ``n_genes``, ``percent_up``, ``percent_down`` and
         ``activity`` (up minus down), as :func:`module_activity_table` computes them.
     """
-    columns = set_columns(adata.var["symbol"], modules)
+    columns = set_columns(scoring_symbols(adata), modules)
     statistics = reference_statistics(adata, reference)
-    table = module_activity_table(np.asarray(adata.layers["vst"]), columns, statistics, n_sd)
+    return module_percentage_table(
+        adata.obs_names, np.asarray(adata.layers["vst"]), columns, statistics, n_sd
+    )
+
+
+def module_percentage_table(
+    samples,
+    values: np.ndarray,
+    columns: Mapping[str, np.ndarray],
+    statistics: ReferenceStatistics,
+    n_sd: float = 2.0,
+) -> pd.DataFrame:
+    """The table of :func:`module_percentages` from VST values, module columns and reference
+    statistics (those of a frozen reference, for instance)."""
+    table = module_activity_table(values, columns, statistics, n_sd)
     frames = [
         pd.DataFrame(
             {
-                "sample": adata.obs_names.astype(str),
+                "sample": pd.Index(samples).astype(str),
                 "module": name,
                 "n_genes": len(columns[name]),
                 "percent_up": up,
@@ -443,7 +460,9 @@ def active_modules(scores: pd.DataFrame, modules: list[str], cutoff: float = 15.
             "sample": wide.index,
             "n_active": active.sum(axis=1).to_numpy(dtype=int),
             "n_modules": wide.notna().sum(axis=1).to_numpy(dtype=int),
-            "active": [",".join(m for m in modules if row[m]) for _, row in active.iterrows()],
+            "active": [
+                LIST_SEPARATOR.join(m for m in modules if row[m]) for _, row in active.iterrows()
+            ],
         }
     ).reset_index(drop=True)
 
@@ -512,8 +531,34 @@ def check_methods(methods: list[str]) -> None:
         raise ValueError(f"Unknown IFN-score method(s) {unknown}; choose from {list(METHODS)}.")
 
 
+def scoring_symbols(adata: ad.AnnData) -> pd.Series:
+    """The cohort's symbols with only one gene ID per symbol left (the others empty).
+
+    The gene ID kept is the one with the highest mean normalized count
+    (:func:`ifnsig.data.one_gene_per_symbol`), so a signature gene is scored once, from its
+    best-measured gene ID.
+    """
+    from ifnsig.data import one_gene_per_symbol
+
+    symbols = adata.var["symbol"].astype(str)
+    if symbols.is_unique:
+        return symbols
+    means = np.asarray(adata.layers["normalized"], dtype=float).mean(axis=0)
+    keep = one_gene_per_symbol(symbols, means)
+    return symbols.where(keep, "")
+
+
+def symbol_positions(symbols, genes: list[str]) -> np.ndarray:
+    """Column of each of ``genes`` among ``symbols`` (-1 if absent; first of a repeat)."""
+    symbols = pd.Index(pd.Series(symbols).astype(str))
+    return symbols.get_indexer(genes) if symbols.is_unique else _first_positions(symbols, genes)
+
+
 def set_columns(symbols, gene_sets: Mapping[str, list[str]]) -> dict[str, np.ndarray]:
-    """Column index of each matched gene of each set (first gene of a repeated symbol)."""
+    """Column index of each matched gene of each set (first gene of a repeated symbol).
+
+    Give :func:`scoring_symbols` to score each symbol from the gene ID chosen for it.
+    """
     symbols = pd.Index(pd.Series(symbols).astype(str))
     columns = {}
     for signature, genes in gene_sets.items():
@@ -729,7 +774,7 @@ def score_samples(
     """
     check_methods(methods)
     reference = np.asarray(reference, dtype=bool)
-    columns = set_columns(adata.var["symbol"], gene_sets)
+    columns = set_columns(scoring_symbols(adata), gene_sets)
     statistics = reference_statistics(adata, reference)
     controls = (
         score_genes_controls(np.asarray(adata.layers["vst"]), columns, seed)
@@ -772,11 +817,14 @@ def mixture_fits(
         :class:`ifnsig.positivity.MixtureFit` (weights, means and SDs of both components,
         BIC of one and two components, Ashman's D, ``bimodal`` and the ``cutoff``).
     """
-    chosen = scores[scores["sample"].isin(set(map(str, samples)))]
+    chosen = scores["sample"].astype(str).isin(set(map(str, samples)))
     rows = []
-    for (signature, method), part in chosen.groupby(["signature", "method"], sort=False):
+    # Every signature and method gets a row, n = 0 (and NaN) when no sample was given.
+    for (signature, method), part in scores.groupby(["signature", "method"], sort=False):
         fit = positivity.mixture_cutoff(
-            part["score"].to_numpy(), seed=seed, label=f"{signature} / {method}"
+            part.loc[chosen[part.index], "score"].to_numpy(),
+            seed=seed,
+            label=f"{signature} / {method}",
         )
         rows.append({"signature": signature, "method": method, **fit.as_dict()})
     return pd.DataFrame(rows)
@@ -842,8 +890,19 @@ def method_agreement(scores: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def standardized(scores: pd.DataFrame) -> pd.Series:
-    """Each score in reference SDs from the reference mean of its signature and method."""
+def standardized(scores: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.Series:
+    """Each score in reference SDs from the reference mean of its signature and method.
+
+    ``reference`` gives ``signature``, ``method``, ``reference_mean`` and ``reference_sd``
+    (the cut-offs of a frozen reference); without it they come from the table's own
+    reference samples.
+    """
+    if reference is not None:
+        keys = pd.MultiIndex.from_frame(scores[["signature", "method"]])
+        stats_ = reference.set_index(["signature", "method"])
+        mean = stats_["reference_mean"].reindex(keys).to_numpy(dtype=float)
+        sd = stats_["reference_sd"].reindex(keys).to_numpy(dtype=float)
+        return (scores["score"] - mean) / sd
     keys = [scores["signature"], scores["method"]]
     ref = scores["score"].where(scores["reference"].astype(bool))
     mean = ref.groupby(keys).transform("mean")
@@ -851,13 +910,16 @@ def standardized(scores: pd.DataFrame) -> pd.Series:
     return (scores["score"] - mean) / sd
 
 
-def type_contrast(scores: pd.DataFrame, type2_signature: str | None) -> pd.DataFrame:
+def type_contrast(
+    scores: pd.DataFrame, type2_signature: str | None, reference: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Per sample and method: each signature against the IFN-gamma-biased one, both standardized.
 
     Scores of different signatures live on different scales, so both are expressed in
     reference SDs from the reference mean (a z-score of the score) before subtracting; a
     positive ``difference`` means the sample leans towards type I over type II signalling,
-    relative to the reference samples.
+    relative to the reference samples (or to the frozen ``reference``, as in
+    :func:`standardized`).
 
     Returns
     -------
@@ -872,7 +934,7 @@ def type_contrast(scores: pd.DataFrame, type2_signature: str | None) -> pd.DataF
     ]  # fmt: skip
     if type2_signature is None or type2_signature not in set(scores["signature"]):
         return pd.DataFrame(columns=columns)
-    z = scores.assign(z=standardized(scores))
+    z = scores.assign(z=standardized(scores, reference))
     keys = ["sample", "method"]
     type2 = z[z["signature"] == type2_signature].set_index(keys)["z"]
     out = z[z["signature"] != type2_signature][

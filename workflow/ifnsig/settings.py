@@ -8,6 +8,7 @@ never settings: a path the job reads is an ``input`` (counts, sheets, gene sets,
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 #: Stage (rule) -> the config keys it uses, dotted for nested keys.
@@ -20,7 +21,12 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
         "groups",
         "exclude_samples",
     ),
-    "geneset_coverage": ("scores.signatures", "scores.type2_signature", "scores.min_genes"),
+    "geneset_coverage": (
+        "scores.signatures",
+        "scores.type2_signature",
+        "scores.modules",
+        "scores.min_genes",
+    ),
     "normalize": ("filtering.min_count", "filtering.min_samples"),
     "quality_control": (
         "qc.metric_mads",
@@ -32,6 +38,7 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
         "qc.outlier_support",
         "qc.outlier_alpha",
         "qc.correlation_mads",
+        "tissue",
         "timepoints",
         "groups.patient",
         "seed",
@@ -43,6 +50,12 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
         "scores.min_genes",
         "scores.reference",
         "scores.positivity_sd",
+        "scores.positivity_rule",
+        "scores.positivity_fallback",
+        "scores.positivity_quantile",
+        "scores.modules",
+        "scores.module_active_percent",
+        "scores.reference_max_missing",
         "scores.primary_signature",
         "scores.primary_method",
         "scores.compare",
@@ -60,8 +73,52 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
         "de.keep_unpaired_subjects",
         "de.wald_distribution",
         "de.contrasts",
+        "de.shards",
         "timepoints",
         "groups.patient",
+    ),
+    # de.shards: the jobs of the DE split by genes (ifnsig.de.shards).
+    "de_size_factors": (
+        "de.covariates",
+        "de.inference",
+        "de.blocked_min_subjects",
+        "de.keep_unpaired_subjects",
+        "de.contrasts",
+        "de.shards",
+        "timepoints",
+        "groups.patient",
+    ),
+    "de_genewise_dispersions": (
+        "de.covariates",
+        "de.inference",
+        "de.blocked_min_subjects",
+        "de.keep_unpaired_subjects",
+        "de.contrasts",
+        "de.shards",
+        "timepoints",
+        "groups.patient",
+    ),
+    "de_dispersion_prior": (
+        "de.covariates",
+        "de.inference",
+        "de.blocked_min_subjects",
+        "de.keep_unpaired_subjects",
+        "de.contrasts",
+        "de.shards",
+        "timepoints",
+        "groups.patient",
+    ),
+    "de_shard_tests": (
+        "de.covariates",
+        "de.inference",
+        "de.blocked_min_subjects",
+        "de.keep_unpaired_subjects",
+        "de.contrasts",
+        "de.shards",
+        "timepoints",
+        "groups.patient",
+        "de.alpha",
+        "de.wald_distribution",
     ),
     "plot_de": ("de.alpha", "scores.primary_signature"),
     "export_matrices": (),
@@ -91,6 +148,18 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
         "timepoints",
         "groups.patient",
         "seed",
+    ),
+    "summarize_findings": (
+        "clinical_measures",
+        "de.alpha",
+        "findings.top_gene_sets",
+        "groups",
+        "linkage.primary_response",
+        "scores.positivity_sd",
+        "scores.primary_method",
+        "scores.primary_signature",
+        "scores.reference",
+        "timepoints",
     ),
 }
 
@@ -141,6 +210,16 @@ def score_gene_set_files(config: dict) -> list[str]:
     return [str(SHIPPED_GMT), *config["scores"]["gene_sets"]]
 
 
+def frozen_reference_files(config: dict) -> dict[str, str]:
+    """The files of the saved IFN-score reference the scores use (none without one)."""
+    from ifnsig.reference import FILES
+
+    folder = config["scores"].get("frozen_reference")
+    if not folder:
+        return {}
+    return {f"reference_{key}": str(Path(folder) / name) for key, name in FILES.items()}
+
+
 def enrichment_gene_set_files(config: dict) -> list[str]:
     """The GMT files of the enrichment: the shipped one first, then the user's."""
     from ifnsig.genesets import SHIPPED_GMT
@@ -155,8 +234,16 @@ def aliases_file() -> str:
     return str(SHIPPED_ALIASES)
 
 
-def marker_file(config: dict) -> str:
-    """The cell-type marker table of the QC stage: the config's, or the shipped one."""
+def marker_file(config: dict) -> str | None:
+    """The cell-type marker table of the QC stage: the config's, or the shipped blood panel
+    for blood (other tissues without a table of their own get no composition scores)."""
     from ifnsig.qc import SHIPPED_MARKERS
 
-    return config["qc"]["markers"] or str(SHIPPED_MARKERS)
+    if config["qc"]["markers"]:
+        return config["qc"]["markers"]
+    return str(SHIPPED_MARKERS) if is_blood(config) else None
+
+
+def is_blood(config: dict) -> bool:
+    """Whether the samples are blood (``tissue``), for the blood-specific QC."""
+    return config.get("tissue", "blood") == "blood"

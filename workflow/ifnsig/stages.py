@@ -9,13 +9,19 @@ Tables are written as tidy TSV with full-precision p-values.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import pickle
+import re
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import ModuleType
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 
 from ifnsig import (
@@ -23,29 +29,97 @@ from ifnsig import (
     comparisons,
     data,
     genesets,
-    linkage,
-    plots,
+    reference,
     response,
     scores,
     set_tests,
     trajectories,
 )
 from ifnsig import qc as quality
+from ifnsig.config_files import origin
 from ifnsig.de import fit as de_fit
 from ifnsig.de import plan as de_plan
+from ifnsig.de import shards as de_shards
 from ifnsig.enrichment import over_representation, prerank, ranking, restrict_to
 from ifnsig.errors import InputError
 from ifnsig.formats import read_count_input
+from ifnsig.io import atomic_output, read_tsv
 from ifnsig.validation import clinical_values, load_samples, read_clinical_table
 
 log = logging.getLogger("ifnsig")
+
+
+def lazy_module(name: str) -> ModuleType:
+    """``name``, imported on first attribute access (``importlib.util.LazyLoader``).
+
+    Each job imports this module for one stage: statsmodels (for the linkage) and
+    matplotlib (for the plots) are loaded only by the jobs that use them.
+    """
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module
+
+
+linkage = lazy_module("ifnsig.linkage")
+plots = lazy_module("ifnsig.plots")
 
 Paths = Mapping[str, str]
 
 
 def write_tsv(frame: pd.DataFrame, path: str | Path) -> None:
     """Tidy TSV; floats with 10 significant digits so reruns give identical bytes."""
-    frame.to_csv(path, sep="\t", index=False, float_format="%.10g")
+    with atomic_output(path) as partial:
+        frame.to_csv(partial, sep="\t", index=False, float_format="%.10g")
+
+
+#: Warnings of the libraries that a run can meet on real data, each explained once in the log:
+#: (pattern of the message, part of the file that warns, what it means).
+EXPLAINED_WARNINGS = [
+    (
+        re.compile(r"overflow encountered"),
+        "pydeseq2",
+        "pydeseq2 met a numerical overflow (exp of a large linear predictor) while fitting "
+        "some genes, as happens for genes with no reads in every sample of one level or "
+        "subject: their fold change is unbounded, so the fit stops at a large log2FoldChange; "
+        "such genes are reported with large |log2FoldChange| and lfcSE, as R DESeq2 reports "
+        "them, and the other genes are not affected",
+    ),
+    (
+        re.compile(r"dispersion trend curve fitting did not converge"),
+        "pydeseq2",
+        "pydeseq2's parametric dispersion trend did not converge (few genes, or dispersions "
+        "close to Poisson) and the mean dispersion was used as the trend, as DESeq2's "
+        "fitType = 'mean'; the fit is otherwise unchanged",
+    ),
+]
+
+
+class _WarningLog:
+    """``warnings.showwarning`` for the stages: each warning logged once, known ones explained."""
+
+    def __init__(self) -> None:
+        self.seen: set = set()
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
+        text = str(message)
+        for pattern, source, explanation in EXPLAINED_WARNINGS:
+            if pattern.search(text) and source in str(filename):
+                if explanation not in self.seen:
+                    self.seen.add(explanation)
+                    log.warning("%s (%s: %s)", explanation, category.__name__, text)
+                return
+        key = (category.__name__, text)
+        if key not in self.seen:
+            self.seen.add(key)
+            logging.getLogger("py.warnings").warning(
+                "%s: %s (%s, line %s)", category.__name__, text, filename, lineno
+            )
 
 
 def run_script(snakemake, stage: Callable) -> None:
@@ -60,7 +134,7 @@ def run_script(snakemake, stage: Callable) -> None:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
-    logging.captureWarnings(True)
+    warnings.showwarning = _WarningLog()
     try:
         stage(
             inputs=dict(snakemake.input.items()),
@@ -94,8 +168,22 @@ def build_anndata(inputs: Paths, outputs: Paths, settings: dict, threads: int = 
     annotation = (
         data.read_annotation(inputs["annotation"]) if "annotation" in inputs else source.annotation
     )
+    data.check_libraries(source.counts[samples.index], str(config["counts"]))
+    if annotation is None and data.gene_id_kind(source.counts.index) != "symbol":
+        kind = data.gene_id_kind(source.counts.index)
+        raise InputError(
+            f"{config['counts']}: the gene IDs are {kind.capitalize()} IDs (e.g. "
+            f"'{source.counts.index[0]}') and no annotation maps them to the symbols the "
+            f"signatures and QC use; set 'annotation' in {origin('annotation')} to a "
+            "gene_id/symbol table or the GTF the counts were made with (see "
+            "resources/annotation/README.md)."
+        )
     adata = data.build_anndata(
-        source.counts, samples, annotation=annotation, timepoints=settings["timepoints"]
+        source.counts,
+        samples,
+        annotation=annotation,
+        timepoints=settings["timepoints"],
+        annotation_file=inputs.get("annotation"),
     )
     log.info("cohort: %d samples x %d genes", adata.n_obs, adata.n_vars)
     write_tsv(samples.reset_index(drop=True), outputs["samples"])
@@ -106,6 +194,11 @@ def geneset_coverage(inputs: Paths, outputs: Paths, settings: dict, threads: int
     """Match the scored signatures to the cohort's symbols; a set with no gene fails here."""
     var = quality.read_var(inputs["counts"])
     _, coverage = _matched_signatures(inputs, settings, var["symbol"])
+    summary = data.symbol_summary(var)
+    coverage["n_cohort_genes"] = len(var)
+    coverage["n_ids_without_symbol"] = len(summary["ids_without_symbol"])
+    coverage["ids_without_symbol"] = ",".join(map(str, summary["ids_without_symbol"][:20]))
+    coverage["n_symbols_shared"] = len(summary["shared_symbols"])
     for row in coverage.itertuples():
         log.info(
             "%s: %d of %d genes found; missing: %s",
@@ -135,6 +228,12 @@ def normalize(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -
     adata = ad.read_h5ad(inputs["counts"])
     filtering = settings["filtering"]
     adata = data.filter_genes(adata, filtering["min_count"], filtering["min_samples"])
+    kept = pd.DataFrame(data.raw_counts(adata).T, columns=adata.obs_names)
+    data.check_libraries(
+        kept,
+        f"{inputs['counts']} (the {adata.n_vars} genes with >= {filtering['min_count']} reads "
+        f"in >= {filtering['min_samples']} samples)",
+    )
     data.normalize(adata, n_cpus=threads)
     data.write_h5ad(adata, outputs["normalized"])
 
@@ -150,7 +249,7 @@ def annotate_cohort(inputs: Paths, outputs: Paths, settings: dict, threads: int 
     """The normalized cohort with every IFN score and call and the QC results in obs."""
     adata = ad.read_h5ad(inputs["normalized"])
     qc = ad.read_h5ad(inputs["qc"])
-    table = pd.read_csv(inputs["scores"], sep="\t", dtype={"sample": str, "subject": str})
+    table = read_tsv(inputs["scores"], dtype={"sample": str, "subject": str})
     data.annotate_cohort(adata, table, qc)
     data.write_h5ad(adata, outputs["cohort"])
 
@@ -167,7 +266,12 @@ def quality_control(inputs: Paths, outputs: Paths, settings: dict, threads: int 
     """
     from threadpoolctl import threadpool_limits
 
-    markers = quality.read_markers(inputs["markers"])
+    # Without a marker table (a tissue other than blood) there are no composition scores.
+    markers = quality.read_markers(inputs["markers"]) if "markers" in inputs else {}
+    if not markers:
+        log.info(
+            "no cell-type marker table for tissue '%s': no composition scores", settings["tissue"]
+        )
     with threadpool_limits(limits=threads):
         obs, var, counts = quality.read_layer(inputs["counts"], "X")
         cohort_obs, cohort_var, vst = quality.read_layer(inputs["normalized"], "vst")
@@ -196,9 +300,16 @@ def quality_control(inputs: Paths, outputs: Paths, settings: dict, threads: int 
     if "composition_changes" in outputs:
         write_tsv(result.composition_changes, outputs["composition_changes"])
     write_tsv(result.composition_coverage, outputs["composition_markers"])
-    quality.write_multiqc(result, outputs["multiqc_metrics"], outputs["multiqc_flags"])
+    quality.write_multiqc(
+        result,
+        outputs["multiqc_metrics"],
+        outputs["multiqc_flags"],
+        outputs["multiqc_identity"],
+        outputs["multiqc_composition"],
+        samples,
+    )
     summary = quality.qc_anndata(result, samples, vst, cohort_var)
-    summary.write_h5ad(outputs["h5ad"], compression="gzip")
+    data.write_h5ad(summary, outputs["h5ad"])
 
     status = quality.flag_status(result)
     colors = ["timepoint", "group", "batch", "drug", *status.columns.drop("sample")]
@@ -227,39 +338,50 @@ def quality_control(inputs: Paths, outputs: Paths, settings: dict, threads: int 
 
 
 def score_ifn(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
-    """IFN scores of every signature and method with positivity, agreement and plots."""
+    """IFN scores of every signature and method with positivity, agreement and plots.
+
+    Scored against the run's own reference samples (``inputs["normalized"]``), or, when the
+    inputs hold the files of a saved reference (``reference_meta`` ...), the raw counts
+    (``inputs["counts"]``) normalized and scored against that reference with its cut-offs.
+    Either way the reference behind the scores is written to ``results/scores/reference/``.
+    """
     chosen = settings["scores"]
-    adata = ad.read_h5ad(inputs["normalized"])
-    matched, _ = _matched_signatures(inputs, settings, adata.var["symbol"])
-    reference = scores.reference_mask(
-        adata.obs, chosen["reference"], settings["groups"]["control"], settings["timepoints"][0]
+    scored = scores.scored_signatures(chosen)
+    listed = dict(genesets.load_gene_sets(inputs["gene_sets"], include=scored))
+    gene_set_files = [*_as_list(inputs["gene_sets"]), inputs["aliases"]]
+    if "reference_meta" in inputs:
+        cohort, table, ref, stats = _frozen_scores(
+            inputs, settings, listed, gene_set_files, threads
+        )
+        matched = {
+            name: [str(s) for s in ref.genes.set_index("gene_id").loc[ids, "symbol"]]
+            for name, ids in ref.gene_sets.items()
+            if name in scored
+        }
+    else:
+        cohort, table, ref, matched = _own_scores(inputs, settings, listed, gene_set_files, threads)
+        stats = None
+    _log_positivity(table)
+    patients = scores.baseline_patients(
+        cohort.obs, settings["groups"]["patient"], settings["timepoints"][0]
     )
-    log.info(
-        "IFN-score reference: %d samples, %s",
-        reference.sum(),
-        scores.REFERENCE_LABELS[chosen["reference"]],
-    )
-    table = scores.score_samples(
-        adata,
-        matched,
-        chosen["methods"],
-        reference,
-        chosen["positivity_sd"],
-        seed=settings["seed"],
-        threads=threads,
-        reference_group=chosen["reference"],
-    )
-    type2 = chosen["type2_signature"]
-    contrast = scores.type_contrast(table, type2)
     write_tsv(table, outputs["scores"])
-    write_tsv(scores.annotate_obs(adata.obs, table).reset_index(), outputs["obs"])
+    write_tsv(scores.annotate_obs(cohort.obs, table).reset_index(), outputs["obs"])
     if "agreement" in outputs:
         write_tsv(scores.method_agreement(table), outputs["agreement"])
+    type2 = chosen["type2_signature"]
+    contrast = scores.type_contrast(table, type2, None if stats is None else ref.cutoffs)
     if "type_contrast" in outputs:
         write_tsv(contrast, outputs["type_contrast"])
+    write_tsv(_mixture_fits(table, cohort.obs_names[patients], settings), outputs["mixture_fits"])
+    _write_modules(cohort, table, ref, stats, outputs, chosen)
+    folder = Path(outputs["reference_meta"]).parent
+    written = reference.write_reference(ref, folder)
+    if any(str(Path(written[k])) != str(Path(outputs[f"reference_{k}"])) for k in written):
+        raise ValueError(f"the reference outputs are not the files of {folder}")
     primary = chosen["primary_signature"], chosen["primary_method"]
     timepoints = settings["timepoints"]
-    samples = adata.obs.assign(sample=adata.obs_names.astype(str))
+    samples = cohort.obs.assign(sample=cohort.obs_names.astype(str))
     comparison = comparisons.score_comparison(chosen["compare"], settings["groups"], samples)
     compared = comparison if isinstance(comparison, comparisons.ScoreComparison) else None
     facts = analyses.Facts(
@@ -283,11 +405,198 @@ def score_ifn(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -
         levels = samples.set_index("sample")[compared.column].astype(str)
         levels = levels[levels.isin([compared.test, compared.reference])]
     groups = settings["groups"]
-    plots.scores_over_time(table, timepoints, *primary, outputs["over_time"], groups, levels)
-    plots.signature_heatmap(adata, matched, table, *primary, type2, outputs["heatmap"])
+    plots.scores_over_time(
+        table,
+        timepoints,
+        *primary,
+        outputs["over_time"],
+        groups,
+        levels,
+        reference_label=scores.REFERENCE_LABELS[chosen["reference"]],
+    )
+    plots.signature_heatmap(
+        cohort, matched, table, *primary, type2, outputs["heatmap"], reference_stats=stats
+    )
     plots.score_distributions(table, timepoints, outputs["distributions"], groups, levels)
     if "type1_vs_type2" in outputs:
-        plots.type1_vs_type2(contrast, *primary, outputs["type1_vs_type2"])
+        plots.type1_vs_type2(
+            contrast, *primary, outputs["type1_vs_type2"], patient_group=groups["patient"]
+        )
+
+
+def _as_list(paths) -> list[str]:
+    return [str(paths)] if isinstance(paths, str | Path) else [str(p) for p in paths]
+
+
+def _positivity_settings(chosen: dict) -> dict:
+    return {
+        "positivity_sd": chosen["positivity_sd"],
+        "rule": chosen["positivity_rule"],
+        "fallback": chosen["positivity_fallback"],
+        "quantile": chosen["positivity_quantile"],
+    }
+
+
+def _own_scores(inputs: Paths, settings: dict, listed: dict, gene_set_files: list, threads: int):
+    """Scores against the run's own reference samples, and the reference frozen from them."""
+    chosen = settings["scores"]
+    adata = ad.read_h5ad(inputs["normalized"])
+    matched, _ = _matched_signatures(inputs, settings, adata.var["symbol"])
+    mask = scores.reference_mask(
+        adata.obs, chosen["reference"], settings["groups"]["control"], settings["timepoints"][0]
+    )
+    log.info(
+        "IFN-score reference: %d samples, %s",
+        mask.sum(),
+        scores.REFERENCE_LABELS[chosen["reference"]],
+    )
+    patients = scores.baseline_patients(
+        adata.obs, settings["groups"]["patient"], settings["timepoints"][0]
+    )
+    positivity = _positivity_settings(chosen)
+    table = scores.score_samples(
+        adata,
+        matched,
+        chosen["methods"],
+        mask,
+        positivity["positivity_sd"],
+        seed=settings["seed"],
+        threads=threads,
+        reference_group=chosen["reference"],
+        rule=positivity["rule"],
+        fallback=positivity["fallback"],
+        quantile=positivity["quantile"],
+        mixture_samples=patients,
+    )
+    # Frozen from the scores in memory, not from the rounded table on disk, so that new
+    # samples scored against it get the run's scores to the last digit.
+    ref = reference.build_reference(
+        adata,
+        matched,
+        table,
+        mask,
+        reference_group=chosen["reference"],
+        seed=settings["seed"],
+        settings=positivity,
+        listed_sets=listed,
+        gene_set_files=gene_set_files,
+    )
+    return adata, table, ref, matched
+
+
+def _frozen_scores(inputs: Paths, settings: dict, listed: dict, gene_set_files: list, threads: int):
+    """Scores of the raw counts against a saved reference, with its cut-offs and rules."""
+    chosen = settings["scores"]
+    folder = Path(inputs["reference_meta"]).parent
+    ref = reference.read_reference(folder)
+    scored = scores.scored_signatures(chosen)
+    reference.check_scored(ref, scored, chosen["methods"])
+    counts = ad.read_h5ad(inputs["counts"])
+    reference.check_versions(ref)
+    reference.check_gene_sets(ref, listed, gene_set_files)
+    cohort, present = reference.frozen_cohort(counts, ref, chosen["reference_max_missing"])
+    log.info(
+        "IFN scores against the saved reference %s (%d reference samples: %s; %d of its %d "
+        "genes in the counts): its normalization, reference statistics, cut-offs and "
+        "positivity rules (%s) are used, not this run's scores.reference or "
+        "scores.positivity_* settings",
+        folder,
+        len(ref.samples),
+        ref.meta["reference_group"],
+        len(present),
+        len(ref.genes),
+        ", ".join(f"{k} {v}" for k, v in ref.meta.get("positivity", {}).items()) or "as built",
+    )
+    table = reference.score_frozen_cohort(cohort, present, ref, threads=threads)
+    # The configured gene sets and methods, in the configured order (as a run orders them).
+    parts = [
+        table[(table["signature"] == name) & (table["method"] == method)]
+        for name in scored
+        for method in chosen["methods"]
+    ]
+    table = pd.concat(parts, ignore_index=True)
+    statistics = ref.statistics(present)
+    return cohort, table, ref, (statistics.vst_mean, statistics.vst_sd)
+
+
+def _log_positivity(table: pd.DataFrame) -> None:
+    """Which rule made the calls of each signature and method (also in the table)."""
+    rules = table.drop_duplicates(["signature", "method"])
+    for row in rules.itertuples(index=False):
+        if row.positivity_rule != "reference_mean_sd":
+            log.warning(
+                "%s / %s: positivity calls by the %s rule (cut-off %.6g)",
+                row.signature,
+                row.method,
+                row.positivity_rule,
+                row.threshold,
+            )
+    counts = rules["positivity_rule"].value_counts()
+    log.info(
+        "positivity rules of the %d signature x method pairs: %s (column positivity_rule)",
+        len(rules),
+        ", ".join(f"{rule} {n}" for rule, n in counts.items()),
+    )
+
+
+def _mixture_fits(table: pd.DataFrame, samples, settings: dict) -> pd.DataFrame:
+    """Two-component fits of the baseline patients' scores, a bimodality check of each pair.
+
+    Their warnings are summarised in one line: the fits that make calls (rule ``mixture``)
+    already warned when the cut-offs were chosen.
+    """
+    import warnings
+
+    from ifnsig.positivity import MixtureWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MixtureWarning)
+        fits = scores.mixture_fits(table, samples, seed=settings["seed"])
+    rules = table.drop_duplicates(["signature", "method"])[
+        ["signature", "method", "positivity_rule"]
+    ]
+    fits = fits.merge(rules, on=["signature", "method"], how="left")
+    log.info(
+        "mixture fits of the %d baseline patients: %d of %d signature x method pairs look "
+        "bimodal (mixture_fits.tsv; %d warnings)",
+        len(samples),
+        int(fits["bimodal"].sum()) if len(fits) else 0,
+        len(fits),
+        sum(issubclass(w.category, MixtureWarning) for w in caught),
+    )
+    return fits
+
+
+def _write_modules(cohort, table, ref, stats, outputs: Paths, chosen: dict) -> None:
+    """Module activity percentages and active modules per sample, when modules are scored."""
+    modules = list(chosen["modules"])
+    if not modules:
+        log.info("no scores.modules: no module activity tables")
+        return
+    ids = pd.Series(np.arange(cohort.n_vars), index=cohort.var_names.astype(str))
+    columns = {name: ids.reindex(ref.gene_sets[name]).to_numpy(dtype=int) for name in modules}
+    if stats is None:
+        mask = table.drop_duplicates("sample").set_index("sample")["reference"]
+        statistics = scores.reference_statistics(
+            cohort, mask.reindex(cohort.obs_names.astype(str)).to_numpy(dtype=bool)
+        )
+    else:
+        rows = ref.genes.reset_index().set_index("gene_id").loc[cohort.var_names, "index"]
+        statistics = ref.statistics(rows.to_numpy(dtype=int))
+    percentages = scores.module_percentage_table(
+        cohort.obs_names, np.asarray(cohort.layers["vst"]), columns, statistics
+    )
+    write_tsv(percentages, outputs["module_activity"])
+    cutoff = chosen["module_active_percent"]
+    active = scores.active_modules(table, modules, cutoff=cutoff)
+    write_tsv(active, outputs["active_modules"])
+    log.info(
+        "module activity of %s; active (>= %g %%) in a median of %g of %d modules per sample",
+        ", ".join(modules),
+        cutoff,
+        float(active["n_active"].median()),
+        len(modules),
+    )
 
 
 # --- differential expression -----------------------------------------------------------------
@@ -302,6 +611,8 @@ def differential_expression(
     responder contrasts), the clinical table (``clinical``, for clinical covariates) and
     the QC composition scores (``composition``, when a covariate is one of them).
     """
+    if "tests" in inputs:  # de.shards: the gene shards' results, gathered
+        return gather_de_shards(inputs, outputs, settings, threads)
     adata = ad.read_h5ad(inputs["normalized"])
     samples = de_plan.cohort_samples(adata.obs, inputs.get("composition"))
     clinical = None
@@ -309,11 +620,11 @@ def differential_expression(
         names = set(pd.read_csv(inputs["clinical"], sep="\t", nrows=0).columns)
         wanted = [c for c in settings["de"]["covariates"] if c in names]
         clinical = clinical_values(inputs["clinical"], wanted)
-    responses = (
-        pd.read_csv(inputs["responses"], sep="\t", dtype=str) if "responses" in inputs else None
-    )
+    responses = read_tsv(inputs["responses"], dtype=str) if "responses" in inputs else None
     de_settings = settings["de"]
-    for fit in de_plan.plan_fits(samples, settings, clinical, responses):
+    fits = de_plan.plan_fits(samples, settings, clinical, responses)
+    write_tsv(de_plan.design_checks(fits), outputs["design_checks"])
+    for fit in fits:
         results = de_fit.run_fit(
             adata,
             fit,
@@ -331,19 +642,150 @@ def differential_expression(
             write_tsv(fitted, outputs[f"{name}.samples"])
 
 
+# --- differential expression sharded by genes (de.shards) --------------------------------------
+
+
+def _de_fits(
+    inputs: Paths, settings: dict
+) -> tuple[list, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The planned fits, the samples, and the cohort's obs and var (no matrix read)."""
+    obs, var = de_shards.read_annotations(inputs["normalized"])
+    samples = de_plan.cohort_samples(obs, inputs.get("composition"))
+    clinical = None
+    if "clinical" in inputs:
+        names = set(pd.read_csv(inputs["clinical"], sep="\t", nrows=0).columns)
+        wanted = [c for c in settings["de"]["covariates"] if c in names]
+        clinical = clinical_values(inputs["clinical"], wanted)
+    responses = (
+        pd.read_csv(inputs["responses"], sep="\t", dtype=str) if "responses" in inputs else None
+    )
+    return de_plan.plan_fits(samples, settings, clinical, responses), samples, obs, var
+
+
+def _shard_genes(settings: dict, n_genes: int) -> tuple[int, int]:
+    shard = settings["shard"]
+    return de_shards.gene_ranges(n_genes, shard["count"])[shard["index"]]
+
+
+def _read_pickle(path: str):
+    with open(path, "rb") as handle:
+        return pickle.load(handle)
+
+
+def _write_pickle(value, path: str) -> None:
+    with open(path, "wb") as handle:
+        pickle.dump(value, handle, protocol=5)
+
+
+def de_size_factors(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """Median-of-ratios size factors of every fit, over all genes, read in blocks."""
+    fits, _, obs, var = _de_fits(inputs, settings)
+    factors = [
+        de_shards.fit_size_factors(
+            inputs["normalized"], de_shards.fit_positions(fit, obs), len(var)
+        )
+        for fit in fits
+    ]
+    _write_pickle(factors, outputs["size_factors"])
+
+
+def de_genewise_dispersions(
+    inputs: Paths, outputs: Paths, settings: dict, threads: int = 1
+) -> None:
+    """Gene-wise dispersions (and the IRLS means they start from) of one gene shard."""
+    fits, samples, obs, var = _de_fits(inputs, settings)
+    start, stop = _shard_genes(settings, len(var))
+    factors = _read_pickle(inputs["size_factors"])
+    steps = []
+    for fit, fit_factors in zip(fits, factors, strict=True):
+        counts = de_shards.read_counts(
+            inputs["normalized"], de_shards.fit_positions(fit, obs), start, stop
+        )
+        steps.append(
+            de_shards.genewise_step(
+                counts, var.index[start:stop], fit, samples, fit_factors, settings["de"], threads
+            )
+        )
+    _write_pickle(steps, outputs["genewise"])
+
+
+def de_dispersion_prior(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """Dispersion trend and prior variance of every fit, over the genes of all shards."""
+    fits, samples, _, _ = _de_fits(inputs, settings)
+    shards = [_read_pickle(path) for path in inputs["genewise"]]
+    priors = [
+        de_shards.dispersion_prior(
+            fit, pd.concat([shard[i]["var"] for shard in shards]), samples, settings["de"]
+        )
+        for i, fit in enumerate(fits)
+    ]
+    _write_pickle(priors, outputs["prior"])
+
+
+def de_shard_tests(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """MAP dispersions, LFCs, Cook's refits, Wald tests or LRT of one gene shard."""
+    fits, samples, obs, var = _de_fits(inputs, settings)
+    start, stop = _shard_genes(settings, len(var))
+    factors = _read_pickle(inputs["size_factors"])
+    genewise = _read_pickle(inputs["genewise"])
+    priors = _read_pickle(inputs["prior"])
+    results = []
+    for i, fit in enumerate(fits):
+        counts = de_shards.read_counts(
+            inputs["normalized"], de_shards.fit_positions(fit, obs), start, stop
+        )
+        results.append(
+            de_shards.test_step(
+                counts,
+                var.index[start:stop],
+                fit,
+                samples,
+                factors[i],
+                genewise[i],
+                priors[i],
+                settings["de"],
+                threads,
+            )  # fmt: skip
+        )
+    _write_pickle(results, outputs["tests"])
+
+
+def gather_de_shards(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """Independent filtering, BH and apeGLM over every shard's genes; the DE tables."""
+    fits, samples, obs, var = _de_fits(inputs, settings)
+    shards = [_read_pickle(path) for path in inputs["tests"]]
+    factors = _read_pickle(inputs["size_factors"])
+    ranges = de_shards.gene_ranges(len(var), len(shards))
+    for i, fit in enumerate(fits):
+        rows = de_shards.fit_positions(fit, obs)
+
+        def read_shard(shard: int, rows=rows):
+            return de_shards.read_counts(inputs["normalized"], rows, *ranges[shard])
+
+        results = de_shards.gather_tables(
+            fit, [shard[i] for shard in shards], read_shard, var, samples, factors[i],
+            settings["de"], n_cpus=threads,
+        )  # fmt: skip
+        fitted = de_plan.fitted_samples(fit, samples)
+        for name, table in results.items():
+            write_tsv(table, outputs[name])
+            write_tsv(fitted, outputs[f"{name}.samples"])
+
+
 def plot_de(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
     """Volcano (primary signature labelled), MA, p-value histogram and top-gene heatmap."""
-    table = pd.read_csv(inputs["de"], sep="\t")
+    table = read_tsv(inputs["de"])
     alpha = settings["de"]["alpha"]
     sets = genesets.load_gene_sets(inputs["gene_sets"])
     highlight = list(sets.get(settings["scores"]["primary_signature"], []))
-    plots.volcano(table, outputs["volcano"], highlight=highlight, alpha=alpha)
+    contrast = Path(inputs["de"]).name.removesuffix(".tsv")
+    plots.volcano(table, outputs["volcano"], highlight=highlight, alpha=alpha, contrast=contrast)
     plots.ma_plot(table, outputs["ma"], alpha=alpha)
     plots.pvalue_histogram(table, outputs["pvalues"])
-    fitted = pd.read_csv(inputs["samples"], sep="\t", dtype=str)
+    fitted = read_tsv(inputs["samples"], dtype=str)
     groups = de_plan.compared_levels(fitted)
     adata = ad.read_h5ad(inputs["normalized"])
-    plots.top_gene_heatmap(adata, table, groups, outputs["heatmap"])
+    plots.top_gene_heatmap(adata, table, groups, outputs["heatmap"], contrast=contrast)
 
 
 # --- enrichment ------------------------------------------------------------------------------
@@ -366,14 +808,14 @@ def enrichment(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) 
     that path, its fitted samples from ``inputs["samples"]``, the VST values from
     ``inputs["normalized"]``.
     """
-    table = pd.read_csv(inputs["de"], sep="\t")
+    table = read_tsv(inputs["de"])
     chosen = settings["enrichment"]
     aliases = genesets.read_aliases(inputs["aliases"])
     sets = restrict_to(enrichment_sets(inputs, settings), set(table["symbol"].astype(str)), aliases)
 
     name = Path(inputs["de"]).name.removesuffix(".tsv")
     contrast, within_group = de_plan.table_contrasts(settings)[name]
-    fitted = pd.read_csv(inputs["samples"], sep="\t", dtype=str)
+    fitted = read_tsv(inputs["samples"], dtype=str)
     comparison = set_tests.comparison_for(contrast, within_group, fitted, settings["timepoints"])
     obs, var, vst = quality.read_layer(inputs["normalized"], "vst")
     values = pd.DataFrame(vst, index=obs.index.astype(str), columns=var.index.astype(str))
@@ -410,9 +852,17 @@ def enrichment(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) 
         table, sets, alpha=settings["de"]["alpha"], min_size=chosen["min_size"]
     )
     write_tsv(ora, outputs["ora"])
-    plots.enrichment_dotplot(result, outputs["dotplot"])
+    contrast = Path(inputs["de"]).name.removesuffix(".tsv")
+    titles = genesets.gene_set_titles(inputs["gene_sets"])
+    plots.enrichment_dotplot(result, outputs["dotplot"], titles=titles, contrast=contrast)
     shipped = genesets.load_gene_sets(inputs["gene_sets"][0])
-    plots.running_scores(result, genesets.ifn_sets(shipped)[:6], outputs["running_scores"])
+    plots.running_scores(
+        result,
+        genesets.ifn_sets(shipped)[:6],
+        outputs["running_scores"],
+        titles=titles,
+        contrast=contrast,
+    )
 
 
 # --- clinical ----------------------------------------------------------------------------------
@@ -424,7 +874,7 @@ def call_responses(inputs: Paths, outputs: Paths, settings: dict, threads: int =
     A cohort with response definitions and no measures (calls from a column of the
     clinical table) gets its calls and no change table.
     """
-    samples = pd.read_csv(inputs["samples"], sep="\t", dtype=str)
+    samples = read_tsv(inputs["samples"], dtype=str)
     has_clinical = "clinical" in inputs
     facts = analyses.Facts(
         n_timepoints=len(settings["timepoints"]),
@@ -455,10 +905,10 @@ def clinical_linkage(inputs: Paths, outputs: Paths, settings: dict, threads: int
     the cohort has clinical measures and response definitions; the outputs that need them,
     or a follow-up, are then left out (:mod:`ifnsig.analyses`), and the log says why.
     """
-    table = pd.read_csv(inputs["scores"], sep="\t", dtype={"subject": str, "sample": str})
-    samples = pd.read_csv(inputs["samples"], sep="\t", dtype=str)
+    table = read_tsv(inputs["scores"], dtype={"subject": str, "sample": str})
+    samples = read_tsv(inputs["samples"], dtype=str)
     if "changes" in inputs:
-        measure_change = pd.read_csv(inputs["changes"], sep="\t", dtype={"subject": str})
+        measure_change = read_tsv(inputs["changes"], dtype={"subject": str})
     else:
         measure_change = response.empty_tables()[0]
     if "response" in inputs:
@@ -591,3 +1041,79 @@ __all__ = [
     "score_ifn",
     "write_tsv",
 ]
+
+
+# --- findings --------------------------------------------------------------------------------
+
+
+def summarize_findings(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """The report's first page (findings from the result tables, every table viewable) and
+    the per-patient panels."""
+    from ifnsig import findings, patient_view, tableview
+
+    def read(path: str) -> pd.DataFrame:
+        return pd.read_csv(path, sep="\t", dtype={"subject": str, "sample": str})
+
+    fixed = ["samples", "scores", "paired_tests", "correlations", "mixed_models"]
+    fixed += ["response", "baseline_prediction", "qc_flags"]
+    contrasts = [key.split(":", 1)[1] for key in inputs if key.startswith("de:")]
+    kinds = [k for k in ("de", "prerank", "sets") if contrasts and f"{k}:{contrasts[0]}" in inputs]
+    keys = fixed + [f"{kind}:{name}" for name in contrasts for kind in kinds]
+    # Tables the cohort does not allow (ifnsig.analyses) are read as empty: the page then
+    # says there is nothing of them.
+    empty = {
+        "paired_tests": linkage.PAIRED_COLUMNS,
+        "correlations": linkage.CORRELATION_COLUMNS,
+        "mixed_models": linkage.MIXED_COLUMNS,
+        "baseline_prediction": linkage.PREDICTION_COLUMNS,
+        "response": response.RESPONSE_COLUMNS,
+    }
+    frames = {
+        key: read(inputs[key]) if key in inputs else pd.DataFrame(columns=empty[key])
+        for key in keys
+    }
+    paths = {**{key: "" for key in empty}, **inputs}
+    page = findings.findings_page(frames, paths, settings, contrasts)
+    tables = {
+        path: (path, findings.table_note(path))
+        for key, path in inputs.items()
+        if key.startswith("table:")
+    }
+    body = (
+        "<h1>Findings of this run</h1>\n<p class='note'>Each number is computed from a result "
+        "table and opens it below; the report's other categories hold the figures and the "
+        "methods.</p>\n" + page.html()
+    )
+    Path(outputs["findings"]).write_text(
+        tableview.page("ifnsig findings", body, tables), encoding="utf-8"
+    )
+
+    signature = settings["scores"]["primary_signature"]
+    method = settings["scores"]["primary_method"]
+    if "score_changes" in inputs:
+        changes = read(inputs["score_changes"])
+    else:
+        changes = linkage.score_changes(
+            frames["scores"], settings["timepoints"], settings["groups"]["patient"]
+        )
+    primary = changes[(changes["signature"] == signature) & (changes["method"] == method)]
+    samples = frames["samples"]
+    drugs = (
+        samples.drop_duplicates("subject").set_index("subject")["drug"]
+        if "drug" in samples.columns
+        else pd.Series(dtype=str)
+    )
+    calls, label = response.primary_calls(
+        frames["response"], settings["linkage"]["primary_response"], settings["timepoints"][-1]
+    )
+    patient_view.patient_panels(
+        primary,
+        read(inputs["changes"]),
+        settings["clinical_measures"],
+        drugs,
+        calls,
+        label,
+        signature,
+        settings["timepoints"],
+        outputs["patients"],
+    )

@@ -14,11 +14,13 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 from scipy import stats
-from statsmodels.stats.multitest import multipletests
 
 
 def bh(pvalues: pd.Series) -> np.ndarray:
     """Benjamini-Hochberg q-values; missing p-values stay missing."""
+    # Imported here: statsmodels (and the polars it loads) costs every job a second.
+    from statsmodels.stats.multitest import multipletests
+
     p = pd.to_numeric(pvalues, errors="coerce").to_numpy(dtype=float)
     q = np.full_like(p, np.nan)
     ok = ~np.isnan(p)

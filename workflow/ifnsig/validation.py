@@ -7,6 +7,9 @@ check of the count values happens in the first rule, before anything is written.
 
 from __future__ import annotations
 
+import copy
+import functools
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,17 +20,18 @@ from ifnsig.config_files import ConfigSources, origin, use_sources, written, yam
 from ifnsig.errors import InputError
 from ifnsig.formats import count_sample_names
 from ifnsig.genesets import SHIPPED_GMT, load_gene_sets
-from ifnsig.io import read_sheet, require_file
+from ifnsig.io import MISSING_VALUES, read_sheet, require_file
+
+log = logging.getLogger(__name__)
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def _validation_cause(err: Exception):
-    # snakemake raises WorkflowError while handling the jsonschema error, which it keeps
-    # only as text; the structured error (path, validator) is the exception's context.
-    cause = err.__context__
-    return cause if hasattr(cause, "validator") else None
+#: Columns of the sheets that hold IDs: a cell there is never read as a missing value.
+SHEET_IDS = ("sample", "subject", "group", "timepoint")
+CLINICAL_IDS = ("subject", "timepoint")
+#: Column names of the workflow's gene x sample tables (``layer_table``), which a sample ID
+#: would collide with.
+RESERVED_SAMPLE_IDS = ("gene_id", "symbol", "biotype")
 
 
 def _key(path) -> str:
@@ -38,18 +42,12 @@ def _key(path) -> str:
     return text or "(top level)"
 
 
-def _schema_error(err: Exception, where: str | None = None) -> InputError:
-    """Turn snakemake's WorkflowError around a jsonschema error into one sentence.
-
-    ``where`` names a sheet; without it the message names the config file (or --config)
-    that set the offending key.
-    """
-    cause = _validation_cause(err)
-    if cause is None:
-        return InputError(f"{where or origin('')}: {err}")
+def _schema_error(cause) -> InputError:
+    """A jsonschema error of the configuration as one sentence, naming the config file (or
+    --config) that set the offending key."""
     path = list(cause.absolute_path)
     key = _key(path)
-    source = where or origin(tuple(path))
+    source = origin(tuple(path))
     if cause.validator == "additionalProperties":
         unknown = sorted(set(cause.instance) - set(cause.schema.get("properties", {})))
         allowed = ", ".join(sorted(cause.schema.get("properties", {})))
@@ -60,13 +58,13 @@ def _schema_error(err: Exception, where: str | None = None) -> InputError:
     expected = cause.schema.get("type") if cause.validator == "type" else None
     expected = expected if isinstance(expected, list) else [expected]
     value, spelled = cause.instance, written(tuple(path))
-    if where is None and "string" in expected and not isinstance(value, str | dict | list):
+    if "string" in expected and not isinstance(value, str | dict | list):
         quoted = spelled if spelled is not None else str(value)
         return InputError(
             f"{source}: {key} is meant to be a name, but {yaml_reading(value, spelled)}; "
             f"quote it ('{quoted}') so that it stays a name."
         )
-    if where is None and isinstance(value, str) and {"number", "integer"} & set(expected):
+    if isinstance(value, str) and {"number", "integer"} & set(expected):
         try:
             number = float(value)
         except ValueError:
@@ -84,19 +82,44 @@ def _schema_error(err: Exception, where: str | None = None) -> InputError:
 
 def config_schema() -> dict:
     """The configuration's JSON schema (workflow/schemas/config.schema.yaml)."""
+    return copy.deepcopy(_config_schema())
+
+
+@functools.cache
+def _config_schema() -> dict:
     import yaml
 
-    return yaml.safe_load((SCHEMA_DIR / "config.schema.yaml").read_text(encoding="utf-8"))
+    text = (SCHEMA_DIR / "config.schema.yaml").read_text(encoding="utf-8")
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+@functools.cache
+def _config_validator():
+    """A JSON-schema validator of the configuration that fills in the defaults, as
+    ``snakemake.utils.validate`` does, built once per process: reading the schema is most
+    of the cost of a validation."""
+    from jsonschema import Draft202012Validator, validators
+
+    properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def set_defaults(validator, subschemas, instance, schema):
+        for name, subschema in subschemas.items():
+            if "default" in subschema and isinstance(instance, dict):
+                # A copy: the cached schema's default must not become the config's value.
+                instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from properties(validator, subschemas, instance, schema)
+
+    extended = validators.extend(Draft202012Validator, {"properties": set_defaults})
+    return extended(_config_schema())
 
 
 def validate_config(config: dict) -> dict:
     """Validate ``config`` against the schema and fill in defaults (in place)."""
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
+    from jsonschema import ValidationError
 
     try:
-        validate(config, str(SCHEMA_DIR / "config.schema.yaml"))
-    except WorkflowError as err:
+        _config_validator().validate(config)
+    except ValidationError as err:
         raise _schema_error(err) from None
     # Timepoints name the default contrasts, hence output files.
     unsafe = [t for t in config["timepoints"] if not SAFE_ID.match(t)]
@@ -123,13 +146,26 @@ def check_gene_sets(config: dict) -> None:
     keys = [("signatures", name) for name in scores["signatures"]]
     if scores.get("type2_signature"):
         keys.append(("type2_signature", scores["type2_signature"]))
+    keys += [("modules", name) for name in scores["modules"]]
     unknown = [(key, name) for key, name in keys if name not in defined]
     if unknown:
         key, name = unknown[0]
+        also = (
+            " (module lists such as BloodGen3's or Chiche's are not shipped: export them to a "
+            "GMT file)"
+            if key == "modules"
+            else ""
+        )
         raise InputError(
             f"{origin(f'scores.{key}')}: scores.{key} names {name}, which no gene-set file "
             f"defines; choose from {', '.join(defined)}, or add a GMT file that defines it under "
-            "scores.gene_sets."
+            f"scores.gene_sets{also}."
+        )
+    if scores["modules"] and "module_activity" not in scores["methods"]:
+        raise InputError(
+            f"{origin('scores.modules')}: scores.modules names {', '.join(scores['modules'])}, "
+            "but scores.methods lacks module_activity, which active modules are counted from; "
+            "add module_activity to scores.methods or empty scores.modules."
         )
     for key, chosen in [("signature", scores["signatures"]), ("method", scores["methods"])]:
         if scores[f"primary_{key}"] not in chosen:
@@ -140,25 +176,36 @@ def check_gene_sets(config: dict) -> None:
             )
 
 
-def _validate_rows(frame: pd.DataFrame, schema: str, path: Path) -> None:
-    """Check each row against a sheet schema; the index holds each row's position in the file."""
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
+@functools.cache
+def _row_validator(schema: str):
+    """A JSON-schema validator of one row of a sheet, built once per process."""
+    import yaml
+    from jsonschema import Draft202012Validator
 
-    lines = frame.index
-    try:
-        validate(frame.reset_index(drop=True), str(SCHEMA_DIR / schema))
-    except WorkflowError as err:
-        message = str(err.args[0]) if err.args else ""
-        match = re.search(r"row (\d+)", message)
-        cause = _validation_cause(err)
-        if match and cause is not None:
-            row = int(match.group(1))
+    text = (SCHEMA_DIR / schema).read_text(encoding="utf-8")
+    return Draft202012Validator(
+        yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    )
+
+
+def _validate_rows(frame: pd.DataFrame, schema: str, path: Path) -> None:
+    """Check each row against a sheet schema; the index holds each row's position in the file.
+
+    Empty cells are left out of a row before it is checked, as ``snakemake.utils.validate``
+    does; the sheet schemas define no defaults.
+    """
+    from jsonschema import ValidationError
+
+    validator = _row_validator(schema)
+    for line, record in zip(frame.index, frame.to_dict("records"), strict=True):
+        record = {k: v for k, v in record.items() if pd.notnull(v)}
+        try:
+            validator.validate(record)
+        except ValidationError as cause:
             column = ".".join(str(p) for p in cause.absolute_path) or "(row)"
             raise InputError(
-                f"{path}: line {lines[row] + 2}, column '{column}': {cause.message}; fix the value."
+                f"{path}: line {line + 2}, column '{column}': {cause.message}; fix the value."
             ) from None
-        raise _schema_error(err, str(path)) from None
 
 
 def _fmt(bound: float | None) -> str:
@@ -183,7 +230,11 @@ class Design:
 def read_sample_sheet(path: str | Path, config: dict) -> pd.DataFrame:
     """Read and check the sample sheet; returns it indexed by sample, excluded samples removed."""
     path = require_file(path, "sample sheet", "samples")
-    frame = read_sheet(path, ["sample", "subject", "group", "timepoint", "batch", "sex", "drug"])
+    frame = read_sheet(
+        path,
+        ["sample", "subject", "group", "timepoint", "batch", "sex", "drug"],
+        id_columns=SHEET_IDS,
+    )
     missing = [c for c in ["sample", "subject", "group", "timepoint"] if c not in frame.columns]
     if missing:
         raise InputError(
@@ -214,6 +265,15 @@ def read_sample_sheet(path: str | Path, config: dict) -> pd.DataFrame:
                 "'.', '_' and '-', starting with a letter or digit (rename the matching "
                 f"{also} too)."
             )
+    reserved = frame["sample"].isin(RESERVED_SAMPLE_IDS)
+    if reserved.any():
+        i = int(reserved.to_numpy().nonzero()[0][0])
+        raise InputError(
+            f"{path}: line {frame.index[i] + 2}, column 'sample' holds "
+            f"'{frame['sample'].iat[i]}', a name the workflow's gene tables use for their own "
+            f"columns ({', '.join(RESERVED_SAMPLE_IDS)}); rename the sample (and its count "
+            "column)."
+        )
     duplicated = frame["sample"][frame["sample"].duplicated()]
     if not duplicated.empty:
         lines = [str(i + 2) for i in frame.index[frame["sample"] == duplicated.iloc[0]]]
@@ -278,7 +338,7 @@ def read_clinical_table(
     rows of every subject without a sample, for jobs whose inputs were checked at parse time.
     """
     path = require_file(path, "clinical table", "clinical")
-    frame = read_sheet(path, ["subject", "timepoint"])
+    frame = read_sheet(path, ["subject", "timepoint"], id_columns=CLINICAL_IDS)
     missing = [c for c in ["subject", "timepoint"] if c not in frame.columns]
     if missing:
         raise InputError(
@@ -346,6 +406,16 @@ def read_clinical_table(
                 f"correct the value or the range in {origin(('clinical_measures', measure))}."
             )
         frame[measure] = values
+        if len(frame) and values.isna().all():
+            log.warning(
+                "%s: column '%s' has no value in any row (empty cells and %s are missing "
+                "values), so its changes, response calls and links to the scores are empty; "
+                "fill it in or remove it from clinical_measures in %s",
+                path,
+                measure,
+                "/".join(v for v in MISSING_VALUES if v),
+                origin(("clinical_measures", measure)),
+            )
     return frame.reset_index(drop=True)
 
 
@@ -355,7 +425,7 @@ def clinical_values(path: str | Path, columns: list[str]) -> pd.DataFrame:
     Numbers stay numbers; text columns stay text. For jobs that need a few clinical values
     (a DE covariate) without the whole table's checks.
     """
-    frame = read_sheet(path, ["subject", "timepoint"])
+    frame = read_sheet(path, ["subject", "timepoint"], id_columns=CLINICAL_IDS)
     frame = frame[["subject", "timepoint", *columns]].copy()
     for column in columns:
         numeric = pd.to_numeric(frame[column], errors="coerce")
@@ -411,9 +481,42 @@ def check_exclusions(excluded: list[str], sheet: pd.DataFrame, count_samples: li
         )
 
 
+def check_frozen_reference(config: dict) -> None:
+    """A saved IFN-score reference (``scores.frozen_reference``) is readable, is not this run's
+    own output, and holds the gene sets and methods asked for, with the same gene lists.
+
+    The same functions of :mod:`ifnsig.reference` check it again when the scores are made.
+    """
+    from ifnsig import reference
+    from ifnsig.scores import scored_signatures
+
+    chosen = config["scores"]
+    folder = chosen.get("frozen_reference")
+    if not folder:
+        return
+    where = origin("scores.frozen_reference")
+    own = Path("results/scores/reference").resolve()
+    if Path(folder).resolve() == own:
+        raise InputError(
+            f"{where}: scores.frozen_reference is {folder}, the folder this run writes its own "
+            "reference to; copy that folder elsewhere (e.g. references/2024-run) and point "
+            "scores.frozen_reference there."
+        )
+    try:
+        ref = reference.read_reference(folder)
+        names = scored_signatures(chosen)
+        reference.check_scored(ref, names, chosen["methods"])
+        listed = load_gene_sets([SHIPPED_GMT, *chosen["gene_sets"]], include=names)
+        reference.check_gene_sets(ref, dict(listed))
+    except InputError as err:
+        text = str(err)
+        raise InputError(f"{where}: scores.frozen_reference: {text[0].lower()}{text[1:]}") from None
+
+
 def check_reference_available(samples: pd.DataFrame, config: dict, sheet_path: str) -> None:
-    """The IFN scores need healthy controls unless the reference is the baseline samples."""
-    if config["scores"]["reference"] != "controls":
+    """The IFN scores need healthy controls unless the reference is the baseline samples or a
+    saved reference."""
+    if config["scores"]["reference"] != "controls" or config["scores"].get("frozen_reference"):
         return
     control = config["groups"]["control"]
     if not (samples["group"] == control).any():
@@ -450,7 +553,12 @@ def check_inputs(config: dict, sources: ConfigSources | None = None) -> tuple[De
     and the planned DE fits; raises :class:`InputError` at the first problem.
     """
     from ifnsig.comparisons import check_score_comparison
-    from ifnsig.de.plan import composition_covariates, plan_fits, uses_responses
+    from ifnsig.de.plan import (
+        check_composition_covariates,
+        composition_covariates,
+        plan_fits,
+        uses_responses,
+    )
     from ifnsig.linkage import check_covariates
     from ifnsig.response import check_responses, clinical_responses
     from ifnsig.trajectories import check_groups
@@ -464,6 +572,7 @@ def check_inputs(config: dict, sources: ConfigSources | None = None) -> tuple[De
     check_groups(config, design.samples)
     check_score_comparison(config, design.samples)
     # Composition scores come from the QC stage: only their names can be checked here.
+    check_composition_covariates(config)
     deferred = set(composition_covariates(config))
     # Responder contrasts use the calls the call_responses job will make, from the same code,
     # which also parses every response column: the job then finds no problem the parse
@@ -483,7 +592,12 @@ def load_design(config: dict) -> Design:
     """
     validate_config(config)
     check_gene_sets(config)
+    check_frozen_reference(config)
     samples = load_samples(config)
+    if config.get("annotation"):
+        from ifnsig.data import check_annotation
+
+        check_annotation(config["annotation"])
     check_reference_available(samples, config, str(config["samples"]))
     clinical = None
     if config.get("clinical"):

@@ -18,16 +18,18 @@ from ifnsig.de import (
     de_tables,
     uses_responses,
 )
+from ifnsig.de.shards import shard_count
 from ifnsig.errors import InputError
 from ifnsig.settings import (
     aliases_file,
     enrichment_gene_set_files,
+    frozen_reference_files,
     marker_file,
     score_gene_set_files,
     sheet_files,
     stage_settings,
 )
-from ifnsig.validation import ConfigSources, check_inputs
+from ifnsig.validation import ConfigSources, check_inputs, read_sample_sheet
 
 # Everything except the count values is checked here, before any job is scheduled; the
 # first rule checks the counts in full before writing anything. Messages about a setting
@@ -40,6 +42,16 @@ except InputError as err:
 
 # The DE tables (a contrast's own, and the within-group changes of a differential response).
 TABLES = de_tables(config)
+
+# Gene shards of the DE (de.shards): one job each, and one job for everything below 2.
+DE_SHARDS = shard_count(
+    config["de"]["shards"],
+    (
+        len(read_sample_sheet(config["samples"], config))
+        if config["de"]["shards"] == "auto"
+        else 0
+    ),
+)
 
 # Outputs this cohort does not allow (one timepoint, no clinical table, no response...):
 # left out of the rules rather than written as tables without rows (ifnsig.analyses). One
@@ -65,6 +77,28 @@ def computed(stage, **outputs):
     return {name: path for name, path in outputs.items() if name not in missing}
 
 
+def clinical_tables():
+    """The clinical tables the findings page reads, those this cohort has."""
+    tables = {}
+    for rule, names in [
+        (rules.clinical_linkage, FINDINGS_LINKAGE_TABLES),
+        (rules.call_responses, ("response", "changes")),
+    ]:
+        for name in names:
+            if name in rule.output.keys():
+                tables[name] = getattr(rule.output, name)
+    return tables
+
+
+FINDINGS_LINKAGE_TABLES = (
+    "paired_tests",
+    "correlations",
+    "mixed_models",
+    "baseline_prediction",
+    "score_changes",
+)
+
+
 def clinical_results():
     """The clinical stage's tables the linkage reads: the changes of the measures and the
     response calls, when the cohort has them."""
@@ -75,6 +109,7 @@ def clinical_results():
 
 wildcard_constraints:
     contrast="|".join(map(re.escape, TABLES)) or "NO_CONTRAST",
+    shard=r"\d+",
 
 
 def settings(stage):
@@ -93,9 +128,46 @@ def relative(paths):
     return os.path.relpath(paths) if os.path.isabs(paths) else paths
 
 
+def score_inputs():
+    """What score_ifn scores: the normalized cohort, or, with scores.frozen_reference, the
+    raw counts and the files of the saved reference (normalized and scored against it).
+    """
+    frozen = frozen_reference_files(config)
+    if frozen:
+        return {"counts": rules.build_anndata.output.counts, **relative(frozen)}
+    return {"normalized": rules.normalize.output.normalized}
+
+
+def module_outputs():
+    """The module tables of score_ifn, written when scores.modules names modules."""
+    if not config["scores"]["modules"]:
+        return {}
+    return {
+        "module_activity": report(
+            "results/scores/module_activity.tsv",
+            caption="../report/module_activity.rst",
+            category="IFN scores",
+            labels={"table": "module activity"},
+        ),
+        "active_modules": report(
+            "results/scores/active_modules.tsv",
+            caption="../report/active_modules.rst",
+            category="IFN scores",
+            labels={"table": "active modules"},
+        ),
+    }
+
+
 def clinical_inputs():
     """The clinical table, for the stages that read one (none when the config sets none)."""
     return {"clinical": relative(config["clinical"])} if config.get("clinical") else {}
+
+
+def qc_marker_input():
+    """The QC stage's cell-type marker table: the config's, or the shipped blood panel for
+    blood; none for another tissue without a table of its own."""
+    markers = marker_file(config)
+    return {"markers": relative(markers)} if markers else {}
 
 
 def de_inputs():
@@ -110,6 +182,37 @@ def de_inputs():
     if composition_covariates(config):
         files["composition"] = rules.quality_control.output.composition
     return files
+
+
+def de_shard_inputs():
+    """The sharded DE's results the gather reads (nothing when the DE is one job)."""
+    if DE_SHARDS < 2:
+        return {}
+    return {
+        "size_factors": "results/de/shards/size_factors.pkl",
+        "tests": expand("results/de/shards/tests.{shard}.pkl", shard=range(DE_SHARDS)),
+    }
+
+
+def shard_settings(stage):
+    """A shard job's settings: the stage's config keys and which gene shard it computes."""
+
+    def picked(wildcards):
+        return {
+            **settings(stage),
+            "shard": {"index": int(wildcards.shard), "count": DE_SHARDS},
+        }
+
+    return picked
+
+
+def memory_per_shard(base_mb, per_input_mb):
+    """Memory (MB) of a shard job: memory_for_inputs for its share of the cohort's genes."""
+
+    def mem_mb(wildcards, input):
+        return int(base_mb + per_input_mb * input.size_mb / DE_SHARDS)
+
+    return mem_mb
 
 
 def heavy_threads():
@@ -143,3 +246,33 @@ def runtime_for_inputs(base_min, per_input_mb_min):
         return int(base_min + per_input_mb_min * input.size_mb)
 
     return runtime
+
+
+# The report's first category (the report lists categories alphabetically).
+FINDINGS_CATEGORY = "At a glance: findings"
+
+
+def findings_inputs():
+    """What the findings page reads besides the fixed tables: each contrast's DE and
+    prerank tables, and every result table for its viewer (``table:<path>``; the large
+    normalized-count and VST matrices stay files outside the report)."""
+    files = {}
+    for name in TABLES:
+        files[f"de:{name}"] = f"results/de/{name}.tsv"
+        files[f"prerank:{name}"] = f"results/enrichment/{name}.prerank.tsv"
+        files[f"sets:{name}"] = f"results/enrichment/{name}.set_tests.tsv"
+    producers = [
+        rules.build_anndata,
+        rules.quality_control,
+        rules.geneset_coverage,
+        rules.score_ifn,
+        rules.differential_expression,
+        rules.call_responses,
+        rules.clinical_linkage,
+    ]
+    paths = [path for rule in producers for path in rule.output]
+    paths += expand(rules.enrichment.output, contrast=TABLES)
+    for path in paths:
+        if path.endswith(".tsv") and "_mqc." not in path:
+            files[f"table:{path}"] = path
+    return files

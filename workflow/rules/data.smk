@@ -52,18 +52,9 @@ rule export_matrices:
     input:
         normalized=rules.normalize.output.normalized,
     output:
-        normalized=report(
-            "results/de/normalized_counts.tsv",
-            caption="../report/normalized_counts.rst",
-            category="Differential expression",
-            labels={"table": "normalized counts"},
-        ),
-        vst=report(
-            "results/de/vst.tsv",
-            caption="../report/vst.rst",
-            category="Differential expression",
-            labels={"table": "VST values"},
-        ),
+        # Large matrices (genes x samples) stay files outside the report.
+        normalized="results/de/normalized_counts.tsv",
+        vst="results/de/vst.tsv",
     log:
         "logs/de/export_matrices.log",
     conda:

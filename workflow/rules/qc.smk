@@ -1,9 +1,9 @@
 rule quality_control:
     """Library metrics, sex and pairing checks, outliers, cell-type scores; MultiQC files."""
     input:
+        **qc_marker_input(),
         counts=rules.build_anndata.output.counts,
         normalized=rules.normalize.output.normalized,
-        markers=relative(marker_file(config)),
     output:
         **computed(
             "quality_control",
@@ -40,6 +40,8 @@ rule quality_control:
             h5ad="results/qc/qc.h5ad",
             multiqc_metrics="results/qc/qc_metrics_mqc.tsv",
             multiqc_flags="results/qc/qc_flags_mqc.yaml",
+            multiqc_identity="results/qc/qc_identity_mqc.tsv",
+            multiqc_composition="results/qc/qc_composition_mqc.tsv",
             pca=report(
                 "results/plots/qc/pca.png",
                 caption="../report/pca.rst",

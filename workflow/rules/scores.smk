@@ -26,11 +26,12 @@ rule geneset_coverage:
 rule score_ifn:
     """IFN scores per signature and method, positivity, agreement and type I vs II."""
     input:
-        normalized=rules.normalize.output.normalized,
+        **score_inputs(),
         coverage=rules.geneset_coverage.output.coverage,
         gene_sets=relative(score_gene_set_files(config)),
         aliases=relative(aliases_file()),
     output:
+        **module_outputs(),
         **computed(
             "score_ifn",
             scores=report(
@@ -86,6 +87,42 @@ rule score_ifn:
                 caption="../report/ifn_type1_vs_type2.rst",
                 category="IFN scores",
                 labels={"figure": "type I vs IFN-gamma-biased"},
+            ),
+            mixture_fits=report(
+                "results/scores/mixture_fits.tsv",
+                caption="../report/mixture_fits.rst",
+                category="IFN scores",
+                labels={"table": "mixture fits"},
+            ),
+            reference_meta=report(
+                "results/scores/reference/reference.json",
+                caption="../report/score_reference.rst",
+                category="IFN scores",
+                labels={"table": "saved reference: reference.json"},
+            ),
+            reference_genes=report(
+                "results/scores/reference/genes.tsv",
+                caption="../report/score_reference.rst",
+                category="IFN scores",
+                labels={"table": "saved reference: genes.tsv"},
+            ),
+            reference_gene_sets=report(
+                "results/scores/reference/gene_sets.tsv",
+                caption="../report/score_reference.rst",
+                category="IFN scores",
+                labels={"table": "saved reference: gene_sets.tsv"},
+            ),
+            reference_cutoffs=report(
+                "results/scores/reference/cutoffs.tsv",
+                caption="../report/score_reference.rst",
+                category="IFN scores",
+                labels={"table": "saved reference: cutoffs.tsv"},
+            ),
+            reference_samples=report(
+                "results/scores/reference/samples.tsv",
+                caption="../report/score_reference.rst",
+                category="IFN scores",
+                labels={"table": "saved reference: samples.tsv"},
             ),
         ),
     log:

@@ -1,9 +1,10 @@
 """Differential expression: contrasts planned and checked before any fit (:mod:`.plan`), each
 planned design fitted once with pydeseq2 (:mod:`.fit`), DESeq2 1.38's own dispersion,
 prior and filtering steps (:mod:`.deseq2_compat`), DESeq2's likelihood-ratio test
-(:mod:`.lrt`) and the subject-blocked backend for paired designs (:mod:`.blocked`)."""
+(:mod:`.lrt`), the subject-blocked backend for paired designs (:mod:`.blocked`) and
+apeGLM-shrunk fold changes for all genes at once (:mod:`.shrink`)."""
 
-from ifnsig.de.fit import choose_inference, run_fit
+from ifnsig.de.fit import choose_inference, fit_dataset, run_fit
 from ifnsig.de.lrt import likelihood_ratio_test
 from ifnsig.de.plan import (
     NON_RESPONDER,
@@ -50,6 +51,7 @@ __all__ = [
     "de_tables",
     "design_frame",
     "design_matrix",
+    "fit_dataset",
     "fitted_samples",
     "likelihood_ratio_test",
     "plan_fits",

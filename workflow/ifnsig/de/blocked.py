@@ -50,6 +50,32 @@ IRLS_RIDGE = 1e-6
 _CHUNK_CELLS = 2**20
 
 
+# Every product and sum over samples below gives a gene the same bits whatever the other
+# genes of its chunk: BLAS kernels (and numpy's sums over a single column) change their
+# order of summation with the number of columns, and the DE split by gene shards
+# (ifnsig.de.shards) must reproduce the one-job tables to the byte.
+
+
+def _colsum(x: np.ndarray) -> np.ndarray:
+    """``x.sum(axis=0)`` for (r, g) arrays, summed row after row for every g (g = 1 too)."""
+    x = np.ascontiguousarray(x)
+    if x.ndim == 2 and x.shape[1] == 1:
+        return np.repeat(x, 2, axis=1).sum(axis=0)[:1]
+    return x.sum(axis=0)
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for ``b`` of shape (r, g) without BLAS, the same bits per column for every g."""
+    if b.ndim == 2 and b.shape[1] == 1:
+        return np.einsum("ij,jg->ig", a, np.repeat(b, 2, axis=1))[:, :1]
+    return np.einsum("ij,jg->ig", a, b)
+
+
+def _solve(s: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``np.linalg.solve(s, rhs)`` for (k, g) right-hand sides, one gene at a time."""
+    return np.linalg.solve(s, rhs.T[..., None])[..., 0].T
+
+
 @dataclass(eq=False)
 class BlockDesign:
     """A design matrix split into a block of disjoint indicators and a few dense columns.
@@ -141,7 +167,8 @@ class BlockDesign:
             Shape (n,) or (n, g).
         """
         pad = np.zeros((1, *beta_a.shape[1:]))
-        return self.dense @ beta_c + np.concatenate([beta_a, pad])[self.level]
+        dense = self.dense @ beta_c if beta_c.ndim == 1 else _matmul(self.dense, beta_c)
+        return dense + np.concatenate([beta_a, pad])[self.level]
 
     def split(self, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Split coefficients of shape (g, p) or (p,) into (block, dense) with genes last."""
@@ -253,9 +280,10 @@ class _Normal:
 
     def solve(self, r_a: np.ndarray, r_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Solve ``(X'WX + ridge) beta = r`` by block elimination; returns (beta_a, beta_c)."""
-        rhs = r_c - np.einsum("jcg,jg->cg", self.ba, r_a)
+        k = self.ba.shape[1]
+        rhs = r_c - np.stack([_colsum(self.ba[:, c] * r_a) for c in range(k)])
         beta_c = np.linalg.solve(self.s, rhs.T[..., None])[..., 0].T
-        beta_a = r_a / self.a - np.einsum("jcg,cg->jg", self.ba, beta_c)
+        beta_a = r_a / self.a - sum(self.ba[:, c] * beta_c[c] for c in range(k))
         return beta_a, beta_c
 
     def quad_diag(self, bd: BlockDesign) -> np.ndarray:
@@ -279,7 +307,7 @@ class _Normal:
 
     def logdet(self) -> np.ndarray:
         """``log|det(X'WX + ridge)|`` per gene, as ``np.linalg.slogdet(...)[1]``."""
-        return np.log(np.abs(self.a)).sum(axis=0) + np.linalg.slogdet(self.s)[1]
+        return _colsum(np.log(np.abs(self.a))) + np.linalg.slogdet(self.s)[1]
 
 
 def _normal(
@@ -290,12 +318,12 @@ def _normal(
     a = bd.segsum(w) + np.reshape(ridge_a, (-1, 1))
     b = np.stack([bd.segsum(w * u[:, c, None]) for c in range(k)], axis=1)
     uu = (u[:, :, None] * u[:, None, :]).reshape(len(u), k * k)
-    c_mat = (uu.T @ w).T.reshape(-1, k, k) + np.diag(np.broadcast_to(ridge_c, (k,)))
+    c_mat = _matmul(uu.T, w).T.reshape(-1, k, k) + np.diag(np.broadcast_to(ridge_c, (k,)))
     ba = b / a[:, None, :]
     s = c_mat
     for c in range(k):
         for d in range(c, k):
-            s[:, c, d] -= (b[:, c] * ba[:, d]).sum(axis=0)
+            s[:, c, d] -= _colsum(b[:, c] * ba[:, d])
             s[:, d, c] = s[:, c, d]
     return _Normal(a, ba, s)
 
@@ -403,16 +431,16 @@ def _irls_chunk(
     a0, ba0, s0 = _unweighted_schur(bd)
     ylog = np.log(y / sf + 0.1)
     r_a = bd.segsum(ylog)
-    beta_c = np.linalg.solve(s0, u.T @ ylog - ba0.T @ r_a)
-    beta_a = r_a / a0[:, None] - ba0 @ beta_c
+    beta_c = _solve(s0, _matmul(u.T, ylog) - _matmul(ba0.T, r_a))
+    beta_a = r_a / a0[:, None] - _matmul(ba0, beta_c)
     init_a, init_c = beta_a.copy(), beta_c.copy()
 
     mu = np.maximum(sf * np.exp(bd.xmul(beta_a, beta_c)), min_mu)
     inv_disp = 1.0 / disp
     # Constant part of utils.nb_nll (does not depend on mu): n/alpha log(alpha) - log binom.
-    nll_const = n * inv_disp * np.log(disp) - (
+    nll_const = n * inv_disp * np.log(disp) - _colsum(
         gammaln(y + inv_disp) - gammaln(y + 1) - gammaln(inv_disp)
-    ).sum(axis=0)
+    )
     dev = np.full(g, 1000.0)
     active = np.ones(g, dtype=bool)
     fallback = np.zeros(g, dtype=bool)
@@ -422,7 +450,7 @@ def _irls_chunk(
         mu_i, d_i = mu[:, idx], disp[idx]
         w = mu_i / (1.0 + mu_i * d_i)
         wz = w * (np.log(mu_i / sf) + (y[:, idx] - mu_i) / mu_i)
-        new_a, new_c = _normal(bd, w, IRLS_RIDGE, IRLS_RIDGE).solve(bd.segsum(wz), u.T @ wz)
+        new_a, new_c = _normal(bd, w, IRLS_RIDGE, IRLS_RIDGE).solve(bd.segsum(wz), _matmul(u.T, wz))
         it += 1
         # irls_solver switches to the optimiser when |beta| exceeds max_beta or at maxiter.
         diverged = (np.abs(new_a) > max_beta).any(axis=0) | (np.abs(new_c) > max_beta).any(axis=0)
@@ -440,7 +468,7 @@ def _irls_chunk(
         y_i, a1 = y[:, idx], inv_disp[idx]
         # Deviance as -2 * utils.nb_nll, convergence on its relative change.
         new_dev = -2 * (
-            nll_const[idx] + ((y_i + a1) * np.log(a1 + mu_new) - y_i * np.log(mu_new)).sum(axis=0)
+            nll_const[idx] + _colsum((y_i + a1) * np.log(a1 + mu_new) - y_i * np.log(mu_new))
         )
         ratio = np.abs(new_dev - dev[idx]) / (np.abs(new_dev) + 0.1)
         dev[idx] = new_dev
@@ -540,7 +568,7 @@ def _alpha_mle_chunk(
             w = (m_ / (1 + m_ * alpha[:, None])).T
             nm = _normal(bd, w, 0.0, 0.0)
             value = value + 0.5 * nm.logdet()
-            slope = slope + 0.5 * (-(w**2) * nm.quad_diag(bd)).sum(axis=0) * alpha
+            slope = slope + 0.5 * _colsum(-(w**2) * nm.quad_diag(bd)) * alpha
         if prior_reg:
             diff = log_alpha - prior_mean[idx]
             value = value + diff**2 / (2 * prior_disp_var)
@@ -579,24 +607,25 @@ def _wald_chunk(
     nm = _normal(bd, w, ridge[bd.block_cols], ridge[bd.dense_cols])
     c_a, c_c = bd.split(contrast)
     hc_a, hc_c = nm.solve(np.repeat(c_a[:, None], g, 1), np.repeat(c_c[:, None], g, 1))
-    se = np.sqrt((w * bd.xmul(hc_a, hc_c) ** 2).sum(axis=0))
+    se = np.sqrt(_colsum(w * bd.xmul(hc_a, hc_c) ** 2))
 
     def scaled(shift: float) -> np.ndarray:
         return (lfc - shift) / se[:, None]
 
     def greater(shift: float) -> tuple[np.ndarray, np.ndarray]:
-        stat = np.fmax(scaled(shift), 0) @ contrast
+        stat = np.einsum("gp,p->g", np.fmax(scaled(shift), 0), contrast)
         return stat, norm.sf(stat)
 
     def less(shift: float) -> tuple[np.ndarray, np.ndarray]:
-        stat = np.fmin(scaled(shift), 0) @ contrast
+        stat = np.einsum("gp,p->g", np.fmin(scaled(shift), 0), contrast)
         return stat, norm.sf(np.abs(stat))
 
     if alt_hypothesis is None:
-        stat = scaled(lfc_null) @ contrast
+        stat = np.einsum("gp,p->g", scaled(lfc_null), contrast)
         pval = 2 * norm.sf(np.abs(stat))
     elif alt_hypothesis == "greaterAbs":
-        stat = (np.sign(lfc) * np.fmax((np.abs(lfc) - lfc_null) / se[:, None], 0)) @ contrast
+        shifted = np.sign(lfc) * np.fmax((np.abs(lfc) - lfc_null) / se[:, None], 0)
+        stat = np.einsum("gp,p->g", shifted, contrast)
         pval = 2 * norm.sf(np.abs(stat))
     elif alt_hypothesis == "lessAbs":
         stat_above, pval_above = greater(-abs(lfc_null))
@@ -731,10 +760,10 @@ class BlockedInference(DESeq2Inference):
         out = []
         for sl in self._chunks(*y.shape):
             r_a = bd.segsum(y[:, sl])
-            beta_c = np.linalg.solve(s, bd.dense.T @ y[:, sl] - ba.T @ r_a)
-            beta_a = r_a / a[:, None] - ba @ beta_c
+            beta_c = _solve(s, _matmul(bd.dense.T, y[:, sl]) - _matmul(ba.T, r_a))
+            beta_a = r_a / a[:, None] - _matmul(ba, beta_c)
             y_hat = np.maximum(bd.xmul(beta_a, beta_c), 1)
-            out.append((((y[:, sl] - y_hat) ** 2 - y_hat) / ((n - p) * y_hat**2)).sum(axis=0))
+            out.append(_colsum(((y[:, sl] - y_hat) ** 2 - y_hat) / ((n - p) * y_hat**2)))
         return np.maximum(np.concatenate(out), 0)
 
     def irls(

@@ -28,6 +28,7 @@ a median relative difference of 1e-6.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -58,6 +59,10 @@ def parametric_dispersion_trend(
     for _ in range(11):
         ratio = dispersions / (design @ coefficients)
         good = (ratio > 1e-4) & (ratio < 15)
+        if good.sum() < 3:
+            # DESeq2 stops here ("all gene-wise dispersion estimates are within 2 orders
+            # of magnitude from the minimum value"); the caller falls back to the mean.
+            return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fit = sm.GLM(dispersions[good], design[good], family=family).fit(
@@ -165,16 +170,69 @@ def wald_t_pvalues(stat: np.ndarray, df: int) -> np.ndarray:
     return 2 * t.sf(np.abs(np.asarray(stat, dtype=float)), df)
 
 
+def n_or_more_replicates(design_matrix: pd.DataFrame, min_replicates: int) -> pd.Series:
+    """Whether each sample's design row is shared by at least ``min_replicates`` samples.
+
+    pydeseq2's ``utils.n_or_more_replicates`` by ``np.unique`` over the rows instead of
+    ``DataFrame.value_counts`` and a MultiIndex, which cost seconds on a paired design of
+    hundreds of columns (one per subject).
+    """
+    _, inverse, counts = np.unique(
+        design_matrix.to_numpy(), axis=0, return_inverse=True, return_counts=True
+    )
+    return pd.Series(counts[inverse.ravel()] >= min_replicates, index=design_matrix.index)
+
+
+@contextlib.contextmanager
+def _fast_replicates():
+    """pydeseq2's Cook's steps use :func:`n_or_more_replicates` while the block runs."""
+    import pydeseq2.dds
+    import pydeseq2.utils
+
+    saved = pydeseq2.dds.n_or_more_replicates, pydeseq2.utils.n_or_more_replicates
+    pydeseq2.dds.n_or_more_replicates = n_or_more_replicates
+    pydeseq2.utils.n_or_more_replicates = n_or_more_replicates
+    try:
+        yield
+    finally:
+        pydeseq2.dds.n_or_more_replicates, pydeseq2.utils.n_or_more_replicates = saved
+
+
 def deseq_dataset_class():
     """pydeseq2's DeseqDataSet with DESeq2's dispersion trend, prior variance and MAP start,
     and DESeq2's Cook's filtering (``uns["cooks_count_heuristic"]``: whether the design is a
     single two-level factor, where ``results()`` spares genes with three larger counts; True,
     pydeseq2's behaviour, when unset)."""
     from pydeseq2.dds import DeseqDataSet
-    from pydeseq2.utils import n_or_more_replicates
     from scipy.stats import f
 
     class DESeq2DispersionDataSet(DeseqDataSet):
+        def deseq2(self, fit_type=None) -> None:
+            with _fast_replicates():
+                super().deseq2(fit_type)
+
+        def fit_LFC(self) -> None:  # noqa: N802 (pydeseq2's name)
+            # pydeseq2's, with the coefficients assigned at once: its DataFrame.update
+            # loops over the columns, seconds for a paired design's hundreds.
+            if "dispersions" not in self.var:
+                self.fit_MAP_dispersions()
+            design = self.obsm["design_matrix"]
+            lfc, mu, hat_diagonals, converged = self.inference.irls(
+                counts=self.X[:, self.non_zero_idx],
+                size_factors=self.obs["size_factors"].values,
+                design_matrix=design.values,
+                disp=self.var.loc[self.var["non_zero"], "dispersions"].values,
+                min_mu=self.min_mu,
+                beta_tol=self.beta_tol,
+            )
+            values = np.full((self.n_vars, design.shape[1]), np.nan)
+            values[self.non_zero_idx] = lfc
+            self.varm["LFC"] = pd.DataFrame(values, index=self.var_names, columns=design.columns)
+            self.obsm["_mu_LFC"] = mu
+            self.obsm["_hat_diagonals"] = hat_diagonals
+            self.var["_LFC_converged"] = pd.array([pd.NA] * self.n_vars, dtype="boolean")
+            self.var.loc[self.var["non_zero"], "_LFC_converged"] = converged
+
         def cooks_outlier(self):
             if self.uns.get("cooks_count_heuristic", True) or "_pvalue_cooks_outlier" in self.var:
                 return super().cooks_outlier()

@@ -43,52 +43,17 @@ def choose_inference(fit: Fit, samples: pd.DataFrame, setting: str, min_subjects
     return DESeq2Inference(n_cpus=n_cpus)
 
 
-def run_fit(
+def fit_dataset(
     adata: ad.AnnData,
     fit: Fit,
     samples: pd.DataFrame,
-    alpha: float = 0.1,
     n_cpus: int = 1,
-    shrink: bool = True,
     inference: str = "auto",
     blocked_min_subjects: int = 2,
-    shrink_max_coefficients: int = 100,
-    wald_distribution: str = "normal",
-) -> dict[str, pd.DataFrame]:
-    """Fit one design with pydeseq2 and test each of its contrasts.
+):
+    """The fitted pydeseq2 dataset of one design (``deseq2()`` done) and its backend."""
+    from ifnsig.de.deseq2_compat import deseq_dataset_class
 
-    Wald tests with DESeq2's defaults: Cook's distance outlier refit, Cook's filtering and
-    independent filtering at ``alpha``; ``wald_distribution="t"`` refers the Wald statistic
-    to Student's t with samples minus coefficients degrees of freedom
-    (``DESeq(useT = TRUE)``). An LRT fit (``fit.lrt``) replaces the statistic and p-value
-    of its contrast by DESeq2's likelihood-ratio test against ``fit.reduced_formula``
-    (:func:`ifnsig.de.lrt.likelihood_ratio_test`) and keeps, as DESeq2's ``results()``
-    does, the full design's Wald fold change and standard error of the reported level.
-    A differential response contrast also gives the change within each group (Wald).
-    The apeGLM-shrunk fold change of the contrast's coefficient is added as
-    ``log2FoldChange_shrunk`` (empty for a change that is a sum of coefficients);
-    pydeseq2's apeGLM refits every coefficient of the design per gene with dense matrices,
-    so for designs with more than ``shrink_max_coefficients`` coefficients (paired designs
-    of large cohorts: one per subject) the column is left empty rather than costing ten
-    times the fit and running out of memory (measured: 22 GB at 840 samples).
-
-    Returns
-    -------
-    dict
-        Table name (:func:`ifnsig.de.plan.table_names`) -> results table (columns
-        :data:`RESULT_COLUMNS`, plus the shrunk LFC).
-    """
-    from pydeseq2.ds import DeseqStats
-
-    from ifnsig.de.deseq2_compat import (
-        deseq_dataset_class,
-        independent_filtering,
-        wald_t_pvalues,
-    )
-    from ifnsig.de.lrt import likelihood_ratio_test
-
-    if wald_distribution not in {"normal", "t"}:
-        raise ValueError(f"wald_distribution must be normal or t, not {wald_distribution!r}")
     sub = adata[fit.samples]
     counts = pd.DataFrame(np.asarray(raw_counts(sub)), index=sub.obs_names, columns=sub.var_names)
     backend = choose_inference(fit, samples, inference, blocked_min_subjects, n_cpus)
@@ -108,6 +73,53 @@ def run_fit(
         not fit.paired and not fit.covariates and fit.between is None and len(fit.levels) == 2
     )
     dds.deseq2()
+    return dds, backend
+
+
+def run_fit(
+    adata: ad.AnnData,
+    fit: Fit,
+    samples: pd.DataFrame,
+    alpha: float = 0.1,
+    n_cpus: int = 1,
+    shrink: bool = True,
+    inference: str = "auto",
+    blocked_min_subjects: int = 2,
+    shrink_max_coefficients: int = 5000,
+    wald_distribution: str = "normal",
+) -> dict[str, pd.DataFrame]:
+    """Fit one design with pydeseq2 and test each of its contrasts.
+
+    Wald tests with DESeq2's defaults: Cook's distance outlier refit, Cook's filtering and
+    independent filtering at ``alpha``; ``wald_distribution="t"`` refers the Wald statistic
+    to Student's t with samples minus coefficients degrees of freedom
+    (``DESeq(useT = TRUE)``). An LRT fit (``fit.lrt``) replaces the statistic and p-value
+    of its contrast by DESeq2's likelihood-ratio test against ``fit.reduced_formula``
+    (:func:`ifnsig.de.lrt.likelihood_ratio_test`) and keeps, as DESeq2's ``results()``
+    does, the full design's Wald fold change and standard error of the reported level.
+    A differential response contrast also gives the change within each group (Wald).
+    The apeGLM-shrunk fold change of the contrast's coefficient is added as
+    ``log2FoldChange_shrunk`` (empty for a change that is a sum of coefficients): pydeseq2's
+    ``lfc_shrink`` model, fitted for all genes at once (:func:`ifnsig.de.shrink.shrunk_lfc`;
+    on paired designs by the subject block, linear in the samples). Designs with more than
+    ``shrink_max_coefficients`` coefficients leave the column empty.
+
+    Returns
+    -------
+    dict
+        Table name (:func:`ifnsig.de.plan.table_names`) -> results table (columns
+        :data:`RESULT_COLUMNS`, plus the shrunk LFC).
+    """
+    from pydeseq2.ds import DeseqStats
+
+    from ifnsig.de.deseq2_compat import independent_filtering, wald_t_pvalues
+    from ifnsig.de.lrt import likelihood_ratio_test
+    from ifnsig.de.shrink import shrunk_lfc
+
+    if wald_distribution not in {"normal", "t"}:
+        raise ValueError(f"wald_distribution must be normal or t, not {wald_distribution!r}")
+    dds, backend = fit_dataset(adata, fit, samples, n_cpus, inference, blocked_min_subjects)
+    design = design_matrix(fit)
     lrt = None
     if fit.lrt:
         reduced = reduced_design(fit, design)
@@ -148,7 +160,8 @@ def run_fit(
             log.info("%s: independent filtering keeps base mean >= %.3g", name, threshold)
             table.insert(0, "gene_id", table.index.astype(str))
             table.insert(1, "symbol", adata.var.loc[table.index, "symbol"].astype(str).to_numpy())
-            coefficient = columns[int(np.argmax(vector))] if vector.sum() == 1 else None
+            one = np.count_nonzero(vector) == 1 and vector.sum() == 1
+            coefficient = columns[int(np.argmax(vector))] if one else None
             if shrink and n_coefficients > shrink_max_coefficients:
                 log.warning(
                     "%s: no apeGLM shrinkage for a design with %d coefficients (more than "
@@ -159,8 +172,7 @@ def run_fit(
                 )
                 table["log2FoldChange_shrunk"] = np.nan
             elif shrink and coefficient is not None:
-                stats.lfc_shrink(coeff=coefficient)
-                table["log2FoldChange_shrunk"] = stats.results_df["log2FoldChange"].to_numpy()
+                table["log2FoldChange_shrunk"] = shrunk_lfc(stats, coefficient, n_cpus)
             elif shrink:
                 table["log2FoldChange_shrunk"] = np.nan
             # Which test gave stat and pvalue: the enrichment ranks an LRT's statistic

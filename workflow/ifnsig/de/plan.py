@@ -27,6 +27,7 @@ import pandas as pd
 
 from ifnsig.config_files import origin
 from ifnsig.errors import InputError
+from ifnsig.io import read_tsv
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ class Contrast:
     response: tuple[str, str] | None = None
     between: Groups | None = None
     lrt: bool = False
+    #: One row per sheet column checked against the compared levels (:func:`confounding`).
+    design_checks: pd.DataFrame | None = None
 
     @classmethod
     def from_config(cls, entry: dict, timepoints: list[str]) -> Contrast:
@@ -342,6 +345,25 @@ def composition_covariates(config: dict) -> list[str]:
     return [c for c in candidates if c in known]
 
 
+def check_composition_covariates(config: dict) -> None:
+    """A blood composition score named as DE covariate for another tissue without a marker
+    table of its own is rejected with the reason: the QC stage writes no such score."""
+    from ifnsig.qc import SHIPPED_MARKERS, read_markers
+    from ifnsig.settings import is_blood
+
+    if is_blood(config) or config["qc"]["markers"]:
+        return
+    blood = {f"{cell}_score" for cell in read_markers(SHIPPED_MARKERS)}
+    for covariate in config["de"]["covariates"]:
+        if covariate in blood:
+            raise InputError(
+                f"{origin('de.covariates')}: de.covariates names '{covariate}', a blood "
+                f"composition score, which the QC stage writes only for blood "
+                f"({origin('tissue')} sets tissue '{config['tissue']}'); give a marker table "
+                "for this tissue under qc.markers or remove it from de.covariates."
+            )
+
+
 def clinical_covariates(config: dict) -> list[str]:
     """DE covariates that are clinical measures (values per visit, e.g. steroid dose)."""
     measures = config.get("clinical_measures") or {}
@@ -524,8 +546,113 @@ def plan_fits(
         fit.metadata = design_frame(fit, samples)
         if fit.lrt:
             fit.contrasts = [_reported_level(c, fit, config) for c in fit.contrasts]
+        fit.design_checks = confounding(fit, samples)
         _check_rank(fit)
     return list(fits.values())
+
+
+#: Cramer's V between a column and the compared levels above which the log and
+#: ``results/de/design_checks.tsv`` report the column as confounded with them.
+CONFOUNDING_V = 0.5
+DESIGN_CHECK_COLUMNS = [
+    "contrasts", "formula", "compared", "column", "in_design", "n_samples", "cramers_v",
+    "levels_in_one_group", "verdict",
+]  # fmt: skip
+
+
+def cramers_v(first: pd.Series, second: pd.Series) -> float:
+    """Cramer's V of two categorical columns (chi-square without continuity correction):
+    0 when independent, 1 when either determines the other; NaN with a single level."""
+    table = pd.crosstab(first.astype(str), second.astype(str)).to_numpy(dtype=float)
+    k = min(table.shape) - 1
+    if k < 1:
+        return float("nan")
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    chi2 = float(((table - expected) ** 2 / expected).sum())
+    return float(np.sqrt(min(chi2 / (table.sum() * k), 1.0)))
+
+
+def confounding(fit: Fit, samples: pd.DataFrame) -> pd.DataFrame:
+    """Check the design's categorical covariates, and the sheet's ``batch``, against the
+    compared levels among the fit's samples.
+
+    A column completely confounded with the compared levels (Cramer's V of 1: one
+    determines the other) makes a design holding both unestimable and is an error naming
+    both; a ``batch`` left out of the design is then reported, not rejected, since the fit
+    runs but cannot tell batch from the comparison. Above :data:`CONFOUNDING_V`, or with a
+    level of the column found with one compared level only, a warning says so. Returns one
+    row per column checked (:data:`DESIGN_CHECK_COLUMNS`).
+    """
+    names = ", ".join(c.name for c in fit.contrasts)
+    compared = samples.loc[fit.samples, fit.variable].astype(str)
+    checked = [c for c in fit.covariates if not pd.api.types.is_numeric_dtype(samples[c])]
+    if "batch" in samples.columns and "batch" not in checked and "batch" not in fit.covariates:
+        checked.append("batch")
+    rows = []
+    for column in checked:
+        values = samples.loc[fit.samples, column]
+        known = values.notna() & (values.astype(str) != "")
+        values, levels = values[known].astype(str), compared[known]
+        in_design = column in fit.covariates
+        v = cramers_v(values, levels) if len(values) else float("nan")
+        by_level = levels.groupby(values).agg(lambda x: sorted(set(x)))
+        lonely = [f"{lvl} ({group[0]})" for lvl, group in by_level.items() if len(group) == 1]
+        if not np.isnan(v) and v > 1 - 1e-9:
+            verdict = "complete"
+            pairs = "; ".join(f"{lvl}: {', '.join(g)}" for lvl, g in list(by_level.items())[:4])
+            if in_design:
+                raise InputError(
+                    f"{origin('de.covariates')}: in contrast(s) {names}, de.covariates "
+                    f"'{column}' is completely confounded with the compared column "
+                    f"'{fit.variable}' ({pairs}), so their effects cannot be told apart; remove "
+                    f"'{column}' from de.covariates or compare samples that share its levels."
+                )
+            log.warning(
+                "contrast(s) %s: column '%s' of the sample sheet is completely confounded with "
+                "the compared column '%s' (%s): the differences found may be %s effects",
+                names, column, fit.variable, pairs, column,
+            )  # fmt: skip
+        elif (not np.isnan(v) and v > CONFOUNDING_V) or (lonely and by_level.size > 1):
+            verdict = "confounded" if not np.isnan(v) and v > CONFOUNDING_V else "partly"
+            log.warning(
+                "contrast(s) %s: column '%s'%s is confounded with the compared column '%s' "
+                "(Cramer's V %.2f, warned above %.2f%s); its effect and the comparison are "
+                "hard to tell apart (results/de/design_checks.tsv)",
+                names,
+                column,
+                " (in the design)" if in_design else " (not in the design)",
+                fit.variable,
+                v,
+                CONFOUNDING_V,
+                f"; level(s) with one compared level only: {', '.join(lonely[:5])}"
+                if lonely
+                else "",
+            )
+        else:
+            verdict = "ok"
+        rows.append(
+            {
+                "contrasts": names,
+                "formula": fit.formula,
+                "compared": fit.variable,
+                "column": column,
+                "in_design": in_design,
+                "n_samples": int(known.sum()),
+                "cramers_v": v,
+                "levels_in_one_group": ";".join(lonely),
+                "verdict": verdict,
+            }
+        )
+    return pd.DataFrame(rows, columns=DESIGN_CHECK_COLUMNS)
+
+
+def design_checks(fits: list[Fit]) -> pd.DataFrame:
+    """The confounding checks of every fit, one table (``results/de/design_checks.tsv``)."""
+    frames = [f.design_checks for f in fits if f.design_checks is not None]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=DESIGN_CHECK_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
 
 
 def _check_groups(contrast: Contrast, chosen: pd.DataFrame) -> None:
@@ -795,7 +922,7 @@ def cohort_samples(obs: pd.DataFrame, composition_tsv: str | None = None) -> pd.
     samples["timepoint"] = samples["timepoint"].astype(str)
     if composition_tsv is None:
         return samples
-    composition = pd.read_csv(composition_tsv, sep="\t", dtype={"sample": str}).set_index("sample")
+    composition = read_tsv(composition_tsv, dtype={"sample": str}).set_index("sample")
     new = [c for c in composition.columns if c not in samples.columns]
     return samples.join(composition[new])
 

@@ -1,0 +1,179 @@
+"""Plots a collaborator can read: titles say what is compared and which way is up, every
+colour has a key, and no text falls outside the figure (text boxes checked after drawing).
+
+Drawn from the tables of the shared small run (read, never written: outputs go to tmp_path)
+or from tiny in-memory data; no workflow is run here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from ifnsig import enrichment, genesets, plots
+
+
+def read(run: Path, *parts: str, **kwargs) -> pd.DataFrame:
+    return pd.read_csv(run.joinpath(*parts), sep="\t", **kwargs)
+
+
+def test_categorical_colours_do_not_repeat_past_twenty_levels():
+    for n in [3, 12, 25, 45, 80]:
+        colors = {tuple(np.round(c[:3], 3)) for c in plots.categorical_colors(n)}
+        assert len(colors) == n
+
+
+def test_contrast_direction_names_the_levels():
+    title, xlabel = plots.contrast_direction("month3_vs_baseline")
+    assert title == "month3 vs baseline" and "higher in month3" in xlabel
+
+
+@pytest.mark.e2e
+def test_volcano_labels_inside_titled_with_the_contrast(small_run, tmp_path, drawn):
+    de = read(small_run, "results", "de", "month6_vs_baseline.tsv")
+    sets = genesets.load_gene_sets(genesets.SHIPPED_GMT)
+    plots.volcano(
+        de, tmp_path / "v.png", highlight=sets["RICE2013_6"], contrast="month6_vs_baseline"
+    )
+    info = drawn["v.png"]
+    assert info["titles"] == ["month6 vs baseline"]
+    assert "higher in month6" in info["xlabels"][0]
+    assert any("up" in t for t in info["legends"][0]) and not info["outside"]
+
+
+def test_enrichment_dotplot_titles_sizes_and_ties_at_the_floor(tmp_path, drawn):
+    names = [f"LI.M{i}" for i in range(100, 130)]
+    table = pd.DataFrame(
+        {
+            "gene_set": names,
+            "n_genes": np.arange(5, 35),
+            "nes": np.linspace(-1, 3, 30),
+            "pvalue": 1 / 101,
+            "fdr": 1 / 101,
+        }
+    )
+    titles = genesets.gene_set_titles(genesets.SHIPPED_GMT)
+    plots.enrichment_dotplot(table, tmp_path / "d.png", titles=titles, contrast="m3_vs_b")
+    info = drawn["d.png"]
+    axis = info["axes"][0]
+    labels = [t.get_text() for t in axis.get_yticklabels()]
+    # All tied at the floor: the 20 largest |NES| are drawn, with the modules' titles.
+    assert "type I interferon response (LI.M127)" in labels
+    assert any("(LI.M100)" in label for label in labels)  # NES -1
+    assert not any("(LI.M107)" in label for label in labels)  # NES -0.03
+    assert info["legends"][0][0] == "genes in set" and len(info["legends"][0]) == 4
+    assert info["colorbar_labels"] and not info["outside"]
+    assert "up in m3" in info["xlabels"][0]
+
+
+@pytest.mark.e2e
+def test_running_scores_label_every_curve(small_run, tmp_path, drawn):
+    de = read(small_run, "results", "de", "month6_vs_baseline.tsv")
+    sets = genesets.load_gene_sets(genesets.SHIPPED_GMT)
+    result = enrichment.prerank(enrichment.ranking(de), dict(sets), permutations=10, min_size=3)
+    wanted = genesets.ifn_sets(sets)[:6]
+    titles = genesets.gene_set_titles(genesets.SHIPPED_GMT)
+    plots.running_scores(result, wanted, tmp_path / "r.png", titles=titles, contrast="m6_vs_b")
+    info = drawn["r.png"]
+    tested = [t for t in wanted if t in result.attrs["gseapy"].results]
+    assert len(info["legends"][0]) - 1 == len(tested) >= 3
+    assert all("NES" in entry for entry in info["legends"][0][1:])
+    assert not info["outside"]
+
+
+def test_roc_curves_that_coincide_stay_visible(tmp_path, drawn):
+    subjects = [f"S{i}" for i in range(10)]
+    change = pd.DataFrame(
+        {
+            "signature": "RICE2013_6",
+            "method": "median_fold_change",
+            "timepoint": "month6",
+            "subject": subjects,
+            "baseline_score": np.arange(10.0),
+        }
+    )
+    calls = [True] * 5 + [False] * 5
+    responses = pd.concat(
+        [
+            pd.DataFrame(
+                {"response": name, "timepoint": "month6", "subject": subjects, "responder": calls}
+            )
+            for name in ["CMAS_gain_3", "PRINTO_inactive"]
+        ]
+    )
+    plots.response_roc(
+        change, responses, "RICE2013_6", "median_fold_change", "month6", tmp_path / "roc.png"
+    )
+    info = drawn["roc.png"]
+    lines = [line for line in info["axes"][0].get_lines() if len(line.get_xdata()) > 2]
+    assert len(lines) == 2 and lines[0].get_linewidth() > lines[1].get_linewidth()
+    assert lines[0].get_linestyle() != lines[1].get_linestyle()
+    assert "same curve as CMAS_gain_3" in info["legends"][0][2]
+    assert not info["outside"]
+
+
+@pytest.mark.e2e
+def test_type1_vs_type2_keeps_the_points_range_and_shows_the_controls(small_run, tmp_path, drawn):
+    contrast = read(small_run, "results", "scores", "type1_vs_type2.tsv")
+    contrast.loc[contrast.index[0], "type1_z"] = 100.0  # one extreme type I score
+    plots.type1_vs_type2(
+        contrast, "RICE2013_6", "median_fold_change", tmp_path / "t.png", patient_group="patient"
+    )
+    info = drawn["t.png"]
+    data = contrast[
+        (contrast["signature"] == "RICE2013_6") & (contrast["method"] == "median_fold_change")
+    ]
+    low, high = info["axes"][0].get_ylim()
+    spread = data["type2_z"].max() - data["type2_z"].min()
+    assert high - low < 1.5 * spread  # not stretched to 100 by the diagonal
+    assert any(entry.startswith("control") for entry in info["legends"][0])
+    controls = [c for c in info["axes"][0].collections if c.get_label().startswith("control")]
+    assert controls and all(c.get_zorder() > 2 for c in controls)
+    assert not info["outside"]
+
+
+@pytest.mark.e2e
+def test_heatmaps_have_colour_keys(small_run, tmp_path, drawn):
+    adata = ad.read_h5ad(small_run / "results" / "data" / "normalized.h5ad")
+    de = read(small_run, "results", "de", "month6_vs_baseline.tsv")
+    fitted = read(small_run, "results", "de", "month6_vs_baseline.samples.tsv", dtype=str)
+    groups = fitted.set_index("sample")["timepoint"]
+    plots.top_gene_heatmap(adata, de, groups, tmp_path / "h.png", contrast="month6_vs_baseline")
+    keys = drawn["h.png"]["legends"][0]
+    assert "timepoint:" in keys and "subject:" in keys
+    assert set(fitted["subject"]) <= set(keys) and not drawn["h.png"]["outside"]
+    table = read(small_run, "results", "scores", "ifn_scores.tsv", dtype={"subject": str})
+    sets = genesets.load_gene_sets(genesets.SHIPPED_GMT)
+    plots.signature_heatmap(
+        adata, sets, table, "RICE2013_6", "median_fold_change", "IFNG_BIASED", tmp_path / "s.png"
+    )
+    keys = drawn["s.png"]["legends"][0]
+    assert {"group:", "timepoint:", "IFN call:", "positive"} <= set(keys)
+    assert not drawn["s.png"]["outside"]
+
+
+@pytest.mark.e2e
+def test_scores_over_time_with_baseline_reference_draws_patient_lines(small_run, tmp_path, drawn):
+    table = read(small_run, "results", "scores", "ifn_scores.tsv", dtype={"subject": str})
+    # As scores.reference: baseline marks them: every baseline sample is a reference sample.
+    table["reference"] = table["timepoint"] == "baseline"
+    timepoints = ["baseline", "month3", "month6"]
+    plots.scores_over_time(
+        table,
+        timepoints,
+        "RICE2013_6",
+        "median_fold_change",
+        tmp_path / "o.png",
+        patient_group="patient",
+    )
+    info = drawn["o.png"]
+    axis = info["axes"][0]
+    patients = table[(table["group"] == "patient")]["subject"].nunique()
+    assert len([line for line in axis.get_lines() if len(line.get_xdata()) > 1]) >= patients
+    ticks = [t.get_text() for t in axis.get_xticklabels()]
+    assert "reference" not in ticks and ticks[1:] == timepoints
+    assert not info["outside"]

@@ -1,0 +1,473 @@
+"""Differential expression split by genes across jobs, with the tables of the one-job fit.
+
+DESeq2's own parallel mode (``DESeq(parallel = TRUE)``, R/core.R ``DESeqParallel``) runs the
+gene-wise steps on row shards with two barriers over all genes; the same split is used here,
+one job per step and shard:
+
+1. size factors (median of ratios: per gene the mean log count, then per sample the median
+   log ratio), read in gene blocks and then in sample blocks (:func:`fit_size_factors`);
+2. per shard, gene-wise dispersions and the IRLS means they start from
+   (:func:`genewise_step`);
+3. over all genes, the dispersion trend and the prior variance of log dispersions
+   (:func:`dispersion_prior`);
+4. per shard, MAP dispersions, IRLS, Cook's distances, the outlier refits (gene-wise given
+   the trend and the prior, as in pydeseq2's ``refit``), the Wald test or LRT
+   (:func:`test_step`);
+5. over all genes, apeGLM's prior scale (then its per-gene fits, one shard at a time),
+   independent filtering and BH, and the final tables (:func:`gather_tables`).
+
+Every step calls the same pydeseq2 and :mod:`ifnsig.de.deseq2_compat` methods as
+:func:`ifnsig.de.fit.run_fit`, on the shard's genes, with the values of the barriers
+injected, so the tables are those of the one-job fit (tests/test_de_shards.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import h5py
+import numpy as np
+import pandas as pd
+from anndata.io import read_elem
+
+from ifnsig.de.plan import Fit, contrast_vectors, design_matrix, reduced_design
+
+log = logging.getLogger(__name__)
+
+#: Samples per shard that ``de.shards: auto`` aims at: the one-job fit of a paired cohort of
+#: 1,000 samples x 20,000 genes peaked at 2.8 GB (benchmarks/bench_blocked_de.py), so a shard
+#: of 1,000 samples' worth of cells stays near that whatever the cohort.
+AUTO_SHARD_SAMPLES = 1000
+
+#: Genes (sample blocks: samples) read at a time when computing size factors.
+BLOCK_CELLS = 2**24
+
+#: The gene-wise step's columns of ``var`` that the later steps take up.
+GENEWISE_COLUMNS = ["non_zero", "_MoM_dispersions", "genewise_dispersions", "_genewise_converged"]
+
+
+def shard_count(setting: str | int, n_samples: int, n_genes: int | None = None) -> int:
+    """Number of gene shards: ``setting`` if a number, else one per 1,000 samples (at least 1).
+
+    ``auto`` keeps cohorts of up to :data:`AUTO_SHARD_SAMPLES` samples in one job. Never more
+    shards than genes.
+    """
+    count = max(1, math.ceil(n_samples / AUTO_SHARD_SAMPLES)) if setting == "auto" else int(setting)
+    return max(1, min(count, n_genes)) if n_genes is not None else max(1, count)
+
+
+def gene_ranges(n_genes: int, n_shards: int) -> list[tuple[int, int]]:
+    """Contiguous gene ranges ``[start, stop)`` of nearly equal size, in gene order."""
+    bounds = np.linspace(0, n_genes, n_shards + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+# --- reading the cohort in pieces ------------------------------------------------------------
+
+
+def read_annotations(path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``obs`` and ``var`` of an ``.h5ad`` without any matrix."""
+    with h5py.File(path, "r") as handle:
+        return read_elem(handle["obs"]), read_elem(handle["var"])
+
+
+def _counts_dataset(handle: h5py.File):
+    """The raw counts (``layers/counts``, else ``X``), as :func:`ifnsig.data.raw_counts`."""
+    return handle["layers/counts"] if "layers/counts" in handle else handle["X"]
+
+
+def read_counts(path: str, rows: np.ndarray, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Raw counts of samples ``rows`` (positions in the file, any order), genes ``start:stop``.
+
+    A dense matrix is read by HDF5 hyperslab (only the chunks the genes touch); a sparse one
+    is read whole and sliced.
+    """
+    rows = np.asarray(rows, dtype=np.intp)
+    with h5py.File(path, "r") as handle:
+        data = _counts_dataset(handle)
+        if isinstance(data, h5py.Dataset):
+            return np.asarray(data[:, start:stop])[rows]
+        matrix = read_elem(data)[:, start:stop]
+    return np.asarray(matrix.toarray() if hasattr(matrix, "toarray") else matrix)[rows]
+
+
+def _sample_blocks(path: str, n_genes: int):
+    """Contiguous sample blocks ``(first, counts)`` of the file, every gene, bounded in size."""
+    with h5py.File(path, "r") as handle:
+        data = _counts_dataset(handle)
+        n_samples = data.shape[0] if isinstance(data, h5py.Dataset) else None
+        if n_samples is None:
+            yield 0, np.asarray(read_elem(data).toarray())
+            return
+        block = max(1, BLOCK_CELLS // max(n_genes, 1))
+        for first in range(0, n_samples, block):
+            yield first, np.asarray(data[first : first + block])
+
+
+def fit_size_factors(path: str, rows: np.ndarray, n_genes: int) -> np.ndarray:
+    """DESeq2's median-of-ratios size factors of samples ``rows``, reading pieces of the file.
+
+    The computation of pydeseq2's ``deseq2_norm_fit`` and ``deseq2_norm_transform`` (mean
+    log count per gene over the samples, then per sample the median log ratio over the genes
+    whose mean is finite), first by gene blocks, then by sample blocks, so memory is bounded
+    by :data:`BLOCK_CELLS` cells whatever the cohort.
+    """
+    rows = np.asarray(rows, dtype=np.intp)
+    block = max(1, BLOCK_CELLS // max(len(rows), 1))
+    logmeans = np.empty(n_genes)
+    for start in range(0, n_genes, block):
+        stop = min(start + block, n_genes)
+        # Column-major as pydeseq2's counts (from a DataFrame): each gene's mean is then
+        # the same pairwise sum whatever the block, so the factors are the one-job ones.
+        block_counts = np.asfortranarray(read_counts(path, rows, start, stop))
+        with np.errstate(divide="ignore"):
+            logmeans[start:stop] = np.log(block_counts).mean(axis=0)
+    finite = ~np.isinf(logmeans)
+    if not finite.any():
+        raise ValueError(
+            "every gene has a zero count in some sample, so pydeseq2 switches to iterative "
+            "size factors, which need every gene at once; set de.shards: 1."
+        )
+    position = pd.Series(np.arange(len(rows)), index=rows)
+    medians = np.empty(len(rows))
+    for first, counts in _sample_blocks(path, n_genes):
+        inside = rows[(rows >= first) & (rows < first + len(counts))]
+        if len(inside):
+            with np.errstate(divide="ignore"):
+                log_ratios = np.log(counts[inside - first])[:, finite] - logmeans[finite]
+            medians[position.loc[inside].to_numpy()] = np.median(log_ratios, axis=1)
+    return np.exp(medians)
+
+
+def fit_positions(fit: Fit, obs: pd.DataFrame) -> np.ndarray:
+    """Positions in the cohort file of the fit's samples, in the fit's order."""
+    return obs.index.get_indexer(pd.Index(fit.samples))
+
+
+# --- the steps ---------------------------------------------------------------------------------
+
+
+def _inference(fit: Fit, samples: pd.DataFrame, settings: dict, n_cpus: int):
+    from ifnsig.de.fit import choose_inference
+
+    return choose_inference(
+        fit, samples, settings["inference"], settings["blocked_min_subjects"], n_cpus
+    )
+
+
+def _dataset(counts: np.ndarray, genes: pd.Index, fit: Fit, size_factors: np.ndarray, inference):
+    """The DESeq2-compatible dataset of one shard, with the cohort's size factors."""
+    from ifnsig.de.deseq2_compat import deseq_dataset_class
+
+    dds = deseq_dataset_class()(
+        counts=pd.DataFrame(counts, index=fit.metadata.index, columns=genes),
+        metadata=fit.metadata,
+        design=design_matrix(fit),
+        refit_cooks=True,
+        inference=inference,
+        quiet=True,
+    )
+    # As run_fit: results() spares outliers exceeded by three other counts only in
+    # one-factor, two-level designs (DESeq2's R/results.R).
+    dds.uns["cooks_count_heuristic"] = (
+        not fit.paired and not fit.covariates and fit.between is None and len(fit.levels) == 2
+    )
+    # What pydeseq2's fit_size_factors leaves, with factors computed over all genes.
+    dds.obs["size_factors"] = size_factors
+    dds.layers["normed_counts"] = dds.X / size_factors[:, None]
+    dds.var["_normed_means"] = dds.layers["normed_counts"].mean(axis=0)
+    return dds
+
+
+def genewise_step(
+    counts: np.ndarray,
+    genes: pd.Index,
+    fit: Fit,
+    samples: pd.DataFrame,
+    size_factors: np.ndarray,
+    settings: dict,
+    n_cpus: int = 1,
+) -> dict:
+    """Gene-wise dispersions of one shard, and the IRLS means the MAP step starts from."""
+    dds = _dataset(counts, genes, fit, size_factors, _inference(fit, samples, settings, n_cpus))
+    dds.fit_genewise_dispersions()
+    columns = ["_normed_means", *GENEWISE_COLUMNS]
+    return {"var": dds.var[columns].copy(), "mu_hat": np.asarray(dds.layers["_mu_hat"])}
+
+
+def dispersion_prior(fit: Fit, var: pd.DataFrame, samples: pd.DataFrame, settings: dict) -> dict:
+    """Dispersion trend and prior variance over every gene, from the shards' gene-wise steps.
+
+    The dataset's own ``fit_dispersion_trend`` and ``fit_dispersion_prior`` run on a
+    stand-in with every gene's ``var`` and an empty (sparse) count matrix: they read only
+    ``var``, the design and the number of samples.
+    """
+    import anndata as ad
+    from scipy import sparse
+
+    from ifnsig.de.deseq2_compat import deseq_dataset_class
+
+    cls = deseq_dataset_class()
+    dds = cls.__new__(cls)
+    ad.AnnData.__init__(
+        dds, X=sparse.csr_matrix((len(fit.samples), len(var))), obs=fit.metadata, var=var.copy()
+    )
+    dds.obsm["design_matrix"] = design_matrix(fit)
+    dds.fit_type, dds.min_disp, dds.quiet = "parametric", 1e-8, True
+    dds.max_disp = np.maximum(10.0, dds.n_obs)
+    dds.inference = _inference(fit, samples, settings, 1)
+    dds.non_zero_idx = np.arange(dds.n_vars)[dds.var["non_zero"].to_numpy(dtype=bool)]
+    dds.non_zero_genes = dds.var_names[dds.var["non_zero"].to_numpy(dtype=bool)]
+    dds.fit_dispersion_trend()
+    dds.fit_dispersion_prior()
+    keys = ["disp_function_type", "trend_coeffs", "mean_disp", "_squared_logres", "prior_disp_var"]
+    return {
+        "uns": {key: dds.uns[key] for key in keys if key in dds.uns},
+        "fitted_dispersions": dds.var["fitted_dispersions"].copy(),
+    }
+
+
+def test_step(
+    counts: np.ndarray,
+    genes: pd.Index,
+    fit: Fit,
+    samples: pd.DataFrame,
+    size_factors: np.ndarray,
+    genewise: dict,
+    prior: dict,
+    settings: dict,
+    n_cpus: int = 1,
+) -> dict:
+    """MAP dispersions, LFCs, Cook's refits and the tests of one shard, per DE table.
+
+    Returns table name -> the shard's rows of ``baseMean``, ``log2FoldChange``, ``lfcSE``,
+    ``stat``, ``pvalue``, ``test``, and what apeGLM needs later (natural-log LFC of the
+    contrast's coefficient, its SE, the dispersions).
+    """
+    from pydeseq2.ds import DeseqStats
+
+    from ifnsig.de.deseq2_compat import wald_t_pvalues
+    from ifnsig.de.lrt import likelihood_ratio_test
+
+    backend = _inference(fit, samples, settings, n_cpus)
+    dds = _dataset(counts, genes, fit, size_factors, backend)
+    for column in GENEWISE_COLUMNS:
+        dds.var[column] = genewise["var"][column].to_numpy()
+    non_zero = dds.var["non_zero"].to_numpy(dtype=bool)
+    dds.non_zero_idx = np.arange(dds.n_vars)[non_zero]
+    dds.non_zero_genes = dds.var_names[non_zero]
+    dds.layers["_mu_hat"] = genewise["mu_hat"]
+    dds.uns.update(prior["uns"])
+    dds.var["fitted_dispersions"] = prior["fitted_dispersions"].loc[genes].to_numpy()
+    # The rest of DeseqDataSet.deseq2() after the prior variance.
+    dds.fit_MAP_dispersions()
+    dds.fit_LFC()
+    dds.calculate_cooks()
+    dds.refit()
+    dds.cooks_outlier()
+    log.info(
+        "%s, genes %s to %s: %d gene(s) with Cook's outliers refitted",
+        fit.formula,
+        genes[0],
+        genes[-1],
+        int(dds.var["refitted"].sum()),
+    )
+    lrt = None
+    design = dds.obsm["design_matrix"]
+    if fit.lrt:
+        lrt = likelihood_ratio_test(dds, reduced_design(fit, design), backend)
+    n_samples, n_coefficients = design.shape
+    columns = list(design.columns)
+    wald = settings["wald_distribution"]
+    tables = {}
+    for contrast in fit.contrasts:
+        for name, vector in contrast_vectors(fit, contrast, columns).items():
+            stats = DeseqStats(
+                dds,
+                contrast=vector,
+                alpha=settings["alpha"],
+                independent_filter=False,
+                inference=backend,
+                quiet=True,
+            )
+            stats.summary()
+            table = stats.results_df.drop(columns="padj")
+            is_lrt = lrt is not None and name == contrast.name
+            if is_lrt:
+                table["stat"], table["pvalue"] = lrt["stat"], lrt["pvalue"]
+            elif wald == "t":
+                tested = table["pvalue"].notna()
+                table.loc[tested, "pvalue"] = wald_t_pvalues(
+                    table.loc[tested, "stat"], n_samples - n_coefficients
+                )
+            table["test"] = "lrt" if is_lrt else f"wald_{wald}"
+            coefficient = columns[int(np.argmax(vector))] if vector.sum() == 1 else None
+            if coefficient is not None:
+                table["_lfc"] = stats.LFC[coefficient].to_numpy()
+                table["_se"] = stats.SE.to_numpy()
+            table["_dispersions"] = dds.var["dispersions"].to_numpy()
+            table["_non_zero"] = non_zero
+            tables[name] = table
+    return {"tables": tables, "coefficients": columns}
+
+
+def _shrunk(
+    parts: list[pd.DataFrame],
+    read_shard,
+    fit: Fit,
+    samples: pd.DataFrame,
+    size_factors: np.ndarray,
+    coefficient: str,
+    columns: list[str],
+    settings: dict,
+    n_cpus: int,
+) -> np.ndarray:
+    """apeGLM-shrunk log2 fold changes as pydeseq2's ``DeseqStats.lfc_shrink(coefficient)``.
+
+    The prior scale is fitted on every gene's MLE fold change and SE (``_fit_prior_var``);
+    the per-gene MAP fits then run one shard at a time, on its original counts.
+    """
+    from types import SimpleNamespace
+
+    from pydeseq2.ds import DeseqStats
+
+    whole = pd.concat(parts)
+    standin = SimpleNamespace(LFC=whole[["_lfc"]], SE=whole["_se"])
+    prior_var = DeseqStats._fit_prior_var(standin, coeff_idx=0)
+    prior_scale = np.minimum(np.sqrt(prior_var), 1)
+    design = design_matrix(fit).to_numpy()
+    offset = np.log(size_factors)
+    index = columns.index(coefficient)
+    backend = _inference(fit, samples, settings, n_cpus)
+    out = []
+    for shard, part in enumerate(parts):
+        non_zero = part["_non_zero"].to_numpy(dtype=bool)
+        lfc = part["_lfc"].to_numpy(copy=True)
+        if non_zero.any():
+            counts = read_shard(shard)
+            lfcs, inv_hessians, _ = backend.lfc_shrink_nbinom_glm(
+                design_matrix=design,
+                counts=counts[:, non_zero],
+                size=1.0 / part["_dispersions"].to_numpy()[non_zero],
+                offset=offset,
+                prior_no_shrink_scale=15,
+                prior_scale=prior_scale,
+                optimizer="L-BFGS-B",
+                shrink_index=index,
+            )
+            new_lfc = np.array(lfcs)[:, index]
+            new_se = np.array([np.sqrt(np.abs(h[index, index])) for h in inv_hessians])
+            valid = np.isfinite(new_lfc) & np.isfinite(new_se)
+            positions = np.flatnonzero(non_zero)[valid]
+            lfc[positions] = new_lfc[valid]
+        out.append(lfc)
+    return np.concatenate(out) / np.log(2)
+
+
+def gather_tables(
+    fit: Fit,
+    shard_results: list[dict],
+    read_shard,
+    var: pd.DataFrame,
+    samples: pd.DataFrame,
+    size_factors: np.ndarray,
+    settings: dict,
+    shrink: bool = True,
+    n_cpus: int = 1,
+) -> dict[str, pd.DataFrame]:
+    """The fit's DE tables from its shards: columns and order of :func:`run_fit`'s.
+
+    ``read_shard(i)`` returns shard ``i``'s raw counts (fit samples x genes) for apeGLM.
+    """
+    from ifnsig.de.deseq2_compat import independent_filtering
+
+    columns = shard_results[0]["coefficients"]
+    n_coefficients = len(columns)
+    limit = settings["shrink_max_coefficients"]
+    results = {}
+    for name in shard_results[0]["tables"]:
+        parts = [result["tables"][name] for result in shard_results]
+        table = pd.concat(parts)
+        table["padj"], threshold = independent_filtering(
+            table["baseMean"], table["pvalue"], settings["alpha"]
+        )
+        log.info("%s: independent filtering keeps base mean >= %.3g", name, threshold)
+        out = table[["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]].copy()
+        out.insert(0, "gene_id", out.index.astype(str))
+        out.insert(1, "symbol", var.loc[out.index, "symbol"].astype(str).to_numpy())
+        has_coefficient = "_lfc" in table
+        if shrink and n_coefficients > limit:
+            log.warning(
+                "%s: no apeGLM shrinkage for a design with %d coefficients (more than "
+                "de.shrink_max_coefficients = %d); log2FoldChange_shrunk is left empty",
+                name,
+                n_coefficients,
+                limit,
+            )
+            out["log2FoldChange_shrunk"] = np.nan
+        elif shrink and has_coefficient:
+            vector = contrast_vectors(fit, _contrast_of(fit, name), columns)[name]
+            coefficient = columns[int(np.argmax(vector))]
+            out["log2FoldChange_shrunk"] = _shrunk(
+                parts, read_shard, fit, samples, size_factors, coefficient, columns, settings,
+                n_cpus,
+            )  # fmt: skip
+        elif shrink:
+            out["log2FoldChange_shrunk"] = np.nan
+        out["test"] = table["test"].to_numpy()
+        results[name] = out.reset_index(drop=True)
+    return results
+
+
+def _contrast_of(fit: Fit, table: str):
+    from ifnsig.de.plan import table_names
+
+    return next(c for c in fit.contrasts if table in table_names(c))
+
+
+def run_sharded(
+    path: str,
+    fits: list[Fit],
+    samples: pd.DataFrame,
+    settings: dict,
+    n_shards: int,
+    n_cpus: int = 1,
+) -> dict[str, pd.DataFrame]:
+    """Every step in this process, shard after shard: what the jobs of the sharded DE compute.
+
+    ``settings`` is the ``de`` part of the configuration; ``path`` the cohort ``.h5ad``.
+    """
+    obs, var = read_annotations(path)
+    ranges = gene_ranges(len(var), n_shards)
+    results = {}
+    for fit in fits:
+        rows = fit_positions(fit, obs)
+        factors = fit_size_factors(path, rows, len(var))
+
+        def read_shard(i: int, rows=rows) -> np.ndarray:
+            return read_counts(path, rows, *ranges[i])
+
+        genewise = [
+            genewise_step(read_shard(i), var.index[a:b], fit, samples, factors, settings, n_cpus)
+            for i, (a, b) in enumerate(ranges)
+        ]
+        prior = dispersion_prior(fit, pd.concat([g["var"] for g in genewise]), samples, settings)
+        tested = [
+            test_step(
+                read_shard(i),
+                var.index[a:b],
+                fit,
+                samples,
+                factors,
+                genewise[i],
+                prior,
+                settings,
+                n_cpus,
+            )  # fmt: skip
+            for i, (a, b) in enumerate(ranges)
+        ]
+        results.update(
+            gather_tables(fit, tested, read_shard, var, samples, factors, settings, n_cpus=n_cpus)
+        )
+    return results

@@ -1,0 +1,31 @@
+rule summarize_findings:
+    """The report's first page: the findings read from the result tables, every table."""
+    input:
+        **findings_inputs(),
+        samples=rules.build_anndata.output.samples,
+        scores=rules.score_ifn.output.scores,
+        **clinical_tables(),
+        qc_flags=rules.quality_control.output.flags,
+    output:
+        findings=report(
+            "results/findings/findings.html",
+            caption="../report/findings.rst",
+            category=FINDINGS_CATEGORY,
+            labels={"page": "findings and every table"},
+        ),
+        patients=report(
+            "results/plots/findings/patients.png",
+            caption="../report/patients.rst",
+            category=FINDINGS_CATEGORY,
+            labels={"page": "each patient over time"},
+        ),
+    log:
+        "logs/findings/summarize_findings.log",
+    conda:
+        "../../envs/report.yaml"
+    resources:
+        mem_mb=memory_for_inputs(1000, 4),
+    params:
+        settings=settings("summarize_findings"),
+    script:
+        "../scripts/summarize_findings.py"

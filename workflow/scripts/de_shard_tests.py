@@ -1,0 +1,5 @@
+import workflow_package  # noqa: F401  (this workflow's ifnsig first on sys.path)
+
+from ifnsig.stages import de_shard_tests, run_script
+
+run_script(snakemake, de_shard_tests)

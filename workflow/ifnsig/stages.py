@@ -1108,7 +1108,7 @@ def summarize_findings(inputs: Paths, outputs: Paths, settings: dict, threads: i
     )
     patient_view.patient_panels(
         primary,
-        read(inputs["changes"]),
+        read(inputs["changes"]) if "changes" in inputs else response.empty_tables()[0],
         settings["clinical_measures"],
         drugs,
         calls,

@@ -168,12 +168,12 @@ def test_scores_over_time_with_baseline_reference_draws_patient_lines(small_run,
         "RICE2013_6",
         "median_fold_change",
         tmp_path / "o.png",
-        patient_group="patient",
+        {"patient": "patient", "control": "control"},
     )
     info = drawn["o.png"]
     axis = info["axes"][0]
     patients = table[(table["group"] == "patient")]["subject"].nunique()
     assert len([line for line in axis.get_lines() if len(line.get_xdata()) > 1]) >= patients
     ticks = [t.get_text() for t in axis.get_xticklabels()]
-    assert "reference" not in ticks and ticks[1:] == timepoints
+    assert "reference" not in ticks and ticks[1:] == [f"patient\n{tp}" for tp in timepoints]
     assert not info["outside"]

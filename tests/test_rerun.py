@@ -241,6 +241,19 @@ CASES = {
         lambda f: edit_config(f, lambda c: c["linkage"].update(bootstrap=500)),
         Counter({"clinical_linkage": 1}) + FINDINGS,
     ),
+    "linkage.groups": (
+        lambda f: edit_config(f, lambda c: c["linkage"].update(groups=["sex"])),
+        Counter({"clinical_linkage": 1}),
+    ),
+    "scores.compare": (
+        lambda f: edit_config(
+            f,
+            lambda c: c["scores"].update(
+                compare={"column": "drug", "test": "tofacitinib", "reference": "ruxolitinib"}
+            ),
+        ),
+        SCORES_AND_AFTER,
+    ),
     "clinical value": (
         edit_clinical_value,
         CLINICAL,

@@ -159,8 +159,9 @@ def test_malformed_sheet_fails_before_any_job(tmp_path):
 
 
 def test_non_integer_counts_fail_in_first_rule_and_leave_nothing(tmp_path):
+    # 4 patients: both drugs, as the demo config's linkage.groups needs at parse time.
     write_project(
-        tmp_path, CohortSpec(n_patients=3, n_controls=2, n_genes=500, n_treatment_genes=10)
+        tmp_path, CohortSpec(n_patients=4, n_controls=2, n_genes=500, n_treatment_genes=10)
     )
     counts = pd.read_csv(tmp_path / "inputs" / "counts.tsv.gz", sep="\t", index_col=0)
     counts = counts.astype(float)

@@ -15,6 +15,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 
+PALETTE = plt.get_cmap("tab10")
+
 
 def _save(fig, path: str | Path) -> None:
     # Figures laid out by their own engine (constrained, for keys outside the axes) keep it.
@@ -405,56 +407,78 @@ def composition_over_time(
     _save(fig, path)
 
 
+def _sample_labels(
+    data: pd.DataFrame, groups: dict[str, str], levels: pd.Series | None
+) -> pd.Series:
+    """Each sample's group as the configuration names it, or its compared level."""
+    label = data["group"].astype(str)
+    if levels is not None:
+        label = data["sample"].astype(str).map(levels).fillna(label).astype(str)
+    return label
+
+
 def scores_over_time(
     scores: pd.DataFrame,
     timepoints: list[str],
     signature: str,
     method: str,
     path: str | Path,
-    patient_group: str | None = None,
+    groups: dict[str, str] | None = None,
+    levels: pd.Series | None = None,
     reference_label: str = "",
 ) -> None:
-    """Score by timepoint, a line per patient, other groups (controls) on the left, the
-    positivity threshold.
+    """Score by timepoint, a line per patient, controls on the left, the positivity threshold.
 
-    Patients are the samples of ``patient_group`` (every group but the reference samples'
-    when not given), whatever the reference: with ``scores.reference: baseline`` the
-    patients' baseline samples are the reference and stay on their patients' lines.
+    Groups are named as the configuration names them (``groups``: ``patient`` and
+    ``control`` values); ``levels`` (sample -> level of ``scores.compare``'s column)
+    colours the patients by the compared groups instead. ``reference_label`` names the
+    reference samples in the title.
     """
+    groups = groups or {"patient": "patient", "control": "control"}
     data = scores[(scores["signature"] == signature) & (scores["method"] == method)]
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    if patient_group is not None:
-        is_patient = data["group"].astype(str) == str(patient_group)
-    else:
-        is_patient = ~(data["reference"] & (data["timepoint"] == timepoints[0]))
-    others = data[~is_patient]
-    patients = data[is_patient]
+    data = data.assign(label=_sample_labels(data, groups, levels))
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    controls = data[data["group"] == groups["control"]]
+    patients = data[data["group"] != groups["control"]]
     rng = np.random.default_rng(0)
-    other_label = ", ".join(sorted(others["group"].astype(str).unique())) or "controls"
-    ax.scatter(
-        rng.uniform(-0.15, 0.15, len(others)),
-        others["score"],
-        color="grey",
-        s=14,
-        label=f"{other_label} (n = {len(others)})",
-    )
+    if len(controls):
+        ax.scatter(
+            rng.uniform(-0.15, 0.15, len(controls)),
+            controls["score"],
+            color="grey",
+            s=14,
+            label=groups["control"],
+        )
     x_of = {tp: i + 1 for i, tp in enumerate(timepoints)}
+    names = list(dict.fromkeys(sorted(patients["label"].unique())))
+    color_of = {name: PALETTE(i % 10) for i, name in enumerate(names)}
+    if len(names) == 1:
+        color_of = {names[0]: "tab:red"}
     for _, subject in patients.groupby("subject"):
         subject = subject.sort_values("timepoint", key=lambda s: s.map(x_of))
-        ax.plot(subject["timepoint"].map(x_of), subject["score"], color="tab:red", alpha=0.35, lw=1)
-    n_subjects = patients["subject"].nunique()
-    ax.scatter(
-        patients["timepoint"].map(x_of),
-        patients["score"],
-        color="tab:red",
-        s=14,
-        label=f"patients, a line each (n = {n_subjects})",
-    )
+        color = color_of[subject["label"].iloc[0]]
+        ax.plot(subject["timepoint"].map(x_of), subject["score"], color=color, alpha=0.35, lw=1)
+    for name in names:
+        part = patients[patients["label"] == name]
+        jitter = rng.uniform(-0.12, 0.12, len(part)) if len(timepoints) == 1 else 0
+        ax.scatter(
+            part["timepoint"].map(x_of) + jitter, part["score"], color=color_of[name], s=14,
+            label=name,
+        )  # fmt: skip
     threshold = data["threshold"].iloc[0]
-    ax.axhline(threshold, ls="--", color="black", lw=1, label=f"positive above {threshold:.3g}")
-    ax.set_xticks([0] + list(x_of.values()), [other_label] + timepoints)
-    ax.set_xlim(-0.6, len(timepoints) + 0.6)
-    ax.set_ylabel(f"{signature} score ({method.replace('_', ' ')})")
+    reference = "controls" if data["reference_group"].iloc[0] == "controls" else "baseline"
+    reference = groups["control"] if reference == "controls" else "every baseline sample"
+    ax.axhline(
+        threshold, ls="--", color="black", lw=1,
+        label=f"positive above {threshold:.3g} (reference: {reference})",
+    )  # fmt: skip
+    ticks = ([0] if len(controls) else []) + list(x_of.values())
+    patient_name = " / ".join(names) if len(names) <= 2 else groups["patient"]
+    labels = ([groups["control"]] if len(controls) else []) + [
+        f"{patient_name}\n{tp}" for tp in timepoints
+    ]
+    ax.set_xticks(ticks, labels, fontsize=8)
+    ax.set_ylabel(f"{signature} ({method.replace('_', ' ')})")
     title = f"{signature} over time"
     if reference_label:
         title += f"\nreference: {reference_label}"
@@ -666,6 +690,48 @@ def clinical_trajectories(
         ax.axis("off")
     if calls is not None:
         _response_legend(axes.flat[0], response)
+    _save(fig, path)
+
+
+def group_trajectories(
+    score_change: pd.DataFrame,
+    groupings: list,
+    signature: str,
+    method: str,
+    timepoints: list[str],
+    path: str | Path,
+) -> None:
+    """The score over time, one panel per grouping: a line per patient coloured by group and
+    each group's median at every timepoint (thick), so the fall in each group is seen."""
+    score = score_change[
+        (score_change["signature"] == signature) & (score_change["method"] == method)
+    ]
+    x_of = {tp: i for i, tp in enumerate(timepoints)}
+    n = max(len(groupings), 1)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.8), squeeze=False)
+    for ax, grouping in zip(axes[0], groupings, strict=False):
+        data = score.assign(
+            group=score["subject"].astype(str).map(grouping.labels),
+            x=score["timepoint"].map(x_of),
+        ).dropna(subset=["group", "x", "score"])
+        for i, level in enumerate(grouping.levels):
+            # Responders in the colours of the other clinical figures.
+            called = {"responder": True, "non_responder": False}.get(level)
+            color = PALETTE(i % 10) if called is None else RESPONSE_COLORS[called]
+            part = data[data["group"] == level]
+            for _, rows in part.groupby("subject", sort=True):
+                rows = rows.sort_values("x")
+                ax.plot(rows["x"], rows["score"], color=color, alpha=0.3, lw=0.8)
+            medians = part.groupby("x")["score"].median()
+            n_level = part["subject"].nunique()
+            ax.plot(
+                medians.index, medians.to_numpy(), color=color, lw=3, marker="o",
+                label=f"{level} (n = {n_level}), median",
+            )  # fmt: skip
+        ax.set_xticks(list(x_of.values()), timepoints, fontsize=8)
+        ax.set_title(f"by {grouping.name}", fontsize=9)
+        ax.set_ylabel(f"{signature} ({method.replace('_', ' ')})", fontsize=9)
+        ax.legend(fontsize=7, frameon=False)
     _save(fig, path)
 
 
@@ -952,12 +1018,12 @@ def running_scores(
 
 
 def _sample_classes(scores: pd.DataFrame, timepoints: list[str]) -> list[tuple[str, str]]:
-    """(group, timepoint) pairs present, reference groups first, timepoints in order."""
-    pairs = scores[["group", "timepoint", "reference"]].drop_duplicates()
+    """(label, timepoint) pairs present, reference groups first, timepoints in order."""
+    pairs = scores[["label", "timepoint", "reference"]].drop_duplicates()
     tp_order = {tp: i for i, tp in enumerate(timepoints)}
-    ref_share = pairs.groupby("group")["reference"].mean()
+    ref_share = pairs.groupby("label")["reference"].mean()
     keys = sorted(
-        {(g, t) for g, t in pairs[["group", "timepoint"]].itertuples(index=False)},
+        {(g, t) for g, t in pairs[["label", "timepoint"]].itertuples(index=False)},
         key=lambda gt: (-ref_share[gt[0]], gt[0], tp_order.get(gt[1], len(tp_order))),
     )
     return keys
@@ -1036,12 +1102,26 @@ def signature_heatmap(
     _save(fig, path)
 
 
-def score_distributions(scores: pd.DataFrame, timepoints: list[str], path: str | Path) -> None:
+def score_distributions(
+    scores: pd.DataFrame,
+    timepoints: list[str],
+    path: str | Path,
+    groups: dict[str, str] | None = None,
+    levels: pd.Series | None = None,
+) -> None:
     """Scores of each group and timepoint, one panel per signature (rows) and method
-    (columns), with the positivity threshold."""
+    (columns), with the positivity threshold.
+
+    Groups are the sheet's (named as the configuration names them), or the levels of
+    ``scores.compare``'s column (``levels``: sample -> level) where a sample has one.
+    """
+    groups = groups or {"patient": "patient", "control": "control"}
+    scores = scores.assign(label=_sample_labels(scores, groups, levels))
     signatures = list(dict.fromkeys(scores["signature"]))
     methods = list(dict.fromkeys(scores["method"]))
     classes = _sample_classes(scores, timepoints)
+    names = list(dict.fromkeys(g for g, _ in classes))
+    one_timepoint = len({t for _, t in classes}) == 1
     fig, axes = plt.subplots(
         len(signatures),
         len(methods),
@@ -1054,14 +1134,16 @@ def score_distributions(scores: pd.DataFrame, timepoints: list[str], path: str |
             ax = axes[i, j]
             data = scores[(scores["signature"] == signature) & (scores["method"] == method)]
             for k, (group, timepoint) in enumerate(classes):
-                part = data[(data["group"] == group) & (data["timepoint"] == timepoint)]
+                part = data[(data["label"] == group) & (data["timepoint"] == timepoint)]
                 ax.boxplot([part["score"]], positions=[k], widths=0.6, showfliers=False)
-                color = "grey" if part["reference"].all() else "tab:red"
+                control = (part["group"] == groups["control"]).all()
+                color = "grey" if control else PALETTE(names.index(group) % 10)
                 jitter = k + rng.uniform(-0.18, 0.18, len(part))
                 ax.scatter(jitter, part["score"], s=6, color=color, alpha=0.6)
             if not data.empty:
                 ax.axhline(data["threshold"].iloc[0], ls="--", color="black", lw=0.8)
-            ax.set_xticks(range(len(classes)), [f"{g}\n{t}" for g, t in classes], fontsize=6)
+            ticks = [g if one_timepoint else f"{g}\n{t}" for g, t in classes]
+            ax.set_xticks(range(len(classes)), ticks, fontsize=6)
             ax.tick_params(axis="y", labelsize=7)
             if i == 0:
                 ax.set_title(method.replace("_", " "), fontsize=9)

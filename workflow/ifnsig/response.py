@@ -12,6 +12,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from ifnsig import myositis_response as tis
 from ifnsig.config_files import origin
 from ifnsig.errors import InputError
 from ifnsig.io import read_tsv
@@ -39,6 +40,7 @@ PRINTO_MIN_CRITERIA = 3
 
 # Calls made on the change from baseline exist at follow-ups only; states at every timepoint.
 CHANGE_RESPONSES = ("improvement", "steroid_sparing")
+MYOSITIS_RESPONSE = "acr_eular_myositis"
 STATE_RESPONSES = ("printo_inactive", "column")
 COMBINED_RESPONSES = ("all_of", "any_of")
 
@@ -184,6 +186,8 @@ def check_responses(
             )
         if kind in CHANGE_RESPONSES:
             require_measure(key, definition["measure"])
+        elif kind == MYOSITIS_RESPONSE:
+            _check_myositis(key, definition, measures, require_measure)
         elif kind == "printo_inactive":
             columns = printo_measures(definition)
             for measure in columns.values():
@@ -226,6 +230,64 @@ def check_responses(
         )
 
 
+def _check_myositis(key: str, definition: dict, measures: dict[str, dict], require_measure) -> None:
+    """The six core set roles named, declared, on a scale, and the enzymes' upper limits."""
+    where = origin("linkage.responses")
+    roles = definition["roles"]
+    for role in tis.ROLES:
+        if role not in roles:
+            raise InputError(
+                f"{where}: {key} has no column for the core set role '{role}' under roles; the "
+                f"Total Improvement Score needs all six ({', '.join(tis.ROLES)})."
+            )
+    enzymes = _enzyme_columns(definition)
+    if not enzymes:
+        raise InputError(f"{where}: {key} names no enzyme under roles.enzyme; name at least one.")
+    for role, column in roles.items():
+        for measure in enzymes if role == "enzyme" else [column]:
+            require_measure(key, measure)
+    for role, column in roles.items():
+        if role == "enzyme":
+            continue
+        spec = measures[column]
+        if spec.get("min") is None or spec.get("max") is None or not spec["max"] > spec["min"]:
+            raise InputError(
+                f"{origin(('clinical_measures', column))}: '{column}' ({role} of {key}) needs "
+                "its scale for the criteria's percent of range; declare its min and max under "
+                "clinical_measures (e.g. 0 and 10 for a 10 cm VAS, 0 and 3 for the CHAQ)."
+            )
+    directions = {measures[e]["higher_is_better"] for e in enzymes}
+    if len(directions) > 1:
+        raise InputError(
+            f"{where}: {key} names enzymes {', '.join(enzymes)} whose higher_is_better differ "
+            "under clinical_measures; the most abnormal one is scored, so give them one direction."
+        )
+    limits = definition.get("enzyme_upper_limits") or {}
+    unknown = sorted(set(limits) - set(enzymes))
+    if unknown:
+        raise InputError(
+            f"{where}: {key} gives enzyme_upper_limits for {', '.join(unknown)}, which "
+            "roles.enzyme does not name; use the enzymes named there ({', '.join(enzymes)})."
+        )
+    lacking = [e for e in enzymes if e not in limits]
+    if len(enzymes) > 1 and lacking:
+        raise InputError(
+            f"{where}: {key} scores the most abnormal of {', '.join(enzymes)} at baseline, by "
+            f"its value over the upper limit of normal; add enzyme_upper_limits for "
+            f"{', '.join(lacking)} (your laboratory's, in the table's units)."
+        )
+
+
+def _enzyme_columns(definition: dict) -> list[str]:
+    enzyme = definition["roles"].get("enzyme")
+    return [enzyme] if isinstance(enzyme, str) else list(enzyme or [])
+
+
+def myositis_thresholds(population: str) -> str:
+    """The TIS thresholds of a population in words: 'minimal >= 30, moderate >= 45, ...'."""
+    return ", ".join(f"{name} >= {low:g}" for name, low in tis.THRESHOLDS[population])
+
+
 def response_rule(definition: dict, measures: dict[str, dict]) -> str:
     """The definition in words, written next to every call."""
     kind = definition["type"]
@@ -241,6 +303,23 @@ def response_rule(definition: dict, measures: dict[str, dict]) -> str:
         return (
             f"{definition['measure']} reduced by >= {definition['reduction_percent']:g}% "
             "from baseline"
+        )
+    if kind == MYOSITIS_RESPONSE:
+        population, level = definition["population"], definition["at_least"]
+        lowest = dict(tis.THRESHOLDS[population])[level]
+        roles = definition["roles"]
+        parts = []
+        for role in tis.ROLES:
+            if role == "enzyme":
+                parts.append(f"enzyme {', '.join(_enzyme_columns(definition))} (% of baseline)")
+            else:
+                spec, column = measures[roles[role]], roles[role]
+                named = role if column == role else f"{role} {column}"
+                parts.append(f"{named} ({spec['min']:g}-{spec['max']:g})")
+        return (
+            f"2016 ACR/EULAR myositis response criteria, {population}: Total Improvement Score "
+            f">= {lowest:g} (at least {level} improvement; {myositis_thresholds(population)}); "
+            + "; ".join(parts)
         )
     if kind == "printo_inactive":
         columns = printo_measures(definition)
@@ -335,6 +414,68 @@ def _printo_calls(
     return calls
 
 
+def _myositis_calls(
+    definition: dict, clinical: pd.DataFrame, measures: dict[str, dict], timepoints: list[str]
+) -> list[dict]:
+    """Total Improvement Score of each patient at each follow-up, and its category called."""
+    roles = dict(definition["roles"])
+    enzymes = _enzyme_columns(definition)
+    roles["enzyme"] = enzymes
+    directions = {r: measures[c]["higher_is_better"] for r, c in roles.items() if r != "enzyme"}
+    directions["enzyme"] = measures[enzymes[0]]["higher_is_better"]
+    ranges: dict = {
+        r: (float(measures[c]["min"]), float(measures[c]["max"]))
+        for r, c in roles.items()
+        if r != "enzyme"
+    }
+    ranges["enzyme"] = None
+    population, level = definition["population"], definition["at_least"]
+    rows = clinical[clinical["timepoint"].isin(timepoints)]
+    scored = tis.total_improvement_score(
+        rows,
+        roles,
+        population=population,
+        baseline=timepoints[0],
+        higher_is_better=directions,
+        scale_ranges=ranges,
+        enzyme_upper_limits=definition.get("enzyme_upper_limits") or None,
+    )
+    rank = {name: i for i, name in enumerate(tis.CATEGORIES)}
+    calls = []
+    for r in scored.to_dict("records"):
+        points = [r[f"{role}_points"] for role in tis.ROLES]
+        known = [p for p in points if not pd.isna(p)]
+        evaluable = not pd.isna(r["tis"])
+        parts = [
+            f"TIS {_num(r['tis'])} ({r['improvement_category'] or 'not scored'}; "
+            f"{population}: {myositis_thresholds(population)})"
+        ]
+        for role in tis.ROLES:
+            column = r["enzyme_column"] if role == "enzyme" else roles[role]
+            of = "of baseline" if role == "enzyme" else "of range"
+            named = role if column == role else f"{role} ({'NA' if pd.isna(column) else column})"
+            parts.append(
+                f"{named}: "
+                f"{_num(r[f'{role}_baseline'])} -> {_num(r[f'{role}_followup'])}, "
+                f"{_num(r[f'{role}_percent'])}% {of}, {_num(r[f'{role}_points'])} points"
+            )
+        if r["missing_measures"]:
+            parts.append(f"missing: {r['missing_measures']}")
+        calls.append(
+            {
+                "subject": r["subject"],
+                "timepoint": r["timepoint"],
+                "responder": (rank[r["improvement_category"]] >= rank[level])
+                if evaluable
+                else pd.NA,
+                "criteria_met": sum(p > 0 for p in known),
+                "criteria_evaluable": len(known),
+                "inputs": "; ".join(parts),
+            }
+        )
+    return calls
+
+
 def _column_calls(definition: dict, clinical: pd.DataFrame, path: str) -> list[dict]:
     column = definition["column"]
     parsed = parse_response_column(clinical[column], path, column)
@@ -405,8 +546,11 @@ def call_responses(
         ``linkage.responses`` from the config, already checked by :func:`check_linkage`.
         Types: ``improvement`` (change from baseline in the measure's better direction,
         absolute or percent, at least ``at_least``), ``steroid_sparing`` (dose reduced by at
-        least ``reduction_percent`` %), ``printo_inactive`` (PRINTO clinically inactive
-        disease), ``column`` (the user's own call), ``all_of`` / ``any_of`` (combinations).
+        least ``reduction_percent`` %), ``acr_eular_myositis`` (the 2016 ACR/EULAR
+        myositis response criteria: Total Improvement Score of the six core set ``roles``
+        in at least the ``at_least`` category, :mod:`ifnsig.myositis_response`),
+        ``printo_inactive`` (PRINTO clinically inactive disease), ``column`` (the user's own
+        call), ``all_of`` / ``any_of`` (combinations).
     measures, timepoints
         Declared measures and ordered timepoints.
 
@@ -423,6 +567,8 @@ def call_responses(
         kind = definition["type"]
         if kind in CHANGE_RESPONSES:
             calls = _change_calls(definition, changes, measures, followups)
+        elif kind == MYOSITIS_RESPONSE:
+            calls = _myositis_calls(definition, clinical, measures, timepoints)
         elif kind == "printo_inactive":
             calls = _printo_calls(definition, clinical, measures)
         elif kind == "column":

@@ -58,10 +58,10 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
         "scores.reference_max_missing",
         "scores.primary_signature",
         "scores.primary_method",
+        "scores.compare",
+        "linkage.confidence",
         "timepoints",
-        "groups.patient",
-        "groups.control",
-        "groups.patient",
+        "groups",
         "seed",
     ),
     "differential_expression": (
@@ -139,6 +139,7 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "clinical_linkage": (
         "clinical_measures",
         "linkage.primary_response",
+        "linkage.groups",
         "linkage.covariates",
         "linkage.bootstrap",
         "linkage.confidence",

@@ -24,7 +24,17 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from ifnsig import data, genesets, reference, response, scores, set_tests
+from ifnsig import (
+    analyses,
+    comparisons,
+    data,
+    genesets,
+    reference,
+    response,
+    scores,
+    set_tests,
+    trajectories,
+)
 from ifnsig import qc as quality
 from ifnsig.config_files import origin
 from ifnsig.de import fit as de_fit
@@ -285,7 +295,10 @@ def quality_control(inputs: Paths, outputs: Paths, settings: dict, threads: int 
     write_tsv(result.samples, outputs["metrics"])
     write_tsv(result.flags, outputs["flags"])
     write_tsv(result.composition, outputs["composition"])
-    write_tsv(result.composition_changes, outputs["composition_changes"])
+    facts = analyses.Facts(len(settings["timepoints"]), False, False, False)
+    analyses.log_missing("quality_control", facts)
+    if "composition_changes" in outputs:
+        write_tsv(result.composition_changes, outputs["composition_changes"])
     write_tsv(result.composition_coverage, outputs["composition_markers"])
     quality.write_multiqc(
         result,
@@ -354,10 +367,12 @@ def score_ifn(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -
     )
     write_tsv(table, outputs["scores"])
     write_tsv(scores.annotate_obs(cohort.obs, table).reset_index(), outputs["obs"])
-    write_tsv(scores.method_agreement(table), outputs["agreement"])
+    if "agreement" in outputs:
+        write_tsv(scores.method_agreement(table), outputs["agreement"])
     type2 = chosen["type2_signature"]
     contrast = scores.type_contrast(table, type2, None if stats is None else ref.cutoffs)
-    write_tsv(contrast, outputs["type_contrast"])
+    if "type_contrast" in outputs:
+        write_tsv(contrast, outputs["type_contrast"])
     write_tsv(_mixture_fits(table, cohort.obs_names[patients], settings), outputs["mixture_fits"])
     _write_modules(cohort, table, ref, stats, outputs, chosen)
     folder = Path(outputs["reference_meta"]).parent
@@ -366,21 +381,47 @@ def score_ifn(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -
         raise ValueError(f"the reference outputs are not the files of {folder}")
     primary = chosen["primary_signature"], chosen["primary_method"]
     timepoints = settings["timepoints"]
+    samples = cohort.obs.assign(sample=cohort.obs_names.astype(str))
+    comparison = comparisons.score_comparison(chosen["compare"], settings["groups"], samples)
+    compared = comparison if isinstance(comparison, comparisons.ScoreComparison) else None
+    facts = analyses.Facts(
+        len(timepoints),
+        False,
+        False,
+        False,
+        comparison="" if compared else comparison,
+        n_methods=len(chosen["methods"]),
+        type2=bool(type2),
+    )
+    analyses.log_missing("score_ifn", facts)
+    if "group_comparison" in outputs and compared is not None:
+        log.info("IFN scores compared between groups: %s", compared.describe())
+        tests = comparisons.group_score_tests(
+            table, samples, compared, timepoints, settings["linkage"]["confidence"]
+        )
+        write_tsv(tests, outputs["group_comparison"])
+    levels = None
+    if compared is not None and compared.column != "group":
+        levels = samples.set_index("sample")[compared.column].astype(str)
+        levels = levels[levels.isin([compared.test, compared.reference])]
+    groups = settings["groups"]
     plots.scores_over_time(
         table,
         timepoints,
         *primary,
         outputs["over_time"],
-        patient_group=settings["groups"]["patient"],
+        groups,
+        levels,
         reference_label=scores.REFERENCE_LABELS[chosen["reference"]],
     )
     plots.signature_heatmap(
         cohort, matched, table, *primary, type2, outputs["heatmap"], reference_stats=stats
     )
-    plots.score_distributions(table, timepoints, outputs["distributions"])
-    plots.type1_vs_type2(
-        contrast, *primary, outputs["type1_vs_type2"], patient_group=settings["groups"]["patient"]
-    )
+    plots.score_distributions(table, timepoints, outputs["distributions"], groups, levels)
+    if "type1_vs_type2" in outputs:
+        plots.type1_vs_type2(
+            contrast, *primary, outputs["type1_vs_type2"], patient_group=groups["patient"]
+        )
 
 
 def _as_list(paths) -> list[str]:
@@ -828,90 +869,161 @@ def enrichment(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) 
 
 
 def call_responses(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
-    """Changes of the clinical measures from baseline and the response calls, traced."""
+    """Changes of the clinical measures from baseline and the response calls, traced.
+
+    A cohort with response definitions and no measures (calls from a column of the
+    clinical table) gets its calls and no change table.
+    """
     samples = read_tsv(inputs["samples"], dtype=str)
-    # Responses may come from a column of the clinical table alone, without any measure.
-    definitions = settings["linkage"]["responses"]
-    if "clinical" not in inputs or not (settings["clinical_measures"] or definitions):
-        log.warning(
-            "no clinical table, or neither clinical_measures nor linkage.responses: the "
-            "clinical tables are empty"
-        )
-        changes, calls = response.empty_tables()
-    else:
-        clinical = read_clinical_table(inputs["clinical"], samples, settings)
-        changes, calls = response.clinical_responses(clinical, settings, inputs["clinical"])
-    write_tsv(changes, outputs["changes"])
-    write_tsv(calls, outputs["response"])
+    has_clinical = "clinical" in inputs
+    facts = analyses.Facts(
+        n_timepoints=len(settings["timepoints"]),
+        measures=has_clinical and bool(settings["clinical_measures"]),
+        responses=bool(settings["linkage"]["responses"]),
+        groups=False,
+    )
+    analyses.log_missing("call_responses", facts)
+    if not has_clinical:
+        return
+    clinical = read_clinical_table(inputs["clinical"], samples, settings)
+    changes, calls = response.clinical_responses(clinical, settings, inputs["clinical"])
+    if "changes" in outputs:
+        write_tsv(changes, outputs["changes"])
+    if "response" in outputs:
+        write_tsv(calls, outputs["response"])
+
+
+def _primary_response(responses: pd.DataFrame, primary: str | None) -> str:
+    names = list(dict.fromkeys(responses["response"]))
+    return primary or (names[0] if names else "")
 
 
 def clinical_linkage(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
-    """Score changes and every test linking the IFN score to the clinical course."""
+    """Score changes and every test linking the IFN score to the clinical course.
+
+    ``changes`` (clinical changes) and ``response`` (response calls) are inputs only when
+    the cohort has clinical measures and response definitions; the outputs that need them,
+    or a follow-up, are then left out (:mod:`ifnsig.analyses`), and the log says why.
+    """
     table = read_tsv(inputs["scores"], dtype={"subject": str, "sample": str})
     samples = read_tsv(inputs["samples"], dtype=str)
-    measure_change = read_tsv(inputs["changes"], dtype={"subject": str})
-    responses = response.read_calls(inputs["response"])
+    if "changes" in inputs:
+        measure_change = read_tsv(inputs["changes"], dtype={"subject": str})
+    else:
+        measure_change = response.empty_tables()[0]
+    if "response" in inputs:
+        responses = response.read_calls(inputs["response"])
+    else:
+        responses = response.empty_tables()[1]
     timepoints = settings["timepoints"]
-    measures = settings["clinical_measures"]
     chosen = settings["linkage"]
+    facts = analyses.Facts(
+        n_timepoints=len(timepoints),
+        measures="changes" in inputs,
+        responses="response" in inputs,
+        groups="response" in inputs or bool(chosen["groups"]),
+    )
+    analyses.log_missing("clinical_linkage", facts)
+    measures = settings["clinical_measures"] if "changes" in inputs else {}
     seed, n_boot, level = settings["seed"], chosen["bootstrap"], chosen["confidence"]
     patient = settings["groups"]["patient"]
     clinical = response.measure_values(measure_change, measures)
-    if clinical.empty:
-        measures = {}
     score_change = linkage.score_changes(table, timepoints, patient)
-    write_tsv(score_change, outputs["score_changes"])
-    write_tsv(
-        linkage.paired_tests(score_change, timepoints, n_boot, level, seed),
-        outputs["paired_tests"],
-    )
+    signature = settings["scores"]["primary_signature"]
+    method = settings["scores"]["primary_method"]
     names = chosen["covariates"]
     if names:
         # Glucocorticoids suppress ISG expression themselves, so dose is a covariate of note.
         log.info("covariates of the logistic and mixed models: %s", ", ".join(names))
     covariates = linkage.covariate_values(samples, clinical, names)
-    write_tsv(
-        linkage.change_correlations(score_change, measure_change, timepoints, n_boot, level, seed),
-        outputs["correlations"],
-    )
-    write_tsv(
-        linkage.baseline_prediction(score_change, responses, timepoints, covariates, names, level),
-        outputs["baseline_prediction"],
-    )
-    write_tsv(
-        linkage.mixed_models(
-            table, clinical, measures, timepoints, patient, covariates, names, level
-        ),
-        outputs["mixed_models"],
-    )
 
-    signature = settings["scores"]["primary_signature"]
-    method = settings["scores"]["primary_method"]
-    calls, label = response.primary_calls(responses, chosen["primary_response"], timepoints[-1])
-    plotted = [m for m in measures if m in set(measure_change["measure"])][:4]
-    plots.change_scatter(
-        score_change,
-        measure_change,
-        signature,
-        method,
-        plotted,
-        timepoints[-1],
-        outputs["change_scatter"],
-        calls=calls,
-        response=label,
+    def wanted(name: str) -> bool:
+        return name in outputs
+
+    if wanted("score_changes"):
+        write_tsv(score_change, outputs["score_changes"])
+    if wanted("paired_tests"):
+        paired = linkage.paired_tests(score_change, timepoints, n_boot, level, seed)
+        write_tsv(paired, outputs["paired_tests"])
+    if wanted("correlations"):
+        correlations = linkage.change_correlations(
+            score_change, measure_change, timepoints, n_boot, level, seed
+        )
+        write_tsv(correlations, outputs["correlations"])
+    if wanted("baseline_prediction"):
+        prediction = linkage.baseline_prediction(
+            score_change, responses, timepoints, covariates, names, level
+        )
+        write_tsv(prediction, outputs["baseline_prediction"])
+    if wanted("mixed_models"):
+        models = linkage.mixed_models(
+            table, clinical, measures, timepoints, patient, covariates, names, level
+        )
+        write_tsv(models, outputs["mixed_models"])
+
+    primary = _primary_response(responses, chosen["primary_response"])
+    calls = None
+    if primary:
+        calls, _ = response.primary_calls(responses, primary, timepoints[-1])
+        log.info("responders and non-responders: %s as judged at %s", primary, timepoints[-1])
+    groups = trajectories.groupings(samples, chosen["groups"], patient, calls, primary)
+    if wanted("trajectory_within"):
+        within = trajectories.within_group_tests(score_change, groups, timepoints, level)
+        write_tsv(within, outputs["trajectory_within"])
+    if wanted("trajectory_between"):
+        between = trajectories.between_group_tests(score_change, groups, timepoints, level)
+        write_tsv(between, outputs["trajectory_between"])
+    if wanted("trajectory_models"):
+        interaction = trajectories.interaction_models(
+            table, groups, timepoints, patient, covariates, names, level
+        )
+        write_tsv(interaction, outputs["trajectory_models"])
+    normalisation = trajectories.time_to_normalisation(
+        table, timepoints, patient, signature, method
     )
-    plots.clinical_trajectories(
-        score_change,
-        clinical,
-        measures,
-        signature,
-        method,
-        timepoints,
-        outputs["trajectories"],
-        calls=calls,
-        response=label,
-    )
-    plots.response_roc(score_change, responses, signature, method, timepoints[-1], outputs["roc"])
+    if wanted("normalisation"):
+        labelled = normalisation.copy()
+        for grouping in groups:
+            labelled[grouping.name] = labelled["subject"].map(grouping.labels)
+        write_tsv(labelled, outputs["normalisation"])
+    if wanted("normalisation_tests"):
+        tests = trajectories.normalisation_tests(normalisation, groups, timepoints, level)
+        write_tsv(tests, outputs["normalisation_tests"])
+
+    label = f"{primary} at {timepoints[-1]}" if primary else ""
+    if wanted("change_scatter"):
+        plotted = [m for m in measures if m in set(measure_change["measure"])][:4]
+        plots.change_scatter(
+            score_change,
+            measure_change,
+            signature,
+            method,
+            plotted,
+            timepoints[-1],
+            outputs["change_scatter"],
+            calls=calls,
+            response=label,
+        )
+    if wanted("trajectories"):
+        plots.clinical_trajectories(
+            score_change,
+            clinical,
+            measures,
+            signature,
+            method,
+            timepoints,
+            outputs["trajectories"],
+            calls=calls,
+            response=label,
+        )
+    if wanted("trajectories_by_group"):
+        plots.group_trajectories(
+            score_change, groups, signature, method, timepoints, outputs["trajectories_by_group"]
+        )
+    if wanted("roc"):
+        plots.response_roc(
+            score_change, responses, signature, method, timepoints[-1], outputs["roc"]
+        )
 
 
 __all__ = [
@@ -947,8 +1059,21 @@ def summarize_findings(inputs: Paths, outputs: Paths, settings: dict, threads: i
     contrasts = [key.split(":", 1)[1] for key in inputs if key.startswith("de:")]
     kinds = [k for k in ("de", "prerank", "sets") if contrasts and f"{k}:{contrasts[0]}" in inputs]
     keys = fixed + [f"{kind}:{name}" for name in contrasts for kind in kinds]
-    frames = {key: read(inputs[key]) for key in keys}
-    page = findings.findings_page(frames, inputs, settings, contrasts)
+    # Tables the cohort does not allow (ifnsig.analyses) are read as empty: the page then
+    # says there is nothing of them.
+    empty = {
+        "paired_tests": linkage.PAIRED_COLUMNS,
+        "correlations": linkage.CORRELATION_COLUMNS,
+        "mixed_models": linkage.MIXED_COLUMNS,
+        "baseline_prediction": linkage.PREDICTION_COLUMNS,
+        "response": response.RESPONSE_COLUMNS,
+    }
+    frames = {
+        key: read(inputs[key]) if key in inputs else pd.DataFrame(columns=empty[key])
+        for key in keys
+    }
+    paths = {**{key: "" for key in empty}, **inputs}
+    page = findings.findings_page(frames, paths, settings, contrasts)
     tables = {
         path: (path, findings.table_note(path))
         for key, path in inputs.items()
@@ -965,7 +1090,12 @@ def summarize_findings(inputs: Paths, outputs: Paths, settings: dict, threads: i
 
     signature = settings["scores"]["primary_signature"]
     method = settings["scores"]["primary_method"]
-    changes = read(inputs["score_changes"])
+    if "score_changes" in inputs:
+        changes = read(inputs["score_changes"])
+    else:
+        changes = linkage.score_changes(
+            frames["scores"], settings["timepoints"], settings["groups"]["patient"]
+        )
     primary = changes[(changes["signature"] == signature) & (changes["method"] == method)]
     samples = frames["samples"]
     drugs = (
@@ -978,7 +1108,7 @@ def summarize_findings(inputs: Paths, outputs: Paths, settings: dict, threads: i
     )
     patient_view.patient_panels(
         primary,
-        read(inputs["changes"]),
+        read(inputs["changes"]) if "changes" in inputs else response.empty_tables()[0],
         settings["clinical_measures"],
         drugs,
         calls,

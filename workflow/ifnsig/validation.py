@@ -552,6 +552,7 @@ def check_inputs(config: dict, sources: ConfigSources | None = None) -> tuple[De
     ``sources`` tells messages which file (or ``--config``) set each key. Returns the design
     and the planned DE fits; raises :class:`InputError` at the first problem.
     """
+    from ifnsig.comparisons import check_score_comparison
     from ifnsig.de.plan import (
         check_composition_covariates,
         composition_covariates,
@@ -560,6 +561,7 @@ def check_inputs(config: dict, sources: ConfigSources | None = None) -> tuple[De
     )
     from ifnsig.linkage import check_covariates
     from ifnsig.response import check_responses, clinical_responses
+    from ifnsig.trajectories import check_groups
 
     if sources is not None:
         use_sources(sources)
@@ -567,12 +569,16 @@ def check_inputs(config: dict, sources: ConfigSources | None = None) -> tuple[De
     design = load_design(config)
     check_responses(config, design.clinical)
     check_covariates(config, design.samples)
+    check_groups(config, design.samples)
+    check_score_comparison(config, design.samples)
     # Composition scores come from the QC stage: only their names can be checked here.
     check_composition_covariates(config)
     deferred = set(composition_covariates(config))
-    # Responder contrasts use the calls the call_responses job will make, from the same code.
+    # Responder contrasts use the calls the call_responses job will make, from the same code,
+    # which also parses every response column: the job then finds no problem the parse
+    # did not.
     responses = None
-    if uses_responses(config) and design.clinical is not None:
+    if design.clinical is not None and (uses_responses(config) or config["linkage"]["responses"]):
         _, responses = clinical_responses(design.clinical, config, str(config["clinical"]))
     fits = plan_fits(design.samples, config, design.clinical, responses, deferred=deferred)
     return design, fits

@@ -8,7 +8,10 @@ import re
 import sys
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
+from ifnsig.analyses import describe, not_computed
+from ifnsig.comparisons import score_comparison
 from ifnsig.de import (
     clinical_covariates,
     composition_covariates,
@@ -33,7 +36,7 @@ from ifnsig.validation import ConfigSources, check_inputs, read_sample_sheet
 # name the file (or --config) it came from.
 try:
     SOURCES = ConfigSources.of_workflow(workflow, "config/config.yaml")
-    check_inputs(config, SOURCES)
+    DESIGN, _ = check_inputs(config, SOURCES)
 except InputError as err:
     sys.exit(f"Input error: {err}")
 
@@ -49,6 +52,59 @@ DE_SHARDS = shard_count(
         else 0
     ),
 )
+
+# Outputs this cohort does not allow (one timepoint, no clinical table, no response...):
+# left out of the rules rather than written as tables without rows (ifnsig.analyses). One
+# line per stage says so; the report's description lists them from config["not_computed"],
+# which is filled here for the report only (the schema rejects it in a config file, and no
+# stage receives it).
+_COMPARISON = score_comparison(
+    config["scores"]["compare"], config["groups"], DESIGN.samples
+)
+NOT_COMPUTED = not_computed(
+    config, _COMPARISON if isinstance(_COMPARISON, str) else "", TABLES
+)
+config["not_computed"] = [
+    describe(stage, missing) for stage, missing in NOT_COMPUTED.items()
+]
+for _line in config["not_computed"]:
+    logger.info(_line)
+
+
+def computed(stage, **outputs):
+    """The outputs of ``stage`` that this cohort allows (ifnsig.analyses)."""
+    missing = NOT_COMPUTED.get(stage, {})
+    return {name: path for name, path in outputs.items() if name not in missing}
+
+
+def clinical_tables():
+    """The clinical tables the findings page reads, those this cohort has."""
+    tables = {}
+    for rule, names in [
+        (rules.clinical_linkage, FINDINGS_LINKAGE_TABLES),
+        (rules.call_responses, ("response", "changes")),
+    ]:
+        for name in names:
+            if name in rule.output.keys():
+                tables[name] = getattr(rule.output, name)
+    return tables
+
+
+FINDINGS_LINKAGE_TABLES = (
+    "paired_tests",
+    "correlations",
+    "mixed_models",
+    "baseline_prediction",
+    "score_changes",
+)
+
+
+def clinical_results():
+    """The clinical stage's tables the linkage reads: the changes of the measures and the
+    response calls, when the cohort has them."""
+    outputs = rules.call_responses.output
+    names = [name for name in ("changes", "response") if name in outputs.keys()]
+    return {name: getattr(outputs, name) for name in names}
 
 
 wildcard_constraints:

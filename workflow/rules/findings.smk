@@ -4,13 +4,7 @@ rule summarize_findings:
         **findings_inputs(),
         samples=rules.build_anndata.output.samples,
         scores=rules.score_ifn.output.scores,
-        paired_tests=rules.clinical_linkage.output.paired_tests,
-        correlations=rules.clinical_linkage.output.correlations,
-        mixed_models=rules.clinical_linkage.output.mixed_models,
-        baseline_prediction=rules.clinical_linkage.output.baseline_prediction,
-        score_changes=rules.clinical_linkage.output.score_changes,
-        response=rules.call_responses.output.response,
-        changes=rules.call_responses.output.changes,
+        **clinical_tables(),
         qc_flags=rules.quality_control.output.flags,
     output:
         findings=report(

@@ -2,9 +2,9 @@ rule summarize_findings:
     """The report's first page: the findings read from the result tables, every table."""
     input:
         **findings_inputs(),
+        **clinical_tables(),
         samples=rules.build_anndata.output.samples,
         scores=rules.score_ifn.output.scores,
-        **clinical_tables(),
         qc_flags=rules.quality_control.output.flags,
     output:
         findings=report(

@@ -243,7 +243,7 @@ CASES = {
     ),
     "linkage.groups": (
         lambda f: edit_config(f, lambda c: c["linkage"].update(groups=["sex"])),
-        Counter({"clinical_linkage": 1}),
+        Counter({"clinical_linkage": 1}) + FINDINGS,
     ),
     "scores.compare": (
         lambda f: edit_config(

@@ -614,16 +614,9 @@ def differential_expression(
     if "tests" in inputs:  # de.shards: the gene shards' results, gathered
         return gather_de_shards(inputs, outputs, settings, threads)
     adata = ad.read_h5ad(inputs["normalized"])
-    samples = de_plan.cohort_samples(adata.obs, inputs.get("composition"))
-    clinical = None
-    if "clinical" in inputs:
-        names = set(pd.read_csv(inputs["clinical"], sep="\t", nrows=0).columns)
-        wanted = [c for c in settings["de"]["covariates"] if c in names]
-        clinical = clinical_values(inputs["clinical"], wanted)
-    responses = read_tsv(inputs["responses"], dtype=str) if "responses" in inputs else None
-    de_settings = settings["de"]
-    fits = de_plan.plan_fits(samples, settings, clinical, responses)
+    fits, samples = _planned_fits(inputs, settings, adata.obs)
     write_tsv(de_plan.design_checks(fits), outputs["design_checks"])
+    de_settings = settings["de"]
     for fit in fits:
         results = de_fit.run_fit(
             adata,
@@ -636,10 +629,26 @@ def differential_expression(
             shrink_max_coefficients=de_settings["shrink_max_coefficients"],
             wald_distribution=de_settings["wald_distribution"],
         )
-        fitted = de_plan.fitted_samples(fit, samples)
-        for name, table in results.items():
-            write_tsv(table, outputs[name])
-            write_tsv(fitted, outputs[f"{name}.samples"])
+        _write_de_tables(results, fit, samples, outputs)
+
+
+def _planned_fits(inputs: Paths, settings: dict, obs: pd.DataFrame) -> tuple[list, pd.DataFrame]:
+    """The planned fits and the cohort's samples (one job's DE and each sharded DE job's)."""
+    samples = de_plan.cohort_samples(obs, inputs.get("composition"))
+    clinical = None
+    if "clinical" in inputs:
+        names = set(pd.read_csv(inputs["clinical"], sep="\t", nrows=0).columns)
+        wanted = [c for c in settings["de"]["covariates"] if c in names]
+        clinical = clinical_values(inputs["clinical"], wanted)
+    responses = read_tsv(inputs["responses"], dtype=str) if "responses" in inputs else None
+    return de_plan.plan_fits(samples, settings, clinical, responses), samples
+
+
+def _write_de_tables(results: dict, fit, samples: pd.DataFrame, outputs: Paths) -> None:
+    fitted = de_plan.fitted_samples(fit, samples)
+    for name, table in results.items():
+        write_tsv(table, outputs[name])
+        write_tsv(fitted, outputs[f"{name}.samples"])
 
 
 # --- differential expression sharded by genes (de.shards) --------------------------------------
@@ -650,16 +659,8 @@ def _de_fits(
 ) -> tuple[list, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The planned fits, the samples, and the cohort's obs and var (no matrix read)."""
     obs, var = de_shards.read_annotations(inputs["normalized"])
-    samples = de_plan.cohort_samples(obs, inputs.get("composition"))
-    clinical = None
-    if "clinical" in inputs:
-        names = set(pd.read_csv(inputs["clinical"], sep="\t", nrows=0).columns)
-        wanted = [c for c in settings["de"]["covariates"] if c in names]
-        clinical = clinical_values(inputs["clinical"], wanted)
-    responses = (
-        pd.read_csv(inputs["responses"], sep="\t", dtype=str) if "responses" in inputs else None
-    )
-    return de_plan.plan_fits(samples, settings, clinical, responses), samples, obs, var
+    fits, samples = _planned_fits(inputs, settings, obs)
+    return fits, samples, obs, var
 
 
 def _shard_genes(settings: dict, n_genes: int) -> tuple[int, int]:
@@ -753,6 +754,7 @@ def de_shard_tests(inputs: Paths, outputs: Paths, settings: dict, threads: int =
 def gather_de_shards(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
     """Independent filtering, BH and apeGLM over every shard's genes; the DE tables."""
     fits, samples, obs, var = _de_fits(inputs, settings)
+    write_tsv(de_plan.design_checks(fits), outputs["design_checks"])
     shards = [_read_pickle(path) for path in inputs["tests"]]
     factors = _read_pickle(inputs["size_factors"])
     ranges = de_shards.gene_ranges(len(var), len(shards))
@@ -763,13 +765,10 @@ def gather_de_shards(inputs: Paths, outputs: Paths, settings: dict, threads: int
             return de_shards.read_counts(inputs["normalized"], rows, *ranges[shard])
 
         results = de_shards.gather_tables(
-            fit, [shard[i] for shard in shards], read_shard, var, samples, factors[i],
-            settings["de"], n_cpus=threads,
+            fit, [shard[i] for shard in shards], read_shard, var, factors[i], settings["de"],
+            n_cpus=threads,
         )  # fmt: skip
-        fitted = de_plan.fitted_samples(fit, samples)
-        for name, table in results.items():
-            write_tsv(table, outputs[name])
-            write_tsv(fitted, outputs[f"{name}.samples"])
+        _write_de_tables(results, fit, samples, outputs)
 
 
 def plot_de(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:

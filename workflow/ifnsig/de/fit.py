@@ -11,6 +11,8 @@ vectors over its columns.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import anndata as ad
 import numpy as np
@@ -43,26 +45,18 @@ def choose_inference(fit: Fit, samples: pd.DataFrame, setting: str, min_subjects
     return DESeq2Inference(n_cpus=n_cpus)
 
 
-def fit_dataset(
-    adata: ad.AnnData,
-    fit: Fit,
-    samples: pd.DataFrame,
-    n_cpus: int = 1,
-    inference: str = "auto",
-    blocked_min_subjects: int = 2,
-):
-    """The fitted pydeseq2 dataset of one design (``deseq2()`` done) and its backend."""
+def deseq_dataset(counts: pd.DataFrame, fit: Fit, backend):
+    """The DESeq2-compatible dataset of ``counts`` (the fit's samples x genes), no step run.
+
+    The one place the fit's dataset is set up: the one-job fit and each gene shard of a
+    sharded one (:mod:`ifnsig.de.shards`) start from it.
+    """
     from ifnsig.de.deseq2_compat import deseq_dataset_class
 
-    sub = adata[fit.samples]
-    counts = pd.DataFrame(np.asarray(raw_counts(sub)), index=sub.obs_names, columns=sub.var_names)
-    backend = choose_inference(fit, samples, inference, blocked_min_subjects, n_cpus)
-    design = design_matrix(fit)
-    log.info("fitting %s on %d samples x %d genes", fit.formula, *counts.shape)
     dds = deseq_dataset_class()(
         counts=counts,
         metadata=fit.metadata,
-        design=design,
+        design=design_matrix(fit),
         refit_cooks=True,
         inference=backend,
         quiet=True,
@@ -72,8 +66,139 @@ def fit_dataset(
     dds.uns["cooks_count_heuristic"] = (
         not fit.paired and not fit.covariates and fit.between is None and len(fit.levels) == 2
     )
+    return dds
+
+
+def fit_dataset(
+    adata: ad.AnnData,
+    fit: Fit,
+    samples: pd.DataFrame,
+    n_cpus: int = 1,
+    inference: str = "auto",
+    blocked_min_subjects: int = 2,
+):
+    """The fitted pydeseq2 dataset of one design (``deseq2()`` done) and its backend."""
+    sub = adata[fit.samples]
+    counts = pd.DataFrame(np.asarray(raw_counts(sub)), index=sub.obs_names, columns=sub.var_names)
+    backend = choose_inference(fit, samples, inference, blocked_min_subjects, n_cpus)
+    log.info("fitting %s on %d samples x %d genes", fit.formula, *counts.shape)
+    dds = deseq_dataset(counts, fit, backend)
     dds.deseq2()
     return dds, backend
+
+
+class ContrastTest(NamedTuple):
+    """One DE table of a fit before filtering: what :func:`contrast_tests` yields."""
+
+    #: Table name (:func:`ifnsig.de.plan.table_names`).
+    name: str
+    #: pydeseq2's ``DeseqStats`` of the contrast, ``summary()`` done.
+    stats: object
+    #: ``results_df`` with the statistic and p-value of the test used.
+    table: pd.DataFrame
+    #: The test used: ``lrt``, ``wald_normal`` or ``wald_t``.
+    test: str
+    #: The design column that is the contrast alone (what apeGLM shrinks), or None.
+    coefficient: str | None
+
+
+def contrast_tests(
+    dds, fit: Fit, backend, alpha: float, wald_distribution: str
+) -> Iterator[ContrastTest]:
+    """Test every contrast of a fitted dataset (the whole fit's, or a gene shard's).
+
+    Wald tests, their statistic referred to Student's t with samples minus coefficients
+    degrees of freedom for ``wald_distribution="t"`` (``DESeq(useT = TRUE)``); an LRT fit
+    replaces its contrast's statistic and p-value by DESeq2's likelihood-ratio test.
+    """
+    from pydeseq2.ds import DeseqStats
+
+    from ifnsig.de.deseq2_compat import wald_t_pvalues
+    from ifnsig.de.lrt import likelihood_ratio_test
+
+    design = design_matrix(fit)
+    lrt = None
+    if fit.lrt:
+        log.info("likelihood-ratio test: %s vs %s", fit.formula, fit.reduced_formula)
+        lrt = likelihood_ratio_test(dds, reduced_design(fit, design), backend)
+    n_samples, n_coefficients = design.shape
+    columns = list(design.columns)
+    for contrast in fit.contrasts:
+        for name, vector in contrast_vectors(fit, contrast, columns).items():
+            stats = DeseqStats(
+                dds,
+                contrast=vector,
+                alpha=alpha,
+                independent_filter=False,
+                inference=backend,
+                quiet=True,
+            )
+            stats.summary()
+            table = stats.results_df.copy()
+            is_lrt = lrt is not None and name == contrast.name
+            if is_lrt:
+                table["stat"], table["pvalue"] = lrt["stat"], lrt["pvalue"]
+                log.info(
+                    "%s: LRT on %d degree(s) of freedom; log2FoldChange is %s vs %s",
+                    name,
+                    lrt.attrs["df"],
+                    contrast.test,
+                    fit.reference,
+                )
+            elif wald_distribution == "t":
+                tested = table["pvalue"].notna()
+                table.loc[tested, "pvalue"] = wald_t_pvalues(
+                    table.loc[tested, "stat"], n_samples - n_coefficients
+                )
+            one = np.count_nonzero(vector) == 1 and vector.sum() == 1
+            coefficient = columns[int(np.argmax(vector))] if one else None
+            # Which test gave stat and pvalue: the enrichment ranks an LRT's statistic
+            # (which has no sign) by the direction of the fold change.
+            test = "lrt" if is_lrt else f"wald_{wald_distribution}"
+            yield ContrastTest(name, stats, table, test, coefficient)
+
+
+def reported_table(name: str, table: pd.DataFrame, symbols: pd.Series, alpha: float):
+    """A contrast's table as reported: gene ID and symbol, DESeq2's columns, ``padj``.
+
+    ``padj`` is BH after DESeq2's independent filtering at ``alpha``, over every gene of
+    ``table`` (a barrier over all genes when the DE is split by gene shards).
+    """
+    from ifnsig.de.deseq2_compat import independent_filtering
+
+    out = table[["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue"]].copy()
+    out["padj"], threshold = independent_filtering(out["baseMean"], out["pvalue"], alpha)
+    log.info("%s: independent filtering keeps base mean >= %.3g", name, threshold)
+    out.insert(0, "gene_id", out.index.astype(str))
+    out.insert(1, "symbol", symbols.loc[out.index].astype(str).to_numpy())
+    return out
+
+
+def shrunk_column(
+    name: str,
+    coefficient: str | None,
+    n_coefficients: int,
+    shrink_max_coefficients: int,
+    shrunk: Callable[[str], np.ndarray],
+    n_genes: int,
+) -> np.ndarray:
+    """``log2FoldChange_shrunk``: ``shrunk(coefficient)``, or empty.
+
+    Empty for a change that is not one coefficient alone, and (with a warning) for designs
+    of more than ``shrink_max_coefficients`` coefficients.
+    """
+    if n_coefficients > shrink_max_coefficients:
+        log.warning(
+            "%s: no apeGLM shrinkage for a design with %d coefficients (more than "
+            "de.shrink_max_coefficients = %d); log2FoldChange_shrunk is left empty",
+            name,
+            n_coefficients,
+            shrink_max_coefficients,
+        )
+        return np.full(n_genes, np.nan)
+    if coefficient is None:
+        return np.full(n_genes, np.nan)
+    return shrunk(coefficient)
 
 
 def run_fit(
@@ -110,74 +235,26 @@ def run_fit(
         Table name (:func:`ifnsig.de.plan.table_names`) -> results table (columns
         :data:`RESULT_COLUMNS`, plus the shrunk LFC).
     """
-    from pydeseq2.ds import DeseqStats
-
-    from ifnsig.de.deseq2_compat import independent_filtering, wald_t_pvalues
-    from ifnsig.de.lrt import likelihood_ratio_test
     from ifnsig.de.shrink import shrunk_lfc
 
     if wald_distribution not in {"normal", "t"}:
         raise ValueError(f"wald_distribution must be normal or t, not {wald_distribution!r}")
     dds, backend = fit_dataset(adata, fit, samples, n_cpus, inference, blocked_min_subjects)
-    design = design_matrix(fit)
-    lrt = None
-    if fit.lrt:
-        reduced = reduced_design(fit, design)
-        log.info("likelihood-ratio test: %s vs %s", fit.formula, fit.reduced_formula)
-        lrt = likelihood_ratio_test(dds, reduced, backend)
-    n_samples, n_coefficients = design.shape
-    columns = list(design.columns)
+    n_coefficients = dds.obsm["design_matrix"].shape[1]
     results = {}
-    for contrast in fit.contrasts:
-        for name, vector in contrast_vectors(fit, contrast, columns).items():
-            stats = DeseqStats(
-                dds,
-                contrast=vector,
-                alpha=alpha,
-                independent_filter=False,
-                inference=backend,
-                quiet=True,
+    for name, stats, table, test, coefficient in contrast_tests(
+        dds, fit, backend, alpha, wald_distribution
+    ):
+        out = reported_table(name, table, adata.var["symbol"], alpha)
+        if shrink:
+            out["log2FoldChange_shrunk"] = shrunk_column(
+                name,
+                coefficient,
+                n_coefficients,
+                shrink_max_coefficients,
+                lambda c, stats=stats: shrunk_lfc(stats, c, n_cpus),
+                len(out),
             )
-            stats.summary()
-            table = stats.results_df.copy()
-            if lrt is not None and name == contrast.name:
-                table["stat"], table["pvalue"] = lrt["stat"], lrt["pvalue"]
-                log.info(
-                    "%s: LRT on %d degree(s) of freedom; log2FoldChange is %s vs %s",
-                    name,
-                    lrt.attrs["df"],
-                    contrast.test,
-                    fit.reference,
-                )
-            elif wald_distribution == "t":
-                tested = table["pvalue"].notna()
-                table.loc[tested, "pvalue"] = wald_t_pvalues(
-                    table.loc[tested, "stat"], n_samples - n_coefficients
-                )
-            table["padj"], threshold = independent_filtering(
-                table["baseMean"], table["pvalue"], alpha
-            )
-            log.info("%s: independent filtering keeps base mean >= %.3g", name, threshold)
-            table.insert(0, "gene_id", table.index.astype(str))
-            table.insert(1, "symbol", adata.var.loc[table.index, "symbol"].astype(str).to_numpy())
-            one = np.count_nonzero(vector) == 1 and vector.sum() == 1
-            coefficient = columns[int(np.argmax(vector))] if one else None
-            if shrink and n_coefficients > shrink_max_coefficients:
-                log.warning(
-                    "%s: no apeGLM shrinkage for a design with %d coefficients (more than "
-                    "de.shrink_max_coefficients = %d); log2FoldChange_shrunk is left empty",
-                    name,
-                    n_coefficients,
-                    shrink_max_coefficients,
-                )
-                table["log2FoldChange_shrunk"] = np.nan
-            elif shrink and coefficient is not None:
-                table["log2FoldChange_shrunk"] = shrunk_lfc(stats, coefficient, n_cpus)
-            elif shrink:
-                table["log2FoldChange_shrunk"] = np.nan
-            # Which test gave stat and pvalue: the enrichment ranks an LRT's statistic
-            # (which has no sign) by the direction of the fold change.
-            is_lrt = lrt is not None and name == contrast.name
-            table["test"] = "lrt" if is_lrt else f"wald_{wald_distribution}"
-            results[name] = table.reset_index(drop=True)
+        out["test"] = test
+        results[name] = out.reset_index(drop=True)
     return results

@@ -13,12 +13,15 @@ one job per step and shard:
 4. per shard, MAP dispersions, IRLS, Cook's distances, the outlier refits (gene-wise given
    the trend and the prior, as in pydeseq2's ``refit``), the Wald test or LRT
    (:func:`test_step`);
-5. over all genes, apeGLM's prior scale (then its per-gene fits, one shard at a time),
-   independent filtering and BH, and the final tables (:func:`gather_tables`).
+5. over all genes, apeGLM's prior scale (then :func:`ifnsig.de.shrink.shrink_genes`, one
+   shard at a time), independent filtering and BH, and the final tables
+   (:func:`gather_tables`).
 
-Every step calls the same pydeseq2 and :mod:`ifnsig.de.deseq2_compat` methods as
-:func:`ifnsig.de.fit.run_fit`, on the shard's genes, with the values of the barriers
-injected, so the tables are those of the one-job fit (tests/test_de_shards.py).
+Every step calls the same pydeseq2, :mod:`ifnsig.de.deseq2_compat` and
+:mod:`ifnsig.de.fit` functions as :func:`ifnsig.de.fit.run_fit`, on the shard's genes, with
+the values of the barriers injected; every product over samples gives a gene the same bits
+whatever the other genes beside it, so the tables are those of the one-job fit, byte for
+byte (tests/test_de_shards.py).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import numpy as np
 import pandas as pd
 from anndata.io import read_elem
 
-from ifnsig.de.plan import Fit, contrast_vectors, design_matrix, reduced_design
+from ifnsig.de.plan import Fit, design_matrix
 
 log = logging.getLogger(__name__)
 
@@ -158,21 +161,10 @@ def _inference(fit: Fit, samples: pd.DataFrame, settings: dict, n_cpus: int):
 
 def _dataset(counts: np.ndarray, genes: pd.Index, fit: Fit, size_factors: np.ndarray, inference):
     """The DESeq2-compatible dataset of one shard, with the cohort's size factors."""
-    from ifnsig.de.deseq2_compat import deseq_dataset_class
+    from ifnsig.de.fit import deseq_dataset
 
-    dds = deseq_dataset_class()(
-        counts=pd.DataFrame(counts, index=fit.metadata.index, columns=genes),
-        metadata=fit.metadata,
-        design=design_matrix(fit),
-        refit_cooks=True,
-        inference=inference,
-        quiet=True,
-    )
-    # As run_fit: results() spares outliers exceeded by three other counts only in
-    # one-factor, two-level designs (DESeq2's R/results.R).
-    dds.uns["cooks_count_heuristic"] = (
-        not fit.paired and not fit.covariates and fit.between is None and len(fit.levels) == 2
-    )
+    frame = pd.DataFrame(counts, index=fit.metadata.index, columns=genes)
+    dds = deseq_dataset(frame, fit, inference)
     # What pydeseq2's fit_size_factors leaves, with factors computed over all genes.
     dds.obs["size_factors"] = size_factors
     dds.layers["normed_counts"] = dds.X / size_factors[:, None]
@@ -241,14 +233,13 @@ def test_step(
 ) -> dict:
     """MAP dispersions, LFCs, Cook's refits and the tests of one shard, per DE table.
 
-    Returns table name -> the shard's rows of ``baseMean``, ``log2FoldChange``, ``lfcSE``,
-    ``stat``, ``pvalue``, ``test``, and what apeGLM needs later (natural-log LFC of the
-    contrast's coefficient, its SE, the dispersions).
+    Returns ``tables``: table name -> the shard's rows of ``baseMean``, ``log2FoldChange``,
+    ``lfcSE``, ``stat``, ``pvalue``, ``test``, and what apeGLM needs later (natural-log LFC
+    of the contrast's coefficient, its SE, the dispersions); ``coefficients``: table name
+    -> the coefficient apeGLM shrinks (or None); ``n_coefficients``; ``mle``: the shard's
+    maximum likelihood coefficients (genes x coefficients), apeGLM's start.
     """
-    from pydeseq2.ds import DeseqStats
-
-    from ifnsig.de.deseq2_compat import wald_t_pvalues
-    from ifnsig.de.lrt import likelihood_ratio_test
+    from ifnsig.de.fit import contrast_tests
 
     backend = _inference(fit, samples, settings, n_cpus)
     dds = _dataset(counts, genes, fit, size_factors, backend)
@@ -273,96 +264,70 @@ def test_step(
         genes[-1],
         int(dds.var["refitted"].sum()),
     )
-    lrt = None
-    design = dds.obsm["design_matrix"]
-    if fit.lrt:
-        lrt = likelihood_ratio_test(dds, reduced_design(fit, design), backend)
-    n_samples, n_coefficients = design.shape
-    columns = list(design.columns)
-    wald = settings["wald_distribution"]
-    tables = {}
-    for contrast in fit.contrasts:
-        for name, vector in contrast_vectors(fit, contrast, columns).items():
-            stats = DeseqStats(
-                dds,
-                contrast=vector,
-                alpha=settings["alpha"],
-                independent_filter=False,
-                inference=backend,
-                quiet=True,
-            )
-            stats.summary()
-            table = stats.results_df.drop(columns="padj")
-            is_lrt = lrt is not None and name == contrast.name
-            if is_lrt:
-                table["stat"], table["pvalue"] = lrt["stat"], lrt["pvalue"]
-            elif wald == "t":
-                tested = table["pvalue"].notna()
-                table.loc[tested, "pvalue"] = wald_t_pvalues(
-                    table.loc[tested, "stat"], n_samples - n_coefficients
-                )
-            table["test"] = "lrt" if is_lrt else f"wald_{wald}"
-            coefficient = columns[int(np.argmax(vector))] if vector.sum() == 1 else None
-            if coefficient is not None:
-                table["_lfc"] = stats.LFC[coefficient].to_numpy()
-                table["_se"] = stats.SE.to_numpy()
-            table["_dispersions"] = dds.var["dispersions"].to_numpy()
-            table["_non_zero"] = non_zero
-            tables[name] = table
-    return {"tables": tables, "coefficients": columns}
+    tables, coefficients = {}, {}
+    for test in contrast_tests(dds, fit, backend, settings["alpha"], settings["wald_distribution"]):
+        table = test.table.drop(columns="padj")
+        table["test"] = test.test
+        if test.coefficient is not None:
+            table["_lfc"] = test.stats.LFC[test.coefficient].to_numpy()
+            table["_se"] = test.stats.SE.to_numpy()
+        table["_dispersions"] = dds.var["dispersions"].to_numpy()
+        table["_non_zero"] = non_zero
+        tables[test.name] = table
+        coefficients[test.name] = test.coefficient
+    # The maximum likelihood coefficients apeGLM starts from (the same for every contrast).
+    mle = dds.varm["LFC"].to_numpy(dtype=float)
+    n_coefficients = dds.obsm["design_matrix"].shape[1]
+    return {
+        "tables": tables,
+        "coefficients": coefficients,
+        "n_coefficients": n_coefficients,
+        "mle": mle,
+    }
 
 
 def _shrunk(
     parts: list[pd.DataFrame],
+    mles: list[np.ndarray],
     read_shard,
     fit: Fit,
-    samples: pd.DataFrame,
     size_factors: np.ndarray,
     coefficient: str,
-    columns: list[str],
-    settings: dict,
     n_cpus: int,
 ) -> np.ndarray:
-    """apeGLM-shrunk log2 fold changes as pydeseq2's ``DeseqStats.lfc_shrink(coefficient)``.
+    """apeGLM-shrunk log2 fold changes of ``coefficient``, as :func:`run_fit`'s.
 
-    The prior scale is fitted on every gene's MLE fold change and SE (``_fit_prior_var``);
-    the per-gene MAP fits then run one shard at a time, on its original counts.
+    The prior scale over every gene (:func:`ifnsig.de.shrink.prior_scale`), then
+    :func:`ifnsig.de.shrink.shrink_genes` one shard at a time, on its original counts.
     """
-    from types import SimpleNamespace
-
-    from pydeseq2.ds import DeseqStats
+    from ifnsig.de.shrink import prior_scale, shrink_genes
 
     whole = pd.concat(parts)
-    standin = SimpleNamespace(LFC=whole[["_lfc"]], SE=whole["_se"])
-    prior_var = DeseqStats._fit_prior_var(standin, coeff_idx=0)
-    prior_scale = np.minimum(np.sqrt(prior_var), 1)
-    design = design_matrix(fit).to_numpy()
-    offset = np.log(size_factors)
-    index = columns.index(coefficient)
-    backend = _inference(fit, samples, settings, n_cpus)
+    scale = prior_scale(whole["_lfc"].to_numpy(), whole["_se"].to_numpy())
+    design = design_matrix(fit)
+    index = list(design.columns).index(coefficient)
+    design = design.to_numpy(dtype=float)
     out = []
-    for shard, part in enumerate(parts):
-        non_zero = part["_non_zero"].to_numpy(dtype=bool)
-        lfc = part["_lfc"].to_numpy(copy=True)
-        if non_zero.any():
-            counts = read_shard(shard)
-            lfcs, inv_hessians, _ = backend.lfc_shrink_nbinom_glm(
-                design_matrix=design,
-                counts=counts[:, non_zero],
-                size=1.0 / part["_dispersions"].to_numpy()[non_zero],
-                offset=offset,
-                prior_no_shrink_scale=15,
-                prior_scale=prior_scale,
-                optimizer="L-BFGS-B",
-                shrink_index=index,
+    for shard, (part, mle) in enumerate(zip(parts, mles, strict=True)):
+        genes = np.flatnonzero(part["_non_zero"].to_numpy(dtype=bool))
+        lfc = part["_lfc"].to_numpy(dtype=float)
+        counts = read_shard(shard)[:, genes] if len(genes) else np.empty((len(design), 0))
+        out.append(
+            shrink_genes(
+                lfc,
+                genes,
+                design,
+                counts,
+                part["_dispersions"].to_numpy(dtype=float)[genes],
+                size_factors,
+                mle[genes],
+                part["_se"].to_numpy(dtype=float)[genes],
+                index,
+                scale,
+                n_cpus,
             )
-            new_lfc = np.array(lfcs)[:, index]
-            new_se = np.array([np.sqrt(np.abs(h[index, index])) for h in inv_hessians])
-            valid = np.isfinite(new_lfc) & np.isfinite(new_se)
-            positions = np.flatnonzero(non_zero)[valid]
-            lfc[positions] = new_lfc[valid]
-        out.append(lfc)
-    return np.concatenate(out) / np.log(2)
+        )
+    return np.concatenate(out)
 
 
 def gather_tables(
@@ -370,60 +335,38 @@ def gather_tables(
     shard_results: list[dict],
     read_shard,
     var: pd.DataFrame,
-    samples: pd.DataFrame,
     size_factors: np.ndarray,
     settings: dict,
     shrink: bool = True,
     n_cpus: int = 1,
 ) -> dict[str, pd.DataFrame]:
-    """The fit's DE tables from its shards: columns and order of :func:`run_fit`'s.
+    """The fit's DE tables from its shards, as :func:`run_fit` writes them.
 
     ``read_shard(i)`` returns shard ``i``'s raw counts (fit samples x genes) for apeGLM.
     """
-    from ifnsig.de.deseq2_compat import independent_filtering
+    from ifnsig.de.fit import reported_table, shrunk_column
 
-    columns = shard_results[0]["coefficients"]
-    n_coefficients = len(columns)
-    limit = settings["shrink_max_coefficients"]
+    n_coefficients = shard_results[0]["n_coefficients"]
+    mles = [result["mle"] for result in shard_results]
     results = {}
-    for name in shard_results[0]["tables"]:
+    for name, coefficient in shard_results[0]["coefficients"].items():
         parts = [result["tables"][name] for result in shard_results]
         table = pd.concat(parts)
-        table["padj"], threshold = independent_filtering(
-            table["baseMean"], table["pvalue"], settings["alpha"]
-        )
-        log.info("%s: independent filtering keeps base mean >= %.3g", name, threshold)
-        out = table[["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]].copy()
-        out.insert(0, "gene_id", out.index.astype(str))
-        out.insert(1, "symbol", var.loc[out.index, "symbol"].astype(str).to_numpy())
-        has_coefficient = "_lfc" in table
-        if shrink and n_coefficients > limit:
-            log.warning(
-                "%s: no apeGLM shrinkage for a design with %d coefficients (more than "
-                "de.shrink_max_coefficients = %d); log2FoldChange_shrunk is left empty",
+        out = reported_table(name, table, var["symbol"], settings["alpha"])
+        if shrink:
+            out["log2FoldChange_shrunk"] = shrunk_column(
                 name,
+                coefficient,
                 n_coefficients,
-                limit,
+                settings["shrink_max_coefficients"],
+                lambda c, parts=parts: _shrunk(
+                    parts, mles, read_shard, fit, size_factors, c, n_cpus
+                ),
+                len(out),
             )
-            out["log2FoldChange_shrunk"] = np.nan
-        elif shrink and has_coefficient:
-            vector = contrast_vectors(fit, _contrast_of(fit, name), columns)[name]
-            coefficient = columns[int(np.argmax(vector))]
-            out["log2FoldChange_shrunk"] = _shrunk(
-                parts, read_shard, fit, samples, size_factors, coefficient, columns, settings,
-                n_cpus,
-            )  # fmt: skip
-        elif shrink:
-            out["log2FoldChange_shrunk"] = np.nan
         out["test"] = table["test"].to_numpy()
         results[name] = out.reset_index(drop=True)
     return results
-
-
-def _contrast_of(fit: Fit, table: str):
-    from ifnsig.de.plan import table_names
-
-    return next(c for c in fit.contrasts if table in table_names(c))
 
 
 def run_sharded(
@@ -468,6 +411,6 @@ def run_sharded(
             for i, (a, b) in enumerate(ranges)
         ]
         results.update(
-            gather_tables(fit, tested, read_shard, var, samples, factors, settings, n_cpus=n_cpus)
+            gather_tables(fit, tested, read_shard, var, factors, settings, n_cpus=n_cpus)
         )
     return results

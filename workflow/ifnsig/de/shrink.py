@@ -26,10 +26,11 @@ import logging
 import math
 
 import numpy as np
+import pandas as pd
 
-from ifnsig.de.blocked import BlockDesign, _normal, detect_block_design
+from ifnsig.de.blocked import BlockDesign, _colsum, _matmul, _normal, detect_block_design
 
-__all__ = ["apeglm_map", "shrunk_lfc"]
+__all__ = ["apeglm_map", "prior_scale", "shrink_genes", "shrunk_lfc"]
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ _CHUNK_CELLS = 2**20
 
 def _nb_part(eta_off, y, size, log_size):
     """Sum over samples of ``(y + size) log(mu + size)``, with ``log mu = eta_off``."""
-    return ((y + size) * np.logaddexp(eta_off, log_size)).sum(axis=0)
+    return _colsum((y + size) * np.logaddexp(eta_off, log_size))
 
 
 def _prior(beta, shrink, scale, no_shrink_scale):
@@ -53,26 +54,31 @@ def _prior(beta, shrink, scale, no_shrink_scale):
 
 
 class _DenseSystem:
-    """Hessian solves for a dense design (few coefficients)."""
+    """Hessian solves for a dense design (few coefficients).
+
+    As in :mod:`ifnsig.de.blocked`, every product gives a gene the same bits whatever the
+    other genes of its chunk, so the DE split by gene shards shrinks as the one-job fit.
+    """
 
     def __init__(self, x: np.ndarray) -> None:
         self.x = x
         self.p = x.shape[1]
+        self._xx = (x[:, :, None] * x[:, None, :]).reshape(len(x), -1)
 
     def eta(self, beta: np.ndarray) -> np.ndarray:
-        return self.x @ beta.T
+        return _matmul(self.x, np.ascontiguousarray(beta.T))
 
     def xt(self, v: np.ndarray) -> np.ndarray:
         """X' v for v (n, g): returns (g, p)."""
-        return (self.x.T @ v).T
+        return _matmul(self.x.T, v).T
 
     def factor(self, w: np.ndarray, ridge: np.ndarray):
-        h = np.einsum("ni,ng,nj->gij", self.x, w, self.x) + np.diag(ridge)
+        h = _matmul(self._xx.T, w).T.reshape(-1, self.p, self.p) + np.diag(ridge)
         return np.linalg.inv(h)
 
     @staticmethod
     def solve(inv, rhs: np.ndarray) -> np.ndarray:
-        return np.einsum("gij,gj->gi", inv, rhs)
+        return (inv * rhs[:, None, :]).sum(axis=2)
 
 
 class _BlockSystem:
@@ -86,7 +92,7 @@ class _BlockSystem:
         return self.bd.xmul(*self.bd.split(beta))
 
     def xt(self, v: np.ndarray) -> np.ndarray:
-        return self.bd.join(self.bd.segsum(v), self.bd.dense.T @ v)
+        return self.bd.join(self.bd.segsum(v), _matmul(self.bd.dense.T, v))
 
     def factor(self, w: np.ndarray, ridge: np.ndarray):
         return _normal(self.bd, w, ridge[self.bd.block_cols], ridge[self.bd.dense_cols])
@@ -125,7 +131,7 @@ def _map_chunk(
     def value(eta, beta_, y_, size_, log_size_):
         return (
             _prior(beta_, shrink, scale, no_shrink_scale)
-            - (y_ * eta).sum(axis=0)
+            - _colsum(y_ * eta)
             + _nb_part(eta + off, y_, size_, log_size_)
         )
 
@@ -279,34 +285,59 @@ def _pydeseq2_map(design, counts, size, offset, scale, index, genes, n_cpus):
     return np.array([f[0] for f in fits]).reshape(len(genes), design.shape[1])
 
 
-def shrunk_lfc(stats, coefficient: str, n_cpus: int = 1) -> np.ndarray:
-    """The log2 fold change ``stats.lfc_shrink(coeff=coefficient)`` would give, per gene.
+def prior_scale(lfc: np.ndarray, se: np.ndarray) -> float:
+    """Scale of the Cauchy prior, as pydeseq2's ``lfc_shrink``: ``min(sqrt(prior variance), 1)``.
 
-    ``stats`` is a pydeseq2 ``DeseqStats`` after ``summary()`` of the contrast that is
-    ``coefficient`` alone (its standard errors are the coefficient's); it is left unchanged.
-    As pydeseq2: the counts are the dataset's (before any Cook's replacement), the
-    dispersions its final ones, the prior scale adapted from the Wald estimates and
-    standard errors of ``coefficient`` (``DeseqStats._fit_prior_var``), genes with only
-    zero counts and genes whose MAP is not finite keep the unshrunk fold change. Genes
-    whose Newton fit does not converge are refitted with pydeseq2's own optimiser.
+    The prior variance is ``DeseqStats._fit_prior_var`` of every gene's maximum likelihood
+    coefficient ``lfc`` (natural log; NaN for the genes left out) and its standard error
+    ``se``: a barrier over all genes when the DE is split by gene shards.
     """
-    dds = stats.dds
-    columns = list(stats.LFC.columns)
-    index = columns.index(coefficient)
-    design = np.asarray(stats.design_matrix.values, dtype=float)
-    genes = np.asarray(dds.non_zero_idx)
-    counts = np.asarray(dds.X)[:, genes]
-    size = 1.0 / dds.var["dispersions"].to_numpy(dtype=float)[genes]
-    offset = np.log(dds.obs["size_factors"].to_numpy(dtype=float))
-    scale = float(min(np.sqrt(stats._fit_prior_var(coeff_idx=index)), 1.0))
-    mle = stats.LFC.to_numpy(dtype=float)[genes]
+    from types import SimpleNamespace
+
+    from pydeseq2.ds import DeseqStats
+
+    index = pd.RangeIndex(len(lfc))
+    standin = SimpleNamespace(
+        LFC=pd.DataFrame({"lfc": np.asarray(lfc, dtype=float)}, index=index),
+        SE=pd.Series(np.asarray(se, dtype=float), index=index),
+    )
+    return float(min(np.sqrt(DeseqStats._fit_prior_var(standin, coeff_idx=0)), 1.0))
+
+
+def shrink_genes(
+    lfc: np.ndarray,
+    genes: np.ndarray,
+    design: np.ndarray,
+    counts: np.ndarray,
+    dispersions: np.ndarray,
+    size_factors: np.ndarray,
+    mle: np.ndarray,
+    se: np.ndarray,
+    shrink_index: int,
+    scale: float,
+    n_cpus: int = 1,
+) -> np.ndarray:
+    """``lfc`` (natural log) with the apeGLM MAP of ``genes`` put in, as log2 fold changes.
+
+    ``genes`` are positions in ``lfc`` (the genes with a non-zero count); ``counts``
+    (samples x those genes), ``dispersions``, ``mle`` (their maximum likelihood
+    coefficients, genes x p) and ``se`` (the coefficient's standard errors) are theirs;
+    ``scale`` is :func:`prior_scale` over every gene of the fit. A gene's value depends on
+    its own data only, whatever the other genes given: a DE split by gene shards calls this
+    per shard and gets the one-job values.
+    """
+    design = np.asarray(design, dtype=float)
+    counts = np.asarray(counts)
+    size = 1.0 / np.asarray(dispersions, dtype=float)
+    offset = np.log(np.asarray(size_factors, dtype=float))
+    mle = np.asarray(mle, dtype=float)
     mle = np.where(np.isfinite(mle), mle, 0.0)
+    index = shrink_index
     beta, converged = apeglm_map(design, counts, size, offset, index, scale, mle, n_cpus=n_cpus)
     # A second mode, near zero, needs the Cauchy term's least curvature, -1 / (4 s^2), to
     # outweigh the likelihood's, about 1 / SE^2: only genes with SE > 2 s can have one
     # (SE > 1.5 s are refitted from zero, for the likelihood's departure from a quadratic).
-    se = stats.SE.to_numpy(dtype=float)[genes]
-    wide = np.flatnonzero(~(se <= 1.5 * scale))
+    wide = np.flatnonzero(~(np.asarray(se, dtype=float) <= 1.5 * scale))
     near_zero = mle[wide].copy()
     near_zero[:, index] = 0.0
     other, other_converged = apeglm_map(
@@ -320,8 +351,39 @@ def shrunk_lfc(stats, coefficient: str, n_cpus: int = 1) -> np.ndarray:
     log.debug("apeGLM: %d of %d genes by pydeseq2's optimiser", own.sum(), own.size)
     refit = _pydeseq2_map(design, counts, size, offset, scale, index, np.flatnonzero(own), n_cpus)
     beta[own] = refit
-    lfc = stats.LFC[coefficient].to_numpy(dtype=float).copy()
+    out = np.asarray(lfc, dtype=float).copy()
     new = beta[:, index]
     finite = np.isfinite(new)
-    lfc[genes[finite]] = new[finite]
-    return lfc / np.log(2)
+    out[np.asarray(genes)[finite]] = new[finite]
+    return out / np.log(2)
+
+
+def shrunk_lfc(stats, coefficient: str, n_cpus: int = 1) -> np.ndarray:
+    """The log2 fold change ``stats.lfc_shrink(coeff=coefficient)`` would give, per gene.
+
+    ``stats`` is a pydeseq2 ``DeseqStats`` after ``summary()`` of the contrast that is
+    ``coefficient`` alone (its standard errors are the coefficient's); it is left unchanged.
+    As pydeseq2: the counts are the dataset's (before any Cook's replacement), the
+    dispersions its final ones, the prior scale adapted from the Wald estimates and
+    standard errors of ``coefficient`` (:func:`prior_scale`), genes with only zero counts
+    and genes whose MAP is not finite keep the unshrunk fold change. Genes whose Newton fit
+    does not converge are refitted with pydeseq2's own optimiser.
+    """
+    dds = stats.dds
+    index = list(stats.LFC.columns).index(coefficient)
+    lfc = stats.LFC[coefficient].to_numpy(dtype=float).copy()
+    se = stats.SE.to_numpy(dtype=float)
+    genes = np.asarray(dds.non_zero_idx)
+    return shrink_genes(
+        lfc,
+        genes,
+        np.asarray(stats.design_matrix.values, dtype=float),
+        np.asarray(dds.X)[:, genes],
+        dds.var["dispersions"].to_numpy(dtype=float)[genes],
+        dds.obs["size_factors"].to_numpy(dtype=float),
+        stats.LFC.to_numpy(dtype=float)[genes],
+        se[genes],
+        index,
+        prior_scale(lfc, se),
+        n_cpus,
+    )

@@ -11,6 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+#: The keys that plan the DE fits (designs, samples, backend, gene shards): read by the DE
+#: rule and by each job of the DE split by genes.
+_DE_PLAN: tuple[str, ...] = (
+    "de.covariates",
+    "de.inference",
+    "de.blocked_min_subjects",
+    "de.keep_unpaired_subjects",
+    "de.contrasts",
+    "de.shards",
+    "timepoints",
+    "groups.patient",
+)
+
 #: Stage (rule) -> the config keys it uses, dotted for nested keys.
 STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "build_anndata": (
@@ -65,61 +78,16 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
         "seed",
     ),
     "differential_expression": (
-        "de.covariates",
+        *_DE_PLAN,
         "de.alpha",
-        "de.inference",
-        "de.blocked_min_subjects",
         "de.shrink_max_coefficients",
-        "de.keep_unpaired_subjects",
         "de.wald_distribution",
-        "de.contrasts",
-        "de.shards",
-        "timepoints",
-        "groups.patient",
     ),
     # de.shards: the jobs of the DE split by genes (ifnsig.de.shards).
-    "de_size_factors": (
-        "de.covariates",
-        "de.inference",
-        "de.blocked_min_subjects",
-        "de.keep_unpaired_subjects",
-        "de.contrasts",
-        "de.shards",
-        "timepoints",
-        "groups.patient",
-    ),
-    "de_genewise_dispersions": (
-        "de.covariates",
-        "de.inference",
-        "de.blocked_min_subjects",
-        "de.keep_unpaired_subjects",
-        "de.contrasts",
-        "de.shards",
-        "timepoints",
-        "groups.patient",
-    ),
-    "de_dispersion_prior": (
-        "de.covariates",
-        "de.inference",
-        "de.blocked_min_subjects",
-        "de.keep_unpaired_subjects",
-        "de.contrasts",
-        "de.shards",
-        "timepoints",
-        "groups.patient",
-    ),
-    "de_shard_tests": (
-        "de.covariates",
-        "de.inference",
-        "de.blocked_min_subjects",
-        "de.keep_unpaired_subjects",
-        "de.contrasts",
-        "de.shards",
-        "timepoints",
-        "groups.patient",
-        "de.alpha",
-        "de.wald_distribution",
-    ),
+    "de_size_factors": _DE_PLAN,
+    "de_genewise_dispersions": _DE_PLAN,
+    "de_dispersion_prior": _DE_PLAN,
+    "de_shard_tests": (*_DE_PLAN, "de.alpha", "de.wald_distribution"),
     "plot_de": ("de.alpha", "scores.primary_signature"),
     "export_matrices": (),
     "annotate_cohort": (),

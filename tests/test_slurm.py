@@ -1,5 +1,6 @@
 """Runs a workflow through a real one-node SLURM cluster (tests/slurm/cluster.sh) with the
-profile in profiles/slurm, and checks it gives the same outputs as a local run.
+profile in profiles/slurm, its DE split in gene shards, and checks it gives the same outputs
+as a local run with the DE in one job.
 
 Needs root and apt-get (to install slurm-wlm and munge); skipped otherwise.
 """
@@ -16,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
@@ -120,13 +122,19 @@ def _requested_resources() -> dict[str, tuple[str, str, str]]:
 def test_workflow_through_slurm_matches_local(
     slurm_cluster: Path, small_run: Path, tmp_path: Path
 ) -> None:
-    # The session's local run of the small cohort is the reference; the SLURM run starts
-    # from the same inputs and configuration.
+    # The session's local run of the small cohort is the reference (its DE one job); the
+    # SLURM run starts from the same inputs and configuration, but with the DE split in two
+    # gene shards, whose jobs (de.smk) all go through the profile.
     local = small_run
     cluster = tmp_path / "slurm"
     shutil.copytree(
         local, cluster, ignore=shutil.ignore_patterns("results", "logs", "benchmarks", ".snakemake")
     )
+    config_file = cluster / "config" / "config.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    assert config["de"]["shards"] == "auto", config["de"]  # one job for the small cohort
+    config["de"]["shards"] = 2
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     tables = sorted(p.relative_to(local).as_posix() for p in local.glob("results/**/*.tsv"))
     assert any(t.startswith("results/de/") for t in tables), tables
 
@@ -135,15 +143,30 @@ def test_workflow_through_slurm_matches_local(
     run_through_slurm(cluster, tables, SNAKEFILE_ARGS)
     print(f"\nsmall cohort through SLURM: {time.monotonic() - started:.0f} s")
 
+    # The sharded DE's tables (and all that follow from them) are the one-job ones, byte
+    # for byte.
     different = [t for t in tables if not filecmp.cmp(local / t, cluster / t, shallow=False)]
     assert not different, f"outputs differ between local and SLURM runs: {different}"
+    shards = sorted(p.name for p in (cluster / "results" / "de" / "shards").glob("*.pkl"))
+    assert shards == [
+        *(f"genewise.{i}.pkl" for i in range(2)),
+        "prior.pkl",
+        "size_factors.pkl",
+        *(f"tests.{i}.pkl" for i in range(2)),
+    ], shards
 
     # Every rule ran as its own SLURM job, with the memory and time its rule computes from
     # the input size (not the 500 MB / 5 min test defaults), and the profile's fixed request
     # for enrichment.
     requested = _requested_resources()
-    for rule in ("build_anndata", "normalize", "differential_expression", "enrichment"):
+    rules = ["build_anndata", "normalize", "differential_expression", "enrichment"]
+    rules += ["de_size_factors", "de_genewise_dispersions", "de_dispersion_prior", "de_shard_tests"]
+    for rule in rules:
         assert rule in requested, f"no SLURM job for {rule}: {sorted(requested)}"
+    # A shard job's memory grows with its share of the cohort (memory_per_shard), above the
+    # rule's base and not the 500 MB test default.
+    memory = requested["de_shard_tests"][0]
+    assert memory.endswith("M") and int(memory[:-1]) >= 1000, requested
     memory, limit, cpus = requested["differential_expression"]
     assert memory.endswith("M") and int(memory[:-1]) >= 2000, requested
     assert limit == "10:00", requested

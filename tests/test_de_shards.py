@@ -18,6 +18,7 @@ import pytest
 
 from ifnsig import data, de, stages
 from ifnsig.de import shards
+from ifnsig.errors import InputError
 from ifnsig.settings import stage_settings
 from ifnsig.validation import validate_config
 
@@ -114,6 +115,18 @@ def test_size_factors_read_in_blocks_are_pydeseq2s(tmp_path, monkeypatch):
     _, expected = deseq2_norm_transform(counts, logmeans, finite)
     found = shards.fit_size_factors(str(tmp_path / "c.h5ad"), rows, adata.n_vars)
     assert np.array_equal(found, expected)
+
+
+def test_size_factors_when_every_gene_has_a_zero_ask_for_one_job(tmp_path):
+    # pydeseq2 switches to iterative size factors over all genes at once: not shardable.
+    adata = cohort(6, 30, seed=1)
+    adata.X[np.arange(30) % adata.n_obs, np.arange(30)] = 0
+    data.write_h5ad(adata, tmp_path / "c.h5ad")
+    with pytest.raises(InputError) as caught:
+        shards.fit_size_factors(str(tmp_path / "c.h5ad"), np.arange(adata.n_obs), adata.n_vars)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'c.h5ad'}: every gene has a zero count"), message
+    assert "of the 12 samples" in message and "set de.shards: 1 in config/" in message, message
 
 
 def test_paired_blocked_sharded_tables_are_the_one_job_tables(tmp_path):

@@ -34,7 +34,9 @@ import numpy as np
 import pandas as pd
 from anndata.io import read_elem
 
+from ifnsig.config_files import origin
 from ifnsig.de.plan import Fit, design_matrix
+from ifnsig.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +117,12 @@ def fit_size_factors(path: str, rows: np.ndarray, n_genes: int) -> np.ndarray:
     log count per gene over the samples, then per sample the median log ratio over the genes
     whose mean is finite), first by gene blocks, then by sample blocks, so memory is bounded
     by :data:`BLOCK_CELLS` cells whatever the cohort.
+
+    Raises
+    ------
+    InputError
+        When every gene has a zero count: pydeseq2 then switches to iterative size factors
+        over every gene at once (``fit_size_factors``), which only the one-job DE does.
     """
     rows = np.asarray(rows, dtype=np.intp)
     block = max(1, BLOCK_CELLS // max(len(rows), 1))
@@ -128,9 +136,11 @@ def fit_size_factors(path: str, rows: np.ndarray, n_genes: int) -> np.ndarray:
             logmeans[start:stop] = np.log(block_counts).mean(axis=0)
     finite = ~np.isinf(logmeans)
     if not finite.any():
-        raise ValueError(
-            "every gene has a zero count in some sample, so pydeseq2 switches to iterative "
-            "size factors, which need every gene at once; set de.shards: 1."
+        raise InputError(
+            f"{path}: every gene has a zero count in at least one of the {len(rows)} samples "
+            "of a fit, so pydeseq2 estimates their size factors iteratively over all genes "
+            "at once, which the DE split by gene shards cannot do; set de.shards: 1 in "
+            f"{origin('de.shards')} to fit this cohort in one job."
         )
     position = pd.Series(np.arange(len(rows)), index=rows)
     medians = np.empty(len(rows))

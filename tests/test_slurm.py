@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import filecmp
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -117,6 +118,18 @@ def _requested_resources() -> dict[str, tuple[str, str, str]]:
         rule = comment.removeprefix("rule_").split("_wildcards")[0]
         requested[rule] = (memory, limit, cpus)
     return requested
+
+
+def test_every_rule_with_threads_from_cores_has_profile_threads() -> None:
+    # Without --cores, heavy_threads() gives 1 CPU to sbatch but --cores' threads to the
+    # job's srun inside, which SLURM refuses ("More processors requested than permitted").
+    rules = "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
+    heavy = set(
+        re.findall(r"rule (\w+):(?:(?!\n\s*rule ).)*?threads: heavy_threads\(\)", rules, re.S)
+    )
+    profile = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())
+    assert {"differential_expression", "de_shard_tests"} <= heavy, heavy
+    assert heavy <= set(profile["set-threads"]), sorted(heavy - set(profile["set-threads"]))
 
 
 def test_workflow_through_slurm_matches_local(

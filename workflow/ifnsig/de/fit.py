@@ -158,7 +158,9 @@ def contrast_tests(
             yield ContrastTest(name, stats, table, test, coefficient)
 
 
-def reported_table(name: str, table: pd.DataFrame, symbols: pd.Series, alpha: float):
+def reported_table(
+    name: str, table: pd.DataFrame, symbols: pd.Series, alpha: float
+) -> pd.DataFrame:
     """A contrast's table as reported: gene ID and symbol, DESeq2's columns, ``padj``.
 
     ``padj`` is BH after DESeq2's independent filtering at ``alpha``, over every gene of

@@ -320,14 +320,12 @@ def _shrunk(
     out = []
     for shard, (part, mle) in enumerate(zip(parts, mles, strict=True)):
         genes = np.flatnonzero(part["_non_zero"].to_numpy(dtype=bool))
-        lfc = part["_lfc"].to_numpy(dtype=float)
-        counts = read_shard(shard)[:, genes] if len(genes) else np.empty((len(design), 0))
         out.append(
             shrink_genes(
-                lfc,
+                part["_lfc"].to_numpy(dtype=float),
                 genes,
                 design,
-                counts,
+                read_shard(shard)[:, genes],
                 part["_dispersions"].to_numpy(dtype=float)[genes],
                 size_factors,
                 mle[genes],

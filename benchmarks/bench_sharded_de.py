@@ -79,7 +79,11 @@ def step(work: Path, name: str, shard: int | None, n_shards: int) -> None:
         settings["shard"] = {"index": shard, "count": n_shards}
 
     def tables(folder: str) -> dict[str, str]:
-        return {TABLE: str(work / f"{folder}.tsv"), f"{TABLE}.samples": str(work / "s.tsv")}
+        return {
+            TABLE: str(work / f"{folder}.tsv"),
+            f"{TABLE}.samples": str(work / "s.tsv"),
+            "design_checks": str(work / f"{folder}.design_checks.tsv"),
+        }
 
     stage_de = stage_settings(copy.deepcopy(cfg), "differential_expression")
     if name == "one_job":
@@ -130,7 +134,10 @@ def main(argv: list[str] | None = None) -> None:
         sharded += [child(work, "de_dispersion_prior", None, n)]
         sharded += [child(work, "de_shard_tests", i, n) for i in range(n)]
         sharded += [child(work, "gather", None, n)]
-        identical = (work / "one.tsv").read_bytes() == (work / "many.tsv").read_bytes()
+        identical = all(
+            (work / f"one{end}").read_bytes() == (work / f"many{end}").read_bytes()
+            for end in (".tsv", ".design_checks.tsv")
+        )
     frame = pd.DataFrame(rows + sharded).assign(
         n_samples=args.samples, n_genes=args.genes, n_shards=args.shards, identical=identical
     )

@@ -315,7 +315,11 @@ def quality_control(inputs: Paths, outputs: Paths, settings: dict, threads: int 
     colors = ["timepoint", "group", "batch", "drug", *status.columns.drop("sample")]
     plots.pca(result.pca, result.pca_variance_ratio, summary.obs, colors, outputs["pca"])
     plots.qc_correlation_heatmap(
-        result.correlation, samples, set(result.flags["sample"]), outputs["correlation"]
+        result.correlation,
+        samples.iloc[result.heatmap_rows],
+        set(result.flags["sample"]),
+        outputs["correlation"],
+        n_total=len(samples),
     )
     plots.qc_metric_bars(
         result.samples[["sample", *quality.METRICS]],

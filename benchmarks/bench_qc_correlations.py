@@ -66,10 +66,12 @@ def whole_checks(vst: np.ndarray, sheet: pd.DataFrame) -> pd.DataFrame:
     same = subjects[:, None] == subjects[None, :]
     own = np.where(same, r, -np.inf)
     other = np.where(~same, r, -np.inf)
+    own_r = own[np.arange(n), own.argmax(axis=1)]
     table = pd.DataFrame(
         {
             "sample": sheet["sample"],
-            "own_r": own[np.arange(n), own.argmax(axis=1)],
+            # A subject's only sample has no own match (NaN, as the pairing table says).
+            "own_r": np.where(np.isfinite(own_r), own_r, np.nan),
             "best_other_r": other[np.arange(n), other.argmax(axis=1)],
         }
     )
@@ -157,7 +159,7 @@ def main() -> None:
     if len(tables) == 2:
         blocked, whole = tables["blocked"], tables["whole"]
         columns = ["own_r", "best_other_r", "median_r"]
-        same = np.allclose(blocked[columns], whole[columns], rtol=0, atol=1e-12)
+        same = np.allclose(blocked[columns], whole[columns], rtol=0, atol=1e-12, equal_nan=True)
         print(f"blocked tables equal the whole-matrix ones (to 1e-12): {same}")
         for row in rows:
             row["equal"] = same

@@ -156,7 +156,7 @@ def test_a_fractional_count_names_its_cell_in_a_later_block(tmp_path, small_bloc
         ("none", {"sample_column": "donor"}, "obs has no column 'donor'.*sample, type"),
         ("none", {"layer": "raw"}, "layer 'raw' .* is not in the file"),
         ("negative", {}, "in cell 'cell4' is negative"),
-        ("missing_sample", {}, "cell 'cell7' has no value in obs column 'sample'"),
+        ("missing_sample", {}, "1 cell.s. have no value in obs column 'sample', the first 'cell7'"),
         ("no_x", {}, "has no X matrix; set h5ad.layer .*layers: counts"),
         ("duplicate_gene", {}, "gene 'MX1' appears more than once"),
     ],

@@ -190,10 +190,11 @@ def _cell_samples(obs: pd.DataFrame, path: Path, settings: dict) -> pd.Series:
     samples = obs.loc[mask, sample_column]
     missing = samples.isna().to_numpy()
     if missing.any():
+        first = samples.index[np.flatnonzero(missing)[0]]
         raise InputError(
-            f"{path}: cell '{samples.index[np.flatnonzero(missing)[0]]}' has no value in obs "
-            f"column '{sample_column}' ({int(missing.sum())} cells); give every cell its sample "
-            "or remove the cells without one."
+            f"{path}: {int(missing.sum())} cell(s) have no value in obs column "
+            f"'{sample_column}', the first '{first}'; give every cell its sample or remove the "
+            "cells without one."
         )
     return samples.astype(str)
 

@@ -93,6 +93,10 @@ EDITED = [
     "enrichment_dotplot.rst",
     "qc_flags.rst",
     "response.rst",
+    "response_roc.rst",
+    "baseline_prediction.rst",
+    "findings.rst",
+    "patients.rst",
 ]
 
 

@@ -23,7 +23,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
 SLURM_PROFILE = REPO / "profiles" / "slurm"
-RUN_TIMEOUT_S = 900
+RUN_TIMEOUT_S = 1800  # a guard against a hung run, not a time limit: loaded machines are slow
 START_TIMEOUT_S = 600  # includes apt-get install on a fresh machine
 
 # Settings for the test cluster on top of profiles/slurm (profiles/default is loaded too, as

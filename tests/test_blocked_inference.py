@@ -193,6 +193,24 @@ def test_design_rank_is_numpys() -> None:
     assert design_rank(x) == np.linalg.matrix_rank(x.to_numpy()) == x.shape[1] - 1
 
 
+def test_chunks_keep_every_process_busy() -> None:
+    """Equal chunks, at least two per process and a multiple of the processes."""
+    for n_cpus, n_samples, n_genes in [
+        (2, 1000, 5000),
+        (2, 1000, 20000),
+        (3, 200, 100),
+        (1, 50, 7),
+    ]:
+        chunks = BlockedInference(n_cpus=n_cpus)._chunks(n_samples, n_genes)
+        sizes = [c.stop - c.start for c in chunks]
+        assert chunks[0].start == 0 and chunks[-1].stop == n_genes
+        assert all(a.stop == b.start for a, b in zip(chunks, chunks[1:], strict=False))
+        assert len(chunks) % n_cpus == 0 and len(chunks) >= 2 * n_cpus
+        assert (
+            max(sizes) <= max(32, 2**20 // n_samples) and max(sizes) - min(sizes) <= max(sizes) // 2
+        )
+
+
 def test_blocked_normal_equations_match_dense() -> None:
     x = paired_design(9, 3)
     bd = detect_block_design(x, min_levels=2)

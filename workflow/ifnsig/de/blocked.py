@@ -709,8 +709,9 @@ class BlockedInference(DESeq2Inference):
 
     def _chunks(self, n_samples: int, n_genes: int) -> list[slice]:
         size = self.chunk_size or max(32, _CHUNK_CELLS // max(n_samples, 1))
-        # At least two chunks per process and a multiple of the processes, of equal size:
-        # with 5 chunks on 2 processes one process runs 3 while the other waits after 2.
+        # At least two chunks per process and a multiple of the processes (as far as the
+        # genes allow), of equal size: with 5 chunks on 2 processes one process runs 3
+        # while the other waits after 2.
         n_chunks = math.ceil(n_genes / max(size, 1))
         n_chunks = max(2 * self.n_cpus, math.ceil(n_chunks / self.n_cpus) * self.n_cpus)
         size = max(1, math.ceil(n_genes / n_chunks))

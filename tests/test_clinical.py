@@ -153,6 +153,27 @@ def test_bh_keeps_missing_values():
     assert q[0] == pytest.approx(0.02) and q[2] == pytest.approx(0.04)
 
 
+def test_bootstrap_intervals_left_empty_say_why_without_library_warnings(caplog):
+    import logging
+    import warnings
+
+    caplog.set_level(logging.INFO)
+    stats.new_job()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # Four subjects changing alike: every jackknife mean is the same (degenerate).
+        same = stats.bootstrap_ci((np.ones(4),), np.mean, 99, 0.95, np.random.default_rng(0))
+        again = stats.bootstrap_ci((np.ones(4),), np.mean, 99, 0.95, np.random.default_rng(1))
+        few = stats.bootstrap_ci((np.ones(2),), np.mean, 99, 0.95, np.random.default_rng(0))
+        low, high = stats.bootstrap_ci(
+            (np.arange(6.0),), np.mean, 99, 0.95, np.random.default_rng(0)
+        )
+    assert np.isnan([*same, *again, *few]).all() and low < 2.5 < high
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2  # each reason once
+    assert "not computable from 4 subjects" in lines[0] and "needs >= 3 subjects" in lines[1]
+
+
 def test_auc_delong_by_hand():
     positive, negative = np.array([1.0, 2.0, 3.0]), np.array([0.0, 2.5])
     auc, low, high = stats.auc_delong(positive, negative, confidence=0.5)

@@ -366,16 +366,16 @@ def match_gene_sets(
         if len(found) < min_genes:
             if len(found) == len(current_genes):
                 what = (
-                    f"has {len(found)} genes, all found in the dataset, fewer than the "
+                    f" has {len(found)} genes, all found in the dataset, fewer than the "
                     f"minimum {min_genes}"
                 )
             else:
                 what = (
-                    f"only {len(found)} of {len(current_genes)} genes found in the dataset "
+                    f": only {len(found)} of {len(current_genes)} genes found in the dataset "
                     f"(minimum {min_genes})"
                 )
             warnings.warn(
-                f"Gene set '{name}'{source} {what}; its score rests on few genes.",
+                f"Gene set '{name}'{source}{what}; its score rests on few genes.",
                 GeneSetCoverageWarning,
                 stacklevel=2,
             )

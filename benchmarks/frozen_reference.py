@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ifnsig import data, demo, reference
-from ifnsig.simulate import CohortSpec, simulate_cohort
+from ifnsig.simulate import CohortSpec, simulate_cohort, split_by_subject
 
 KEYS = ["sample", "signature", "method"]
 
@@ -80,12 +80,8 @@ def depth_rows(config: dict, args) -> list[dict]:
     cohort = simulate_cohort(spec)
     subjects = cohort.truth_subjects
     rng = np.random.default_rng(0)
-    second = set()
-    for group in ["patient", "control"]:
-        names = subjects.loc[subjects["group"] == group, "subject"].to_numpy()
-        second |= set(rng.choice(names, len(names) // 2, replace=False))
+    in_second = split_by_subject(cohort, rng)
     samples = cohort.samples.set_index("sample", drop=False)
-    in_second = samples["subject"].isin(second)
     methods = list(config["scores"]["methods"])
     _, ref = run(cohort.counts.loc[:, samples.index[~in_second]], samples[~in_second], config,
                  methods)  # fmt: skip

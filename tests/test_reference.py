@@ -10,7 +10,7 @@ import pytest
 
 from ifnsig import data, demo, genesets, reference, scores
 from ifnsig.errors import InputError
-from ifnsig.simulate import CohortSpec, simulate_cohort
+from ifnsig.simulate import CohortSpec, simulate_cohort, split_by_subject
 
 # Its module fixtures are computed once: one pytest-xdist worker takes the whole module.
 pytestmark = pytest.mark.xdist_group("reference")
@@ -195,12 +195,8 @@ def test_reference_from_one_cohort_calls_a_shallower_second_cohort():
     cohort = simulate_cohort(CohortSpec(n_patients=50, n_controls=24, n_genes=2000, seed=5))
     subjects = cohort.truth_subjects
     rng = np.random.default_rng(0)
-    second = set()
-    for group in ["patient", "control"]:
-        names = subjects.loc[subjects["group"] == group, "subject"].to_numpy()
-        second |= set(rng.choice(names, len(names) // 2, replace=False))
+    in_second = split_by_subject(cohort, rng)
     samples = cohort.samples.set_index("sample", drop=False)
-    in_second = samples["subject"].isin(second)
     config = demo.config()
     first_counts = cohort.counts.loc[:, samples.index[~in_second]]
     adata, matched, mask, table = run_scores(

@@ -359,17 +359,23 @@ def findings_page(
     cohort(page, frames["samples"], settings, paths["samples"])
     positivity(page, frames["scores"], settings, paths["scores"])
     score_change(page, frames["paired_tests"], settings, paths["paired_tests"])
-    differential_expression(
-        page,
-        {name: frames[f"de:{name}"] for name in de_names},
-        settings["de"]["alpha"],
-        {name: paths[f"de:{name}"] for name in de_names},
-    )
+
+    def of(prefix: str, names: list[str]) -> tuple[dict, dict]:
+        """The frames and paths of one kind of per-contrast table, by contrast."""
+        return (
+            {name: frames[f"{prefix}:{name}"] for name in names},
+            {name: paths[f"{prefix}:{name}"] for name in names},
+        )
+
+    tables, where = of("de", de_names)
+    differential_expression(page, tables, settings["de"]["alpha"], where)
+    top = settings["findings"]["top_gene_sets"]
+    tables, where = of("prerank", de_names)
     top_ranked_sets(
         page,
-        {name: frames[f"prerank:{name}"] for name in de_names},
-        settings["findings"]["top_gene_sets"],
-        {name: paths[f"prerank:{name}"] for name in de_names},
+        tables,
+        top,
+        where,
         column="nes",
         label="NES",
         section="Top gene sets by preranked GSEA (gene permutations: a ranking)",
@@ -377,11 +383,12 @@ def findings_page(
     )
     with_sets = [name for name in de_names if f"sets:{name}" in frames]
     if with_sets:
+        tables, where = of("sets", with_sets)
         top_ranked_sets(
             page,
-            {name: frames[f"sets:{name}"] for name in with_sets},
-            settings["findings"]["top_gene_sets"],
-            {name: paths[f"sets:{name}"] for name in with_sets},
+            tables,
+            top,
+            where,
             column="estimate",
             label="change",
             section="Top gene sets by the set tests (sample permutations, for inference)",

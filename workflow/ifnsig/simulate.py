@@ -619,6 +619,19 @@ def simulate_cohort(spec: CohortSpec | None = None) -> Cohort:
     )
 
 
+def split_by_subject(cohort: Cohort, rng: np.random.Generator) -> pd.Series:
+    """Half the patients and half the controls drawn with ``rng``: True for the samples of
+    those subjects, by sample. Two cohorts of one population, for a reference saved from one
+    and applied to the other."""
+    subjects = cohort.truth_subjects
+    second: set[str] = set()
+    for group in ["patient", "control"]:
+        names = subjects.loc[subjects["group"] == group, "subject"].to_numpy()
+        second |= set(rng.choice(names, len(names) // 2, replace=False))
+    samples = cohort.samples.set_index("sample", drop=False)
+    return samples["subject"].isin(second)
+
+
 def median_fold_change_scores(
     cohort: Cohort, signatures: tuple[str, ...] = ("RICE2013_6",)
 ) -> pd.DataFrame:

@@ -239,6 +239,7 @@ def top_ranked_sets(
         for i, (_, row) in enumerate(ranked.head(top).iterrows()):
             at = f"{key}.{name}.{i + 1}"
             page.values[f"{at}.gene_set"] = row["gene_set"]
+            page.sources[f"{at}.gene_set"] = table
             direction = (
                 f"{html.escape(str(row['direction']))}, " if "direction" in row.index else ""
             )

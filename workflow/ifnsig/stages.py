@@ -315,7 +315,11 @@ def quality_control(inputs: Paths, outputs: Paths, settings: dict, threads: int 
     colors = ["timepoint", "group", "batch", "drug", *status.columns.drop("sample")]
     plots.pca(result.pca, result.pca_variance_ratio, summary.obs, colors, outputs["pca"])
     plots.qc_correlation_heatmap(
-        result.correlation, samples, set(result.flags["sample"]), outputs["correlation"]
+        result.correlation,
+        samples.iloc[result.heatmap_rows],
+        set(result.flags["sample"]),
+        outputs["correlation"],
+        n_total=len(samples),
     )
     plots.qc_metric_bars(
         result.samples[["sample", *quality.METRICS]],
@@ -819,8 +823,16 @@ def enrichment(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) 
     comparison = set_tests.comparison_for(contrast, within_group, fitted, settings["timepoints"])
     obs, var, vst = quality.read_layer(inputs["normalized"], "vst")
     values = pd.DataFrame(vst, index=obs.index.astype(str), columns=var.index.astype(str))
+    # A symbol shared by several gene IDs is tested, as it is ranked, by the ID with the
+    # highest baseMean (enrichment.one_row_per_symbol).
+    base_mean = table.set_index(table["gene_id"].astype(str))["baseMean"]
     scores_by_set, n_genes = set_tests.set_scores(
-        values, var["symbol"].astype(str), sets, chosen["min_size"], chosen["max_size"]
+        values,
+        var["symbol"].astype(str),
+        sets,
+        chosen["min_size"],
+        chosen["max_size"],
+        means=base_mean[~base_mean.index.duplicated()],
     )
     tested = set_tests.set_tests(
         scores_by_set,

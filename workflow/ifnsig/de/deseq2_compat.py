@@ -29,12 +29,15 @@ a median relative difference of 1e-6.
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 
 import numpy as np
 import pandas as pd
 from pydeseq2.default_inference import DefaultInference
 from scipy.stats import false_discovery_control
+
+log = logging.getLogger(__name__)
 
 MIN_DISPERSION = 1e-8
 
@@ -282,12 +285,35 @@ def deseq_dataset_class():
             self.var["_pvalue_cooks_outlier"] = outlier
             return self.var["_pvalue_cooks_outlier"]
 
+        def near_poisson(self) -> bool:
+            """Whether every gene-wise dispersion is below 100 x the minimum (DESeq2's test
+            before its trend fit): no trend, prior or MAP step can be fitted to them."""
+            genewise = self.var.loc[self.var["non_zero"], "genewise_dispersions"]
+            return bool(len(genewise)) and bool((genewise < 100 * self.min_disp).all())
+
         def fit_dispersion_trend(self, vst: bool = False) -> None:
             # pydeseq2's VST calls its own trend fit directly, so only the DE path is here.
+            if not vst and "genewise_dispersions" not in self.var:
+                self.fit_genewise_dispersions()
+            if not vst and self.near_poisson():
+                # DESeq2 stops here and advises the gene-wise estimates as final
+                # dispersions; pydeseq2 would take the trimmed mean of an empty selection
+                # (NaN) and carry it through the prior and MAP steps.
+                log.warning(
+                    "all %d gene-wise dispersions are below 100 x the minimum %.0e (counts "
+                    "close to Poisson, as with few genes or samples): no dispersion trend or "
+                    "prior can be fitted, so the gene-wise estimates are the final "
+                    "dispersions, as DESeq2 advises",
+                    int(self.var["non_zero"].sum()),
+                    self.min_disp,
+                )
+                genewise = self.var["genewise_dispersions"]
+                self.uns["disp_function_type"] = "mean"
+                self.uns["mean_disp"] = float(genewise[self.var["non_zero"]].mean())
+                self.var["fitted_dispersions"] = genewise.where(self.var["non_zero"])
+                return None
             if vst or self.fit_type != "parametric":
                 return super().fit_dispersion_trend(vst)
-            if "genewise_dispersions" not in self.var:
-                self.fit_genewise_dispersions()
             genes = self.var.loc[self.non_zero_genes]
             coefficients = parametric_dispersion_trend(
                 genes["_normed_means"].to_numpy(),
@@ -306,6 +332,14 @@ def deseq_dataset_class():
             return None
 
         def fit_dispersion_prior(self) -> None:
+            if "fitted_dispersions" not in self.var:
+                self.fit_dispersion_trend()
+            if self.near_poisson():
+                # No residual to fit a prior to: the prior is left at DESeq2's floor and
+                # the MAP step keeps the gene-wise estimates (fit_MAP_dispersions).
+                self.uns["_squared_logres"] = 0.0
+                self.uns["prior_disp_var"] = np.float64(0.25)
+                return
             df = self.n_obs - self.obsm["design_matrix"].shape[-1]
             with warnings.catch_warnings():
                 # pydeseq2 warns that the MAD estimate is poor below 4 df; DESeq2's
@@ -323,6 +357,15 @@ def deseq_dataset_class():
                 self.uns["prior_disp_var"] = np.float64(variance)
 
         def fit_MAP_dispersions(self) -> None:  # noqa: N802 (pydeseq2's name)
+            if "prior_disp_var" not in self.uns:
+                self.fit_dispersion_prior()
+            if self.near_poisson():
+                genewise = self.var["genewise_dispersions"].where(self.var["non_zero"])
+                self.var["MAP_dispersions"] = genewise
+                self.var["dispersions"] = genewise.copy()
+                self.var["_MAP_converged"] = pd.array(self.var["non_zero"], dtype="boolean")
+                self.var["_outlier_genes"] = False
+                return
             genewise = self.var.loc[self.var["non_zero"], "genewise_dispersions"].to_numpy()
             trend = self.var.loc[self.var["non_zero"], "fitted_dispersions"].to_numpy()
             start = np.where(genewise > 0.1 * trend, genewise, trend)

@@ -287,9 +287,15 @@ def deseq_dataset_class():
 
         def near_poisson(self) -> bool:
             """Whether every gene-wise dispersion is below 100 x the minimum (DESeq2's test
-            before its trend fit): no trend, prior or MAP step can be fitted to them."""
-            genewise = self.var.loc[self.var["non_zero"], "genewise_dispersions"]
-            return bool(len(genewise)) and bool((genewise < 100 * self.min_disp).all())
+            before its trend fit): no trend, prior or MAP step can be fitted to them.
+
+            Decided once, over every gene, and kept in ``uns``: a shard of the genes reads
+            the cohort's decision, not one of its own genes alone."""
+            if "near_poisson" not in self.uns:
+                genewise = self.var.loc[self.var["non_zero"], "genewise_dispersions"]
+                near = bool(len(genewise)) and bool((genewise < 100 * self.min_disp).all())
+                self.uns["near_poisson"] = near
+            return bool(self.uns["near_poisson"])
 
         def fit_dispersion_trend(self, vst: bool = False) -> None:
             # pydeseq2's VST calls its own trend fit directly, so only the DE path is here.

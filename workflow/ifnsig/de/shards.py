@@ -223,7 +223,14 @@ def dispersion_prior(fit: Fit, var: pd.DataFrame, samples: pd.DataFrame, setting
     dds.non_zero_genes = dds.var_names[dds.var["non_zero"].to_numpy(dtype=bool)]
     dds.fit_dispersion_trend()
     dds.fit_dispersion_prior()
-    keys = ["disp_function_type", "trend_coeffs", "mean_disp", "_squared_logres", "prior_disp_var"]
+    keys = [
+        "disp_function_type",
+        "trend_coeffs",
+        "mean_disp",
+        "_squared_logres",
+        "prior_disp_var",
+        "near_poisson",
+    ]
     return {
         "uns": {key: dds.uns[key] for key in keys if key in dds.uns},
         "fitted_dispersions": dds.var["fitted_dispersions"].copy(),

@@ -16,15 +16,13 @@ import gzip
 import logging
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, first_rules
+from conftest import first_rules, snakemake
 
 from ifnsig.errors import InputError
 from ifnsig.validation import check_inputs
@@ -195,13 +193,7 @@ def test_bad_input(name, tmp_path, monkeypatch, caplog, base_anndata):
 @pytest.mark.parametrize("name", CLI_CASES)
 def test_message_reaches_the_user_and_nothing_is_written(name, tmp_path):
     spec = make_project(name, tmp_path)
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
-    run = subprocess.run(
-        [*command, "--directory", str(tmp_path), "--cores", "1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    run = snakemake(tmp_path, "--cores", "1")
     assert run.returncode != 0
     shown = [line for line in run.stderr.splitlines() if "Input error: " in line]
     assert shown, run.stderr[-3000:]

@@ -3,8 +3,10 @@ import pandas as pd
 import pytest
 
 from ifnsig.myositis_response import (
+    CATEGORY_UPPER_BOUNDS,
     POINTS,
     ROLES,
+    THRESHOLDS,
     improvement_category,
     improvement_percent,
     improvement_points,
@@ -28,6 +30,31 @@ def clinical(rows: list[tuple]) -> pd.DataFrame:
 
 def row_of(table: pd.DataFrame, subject: str, timepoint: str = "month6") -> pd.Series:
     return table.set_index(["subject", "timepoint"]).loc[(subject, timepoint)]
+
+
+# Table 3 of Rider et al., Arthritis Rheumatol 2017;69:911-923 ("Conjoint analysis-based
+# continuous response criteria using absolute percent change in core set measures"), as
+# published at https://pmc.ncbi.nlm.nih.gov/articles/PMC5577002/table/T3, written out here
+# row by row apart from the module's constants: per measure, the level score of "worsening to
+# 5% improvement", ">5% to 15%", ">15% to 25%", ">25% to 40%", ">40%" (MMT or CMAS: worsening
+# to 2%, >2-10%, >10-20%, >20-30%, >30%); then the JDM and adult DM/PM thresholds.
+PUBLISHED_TABLE_3 = {
+    "physician_global": ((5, 15, 25, 40), (0, 7.5, 15, 17.5, 20)),
+    "patient_global": ((5, 15, 25, 40), (0, 2.5, 5, 7.5, 10)),  # "Parent Global Activity"
+    "mmt": ((2, 10, 20, 30), (0, 10, 20, 27.5, 32.5)),  # "MMT or CMAS"
+    "haq": ((5, 15, 25, 40), (0, 5, 7.5, 7.5, 10)),  # "CHAQ"
+    "enzyme": ((5, 15, 25, 40), (0, 2.5, 5, 7.5, 7.5)),  # "Enzyme (most abnormal) or CHQ-PhS"
+    "extramuscular": ((5, 15, 25, 40), (0, 7.5, 12.5, 15, 20)),  # "... or Disease Activity Score"
+}
+PUBLISHED_THRESHOLDS = {"juvenile": (30, 45, 70), "adult": (20, 40, 60)}
+
+
+def test_point_table_and_thresholds_are_the_published_table_3():
+    for role, (bounds, points) in PUBLISHED_TABLE_3.items():
+        assert CATEGORY_UPPER_BOUNDS[role] == bounds, role
+        assert POINTS[role] == points, role
+    for population, lowest in PUBLISHED_THRESHOLDS.items():
+        assert tuple(t for _, t in THRESHOLDS[population]) == lowest, population
 
 
 def test_point_table_tops_sum_to_100_and_rise_with_improvement():
@@ -92,6 +119,11 @@ def test_categories_on_thresholds():
         improvement_category([10], "child")
 
 
+# Worked examples: each measure's percent improvement put in its category of Table 3
+# (PUBLISHED_TABLE_3 above), the level scores summed, and the sum called at the published
+# thresholds. Percentages: the change as a share of the scale's range for the bounded
+# measures (0-10 cm visual analogue scales, MMT8 0-80, CHAQ 0-3), relative to baseline for
+# the enzyme (see ifnsig.myositis_response for the sources of this convention).
 WORKED = clinical(
     [
         # A: PGA 6 -> 2: 4/10 = 40%, >25-40%: 17.5. PtGA 7 -> 5: 2/10 = 20%, >15-25%: 5.
@@ -267,3 +299,22 @@ def test_demo_cohort_scores_without_missing_values():
     last = table[table["timepoint"] == "month6"].set_index("subject")
     falling = subjects.loc[last.index, "ifn_high"] & subjects.loc[last.index, "responder"]
     assert last.loc[falling, "tis"].median() > last.loc[~falling, "tis"].median() + 15
+
+
+def test_cmas_stands_in_for_mmt_on_its_own_range():
+    # Table 3's muscle row is "MMT or CMAS": CMAS 0-52 takes the MMT row on its own range.
+    # CMAS 30 -> 41: 11/52 = 21.2%, >20-30%: 27.5 (on MMT8's 0-80 range the same 11 points
+    # would be 13.8%, 20). PGA 6 -> 2: 40%, 17.5. PtGA 7 -> 5: 20%, 5. CHAQ 1.5 -> 1.0:
+    # 16.7%, 7.5. CK 1000 -> 300: 70%, 7.5. EXTRA 5 -> 3.5: 15%, 7.5. TIS 72.5: juvenile
+    # major (>= 70).
+    frame = clinical(
+        [
+            ("J", "baseline", 6.0, 7.0, 30, 1.5, 1000, 5.0),
+            ("J", "month6", 2.0, 5.0, 41, 1.0, 300, 3.5),
+        ]
+    )
+    cmas = row_of(total_improvement_score(frame, MEASURES, scale_ranges={"mmt": (0, 52)}), "J")
+    assert cmas["mmt_percent"] == pytest.approx(100 * 11 / 52) and cmas["mmt_points"] == 27.5
+    assert cmas["tis"] == pytest.approx(72.5) and cmas["improvement_category"] == "major"
+    mmt8 = row_of(total_improvement_score(frame, MEASURES), "J")
+    assert mmt8["mmt_points"] == 20 and mmt8["tis"] == pytest.approx(65)

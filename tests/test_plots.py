@@ -177,3 +177,23 @@ def test_scores_over_time_with_baseline_reference_draws_patient_lines(small_run,
     ticks = [t.get_text() for t in axis.get_xticklabels()]
     assert "reference" not in ticks and ticks[1:] == [f"patient\n{tp}" for tp in timepoints]
     assert not info["outside"]
+
+
+def test_correlation_heatmap_of_part_of_the_cohort_says_so(tmp_path, drawn):
+    rng = np.random.default_rng(5)
+    unit = rng.normal(size=(12, 30))
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    samples = pd.DataFrame(
+        {
+            "sample": [f"s{i}" for i in range(12)],
+            "group": ["patient", "control"] * 6,
+            "timepoint": ["baseline", "month3", "month6"] * 4,
+        }
+    )
+    plots.qc_correlation_heatmap(unit @ unit.T, samples, {"s1"}, tmp_path / "c.png", n_total=12)
+    assert drawn["c.png"]["titles"] == ["sample-sample correlation (flagged samples in red)"]
+    plots.qc_correlation_heatmap(
+        unit @ unit.T, samples, {"s1"}, tmp_path / "part.png", n_total=12_000
+    )
+    title = "sample-sample correlation of 12 of 12,000 samples (flagged ones included)"
+    assert drawn["part.png"]["titles"] == [title]

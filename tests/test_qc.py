@@ -354,7 +354,7 @@ def test_pairing_names_the_subject_a_swapped_sample_belongs_to():
             "timepoint": ["t1", "t2", "t1", "t3", "t2", "t1", "t2"],
         }
     )
-    table, flags = qc.pairing_check(qc.person_correlation(vst, samples), samples)
+    table, flags = qc.pairing_check(qc.person_profiles(vst, samples), samples)
     flagged = flags.set_index("sample")
     assert list(flagged.index) == ["y2"]
     assert flagged.loc["y2", "matched_subject"] == "Y"
@@ -378,9 +378,78 @@ def test_correlation_outlier_is_the_sample_unlike_all_others():
     vst = base + rng.normal(0, 0.3, (20, 500))
     vst[7] = base + rng.normal(0, 2.0, 500)
     samples = pd.DataFrame({"sample": [f"s{i}" for i in range(20)], "subject": "x"})
-    correlation = np.corrcoef(vst)
-    table, flags = qc.correlation_outliers(correlation, samples, nmads=5)
+    table, flags = qc.correlation_outliers(qc.unit_rows(vst), samples, nmads=5)
     assert list(flags["sample"]) == ["s7"]
+
+
+def paired_cohort(n_subjects: int = 30, n_genes: int = 300, seed: int = 4):
+    """Subjects with three samples each; two labels swapped, one library degraded."""
+    rng = np.random.default_rng(seed)
+    people = rng.normal(0, 1, (n_subjects, n_genes))
+    subject = np.repeat(np.arange(n_subjects), 3)
+    base = rng.normal(8, 2, n_genes)
+    vst = base + people[subject] + rng.normal(0, 1, (len(subject), n_genes))
+    vst[10] = rng.normal(8, 2, n_genes)
+    labels = subject.copy()
+    labels[[4, 40]] = labels[[40, 4]]
+    samples = pd.DataFrame(
+        {
+            "sample": [f"s{i}" for i in range(len(subject))],
+            "subject": [f"P{k}" for k in labels],
+            "group": "patient",
+            "timepoint": np.tile(["t1", "t2", "t3"], n_subjects),
+        }
+    )
+    return vst, samples
+
+
+def full_matrix_checks(vst, samples, nmads):
+    """The pairing and correlation checks as computed on whole sample x sample matrices."""
+
+    def whole(unit):
+        return np.clip(unit @ unit.T, -1.0, 1.0)
+
+    r = whole(qc.person_profiles(vst, samples))
+    subjects = samples["subject"].astype(str).to_numpy()
+    np.fill_diagonal(r, -np.inf)
+    same = subjects[:, None] == subjects[None, :]
+    own, other = np.where(same, r, -np.inf), np.where(~same, r, -np.inf)
+    n = len(r)
+    best = {
+        "own_r": own[np.arange(n), own.argmax(axis=1)],
+        "best_other_r": other[np.arange(n), other.argmax(axis=1)],
+        "best_other_sample": samples["sample"].to_numpy()[other.argmax(axis=1)],
+    }
+    r = whole(qc.unit_rows(vst))
+    np.fill_diagonal(r, np.nan)
+    return best, np.nanmedian(r, axis=1)
+
+
+@pytest.mark.parametrize("block", [None, 7])
+def test_correlation_checks_in_blocks_equal_the_whole_matrix(monkeypatch, block):
+    vst, samples = paired_cohort()
+    expected, median_r = full_matrix_checks(vst, samples, nmads=5)
+    if block:
+        monkeypatch.setattr(qc, "CORRELATION_BLOCK", block)
+    pairing, pairing_flags = qc.pairing_check(qc.person_profiles(vst, samples), samples)
+    outliers, outlier_flags = qc.correlation_outliers(qc.unit_rows(vst), samples, nmads=5)
+    # One block (every cohort up to CORRELATION_BLOCK samples): the same bits as before.
+    compare = np.testing.assert_array_equal if block is None else np.testing.assert_allclose
+    for column in ["own_r", "best_other_r"]:
+        compare(pairing[column].to_numpy(), expected[column])
+    compare(outliers["median_r"].to_numpy(), median_r)
+    assert list(pairing["best_other_sample"]) == list(expected["best_other_sample"])
+    assert set(pairing_flags["sample"]) >= {"s4", "s40"}
+    assert list(outlier_flags["sample"]) == ["s10"]
+
+
+def test_heatmap_shows_every_sample_up_to_its_limit_then_the_flagged_and_a_draw(monkeypatch):
+    names = pd.Series([f"s{i}" for i in range(40)])
+    np.testing.assert_array_equal(qc.heatmap_rows(names, {"s3"}, seed=1), np.arange(40))
+    monkeypatch.setattr(qc, "HEATMAP_SAMPLES", 10)
+    rows = qc.heatmap_rows(names, {"s3", "s39"}, seed=1)
+    assert len(rows) == 10 and {3, 39} <= set(rows) and list(rows) == sorted(rows)
+    np.testing.assert_array_equal(rows, qc.heatmap_rows(names, {"s3", "s39"}, seed=1))
 
 
 def test_marker_table_errors_name_the_file_and_the_fix(tmp_path):

@@ -156,6 +156,29 @@ def test_workflow_description_gives_parameters_and_citations(demo_report):
     assert "System Message" not in text, "reStructuredText errors in workflow.rst"
 
 
+def test_captions_carry_the_run_numbers(demo_report):
+    folder, html, _ = demo_report
+    results = embedded(html, "results")
+    numbers = pd.read_csv(folder / "results/findings/run_numbers.tsv", sep="\t", dtype=str)
+    run = dict(zip(numbers["key"], numbers["value"], strict=True))
+
+    def caption(path: str) -> str:
+        return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", results[path]["caption"]))
+
+    assert f"{run['cohort.samples']} samples of {run['cohort.subjects']} subjects" in caption(
+        "results/data/samples.tsv"
+    )
+    contrast = "month3_vs_baseline"
+    volcano = caption(f"results/plots/de/{contrast}.volcano.png")
+    assert (
+        f"{run[f'de.{contrast}.significant']} of {run[f'de.{contrast}.tested']} genes tested"
+    ) in volcano
+    scores = caption("results/scores/ifn_scores.tsv")
+    assert f"{run['positivity.positive']} of {run['positivity.patients']} patients" in scores
+    for path, entry in results.items():
+        assert "System Message" not in entry["caption"], path
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Path of a headless Chromium; installed from Debian when missing and possible."""

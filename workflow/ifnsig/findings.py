@@ -48,6 +48,9 @@ class Page:
 
     sections: list[tuple[str, list[str]]] = field(default_factory=list)
     values: dict[str, object] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    #: Numbers for the report's captions that the page itself does not show.
+    extra: dict[str, object] = field(default_factory=dict)
 
     def section(self, title: str) -> list[str]:
         items: list[str] = []
@@ -57,9 +60,28 @@ class Page:
     def num(self, key: str, value, table: str) -> str:
         """A number of the page, linked to its table and recorded under ``key``."""
         self.values[key] = value
+        self.sources[key] = table
         return (
             f'<a class="num" href="#" data-table="{html.escape(table)}" '
             f'data-key="{html.escape(key)}" title="{html.escape(table)}">{fmt(value)}</a>'
+        )
+
+    def record(self, key: str, value, table: str) -> None:
+        """Keep a number (or name) of the run for the captions only, with its table."""
+        self.extra[key] = value
+        self.sources[key] = table
+
+    def numbers(self) -> pd.DataFrame:
+        """Every number of the page: ``key``, ``value`` (as the page shows it) and ``table``,
+        the result table it was computed from. The report's captions quote them by key."""
+        every = {**self.values, **self.extra}
+        return pd.DataFrame(
+            {
+                "key": list(every),
+                "value": [v if isinstance(v, str) else fmt(v) for v in every.values()],
+                "table": [self.sources.get(key, "") for key in every],
+            },
+            columns=["key", "value", "table"],
         )
 
     def html(self) -> str:
@@ -359,6 +381,17 @@ def qc_flags(page: Page, flags: pd.DataFrame, table: str) -> None:
     )
 
 
+def scored(page: Page, scores: pd.DataFrame, table: str) -> None:
+    """What was scored (signatures, methods, samples): numbers for the report's captions,
+    not shown as a section of the page."""
+    signatures = list(dict.fromkeys(scores["signature"].astype(str)))
+    methods = list(dict.fromkeys(scores["method"].astype(str)))
+    page.record("scores.signatures", len(signatures), table)
+    page.record("scores.signature_names", ", ".join(signatures), table)
+    page.record("scores.methods", ", ".join(methods), table)
+    page.record("scores.samples", int(scores["sample"].nunique()), table)
+
+
 def findings_page(
     frames: Mapping[str, pd.DataFrame],
     paths: Mapping[str, str],
@@ -395,12 +428,14 @@ def findings_page(
     clinical_links(page, frames["correlations"], frames["mixed_models"], settings, paths)
     responders(page, frames["response"], frames["baseline_prediction"], settings, paths)
     qc_flags(page, frames["qc_flags"], paths["qc_flags"])
+    scored(page, frames["scores"], paths["scores"])
     return page
 
 
 #: One line on each table of the viewer, by file name (``*`` a contrast).
 TABLE_NOTES = {
     "samples.tsv": "The samples analysed (after exclude_samples), with their sheet columns.",
+    "run_numbers.tsv": "Every number of the findings page, with its table; captions quote them.",
     "qc_metrics.tsv": "Library, sex, pairing and outlier metrics per sample.",
     "qc_flags.tsv": "QC flags with their evidence (flags never drop samples).",
     "composition.tsv": "Cell-type marker scores per sample.",

@@ -9,7 +9,8 @@ rest of the workflow does not know where the counts came from:
   transcript-to-gene map of the user's GTF (offline);
 - ``h5ad``: an AnnData of samples x genes holding raw counts (in ``X`` or a layer), or, with
   ``h5ad.single_cell``, cells x genes summed per sample (optionally within chosen cell
-  types) into pseudobulk counts with :func:`scanpy.get.aggregate`.
+  types) into pseudobulk counts, read from the file in blocks of cells (or of genes for a
+  CSC matrix), so memory does not grow with the number of cells.
 
 :func:`count_sample_names` reads only what names the samples (a header, the folder names,
 the ``obs`` table), so the Snakefile can check the inputs at parse time; :func:`read_count_input`
@@ -22,6 +23,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -104,17 +106,50 @@ def _quant_folders(path: Path, fmt: str) -> dict[str, Path]:
     return found
 
 
-def _read_h5ad_obs(path: Path):
-    import anndata as ad
+# Stored values read per block of a single-cell matrix: about 2^23 non-zero counts of a
+# sparse matrix (or values of a dense one), some 100-200 MB with their indices and the int64
+# copy, whatever the number of cells.
+BLOCK_VALUES = 1 << 23
 
+
+def _open_h5ad(path: Path) -> h5py.File:
     try:
-        # backed: obs and var are read, the matrix stays on disk.
-        return ad.read_h5ad(path, backed="r")
+        return h5py.File(path, "r")
     except OSError as err:
         raise InputError(
             f"{path}: the file cannot be read as AnnData ({err}); write it with "
             "anndata's write_h5ad."
         ) from None
+
+
+def _read_h5ad_frame(handle: h5py.File, key: str, path: Path) -> pd.DataFrame:
+    """``obs`` or ``var`` of an open ``.h5ad``, read alone (the matrices stay on disk)."""
+    from anndata.io import read_elem
+
+    if key not in handle:
+        raise InputError(
+            f"{path}: the file has no '{key}' table, so it is not an AnnData; write it with "
+            "anndata's write_h5ad."
+        )
+    try:
+        return read_elem(handle[key])
+    except Exception as err:  # anndata raises its own types for files it cannot decode
+        raise InputError(
+            f"{path}: '{key}' cannot be read ({type(err).__name__}: {err}); write the file "
+            "again with a recent anndata (write_h5ad)."
+        ) from None
+
+
+def _read_h5ad_obs(path: Path) -> tuple[pd.DataFrame, pd.Index]:
+    """``obs`` and the gene names (``var_names``) of an ``.h5ad``, without its matrices.
+
+    anndata's backed mode keeps ``X`` on disk but reads every layer into memory; h5py reads
+    only the two tables.
+    """
+    with _open_h5ad(path) as handle:
+        obs = _read_h5ad_frame(handle, "obs", path)
+        var = _read_h5ad_frame(handle, "var", path)
+    return obs, var.index.astype(str)
 
 
 def _single_cell_settings(config: dict) -> dict:
@@ -148,6 +183,22 @@ def _cell_mask(obs: pd.DataFrame, path: Path, settings: dict) -> np.ndarray:
     return obs[type_column].astype(str).isin(cell_types).to_numpy()
 
 
+def _cell_samples(obs: pd.DataFrame, path: Path, settings: dict) -> pd.Series:
+    """The sample of each cell entering the pseudobulk (as text), indexed by cell name."""
+    sample_column = settings.get("sample_column", "sample")
+    mask = _cell_mask(obs, path, settings)
+    samples = obs.loc[mask, sample_column]
+    missing = samples.isna().to_numpy()
+    if missing.any():
+        first = samples.index[np.flatnonzero(missing)[0]]
+        raise InputError(
+            f"{path}: {int(missing.sum())} cell(s) have no value in obs column "
+            f"'{sample_column}', the first '{first}'; give every cell its sample or remove the "
+            "cells without one."
+        )
+    return samples.astype(str)
+
+
 def count_sample_names(config: dict) -> list[str]:
     """Sample names of the count input, read without loading the counts (for parse time)."""
     path = Path(config["counts"])
@@ -157,17 +208,11 @@ def count_sample_names(config: dict) -> list[str]:
     if fmt in QUANT_FILES:
         _tx2gene_path(config)
         return list(_quant_folders(path, fmt))
-    backed = _read_h5ad_obs(path)
-    try:
-        settings = _single_cell_settings(config)
-        if not settings.get("single_cell", False):
-            return [str(s) for s in backed.obs_names]
-        obs = backed.obs
-        mask = _cell_mask(obs, path, settings)
-        samples = obs.loc[mask, settings.get("sample_column", "sample")].astype(str)
-        return list(dict.fromkeys(samples))
-    finally:
-        backed.file.close()
+    obs, _ = _read_h5ad_obs(path)
+    settings = _single_cell_settings(config)
+    if not settings.get("single_cell", False):
+        return [str(s) for s in obs.index]
+    return list(dict.fromkeys(_cell_samples(obs, path, settings)))
 
 
 def _tx2gene_path(config: dict) -> Path:
@@ -364,15 +409,28 @@ def _check_count_values(matrix, path: Path, genes, rows, what: str) -> None:
         )
 
 
+def _layer_missing(path: Path, layer: str, layers) -> InputError:
+    return InputError(
+        f"{path}: layer '{layer}' (h5ad.layer) is not in the file; use one of: "
+        f"{', '.join(layers) or 'none, then leave h5ad.layer empty to use X'}."
+    )
+
+
 def _h5ad_matrix(adata, path: Path, layer: str | None):
     if layer is None:
         return adata.X
     if layer not in adata.layers:
-        raise InputError(
-            f"{path}: layer '{layer}' (h5ad.layer) is not in the file; use one of: "
-            f"{', '.join(adata.layers) or 'none, then leave h5ad.layer empty to use X'}."
-        )
+        raise _layer_missing(path, layer, adata.layers)
     return adata.layers[layer]
+
+
+def _check_unique_genes(genes: pd.Index, path: Path) -> None:
+    duplicated = genes[genes.duplicated()]
+    if len(duplicated):
+        raise InputError(
+            f"{path}: gene '{duplicated[0]}' appears more than once in var_names; sum or remove "
+            "duplicated genes (or use gene IDs as var_names) before running the workflow."
+        )
 
 
 def read_h5ad_counts(path: str | Path, settings: dict) -> pd.DataFrame:
@@ -395,56 +453,159 @@ def read_h5ad_counts(path: str | Path, settings: dict) -> pd.DataFrame:
     import anndata as ad
 
     path = Path(path)
+    if settings.get("single_cell", False):
+        return pseudobulk(path, settings)
     adata = ad.read_h5ad(path)
     genes = adata.var_names.astype(str)
-    duplicated = genes[genes.duplicated()]
-    if len(duplicated):
-        raise InputError(
-            f"{path}: gene '{duplicated[0]}' appears more than once in var_names; sum or remove "
-            "duplicated genes (or use gene IDs as var_names) before running the workflow."
-        )
+    _check_unique_genes(genes, path)
     matrix = _h5ad_matrix(adata, path, settings.get("layer"))
-    if not settings.get("single_cell", False):
-        _check_count_values(matrix, path, genes, adata.obs_names.astype(str), "sample")
-        dense = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
-        return pd.DataFrame(
-            dense.astype(np.int64).T,
-            index=pd.Index(genes, name="gene_id"),
-            columns=adata.obs_names.astype(str),
+    if matrix is None:
+        raise InputError(
+            f"{path}: the file has no X matrix; set h5ad.layer to the layer holding the raw "
+            f"counts (layers: {', '.join(adata.layers) or 'none'})."
         )
-    return pseudobulk(adata, path, settings)
+    _check_count_values(matrix, path, genes, adata.obs_names.astype(str), "sample")
+    dense = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
+    return pd.DataFrame(
+        dense.astype(np.int64).T,
+        index=pd.Index(genes, name="gene_id"),
+        columns=adata.obs_names.astype(str),
+    )
 
 
-def pseudobulk(adata, path: Path, settings: dict) -> pd.DataFrame:
+def _stored_counts(handle: h5py.File, path: Path, layer: str | None, shape: tuple[int, int]):
+    """The on-disk count matrix and its index pointer (None when dense).
+
+    The matrix is an h5py dataset (dense) or anndata's CSR/CSC dataset, both read by slices.
+    """
+    from anndata.io import sparse_dataset
+
+    if layer is None:
+        if "X" not in handle:
+            layers = list(handle.get("layers", {}))
+            raise InputError(
+                f"{path}: the file has no X matrix; set h5ad.layer to the layer holding the raw "
+                f"counts (layers: {', '.join(layers) or 'none'})."
+            )
+        node, where = handle["X"], "X"
+    else:
+        layers = handle.get("layers", {})
+        if layer not in layers:
+            raise _layer_missing(path, layer, list(layers))
+        node, where = layers[layer], f"layer '{layer}'"
+    if isinstance(node, h5py.Dataset):
+        if node.ndim != 2 or node.dtype.kind not in "biuf":
+            raise InputError(
+                f"{path}: {where} holds {node.dtype} values of shape {node.shape}, not a numeric "
+                "cells x genes matrix; store the raw counts there."
+            )
+        matrix, indptr = node, None
+    else:
+        encoding = node.attrs.get("encoding-type")
+        if encoding not in ("csr_matrix", "csc_matrix"):
+            raise InputError(
+                f"{path}: {where} is stored as '{encoding}', not as a dense or sparse (CSR/CSC) "
+                "matrix; write the raw counts with anndata's write_h5ad."
+            )
+        matrix, indptr = sparse_dataset(node), node["indptr"][...]
+    if tuple(matrix.shape) != shape:
+        raise InputError(
+            f"{path}: {where} has shape {tuple(matrix.shape)} but obs and var give {shape}; "
+            "write the file again with anndata's write_h5ad."
+        )
+    return matrix, indptr
+
+
+def _blocks(indptr: np.ndarray, limit: int) -> list[tuple[int, int]]:
+    """Consecutive [start, stop) ranges of rows holding at most ``limit`` values each.
+
+    ``indptr[i]`` is the number of values before row i (a CSR/CSC index pointer); a single
+    row with more than ``limit`` values is a block of its own.
+    """
+    n = len(indptr) - 1
+    bounds, start = [], 0
+    while start < n:
+        stop = int(np.searchsorted(indptr, indptr[start] + limit, side="right")) - 1
+        stop = min(max(stop, start + 1), n)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def _as_counts(block):
+    """A checked block of integer-valued counts as int64, so sums are exact in any order."""
+    return block.astype(np.int64) if sp.issparse(block) else np.asarray(block, dtype=np.int64)
+
+
+def pseudobulk(path: str | Path, settings: dict) -> pd.DataFrame:
     """Sum the raw counts of the cells of each sample (optionally of chosen cell types only).
 
     Summed counts of the cells of one sample behave as a bulk library, so the DESeq2 model
     applies to them where it does not to single cells (Squair et al., Nat Commun 2021;
     Crowell et al., Nat Commun 2020, "muscat").
-    """
-    import scanpy as sc
 
-    sample_column = settings.get("sample_column", "sample")
-    mask = _cell_mask(adata.obs, path, settings)
-    layer = settings.get("layer")
-    matrix = _h5ad_matrix(adata, path, layer)
-    genes = adata.var_names.astype(str)
-    _check_count_values(matrix, path, genes, adata.obs_names.astype(str), "cell")
-    cells = adata[mask].copy()
-    cells.obs[sample_column] = cells.obs[sample_column].astype(str)
-    summed = sc.get.aggregate(cells, by=sample_column, func="sum", layer=layer)
-    counts = summed.layers["sum"]
-    counts = counts.toarray() if sp.issparse(counts) else np.asarray(counts)
-    order = list(dict.fromkeys(cells.obs[sample_column]))
-    frame = pd.DataFrame(
-        np.rint(counts).astype(np.int64).T,
-        index=pd.Index(genes, name="gene_id"),
-        columns=summed.obs_names.astype(str),
-    )[order]
-    n_cells = cells.obs[sample_column].value_counts()
+    The matrix is read from the file one block at a time (:data:`BLOCK_VALUES` values: rows
+    of cells for a dense or CSR matrix, columns of genes for a CSC one), checked, and added to
+    the samples x genes sums, so memory holds one block, the ``obs`` table and the sums,
+    whatever the number of cells. Sums are exact integers (int64), equal to
+    :func:`scanpy.get.aggregate` of the whole matrix in memory.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Integer counts, genes x samples, samples in order of their first cell.
+    """
+    path = Path(path)
+    obs, genes = _read_h5ad_obs(path)
+    _check_unique_genes(genes, path)
+    samples = _cell_samples(obs, path, settings)
+    order = list(dict.fromkeys(samples))
+    if not order:
+        raise InputError(f"{path}: obs has no cells; give the single-cell counts of the samples.")
+    # Sample of each cell as a row of the cells -> samples indicator; -1: a cell left out.
+    codes = np.full(len(obs), -1, dtype=np.int64)
+    codes[_cell_mask(obs, path, settings)] = pd.Index(order).get_indexer(samples)
+    kept = np.flatnonzero(codes >= 0)
+    cell_names = obs.index.astype(str)
+    sums = np.zeros((len(order), len(genes)), dtype=np.int64)
+
+    def indicator(start: int, stop: int) -> sp.csr_matrix:
+        rows = kept[np.searchsorted(kept, start) : np.searchsorted(kept, stop)]
+        return sp.csr_matrix(
+            (np.ones(len(rows), dtype=np.int64), (codes[rows], rows - start)),
+            shape=(len(order), stop - start),
+        )
+
+    with _open_h5ad(path) as handle:
+        shape = (len(obs), len(genes))
+        matrix, indptr = _stored_counts(handle, path, settings.get("layer"), shape)
+        if indptr is not None and matrix.format == "csc":
+            # Columns (genes) are contiguous on disk: read blocks of genes over all cells.
+            every_cell = indicator(0, len(obs))
+            for start, stop in _blocks(indptr, BLOCK_VALUES):
+                block = matrix[:, start:stop]
+                _check_count_values(block, path, genes[start:stop], cell_names, "cell")
+                sums[:, start:stop] += (every_cell @ _as_counts(block)).toarray()
+        else:
+            limit = BLOCK_VALUES
+            if indptr is None:
+                indptr = np.arange(len(obs) + 1, dtype=np.int64)
+                limit = max(1, BLOCK_VALUES // max(1, len(genes)))
+            for start, stop in _blocks(indptr, limit):
+                block = matrix[start:stop]
+                _check_count_values(block, path, genes, cell_names[start:stop], "cell")
+                added = indicator(start, stop) @ _as_counts(block)
+                if sp.issparse(added):
+                    # Added where the block has counts: no dense samples x genes copy.
+                    rows = np.repeat(np.arange(len(order)), np.diff(added.indptr))
+                    np.add.at(sums, (rows, added.indices), added.data)
+                else:
+                    sums += added
+    frame = pd.DataFrame(sums.T, index=pd.Index(genes, name="gene_id"), columns=order)
+    n_cells = samples.value_counts()
     log.info(
         "pseudobulk: %d cells%s summed into %d samples (%d to %d cells per sample)",
-        cells.n_obs,
+        len(samples),
         f" of {', '.join(settings['cell_types'])}" if settings.get("cell_types") else "",
         frame.shape[1],
         n_cells.min(),

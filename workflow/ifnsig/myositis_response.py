@@ -66,11 +66,18 @@ HIGHER_IS_BETTER = {
     "enzyme": False,
     "extramuscular": False,
 }
-# Scale (min, max) of each measure: the criteria score "absolute percent change", the change
-# as a percentage of the scale's range, for the measures on a bounded scale (the online
-# calculators of the criteria ask for the maximum possible MMT score for this reason), and
-# the change relative to baseline for muscle enzymes, which have no maximum (None). 10 cm
-# visual analogue scales, MMT8 0-80 (CMAS: pass (0, 52)), HAQ/CHAQ 0-3.
+# Scale (min, max) of each measure. The criteria score the "absolute percent change" of the
+# core set measures (Table 3's heading; the abstracts of both papers; the IMACS page of the
+# criteria, https://www.niehs.nih.gov/research/resources/imacs/response_criteria/, which
+# also says the online calculators need "the maximum potential manual muscle testing score
+# and the upper limit of the serum muscle enzymes"). Read here as: for a measure on a bounded
+# scale, the change as a percentage of the scale's range (hence the calculators' maximum MMT
+# score); for muscle enzymes, which have no maximum (None), the change relative to baseline,
+# the enzyme's upper limit of normal choosing the most abnormal enzyme. The published text
+# at hand gives the heading and the calculators' inputs but not the formula itself, nor a
+# worked example: this reading is the project's, and ``scale_ranges`` (a range for the
+# enzyme role too) changes it. 10 cm visual analogue scales, MMT8 0-80 (CMAS: pass
+# (0, 52)), HAQ/CHAQ 0-3.
 SCALE_RANGES: dict[str, tuple[float, float] | None] = {
     "physician_global": (0.0, 10.0),
     "patient_global": (0.0, 10.0),

@@ -192,12 +192,17 @@ def pca(
 
 
 def qc_correlation_heatmap(
-    correlation: np.ndarray, samples: pd.DataFrame, flagged: set[str], path: str | Path
+    correlation: np.ndarray,
+    samples: pd.DataFrame,
+    flagged: set[str],
+    path: str | Path,
+    n_total: int | None = None,
 ) -> None:
     """Sample-sample correlation, samples ordered by average-linkage clustering on 1 - r.
 
     Strips on the left mark group and timepoint; flagged samples are named in red when the
-    cohort is small enough to label every sample.
+    cohort is small enough to label every sample. ``samples`` are the samples shown; when
+    they are fewer than the cohort's ``n_total`` (``qc.heatmap_rows``), the title says so.
     """
     from scipy.cluster.hierarchy import leaves_list, linkage
     from scipy.spatial.distance import squareform
@@ -248,7 +253,10 @@ def qc_correlation_heatmap(
                 label.set_color("red")
     else:
         ax.set_xticks([])
-    ax.set_title("sample-sample correlation (flagged samples in red)", fontsize=10)
+    title = "sample-sample correlation (flagged samples in red)"
+    if n_total is not None and n_total > n:
+        title = f"sample-sample correlation of {n:,} of {n_total:,} samples (flagged ones included)"
+    ax.set_title(title, fontsize=10)
     _save(fig, path)
 
 

@@ -133,11 +133,14 @@ class QCResult:
     composition: pd.DataFrame  # one row per sample, a score column per cell type
     composition_coverage: pd.DataFrame
     composition_changes: pd.DataFrame
-    correlation: np.ndarray  # sample x sample Pearson correlation of VST values
+    # Pearson correlation of the VST values between the samples the heatmap shows (all of
+    # them up to HEATMAP_SAMPLES), and their rows in ``samples``.
+    correlation: np.ndarray
     pca: np.ndarray  # sample x component scores
     pca_variance_ratio: np.ndarray
     pca_genes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))  # vst columns
     traits: pd.DataFrame = field(default_factory=pd.DataFrame)  # informative trait genes
+    heatmap_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
 
 
 # --- inputs ---------------------------------------------------------------------------------
@@ -553,15 +556,16 @@ def _other(value: str) -> str:
 # --- identity: genome-wide person-specific expression ---------------------------------------
 
 
-def person_correlation(vst: np.ndarray, samples: pd.DataFrame) -> np.ndarray:
-    """Sample-sample correlation of the person-specific part of expression.
+def person_profiles(vst: np.ndarray, samples: pd.DataFrame) -> np.ndarray:
+    """Centred unit rows whose products are the sample-sample person correlations.
 
     Each gene is centred within its group x timepoint cell (cells of one sample are centred
     on the gene's overall mean), which removes treatment and disease averages and leaves what
     is particular to a sample; then every gene is scaled to unit variance so that the
     thousands of genes with a small stable person effect outweigh the few with large
     time-varying effects (ISGs, sex genes). Samples of one person then correlate clearly
-    above samples of different people.
+    above samples of different people. The correlations themselves are computed a block of
+    samples at a time by :func:`pairing_check` (:func:`correlation_blocks`).
     """
     residual = np.asarray(vst, dtype=float).copy()
     cells = samples["group"].astype(str) + "\t" + samples["timepoint"].astype(str)
@@ -569,12 +573,10 @@ def person_correlation(vst: np.ndarray, samples: pd.DataFrame) -> np.ndarray:
     for cell in pd.unique(cells):
         rows = np.flatnonzero((cells == cell).to_numpy())
         residual[rows] -= residual[rows].mean(axis=0) if len(rows) > 1 else overall
-    return _row_correlation(residual, standardize_columns=True)
+    return unit_rows(residual, standardize_columns=True)
 
 
-def pairing_check(
-    correlation: np.ndarray, samples: pd.DataFrame
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def pairing_check(profiles: np.ndarray, samples: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Do the samples of a subject look like one person, and whom does a sample look like?
 
     For each sample, ``own_r`` is its highest person correlation with another sample of its
@@ -584,19 +586,25 @@ def pairing_check(
     (it does not look like its own subject); the subject it matches is named when
     ``best_other_r`` is above it. A subject with a single sample is flagged when that sample
     matches another subject (the same person under two IDs).
+
+    ``profiles`` are the rows of :func:`person_profiles`; only the best match of each sample
+    is kept, so memory grows with the number of samples, not with its square.
     """
     names = samples["sample"].to_numpy()
     subjects = samples["subject"].astype(str).to_numpy()
     n = len(names)
-    r = np.array(correlation, dtype=float, copy=True)
-    np.fill_diagonal(r, -np.inf)
-    same = subjects[:, None] == subjects[None, :]
-    own = np.where(same, r, -np.inf)
-    other = np.where(~same, r, -np.inf)
-    own_best = own.argmax(axis=1)
-    other_best = other.argmax(axis=1)
-    own_r = own[np.arange(n), own_best]
-    other_r = other[np.arange(n), other_best]
+    own_best, other_best = np.zeros(n, dtype=int), np.zeros(n, dtype=int)
+    own_r, other_r = np.full(n, -np.inf), np.full(n, -np.inf)
+    for rows, r in correlation_blocks(profiles):
+        local = np.arange(r.shape[0])
+        r[local, rows.start + local] = -np.inf
+        same = subjects[rows, None] == subjects[None, :]
+        own = np.where(same, r, -np.inf)
+        other = np.where(~same, r, -np.inf)
+        own_best[rows] = own.argmax(axis=1)
+        other_best[rows] = other.argmax(axis=1)
+        own_r[rows] = own[local, own_best[rows]]
+        other_r[rows] = other[local, other_best[rows]]
     has_own = np.isfinite(own_r)
     table = pd.DataFrame(
         {
@@ -759,7 +767,7 @@ def pca_outliers(
 
 
 def correlation_outliers(
-    correlation: np.ndarray, samples: pd.DataFrame, nmads: float
+    unit: np.ndarray, samples: pd.DataFrame, nmads: float
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Samples that correlate poorly with all others.
 
@@ -769,10 +777,15 @@ def correlation_outliers(
     taken as at least 0.1 (a 10% change of ``1 - r``): in a homogeneous cohort the MAD is
     tiny and the strongest biology (a very IFN-high sample) would otherwise look like a
     failed library, which differs from the others several-fold.
+
+    ``unit`` holds the samples' centred unit rows (:func:`unit_rows` of the VST values); the
+    correlations are computed a block of samples at a time (:func:`correlation_blocks`).
     """
-    r = np.array(correlation, dtype=float, copy=True)
-    np.fill_diagonal(r, np.nan)
-    median_r = np.nanmedian(r, axis=1)
+    median_r = np.empty(len(unit))
+    for rows, r in correlation_blocks(unit):
+        local = np.arange(r.shape[0])
+        r[local, rows.start + local] = np.nan
+        median_r[rows] = np.nanmedian(r, axis=1)
     distance = np.log(np.clip(1 - median_r, 1e-12, None))
     spread = max(stats.median_abs_deviation(distance, scale="normal"), 0.1)
     z = (distance - np.median(distance)) / spread
@@ -970,16 +983,15 @@ def run_qc(
         traits.insert(0, "sex", sex_table["predicted_sex"].to_numpy())
     flags.append(trait_discordance(traits, samples))
 
-    person_r = person_correlation(vst, samples)
-    pairing_table, pairing_flags = pairing_check(person_r, samples)
+    pairing_table, pairing_flags = pairing_check(person_profiles(vst, samples), samples)
     flags.append(pairing_flags)
 
     scores, variance_ratio, pca_genes = pca_scores(vst, vst_symbols, settings.n_top_genes, seed)
     pca_table, pca_flags = pca_outliers(
         scores, samples, settings.n_pcs, settings.outlier_support, settings.outlier_alpha, seed
     )
-    correlation = _row_correlation(np.asarray(vst, dtype=float))
-    corr_table, corr_flags = correlation_outliers(correlation, samples, settings.correlation_mads)
+    unit = unit_rows(vst)
+    corr_table, corr_flags = correlation_outliers(unit, samples, settings.correlation_mads)
     flags += [pca_flags, corr_flags]
 
     composition, coverage = composition_scores(vst, vst_symbols, markers)
@@ -1001,6 +1013,7 @@ def run_qc(
     per_sample["n_flags"] = per_sample["n_flags"].fillna(0).astype(int)
     per_sample["flags"] = per_sample["sample"].map(listed).fillna("")
     per_sample.insert(1, "subject", samples["subject"].astype(str).to_numpy())
+    shown = heatmap_rows(samples["sample"], set(all_flags["sample"]), seed)
     log.info(
         "QC: %d flags on %d of %d samples", len(all_flags), (per_sample["n_flags"] > 0).sum(),
         len(per_sample),
@@ -1012,11 +1025,12 @@ def run_qc(
         composition=composition,
         composition_coverage=coverage,
         composition_changes=changes,
-        correlation=correlation,
+        correlation=_shown_correlation(unit, shown),
         pca=scores,
         pca_variance_ratio=variance_ratio,
         pca_genes=pca_genes,
         traits=trait_info,
+        heatmap_rows=shown,
     )
 
 
@@ -1258,17 +1272,68 @@ def write_multiqc(
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _row_correlation(matrix: np.ndarray, standardize_columns: bool = False) -> np.ndarray:
-    """Pearson correlation between rows; columns optionally scaled to unit variance first."""
-    values = np.asarray(matrix, dtype=float)
+# Rows of a sample x sample correlation computed at a time. At 10,000 samples the whole
+# matrix is 800 MB and the checks' masked copies of it several times that; a block of 1,000
+# rows is 80 MB. Up to 1,000 samples (the demo) the block is the whole matrix.
+CORRELATION_BLOCK = 1000
+# The heatmap shows at most this many samples (every flagged one among them): a 12-inch
+# figure has fewer pixels than that, and its clustering grows with the square.
+HEATMAP_SAMPLES = 1500
+
+
+def unit_rows(matrix: np.ndarray, standardize_columns: bool = False) -> np.ndarray:
+    """Rows centred and scaled to unit norm: their products are Pearson correlations.
+
+    Columns are optionally scaled to unit variance first; a constant row is all NaN. One
+    copy of ``matrix`` is made and changed in place (the same values as new arrays).
+    """
+    values = np.array(matrix, dtype=float)
     if standardize_columns:
         spread = values.std(axis=0)
-        values = values[:, spread > 0] / spread[spread > 0]
-    centred = values - values.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(centred, axis=1)
+        if not (spread > 0).all():
+            values = values[:, spread > 0]
+            spread = spread[spread > 0]
+        values /= spread
+    values -= values.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(values, axis=1)
     norms[norms == 0] = np.nan
-    unit = centred / norms[:, None]
-    return np.clip(unit @ unit.T, -1.0, 1.0)
+    values /= norms[:, None]
+    return values
+
+
+def correlation_blocks(unit: np.ndarray, block: int | None = None):
+    """Yield ``(rows, r)``: the correlations of a slice of samples with every sample.
+
+    ``r`` is a fresh array the caller may change. With one block (at most
+    :data:`CORRELATION_BLOCK` samples) it is the whole matrix, computed in one product.
+    """
+    block = block or CORRELATION_BLOCK
+    for start in range(0, len(unit), block):
+        rows = slice(start, min(len(unit), start + block))
+        yield rows, np.clip(unit[rows] @ unit.T, -1.0, 1.0)
+
+
+def _shown_correlation(unit: np.ndarray, shown: np.ndarray) -> np.ndarray:
+    # One operand twice: numpy's symmetric product, as for the whole matrix.
+    rows = unit[shown]
+    return np.clip(rows @ rows.T, -1.0, 1.0)
+
+
+def heatmap_rows(samples: pd.Series, flagged: set[str], seed: int) -> np.ndarray:
+    """Rows of the samples the correlation heatmap shows, in cohort order.
+
+    Every sample up to :data:`HEATMAP_SAMPLES`; beyond it the flagged samples (the first
+    ones, if there are more) and a seeded random draw of the others.
+    """
+    n = len(samples)
+    if n <= HEATMAP_SAMPLES:
+        return np.arange(n)
+    is_flagged = samples.astype(str).isin(flagged).to_numpy()
+    chosen = np.flatnonzero(is_flagged)[:HEATMAP_SAMPLES]
+    others = np.flatnonzero(~is_flagged)
+    rng = np.random.default_rng(seed)
+    drawn = rng.choice(others, HEATMAP_SAMPLES - len(chosen), replace=False)
+    return np.sort(np.concatenate([chosen, drawn]))
 
 
 def _flag_frame(rows: list[dict]) -> pd.DataFrame:

@@ -315,7 +315,11 @@ def quality_control(inputs: Paths, outputs: Paths, settings: dict, threads: int 
     colors = ["timepoint", "group", "batch", "drug", *status.columns.drop("sample")]
     plots.pca(result.pca, result.pca_variance_ratio, summary.obs, colors, outputs["pca"])
     plots.qc_correlation_heatmap(
-        result.correlation, samples, set(result.flags["sample"]), outputs["correlation"]
+        result.correlation,
+        samples.iloc[result.heatmap_rows],
+        set(result.flags["sample"]),
+        outputs["correlation"],
+        n_total=len(samples),
     )
     plots.qc_metric_bars(
         result.samples[["sample", *quality.METRICS]],
@@ -1074,11 +1078,13 @@ def summarize_findings(inputs: Paths, outputs: Paths, settings: dict, threads: i
     }
     paths = {**{key: "" for key in empty}, **inputs}
     page = findings.findings_page(frames, paths, settings, contrasts)
+    write_tsv(page.numbers(), outputs["numbers"])
     tables = {
         path: (path, findings.table_note(path))
         for key, path in inputs.items()
         if key.startswith("table:")
     }
+    tables[outputs["numbers"]] = (outputs["numbers"], findings.table_note(outputs["numbers"]))
     body = (
         "<h1>Findings of this run</h1>\n<p class='note'>Each number is computed from a result "
         "table and opens it below; the report's other categories hold the figures and the "

@@ -233,6 +233,39 @@ def memory_for_inputs(base_mb, per_input_mb):
     return mem_mb
 
 
+def single_cell_input_mb(input):
+    """MB of a rule's inputs: (the single-cell .h5ad, everything else); (0, all) for bulk."""
+    if not config["h5ad"]["single_cell"]:
+        return 0.0, input.size_mb
+    cells_mb = os.path.getsize(input.counts) / 2**20
+    return cells_mb, input.size_mb - cells_mb
+
+
+def memory_for_count_input(base_mb, per_input_mb, per_cell_file_mb):
+    """memory_for_inputs, with a single-cell .h5ad counted per_cell_file_mb per MB: it is
+    read in blocks of cells (ifnsig.formats.pseudobulk), so only its obs table, one block
+    and the samples x genes sums are in memory, not the whole matrix (0.76 GB at 1,000,000
+    cells, a 4.6 GB file: benchmarks/bench_pseudobulk.py)."""
+
+    def mem_mb(wildcards, input):
+        cells_mb, others_mb = single_cell_input_mb(input)
+        return int(base_mb + per_input_mb * others_mb + per_cell_file_mb * cells_mb)
+
+    return mem_mb
+
+
+def runtime_for_count_input(base_min, per_input_mb_min, per_cell_file_mb_min):
+    """runtime_for_inputs, with a single-cell .h5ad counted per_cell_file_mb_min per MB."""
+
+    def runtime(wildcards, input):
+        cells_mb, others_mb = single_cell_input_mb(input)
+        return int(
+            base_min + per_input_mb_min * others_mb + per_cell_file_mb_min * cells_mb
+        )
+
+    return runtime
+
+
 def runtime_for_inputs(base_min, per_input_mb_min):
     """Wall time (minutes) that grows with the size of a rule's inputs, like memory_for_inputs.
 

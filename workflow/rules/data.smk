@@ -17,8 +17,8 @@ rule build_anndata:
     conda:
         "../../envs/core.yaml"
     resources:
-        mem_mb=memory_for_inputs(1000, 20),
-        runtime=runtime_for_inputs(10, 1),
+        mem_mb=memory_for_count_input(1000, 20, 0.2),
+        runtime=runtime_for_count_input(10, 1, 0.01),
     params:
         settings=settings("build_anndata"),
     script:

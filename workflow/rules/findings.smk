@@ -13,6 +13,12 @@ rule summarize_findings:
             category=FINDINGS_CATEGORY,
             labels={"page": "findings and every table"},
         ),
+        numbers=report(
+            "results/findings/run_numbers.tsv",
+            caption="../report/run_numbers.rst",
+            category=FINDINGS_CATEGORY,
+            labels={"page": "the run's numbers"},
+        ),
         patients=report(
             "results/plots/findings/patients.png",
             caption="../report/patients.rst",

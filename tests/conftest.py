@@ -164,8 +164,17 @@ class SnakemakeServer:
 
     def serves(self, env) -> bool:
         """Whether a run with environment ``env`` can be forked from the server: the same
-        environment it started with (pytest's note of the current test aside)."""
-        return {**env, "PYTEST_CURRENT_TEST": ""} == {**self.env, "PYTEST_CURRENT_TEST": ""}
+        variables read when an interpreter starts (the fork is given the rest of ``env``;
+        imported libraries add variables of their own, and pytest names the current test)."""
+
+        def at_start(variables):
+            return {
+                name: value
+                for name, value in variables.items()
+                if name.startswith(("PYTHON", "LD_")) or name.endswith("_NUM_THREADS")
+            }
+
+        return at_start(env) == at_start(self.env)
 
     def start(self) -> subprocess.Popen:
         if self.process is None or self.process.poll() is not None:

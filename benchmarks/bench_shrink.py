@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 
 
 def cpu_seconds() -> float:
@@ -65,35 +64,11 @@ class Timer:
         self.cpu = cpu_seconds() - self.cpu
 
 
-def repository_config() -> dict:
-    """The repository's validated configuration (its paths relative to the repository)."""
-    import yaml
-
-    from ifnsig.validation import validate_config
-
-    return validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
-
-
 def demo_designs():
     """(label, AnnData, fit, samples) of each configured demo contrast, as the DE rule plans."""
-    from ifnsig import data, de, response
-    from ifnsig.formats import read_count_input
-    from ifnsig.validation import load_design
+    from ifnsig import de, demo, response
 
-    cwd = Path.cwd()
-    os.chdir(REPO)
-    try:
-        cfg = repository_config()
-        design = load_design(cfg)
-        adata = data.build_anndata(
-            read_count_input(cfg).counts,
-            design.samples,
-            design.clinical,
-            timepoints=design.timepoints,
-        )
-    finally:
-        os.chdir(cwd)
-    adata = data.filter_genes(adata, cfg["filtering"]["min_count"], cfg["filtering"]["min_samples"])
+    adata, design, cfg = demo.filtered_cohort()
     samples = de.cohort_samples(adata.obs)
     calls = None
     if de.uses_responses(cfg):
@@ -109,7 +84,7 @@ def simulated_designs(n_samples: int, n_genes: int, seed: int):
     sys.path.insert(0, str(HERE))
     from bench_blocked_de import simulate_paired
 
-    from ifnsig import de
+    from ifnsig import de, demo
 
     counts, meta = simulate_paired(n_samples, n_genes, seed)
     obs = meta.assign(
@@ -121,7 +96,7 @@ def simulated_designs(n_samples: int, n_genes: int, seed: int):
     adata.layers["counts"] = counts.to_numpy()
     adata.var_names = list(counts.columns)
     samples = de.cohort_samples(adata.obs)
-    cfg = repository_config()
+    cfg = demo.config()
     cfg = {**cfg, "timepoints": ["baseline", "month3"], "de": {**cfg["de"], "contrasts": []}}
     (fit,) = de.plan_fits(samples, cfg)
     yield f"simulated {n_samples} x {n_genes}", adata, fit, samples

@@ -21,38 +21,19 @@ import argparse
 import tempfile
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from ifnsig import data, genesets, reference, scores
-from ifnsig.settings import aliases_file, score_gene_set_files
-from ifnsig.simulate import CohortSpec, simulate_cohort
-from ifnsig.validation import validate_config
+from ifnsig import data, demo, reference
+from ifnsig.simulate import CohortSpec, simulate_cohort, split_by_subject
 
-REPO = Path(__file__).resolve().parents[1]
 KEYS = ["sample", "signature", "method"]
 
 
 def run(counts: pd.DataFrame, samples: pd.DataFrame, config: dict, methods: list[str]):
     """Normalize and score a cohort as the normalize and score_ifn stages do; freeze it."""
-    adata = data.build_anndata(counts, samples)
-    settings = config["filtering"]
-    adata = data.filter_genes(adata, settings["min_count"], settings["min_samples"])
-    data.normalize(adata, n_cpus=1)
-    matched, _ = genesets.matched_signatures(
-        scores.scored_signatures(config["scores"]),
-        adata.var["symbol"].astype(str),
-        score_gene_set_files(config),
-        aliases_file(),
-        min_genes=config["scores"]["min_genes"],
-    )
-    mask = scores.reference_mask(adata.obs, "controls", "control", "baseline")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        table = scores.score_samples(adata, matched, methods, mask, seed=config["seed"])
+    adata, matched, mask, table = demo.score_cohort(counts, samples, config, methods)
     ref = reference.build_reference(adata, matched, table, mask, seed=config["seed"])
     with tempfile.TemporaryDirectory() as folder:
         reference.write_reference(ref, folder)
@@ -81,9 +62,7 @@ def difference(table: pd.DataFrame, again: pd.DataFrame, batch: str) -> dict:
 
 
 def demo_rows(config: dict, methods: list[str], n_alone: int) -> list[dict]:
-    counts = pd.read_csv(REPO / "resources" / "demo" / "counts.tsv.gz", sep="\t", index_col=0)
-    sheet = pd.read_csv(REPO / "config" / "samples.tsv", sep="\t", dtype=str)
-    sheet = sheet.set_index("sample", drop=False)
+    counts, sheet = demo.read()
     table, ref = run(counts, sheet, config, methods)
     raw = data.build_anndata(counts, sheet)
     patients = raw[raw.obs["group"] == "patient"].copy()
@@ -101,12 +80,8 @@ def depth_rows(config: dict, args) -> list[dict]:
     cohort = simulate_cohort(spec)
     subjects = cohort.truth_subjects
     rng = np.random.default_rng(0)
-    second = set()
-    for group in ["patient", "control"]:
-        names = subjects.loc[subjects["group"] == group, "subject"].to_numpy()
-        second |= set(rng.choice(names, len(names) // 2, replace=False))
+    in_second = split_by_subject(cohort, rng)
     samples = cohort.samples.set_index("sample", drop=False)
-    in_second = samples["subject"].isin(second)
     methods = list(config["scores"]["methods"])
     _, ref = run(cohort.counts.loc[:, samples.index[~in_second]], samples[~in_second], config,
                  methods)  # fmt: skip
@@ -148,7 +123,7 @@ def main() -> None:
     parser.add_argument("--depth", type=float, default=0.35, help="share of reads kept")
     parser.add_argument("--out", default="benchmarks/frozen_reference.tsv")
     args = parser.parse_args()
-    config = validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    config = demo.config()
     methods = list(config["scores"]["methods"])
     start = time.perf_counter()
     rows = demo_rows(config, methods, args.alone)

@@ -14,35 +14,14 @@ python benchmarks/score_drift.py --patients 10 --controls 10
 from __future__ import annotations
 
 import argparse
-import warnings
-from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from ifnsig import data, genesets, scores
-from ifnsig.settings import aliases_file, score_gene_set_files
-from ifnsig.validation import validate_config
-
-REPO = Path(__file__).resolve().parents[1]
+from ifnsig import demo, scores
 
 
 def scored(counts: pd.DataFrame, samples: pd.DataFrame, config: dict, methods: list[str]):
-    adata = data.build_anndata(counts[samples.index], samples)
-    settings = config["filtering"]
-    adata = data.filter_genes(adata, settings["min_count"], settings["min_samples"])
-    data.normalize(adata, n_cpus=1)
-    matched, _ = genesets.matched_signatures(
-        scores.scored_signatures(config["scores"]),
-        adata.var["symbol"].astype(str),
-        score_gene_set_files(config),
-        aliases_file(),
-        min_genes=config["scores"]["min_genes"],
-    )
-    mask = scores.reference_mask(adata.obs, "controls", "control", "baseline")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return scores.score_samples(adata, matched, methods, mask, seed=config["seed"])
+    return demo.score_cohort(counts[samples.index], samples, config, methods)[3]
 
 
 def main() -> None:
@@ -51,10 +30,8 @@ def main() -> None:
     parser.add_argument("--controls", type=int, default=10, help="first controls")
     parser.add_argument("--out", default="benchmarks/score_drift.tsv")
     args = parser.parse_args()
-    config = validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
-    counts = pd.read_csv(REPO / "resources" / "demo" / "counts.tsv.gz", sep="\t", index_col=0)
-    sheet = pd.read_csv(REPO / "config" / "samples.tsv", sep="\t", dtype=str)
-    sheet = sheet.set_index("sample", drop=False)
+    config = demo.config()
+    counts, sheet = demo.read()
     patients = list(dict.fromkeys(sheet.loc[sheet["group"] == "patient", "subject"]))
     controls = list(dict.fromkeys(sheet.loc[sheet["group"] == "control", "subject"]))
     first = sheet["subject"].isin(patients[: args.patients] + controls[: args.controls])

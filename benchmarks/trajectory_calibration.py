@@ -13,38 +13,18 @@ from __future__ import annotations
 
 import argparse
 
-import anndata as ad
 import numpy as np
 import pandas as pd
-from pydeseq2.preprocessing import deseq2_norm
 
-from ifnsig import genesets, linkage, scores, trajectories
-from ifnsig.simulate import CohortSpec, simulate_cohort
+from ifnsig import linkage, trajectories
+from ifnsig.simulate import CohortSpec, median_fold_change_scores, simulate_cohort
 
 TIMEPOINTS = ["baseline", "month3", "month6"]
 COVARIATES = ["prednisone_mg_kg_day", "drug"]
 
 
-def median_fold_change(cohort) -> pd.DataFrame:
-    counts = cohort.counts.T
-    normalized, size_factors = deseq2_norm(counts.to_numpy())
-    adata = ad.AnnData(
-        X=normalized.astype(float),
-        obs=cohort.samples.set_index("sample").loc[counts.index],
-        var=pd.DataFrame({"symbol": counts.columns}, index=counts.columns),
-    )
-    adata.layers["normalized"] = adata.X
-    adata.obs["size_factor"] = size_factors
-    sets = genesets.load_gene_sets([genesets.SHIPPED_GMT], include=["RICE2013_6"])
-    matched, _ = genesets.match_gene_sets(
-        sets, adata.var["symbol"], genesets.read_aliases(genesets.SHIPPED_ALIASES)
-    )
-    reference = scores.reference_mask(adata.obs, "controls", "control", "baseline")
-    return scores.score_samples(adata, matched, ["median_fold_change"], reference)
-
-
 def rejections(cohort, labels: pd.Series) -> dict[str, bool]:
-    table = median_fold_change(cohort)
+    table = median_fold_change_scores(cohort)
     grouping = [trajectories.response_grouping(labels, "responder")]
     covariates = linkage.covariate_values(cohort.samples, cohort.clinical, COVARIATES)
     models = trajectories.interaction_models(

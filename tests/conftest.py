@@ -18,7 +18,7 @@ import pytest
 import yaml
 from matplotlib.text import Text
 
-from ifnsig import plots, stages
+from ifnsig import plots, stages, stats
 from ifnsig.settings import aliases_file, score_gene_set_files, sheet_files, stage_settings
 from ifnsig.simulate import CohortSpec, simulate_cohort
 from ifnsig.validation import validate_config
@@ -74,6 +74,7 @@ def run_stage(name: str, config: dict, inputs: dict, outputs: dict, threads: int
     """Run stage ``name`` in-process as its rule would: with exactly the settings the rule
     passes (a stage reading any other key fails) and the given input and output paths."""
     settings = stage_settings(validate_config(copy.deepcopy(config)), name)
+    stats.new_job()
     getattr(stages, name)(inputs=inputs, outputs=outputs, settings=settings, threads=threads)
 
 

@@ -166,6 +166,51 @@ def test_detect_block_design_rejects_other_designs() -> None:
     assert detect_block_design(x, min_levels=2) is None
 
 
+def test_design_rank_is_numpys() -> None:
+    """The rank through the subject block equals numpy's SVD rank, deficient designs too."""
+    from ifnsig.de.indicators import design_rank
+
+    rng = np.random.default_rng(3)
+    _, meta = simulate_paired(10, 3, 5, seed=0)
+    meta["arm"] = np.where(meta.subject < "S05", "A", "B")
+    meta["age"] = rng.normal(50, 10, len(meta))
+    meta["visit_age"] = meta["age"] + (meta["timepoint"] != "T0")  # age + timepoint
+    meta["batch"] = np.tile(["x", "y", "z"], 10)
+    formulas = [
+        "~ subject + timepoint",
+        "~ subject + timepoint + arm",  # arm is absorbed by the subject term
+        "~ subject + timepoint + age",
+        "~ subject + timepoint + batch",
+        "~ subject + timepoint + age + visit_age",
+        "~ timepoint + arm",
+        "~ 0 + subject + timepoint",
+    ]
+    for formula in formulas:
+        x = pd.DataFrame(model_matrix(formula, meta)).to_numpy(dtype=float)
+        assert design_rank(x) == np.linalg.matrix_rank(x), formula
+    x = pd.DataFrame(model_matrix("~ subject + timepoint", meta))
+    x["dup"] = x["timepoint[T.T1]"]
+    assert design_rank(x) == np.linalg.matrix_rank(x.to_numpy()) == x.shape[1] - 1
+
+
+def test_chunks_keep_every_process_busy() -> None:
+    """Equal chunks, at least two per process and a multiple of the processes."""
+    for n_cpus, n_samples, n_genes in [
+        (2, 1000, 5000),
+        (2, 1000, 20000),
+        (3, 200, 100),
+        (1, 50, 7),
+    ]:
+        chunks = BlockedInference(n_cpus=n_cpus)._chunks(n_samples, n_genes)
+        sizes = [c.stop - c.start for c in chunks]
+        assert chunks[0].start == 0 and chunks[-1].stop == n_genes
+        assert all(a.stop == b.start for a, b in zip(chunks, chunks[1:], strict=False))
+        assert len(chunks) % n_cpus == 0 and len(chunks) >= 2 * n_cpus
+        assert (
+            max(sizes) <= max(32, 2**20 // n_samples) and max(sizes) - min(sizes) <= max(sizes) // 2
+        )
+
+
 def test_blocked_normal_equations_match_dense() -> None:
     x = paired_design(9, 3)
     bd = detect_block_design(x, min_levels=2)

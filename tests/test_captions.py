@@ -56,6 +56,8 @@ def test_the_numbers_table_holds_every_number_with_its_table():
     row = table.set_index("key").loc["cohort.samples"]
     assert row["value"] == "5" and row["table"] == PATHS["samples"]
     assert table.set_index("key").loc["scores.signatures", "table"] == PATHS["scores"]
+    unsourced = table.loc[table["table"] == "", "key"].tolist()
+    assert not unsourced, unsourced
 
 
 def test_captions_quote_the_run_numbers(config, numbers):

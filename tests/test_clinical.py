@@ -1,15 +1,13 @@
 from pathlib import Path
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from conftest import REPO, run_stage
-from pydeseq2.preprocessing import deseq2_norm
 from sklearn.metrics import roc_auc_score
 
-from ifnsig import genesets, linkage, response, scores, stages, stats
+from ifnsig import linkage, response, simulate, stages, stats
 from ifnsig.errors import InputError
 from ifnsig.simulate import CohortSpec, simulate_cohort
 from ifnsig.validation import load_design
@@ -63,26 +61,8 @@ def scores_table(baseline, followup):
 
 
 def cohort_scores(cohort, signatures=("RICE2013_6",)) -> pd.DataFrame:
-    """Median-fold-change scores of a simulated cohort, straight from the package.
-
-    Only the DESeq2 size factors are needed for this method (no VST fit), which keeps
-    simulation-based tests fast.
-    """
-    counts = cohort.counts.T
-    normalized, size_factors = deseq2_norm(counts.to_numpy())
-    adata = ad.AnnData(
-        X=normalized.astype(float),
-        obs=cohort.samples.set_index("sample").loc[counts.index],
-        var=pd.DataFrame({"symbol": counts.columns}, index=counts.columns),
-    )
-    adata.layers["normalized"] = adata.X
-    adata.obs["size_factor"] = size_factors
-    sets = genesets.load_gene_sets([genesets.SHIPPED_GMT], include=list(signatures))
-    matched, _ = genesets.match_gene_sets(
-        sets, adata.var["symbol"], genesets.read_aliases(genesets.SHIPPED_ALIASES)
-    )
-    reference = scores.reference_mask(adata.obs, "controls", "control", "baseline")
-    return scores.score_samples(adata, matched, ["median_fold_change"], reference)
+    """Median-fold-change scores of a simulated cohort, straight from the package."""
+    return simulate.median_fold_change_scores(cohort, tuple(signatures))
 
 
 # --- changes and paired tests ----------------------------------------------------------------
@@ -171,6 +151,27 @@ def test_bh_keeps_missing_values():
     q = stats.bh(pd.Series([0.01, np.nan, 0.04]))
     assert np.isnan(q[1])
     assert q[0] == pytest.approx(0.02) and q[2] == pytest.approx(0.04)
+
+
+def test_bootstrap_intervals_left_empty_say_why_without_library_warnings(caplog):
+    import logging
+    import warnings
+
+    caplog.set_level(logging.INFO)
+    stats.new_job()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # Four subjects changing alike: every jackknife mean is the same (degenerate).
+        same = stats.bootstrap_ci((np.ones(4),), np.mean, 99, 0.95, np.random.default_rng(0))
+        again = stats.bootstrap_ci((np.ones(4),), np.mean, 99, 0.95, np.random.default_rng(1))
+        few = stats.bootstrap_ci((np.ones(2),), np.mean, 99, 0.95, np.random.default_rng(0))
+        low, high = stats.bootstrap_ci(
+            (np.arange(6.0),), np.mean, 99, 0.95, np.random.default_rng(0)
+        )
+    assert np.isnan([*same, *again, *few]).all() and low < 2.5 < high
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2  # each reason once
+    assert "not computable from 4 subjects" in lines[0] and "needs >= 3 subjects" in lines[1]
 
 
 def test_auc_delong_by_hand():

@@ -1,13 +1,11 @@
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import shared_data
 
-from ifnsig import data, de, enrichment, genesets, response
+from ifnsig import data, de, demo, enrichment, genesets, response
 from ifnsig.errors import InputError
 from ifnsig.validation import validate_config
 
@@ -358,28 +356,8 @@ def test_shrinkage_is_skipped_for_designs_with_too_many_coefficients(caplog):
 
 @pytest.fixture(scope="module")
 def demo_cohort():
-    """The shipped demo as the workflow filters it: AnnData, clinical table, config."""
-    import yaml
-    from conftest import REPO
-
-    from ifnsig.formats import read_count_input
-    from ifnsig.validation import load_design
-
-    cwd = Path.cwd()
-    os.chdir(REPO)  # the config's paths are relative to the repository
-    try:
-        cfg = validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
-        design = load_design(cfg)
-        adata = data.build_anndata(
-            read_count_input(cfg).counts,
-            design.samples,
-            design.clinical,
-            timepoints=design.timepoints,
-        )
-    finally:
-        os.chdir(cwd)
-    filters = cfg["filtering"]
-    return data.filter_genes(adata, filters["min_count"], filters["min_samples"]), design, cfg
+    """The shipped demo as the workflow filters it: AnnData, design, config."""
+    return demo.filtered_cohort()
 
 
 def demo_fit(demo_cohort, contrasts=None, **settings):

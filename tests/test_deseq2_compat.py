@@ -109,3 +109,38 @@ def test_library_warnings_are_logged_once_and_pydeseq2_overflow_explained(caplog
     assert len(messages) == 2
     assert "numerical overflow" in messages[0] and "other genes are not affected" in messages[0]
     assert messages[1].startswith("UserWarning: something else")
+
+
+def test_near_poisson_counts_keep_gene_wise_dispersions_without_library_warnings(caplog):
+    # The bad-input corpus's base project: 4 patients at two timepoints, 15 genes whose
+    # counts are close to Poisson. pydeseq2 took the trimmed mean of no dispersion (NaN)
+    # into its prior and MAP steps, warning on the way; DESeq2 advises the gene-wise
+    # estimates, which are used, with one log line.
+    import logging
+    import warnings
+
+    import yaml
+    from conftest import REPO
+
+    from ifnsig import data, de
+    from ifnsig.validation import validate_config
+
+    base = REPO / "tests" / "bad_inputs" / "_base"
+    counts = pd.read_csv(base / "counts.tsv", sep="\t", index_col=0)
+    samples = pd.read_csv(base / "samples.tsv", sep="\t", dtype=str).set_index("sample", drop=False)
+    config = validate_config(yaml.safe_load((base / "config" / "config.yaml").read_text()))
+    adata = data.build_anndata(counts, samples)
+    cohort = de.cohort_samples(adata.obs)
+    (fit,) = de.plan_fits(cohort, config)
+    caplog.set_level(logging.INFO)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dds, _ = de.fit_dataset(adata, fit, cohort)
+        (table,) = de.run_fit(adata, fit, cohort).values()
+    assert [str(w.message) for w in caught] == []
+    assert "the gene-wise estimates are the final dispersions" in caplog.text
+    np.testing.assert_array_equal(dds.var["dispersions"], dds.var["genewise_dispersions"])
+    assert table["pvalue"].notna().all()
+    # Shrinkage pulls each fold change towards zero, never past it.
+    shrunk, mle = table["log2FoldChange_shrunk"], table["log2FoldChange"]
+    assert (shrunk.abs() <= mle.abs() + 1e-9).all() and (shrunk * mle >= 0).all()

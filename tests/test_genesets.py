@@ -180,6 +180,14 @@ def test_match_few_genes_warns_with_count():
         match_gene_sets({"S": ["A", "B", "X"]}, ["A", "B"], {}, min_genes=2)
 
 
+def test_a_small_set_found_in_full_is_called_small_not_partly_found():
+    with pytest.warns(GeneSetCoverageWarning) as caught:
+        match_gene_sets({"S": ["A", "B"]}, ["A", "B", "C"], {}, min_genes=5)
+    (message,) = [str(w.message) for w in caught]
+    assert "'S' has 2 genes, all found in the dataset, fewer than the minimum 5" in message
+    assert "only" not in message
+
+
 def test_match_input_errors():
     with pytest.raises(InputError, match="no gene symbols"):
         match_gene_sets({"S": ["A"]}, [], {})

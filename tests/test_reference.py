@@ -7,14 +7,10 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
-from conftest import REPO
 
-from ifnsig import data, genesets, reference, scores
+from ifnsig import data, demo, genesets, reference, scores
 from ifnsig.errors import InputError
-from ifnsig.settings import aliases_file, score_gene_set_files
-from ifnsig.simulate import CohortSpec, simulate_cohort
-from ifnsig.validation import validate_config
+from ifnsig.simulate import CohortSpec, simulate_cohort, split_by_subject
 
 # Its module fixtures are computed once: one pytest-xdist worker takes the whole module.
 pytestmark = pytest.mark.xdist_group("reference")
@@ -22,41 +18,16 @@ pytestmark = pytest.mark.xdist_group("reference")
 ALL_METHODS = list(scores.METHODS)
 
 
-def demo_config() -> dict:
-    return validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
-
-
-def read_demo() -> tuple[pd.DataFrame, pd.DataFrame]:
-    counts = pd.read_csv(REPO / "resources" / "demo" / "counts.tsv.gz", sep="\t", index_col=0)
-    samples = pd.read_csv(REPO / "config" / "samples.tsv", sep="\t", dtype=str)
-    return counts, samples.set_index("sample", drop=False)
-
-
 def run_scores(counts, samples, config, methods=ALL_METHODS):
     """Normalize and score a cohort as the workflow's normalize and score_ifn stages do."""
-    adata = data.build_anndata(counts, samples)
-    settings = config["filtering"]
-    adata = data.filter_genes(adata, settings["min_count"], settings["min_samples"])
-    data.normalize(adata, n_cpus=1)
-    matched, _ = genesets.matched_signatures(
-        scores.scored_signatures(config["scores"]),
-        adata.var["symbol"].astype(str),
-        score_gene_set_files(config),
-        aliases_file(),
-        min_genes=config["scores"]["min_genes"],
-    )
-    mask = scores.reference_mask(adata.obs, "controls", "control", "baseline")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        table = scores.score_samples(adata, matched, methods, mask, seed=config["seed"])
-    return adata, matched, mask, table
+    return demo.score_cohort(counts, samples, config, methods)
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     """The shipped demo scored with every method, and its reference written and read back."""
-    config = demo_config()
-    counts, samples = read_demo()
+    config = demo.config()
+    counts, samples = demo.read()
     adata, matched, mask, table = run_scores(counts, samples, config)
     sets = genesets.load_gene_sets(genesets.SHIPPED_GMT, include=list(matched))
     ref = reference.build_reference(
@@ -224,13 +195,9 @@ def test_reference_from_one_cohort_calls_a_shallower_second_cohort():
     cohort = simulate_cohort(CohortSpec(n_patients=50, n_controls=24, n_genes=2000, seed=5))
     subjects = cohort.truth_subjects
     rng = np.random.default_rng(0)
-    second = set()
-    for group in ["patient", "control"]:
-        names = subjects.loc[subjects["group"] == group, "subject"].to_numpy()
-        second |= set(rng.choice(names, len(names) // 2, replace=False))
+    in_second = split_by_subject(cohort, rng)
     samples = cohort.samples.set_index("sample", drop=False)
-    in_second = samples["subject"].isin(second)
-    config = demo_config()
+    config = demo.config()
     first_counts = cohort.counts.loc[:, samples.index[~in_second]]
     adata, matched, mask, table = run_scores(
         first_counts, samples[~in_second], config, methods=["median_fold_change", "zscore_sum"]

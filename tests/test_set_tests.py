@@ -124,6 +124,10 @@ def test_set_scores_average_the_genes_present_and_keep_sizes():
     assert list(scores.columns) == ["AB", "ABC"] and sizes.to_dict() == {"AB": 2, "ABC": 3}
     np.testing.assert_allclose(scores["ABC"], [2.0, 4.0])
     np.testing.assert_allclose(scores["AB"], [1.5, 3.0])
+    # Given the DE table's baseMean, the gene of a shared symbol is the one prerank ranks.
+    means = pd.Series({"g1": 5.0, "g2": 5.0, "g3": 10.0, "g4": 20.0})
+    scores, _ = set_tests.set_scores(values, symbols, {"ABC": ["A", "B", "C"]}, 2, means=means)
+    np.testing.assert_allclose(scores["ABC"], [4.0, 2.0])
 
 
 def test_each_kind_of_table_gets_its_comparison():

@@ -209,56 +209,44 @@ def differential_expression(
         items.append(text + ". " + source(table))
 
 
-def enrichment(
-    page: Page, tables: Mapping[str, pd.DataFrame], top: int, paths: Mapping[str, str]
+def top_ranked_sets(
+    page: Page,
+    tables: Mapping[str, pd.DataFrame],
+    top: int,
+    paths: Mapping[str, str],
+    *,
+    column: str,
+    label: str,
+    section: str,
+    key: str,
 ) -> None:
-    """The ``top`` preranked gene sets per contrast, by adjusted p then |NES|."""
-    items = page.section("Top gene sets by preranked GSEA (gene permutations: a ranking)")
+    """The ``top`` gene sets per contrast, by adjusted p then |``column``| (ties by name).
+
+    Each set is listed with ``label`` and its ``column`` value (and its ``direction`` where the
+    table has one), then its adjusted p; ``key`` prefixes the page's value keys.
+    """
+    items = page.section(section)
     for name, frame in tables.items():
         table = paths[name]
         if frame.empty:
             items.append(f"<code>{html.escape(name)}</code>: no gene set tested. " + source(table))
             continue
         q = adjusted_p(frame)
-        ranked = frame.assign(_abs=frame["nes"].abs()).sort_values(
+        ranked = frame.assign(_abs=frame[column].abs()).sort_values(
             [q, "_abs", "gene_set"], ascending=[True, False, True], kind="mergesort"
         )
         listed = []
         for i, (_, row) in enumerate(ranked.head(top).iterrows()):
-            key = f"enrichment.{name}.{i + 1}"
-            page.values[f"{key}.gene_set"] = row["gene_set"]
-            listed.append(
-                f"{html.escape(str(row['gene_set']))} (NES "
-                f"{page.num(f'{key}.nes', row['nes'], table)}, adjusted p "
-                f"{page.num(f'{key}.adjusted', row[q], table)})"
+            at = f"{key}.{name}.{i + 1}"
+            page.values[f"{at}.gene_set"] = row["gene_set"]
+            page.sources[f"{at}.gene_set"] = table
+            direction = (
+                f"{html.escape(str(row['direction']))}, " if "direction" in row.index else ""
             )
-        text = f"<code>{html.escape(name)}</code>: " + "; ".join(listed)
-        items.append(text + ". " + source(table))
-
-
-def set_tests(
-    page: Page, tables: Mapping[str, pd.DataFrame], top: int, paths: Mapping[str, str]
-) -> None:
-    """The ``top`` gene sets per contrast by the correlation-aware set tests (the ones for
-    inference), by adjusted p then |estimate|."""
-    items = page.section("Top gene sets by the set tests (sample permutations, for inference)")
-    for name, frame in tables.items():
-        table = paths[name]
-        if frame.empty:
-            items.append(f"<code>{html.escape(name)}</code>: no gene set tested. " + source(table))
-            continue
-        q = adjusted_p(frame)
-        ranked = frame.assign(_abs=frame["estimate"].abs()).sort_values(
-            [q, "_abs", "gene_set"], ascending=[True, False, True], kind="mergesort"
-        )
-        listed = []
-        for i, (_, row) in enumerate(ranked.head(top).iterrows()):
-            key = f"set_tests.{name}.{i + 1}"
-            page.values[f"{key}.gene_set"] = row["gene_set"]
             listed.append(
-                f"{html.escape(str(row['gene_set']))} ({html.escape(str(row['direction']))}, "
-                f"change {page.num(f'{key}.estimate', row['estimate'], table)}, adjusted p "
-                f"{page.num(f'{key}.adjusted', row[q], table)})"
+                f"{html.escape(str(row['gene_set']))} ({direction}{label} "
+                f"{page.num(f'{at}.{column}', row[column], table)}, adjusted p "
+                f"{page.num(f'{at}.adjusted', row[q], table)})"
             )
         text = f"<code>{html.escape(name)}</code>: " + "; ".join(listed)
         items.append(text + ". " + source(table))
@@ -405,25 +393,40 @@ def findings_page(
     cohort(page, frames["samples"], settings, paths["samples"])
     positivity(page, frames["scores"], settings, paths["scores"])
     score_change(page, frames["paired_tests"], settings, paths["paired_tests"])
-    differential_expression(
+
+    def of(prefix: str, names: list[str]) -> tuple[dict, dict]:
+        """The frames and paths of one kind of per-contrast table, by contrast."""
+        return (
+            {name: frames[f"{prefix}:{name}"] for name in names},
+            {name: paths[f"{prefix}:{name}"] for name in names},
+        )
+
+    tables, where = of("de", de_names)
+    differential_expression(page, tables, settings["de"]["alpha"], where)
+    top = settings["findings"]["top_gene_sets"]
+    tables, where = of("prerank", de_names)
+    top_ranked_sets(
         page,
-        {name: frames[f"de:{name}"] for name in de_names},
-        settings["de"]["alpha"],
-        {name: paths[f"de:{name}"] for name in de_names},
-    )
-    enrichment(
-        page,
-        {name: frames[f"prerank:{name}"] for name in de_names},
-        settings["findings"]["top_gene_sets"],
-        {name: paths[f"prerank:{name}"] for name in de_names},
+        tables,
+        top,
+        where,
+        column="nes",
+        label="NES",
+        section="Top gene sets by preranked GSEA (gene permutations: a ranking)",
+        key="enrichment",
     )
     with_sets = [name for name in de_names if f"sets:{name}" in frames]
     if with_sets:
-        set_tests(
+        tables, where = of("sets", with_sets)
+        top_ranked_sets(
             page,
-            {name: frames[f"sets:{name}"] for name in with_sets},
-            settings["findings"]["top_gene_sets"],
-            {name: paths[f"sets:{name}"] for name in with_sets},
+            tables,
+            top,
+            where,
+            column="estimate",
+            label="change",
+            section="Top gene sets by the set tests (sample permutations, for inference)",
+            key="set_tests",
         )
     clinical_links(page, frames["correlations"], frames["mixed_models"], settings, paths)
     responders(page, frames["response"], frames["baseline_prediction"], settings, paths)

@@ -364,9 +364,18 @@ def match_gene_sets(
                 "gene symbols (not Ensembl IDs) or add the missing names to the alias table."
             )
         if len(found) < min_genes:
+            if len(found) == len(current_genes):
+                what = (
+                    f" has {len(found)} genes, all found in the dataset, fewer than the "
+                    f"minimum {min_genes}"
+                )
+            else:
+                what = (
+                    f": only {len(found)} of {len(current_genes)} genes found in the dataset "
+                    f"(minimum {min_genes})"
+                )
             warnings.warn(
-                f"Gene set '{name}'{source}: only {len(found)} of {len(current_genes)} genes "
-                f"found in the dataset (minimum {min_genes}); its score rests on few genes.",
+                f"Gene set '{name}'{source}{what}; its score rests on few genes.",
                 GeneSetCoverageWarning,
                 stacklevel=2,
             )

@@ -613,14 +613,9 @@ def _mixed_row(
             ),
         )
         return row
-    within = coefficients.loc[WITHIN]
+    columns = ["estimate", "ci_low", "ci_high", "df", "pvalue"]
+    row.update(coefficients.loc[WITHIN, [*columns, "statistic"]].to_dict())
     row.update(
-        estimate=within["estimate"],
-        ci_low=within["ci_low"],
-        ci_high=within["ci_high"],
-        statistic=within["statistic"],
-        df=within["df"],
-        pvalue=within["pvalue"],
         df_model=model.coefficients.loc[WITHIN, "df"],
         pvalue_model=model.coefficients.loc[WITHIN, "pvalue"],
         random_intercept_variance=robust.group_variance,
@@ -628,14 +623,8 @@ def _mixed_row(
         singular=robust.singular,
     )
     if BETWEEN in coefficients.index:
-        between = coefficients.loc[BETWEEN]
-        row.update(
-            estimate_between=between["estimate"],
-            ci_low_between=between["ci_low"],
-            ci_high_between=between["ci_high"],
-            df_between=between["df"],
-            pvalue_between=between["pvalue"],
-        )
+        between = coefficients.loc[BETWEEN, columns]
+        row.update({f"{name}_between": value for name, value in between.items()})
     return row
 
 

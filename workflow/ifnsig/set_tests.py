@@ -108,6 +108,7 @@ def set_scores(
     gene_sets: dict[str, list[str]],
     min_size: int = 5,
     max_size: int = 500,
+    means: pd.Series | None = None,
 ) -> tuple[pd.DataFrame, pd.Series]:
     """The mean of each set's genes per sample (the set score), and each set's gene count.
 
@@ -117,15 +118,22 @@ def set_scores(
         Samples x genes (VST values).
     symbols
         The symbol of each gene (column). A symbol carried by several genes stands for the one
-        with the highest mean value, a choice that does not depend on any contrast.
+        with the highest of ``means`` (ties: the first column), a choice that does not
+        depend on the contrast's result.
     gene_sets
         Set name -> symbols (already restricted to, and translated into, the data's symbols).
     min_size, max_size
         Sets with fewer or more genes present are left out, as in prerank.
+    means
+        A value per gene (column) that picks the gene of a shared symbol; the enrichment
+        stage gives the DE table's ``baseMean``, so the set tests and prerank use the same
+        gene ID per symbol. Default: the mean of ``values``; genes without one come last.
     """
     symbols = pd.Series(list(symbols), index=values.columns, dtype=str)
-    means = values.mean(axis=0)
-    order = means.sort_values(ascending=False, kind="mergesort").index
+    if means is None:
+        means = values.mean(axis=0)
+    means = pd.Series(means, dtype=float).reindex(values.columns)
+    order = means.sort_values(ascending=False, kind="mergesort", na_position="last").index
     first = symbols.loc[order].drop_duplicates()
     column_of = pd.Series(first.index, index=first.to_numpy())
     scores, sizes = {}, {}

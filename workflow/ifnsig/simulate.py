@@ -619,6 +619,50 @@ def simulate_cohort(spec: CohortSpec | None = None) -> Cohort:
     )
 
 
+def split_by_subject(cohort: Cohort, rng: np.random.Generator) -> pd.Series:
+    """Half the patients and half the controls drawn with ``rng``: True for the samples of
+    those subjects, by sample. Two cohorts of one population, for a reference saved from one
+    and applied to the other."""
+    subjects = cohort.truth_subjects
+    second: set[str] = set()
+    for group in ["patient", "control"]:
+        names = subjects.loc[subjects["group"] == group, "subject"].to_numpy()
+        second |= set(rng.choice(names, len(names) // 2, replace=False))
+    samples = cohort.samples.set_index("sample", drop=False)
+    return samples["subject"].isin(second)
+
+
+def median_fold_change_scores(
+    cohort: Cohort, signatures: tuple[str, ...] = ("RICE2013_6",)
+) -> pd.DataFrame:
+    """Median-fold-change scores of a simulated cohort's shipped ``signatures``, with the
+    controls' baseline samples as reference.
+
+    Only the DESeq2 size factors are needed for this method (no VST fit), which keeps
+    simulation-based tests and benchmarks fast.
+    """
+    import anndata as ad
+    from pydeseq2.preprocessing import deseq2_norm
+
+    from ifnsig import genesets, scores
+
+    counts = cohort.counts.T
+    normalized, size_factors = deseq2_norm(counts.to_numpy())
+    adata = ad.AnnData(
+        X=normalized.astype(float),
+        obs=cohort.samples.set_index("sample").loc[counts.index],
+        var=pd.DataFrame({"symbol": counts.columns}, index=counts.columns),
+    )
+    adata.layers["normalized"] = adata.X
+    adata.obs["size_factor"] = size_factors
+    sets = genesets.load_gene_sets([genesets.SHIPPED_GMT], include=list(signatures))
+    matched, _ = genesets.match_gene_sets(
+        sets, adata.var["symbol"], genesets.read_aliases(genesets.SHIPPED_ALIASES)
+    )
+    reference = scores.reference_mask(adata.obs, "controls", "control", "baseline")
+    return scores.score_samples(adata, matched, ["median_fold_change"], reference)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: write a simulated cohort."""
     parser = argparse.ArgumentParser(

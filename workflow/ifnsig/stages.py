@@ -823,8 +823,16 @@ def enrichment(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) 
     comparison = set_tests.comparison_for(contrast, within_group, fitted, settings["timepoints"])
     obs, var, vst = quality.read_layer(inputs["normalized"], "vst")
     values = pd.DataFrame(vst, index=obs.index.astype(str), columns=var.index.astype(str))
+    # A symbol shared by several gene IDs is tested, as it is ranked, by the ID with the
+    # highest baseMean (enrichment.one_row_per_symbol).
+    base_mean = table.set_index(table["gene_id"].astype(str))["baseMean"]
     scores_by_set, n_genes = set_tests.set_scores(
-        values, var["symbol"].astype(str), sets, chosen["min_size"], chosen["max_size"]
+        values,
+        var["symbol"].astype(str),
+        sets,
+        chosen["min_size"],
+        chosen["max_size"],
+        means=base_mean[~base_mean.index.duplicated()],
     )
     tested = set_tests.set_tests(
         scores_by_set,

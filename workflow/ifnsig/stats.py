@@ -7,13 +7,34 @@ stage use the same Benjamini-Hochberg and the same per-row seeding.
 from __future__ import annotations
 
 import functools
+import logging
 import math
+import warnings
 import zlib
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+log = logging.getLogger(__name__)
+#: Fewest subjects (or pairs) a bootstrap interval is computed from.
+BOOTSTRAP_MIN_N = 3
+# Reasons an interval was left empty, each logged once per process (a job is a process).
+_EMPTY_INTERVAL_REASONS: set[str] = set()
+
+
+def new_job() -> None:
+    """Log the reasons for empty intervals afresh, as a new job's process would (for stages
+    run one after another in one process, as the tests do)."""
+    _EMPTY_INTERVAL_REASONS.clear()
+
+
+def _left_empty(reason: str) -> tuple[float, float]:
+    if reason not in _EMPTY_INTERVAL_REASONS:
+        _EMPTY_INTERVAL_REASONS.add(reason)
+        log.info("bootstrap interval %s; left empty (this and any other such interval)", reason)
+    return np.nan, np.nan
 
 
 def bh(pvalues: pd.Series) -> np.ndarray:
@@ -57,19 +78,44 @@ def bootstrap_ci(
     rng: np.random.Generator,
     paired: bool = False,
 ) -> tuple[float, float]:
-    """BCa bootstrap interval (scipy.stats.bootstrap; Efron 1987); NaN when not computable."""
-    if n_resamples <= 0 or len(data[0]) < 3:
+    """BCa bootstrap interval (scipy.stats.bootstrap; Efron 1987); NaN when not computable.
+
+    Not computed, with one log line saying why, below :data:`BOOTSTRAP_MIN_N` observations
+    or when the statistic does not vary between the jackknife samples (degenerate data, as
+    when every one of a handful of subjects changes the same way): BCa's acceleration is
+    then 0 / 0, and scipy would warn and return NaN.
+    """
+    if n_resamples <= 0:
         return np.nan, np.nan
-    result = stats.bootstrap(
-        data,
-        statistic,
-        n_resamples=n_resamples,
-        vectorized=True,
-        paired=paired,
-        confidence_level=confidence,
-        method="BCa",
-        rng=rng,
-    )
+    if len(data[0]) < BOOTSTRAP_MIN_N:
+        return _left_empty(f"needs >= {BOOTSTRAP_MIN_N} subjects, {len(data[0])} here")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = stats.bootstrap(
+            data,
+            statistic,
+            n_resamples=n_resamples,
+            vectorized=True,
+            paired=paired,
+            confidence_level=confidence,
+            method="BCa",
+            rng=rng,
+        )
+    degenerate = any(issubclass(w.category, stats.DegenerateDataWarning) for w in caught)
+    for warning in caught:
+        # The 0 / 0 of the acceleration comes with the degenerate-data warning.
+        explained = issubclass(warning.category, stats.DegenerateDataWarning) or (
+            "_resampling" in warning.filename
+        )
+        if not (degenerate and explained):
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    if degenerate:
+        return _left_empty(
+            f"not computable from {len(data[0])} subjects: the statistic does not vary "
+            "between the jackknife samples, so BCa's acceleration is undefined"
+        )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 

@@ -188,6 +188,18 @@ def _row_validator(schema: str):
     )
 
 
+def _first_holding(path, frame: pd.DataFrame, flagged: pd.Series, column: str, value=None):
+    """``"<path>: line N, column '<column>' holds '<cell>'"`` for the first flagged row (its
+    line in the file, from the frame's index), or None when no row is flagged; ``value``
+    formats the cell itself (default: quoted as written)."""
+    if not flagged.any():
+        return None
+    i = int(flagged.to_numpy().nonzero()[0][0])
+    cell = frame[column].iat[i]
+    shown = f"'{cell}'" if value is None else value(cell)
+    return f"{path}: line {frame.index[i] + 2}, column '{column}' holds {shown}"
+
+
 def _validate_rows(frame: pd.DataFrame, schema: str, path: Path) -> None:
     """Check each row against a sheet schema; the index holds each row's position in the file.
 
@@ -255,24 +267,16 @@ def read_sample_sheet(path: str | Path, config: dict) -> pd.DataFrame:
             line = frame.index[int(empty.to_numpy().nonzero()[0][0])] + 2
             raise InputError(f"{path}: line {line}, column '{column}' is empty; fill it in.")
     for column in ["sample", "subject"]:
-        bad = ~frame[column].str.match(SAFE_ID)
-        if bad.any():
-            i = int(bad.to_numpy().nonzero()[0][0])
+        if where := _first_holding(path, frame, ~frame[column].str.match(SAFE_ID), column):
             also = "count column" if column == "sample" else "rows of the clinical table"
             raise InputError(
-                f"{path}: line {frame.index[i] + 2}, column '{column}' holds "
-                f"'{frame[column].iat[i]}', which is not a safe ID; use only letters, digits, "
-                "'.', '_' and '-', starting with a letter or digit (rename the matching "
-                f"{also} too)."
+                f"{where}, which is not a safe ID; use only letters, digits, '.', '_' and "
+                f"'-', starting with a letter or digit (rename the matching {also} too)."
             )
-    reserved = frame["sample"].isin(RESERVED_SAMPLE_IDS)
-    if reserved.any():
-        i = int(reserved.to_numpy().nonzero()[0][0])
+    if where := _first_holding(path, frame, frame["sample"].isin(RESERVED_SAMPLE_IDS), "sample"):
         raise InputError(
-            f"{path}: line {frame.index[i] + 2}, column 'sample' holds "
-            f"'{frame['sample'].iat[i]}', a name the workflow's gene tables use for their own "
-            f"columns ({', '.join(RESERVED_SAMPLE_IDS)}); rename the sample (and its count "
-            "column)."
+            f"{where}, a name the workflow's gene tables use for their own columns "
+            f"({', '.join(RESERVED_SAMPLE_IDS)}); rename the sample (and its count column)."
         )
     duplicated = frame["sample"][frame["sample"].duplicated()]
     if not duplicated.empty:
@@ -284,22 +288,16 @@ def read_sample_sheet(path: str | Path, config: dict) -> pd.DataFrame:
     _validate_rows(frame, "samples.schema.yaml", path)
     groups = config["groups"]
     allowed_groups = {groups["patient"], groups["control"]}
-    bad = ~frame["group"].isin(allowed_groups)
-    if bad.any():
-        i = int(bad.to_numpy().nonzero()[0][0])
+    if where := _first_holding(path, frame, ~frame["group"].isin(allowed_groups), "group"):
         raise InputError(
-            f"{path}: line {frame.index[i] + 2}, column 'group' holds "
-            f"'{frame['group'].iat[i]}'; use '{groups['patient']}' or '{groups['control']}' "
-            f"(or change 'groups' in {origin('groups')})."
+            f"{where}; use '{groups['patient']}' or '{groups['control']}' (or change "
+            f"'groups' in {origin('groups')})."
         )
     timepoints = config["timepoints"]
-    bad = ~frame["timepoint"].isin(timepoints)
-    if bad.any():
-        i = int(bad.to_numpy().nonzero()[0][0])
+    if where := _first_holding(path, frame, ~frame["timepoint"].isin(timepoints), "timepoint"):
         raise InputError(
-            f"{path}: line {frame.index[i] + 2}, column 'timepoint' holds "
-            f"'{frame['timepoint'].iat[i]}', which is not a declared timepoint; use one of "
-            f"{', '.join(timepoints)} or add it to 'timepoints' in {origin('timepoints')}."
+            f"{where}, which is not a declared timepoint; use one of {', '.join(timepoints)} "
+            f"or add it to 'timepoints' in {origin('timepoints')}."
         )
     duplicated = frame[["subject", "timepoint"]].duplicated(keep=False) & (
         frame["group"] == groups["patient"]
@@ -365,12 +363,10 @@ def read_clinical_table(
                 "has no sample in the sample sheet; fix the ID or remove the row."
             )
     frame = frame[~unknown]
-    bad = ~frame["timepoint"].isin(config["timepoints"])
-    if bad.any():
-        i = int(bad.to_numpy().nonzero()[0][0])
+    undeclared = ~frame["timepoint"].isin(config["timepoints"])
+    if where := _first_holding(path, frame, undeclared, "timepoint"):
         raise InputError(
-            f"{path}: line {frame.index[i] + 2}, column 'timepoint' holds "
-            f"'{frame['timepoint'].iat[i]}', which is not a declared timepoint; use one of "
+            f"{where}, which is not a declared timepoint; use one of "
             f"{', '.join(config['timepoints'])}."
         )
     duplicated = frame[["subject", "timepoint"]].duplicated()
@@ -385,12 +381,10 @@ def read_clinical_table(
         values = pd.to_numeric(frame[measure], errors="coerce")
         text = frame[measure].astype(str).str.strip()
         not_numeric = values.isna() & frame[measure].notna() & (text != "")
-        if not_numeric.any():
-            i = int(not_numeric.to_numpy().nonzero()[0][0])
+        if where := _first_holding(path, frame, not_numeric, measure):
             raise InputError(
-                f"{path}: line {frame.index[i] + 2}, column '{measure}' holds "
-                f"'{frame[measure].iat[i]}', which is not a number; write a number or leave the "
-                "cell empty if missing."
+                f"{where}, which is not a number; write a number or leave the cell empty if "
+                "missing."
             )
         low, high = spec.get("min"), spec.get("max")
         outside = pd.Series(False, index=values.index)
@@ -398,12 +392,11 @@ def read_clinical_table(
             outside |= values < low
         if high is not None:
             outside |= values > high
-        if outside.any():
-            i = int(outside.to_numpy().nonzero()[0][0])
+        numbers = frame.assign(**{measure: values})
+        if where := _first_holding(path, numbers, outside, measure, lambda v: f"{v:g}"):
             raise InputError(
-                f"{path}: line {frame.index[i] + 2}, column '{measure}' holds "
-                f"{values.iat[i]:g}, outside its declared range {_fmt(low)} to {_fmt(high)}; "
-                f"correct the value or the range in {origin(('clinical_measures', measure))}."
+                f"{where}, outside its declared range {_fmt(low)} to {_fmt(high)}; correct "
+                f"the value or the range in {origin(('clinical_measures', measure))}."
             )
         frame[measure] = values
         if len(frame) and values.isna().all():

@@ -40,6 +40,7 @@ from scipy.stats import norm
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from ifnsig.de.deseq2_compat import DESeq2Inference, deseq2_dispersions, nb_negative_loglik
+from ifnsig.de.indicators import indicator_block
 
 __all__ = ["BlockDesign", "BlockedInference", "detect_block_design", "irls_objective"]
 
@@ -196,11 +197,9 @@ def detect_block_design(
 ) -> BlockDesign | None:
     """Detect "intercept + one blocking factor's indicators + few other columns".
 
-    Candidate columns are non-constant 0/1 indicators. The block is a set of candidates with
-    pairwise disjoint support, chosen greedily from the candidates that overlap the fewest
-    others (subject indicators overlap only the timepoint/covariate indicators, while a
-    timepoint indicator overlaps every subject). Rows outside every chosen indicator form the
-    reference level, so indicators and reference partition the samples.
+    The block is :func:`ifnsig.de.indicators.indicator_block`: disjoint 0/1 indicators,
+    chosen greedily from those that overlap the fewest others; rows outside every chosen
+    indicator form the reference level.
 
     Parameters
     ----------
@@ -220,28 +219,12 @@ def detect_block_design(
     x = np.asarray(design_matrix, dtype=float)
     if x.ndim != 2 or not np.isfinite(x).all():
         return None
-    n, p = x.shape
-    support = (x == 1).sum(axis=0)
-    binary = ((x == 0) | (x == 1)).all(axis=0)
-    cand = np.flatnonzero(binary & (support > 0) & (support < n))
-    if len(cand) == 0 or len(cand) + 1 < min_levels:
+    p = x.shape[1]
+    found = indicator_block(x)
+    if found is None or len(found[0]) + 1 < min_levels:
         return None
-    xb = x[:, cand]
-    overlap = (xb.T @ xb) > 0
-    np.fill_diagonal(overlap, False)
-    order = np.lexsort((cand, overlap.sum(axis=1)))
-    excluded = np.zeros(len(cand), dtype=bool)
-    chosen = []
-    for j in order:
-        if not excluded[j]:
-            chosen.append(j)
-            excluded |= overlap[j]
-    block_cols = cand[np.sort(chosen)]
+    block_cols, level = found
     dense_cols = np.setdiff1d(np.arange(p), block_cols)
-    m = len(block_cols)
-    level = np.full(n, m, dtype=np.intp)
-    for j, col in enumerate(block_cols):
-        level[x[:, col] == 1] = j
     name = None
     if names is not None:
         prefixes = {names[c].split("[", 1)[0] for c in block_cols}
@@ -671,8 +654,9 @@ class BlockedInference(DESeq2Inference):
     backend : str
         Joblib backend. (default: ``"loky"``).
     chunk_size : int, optional
-        Genes per vectorised chunk. If None, about 2**20 / n_samples genes, and small
-        enough to give every process at least two chunks. (default: ``None``).
+        Genes per vectorised chunk at most. If None, about 2**20 / n_samples genes; the
+        genes are then split into equal chunks, at least two per process and a multiple of
+        the processes. (default: ``None``).
 
     Attributes
     ----------
@@ -725,8 +709,12 @@ class BlockedInference(DESeq2Inference):
 
     def _chunks(self, n_samples: int, n_genes: int) -> list[slice]:
         size = self.chunk_size or max(32, _CHUNK_CELLS // max(n_samples, 1))
-        # At least two chunks per process, for load balance.
-        size = max(1, min(size, math.ceil(n_genes / (2 * self.n_cpus))))
+        # At least two chunks per process and a multiple of the processes (as far as the
+        # genes allow), of equal size: with 5 chunks on 2 processes one process runs 3
+        # while the other waits after 2.
+        n_chunks = math.ceil(n_genes / max(size, 1))
+        n_chunks = max(2 * self.n_cpus, math.ceil(n_chunks / self.n_cpus) * self.n_cpus)
+        size = max(1, math.ceil(n_genes / n_chunks))
         return [slice(i, min(i + size, n_genes)) for i in range(0, n_genes, size)]
 
     def _map(self, func: Callable[..., Any], tasks: Sequence[tuple[Any, ...]]) -> list[Any]:

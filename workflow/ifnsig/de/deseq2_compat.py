@@ -29,12 +29,15 @@ a median relative difference of 1e-6.
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 
 import numpy as np
 import pandas as pd
 from pydeseq2.default_inference import DefaultInference
 from scipy.stats import false_discovery_control
+
+log = logging.getLogger(__name__)
 
 MIN_DISPERSION = 1e-8
 
@@ -47,14 +50,16 @@ def parametric_dispersion_trend(
     Returns None where DESeq2 gives up on the parametric fit (a coefficient not positive,
     or no convergence in 10 iterations), so the caller can fall back.
     """
-    import statsmodels.api as sm
+    # The GLM modules alone: statsmodels.api imports every model (seconds of a fit).
+    from statsmodels.genmod import families
+    from statsmodels.genmod.generalized_linear_model import GLM
 
     means = np.asarray(means, dtype=float)
     dispersions = np.asarray(dispersions, dtype=float)
     use = (dispersions >= 100 * min_disp) & np.isfinite(dispersions) & (means > 0)
     means, dispersions = means[use], dispersions[use]
     design = np.column_stack([np.ones_like(means), 1 / means])
-    family = sm.families.Gamma(sm.families.links.Identity())
+    family = families.Gamma(families.links.Identity())
     coefficients = np.array([0.1, 1.0])
     for _ in range(11):
         ratio = dispersions / (design @ coefficients)
@@ -65,9 +70,7 @@ def parametric_dispersion_trend(
             return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit = sm.GLM(dispersions[good], design[good], family=family).fit(
-                start_params=coefficients
-            )
+            fit = GLM(dispersions[good], design[good], family=family).fit(start_params=coefficients)
         previous, coefficients = coefficients, np.asarray(fit.params)
         if not (coefficients > 0).all():
             return None
@@ -173,29 +176,59 @@ def wald_t_pvalues(stat: np.ndarray, df: int) -> np.ndarray:
 def n_or_more_replicates(design_matrix: pd.DataFrame, min_replicates: int) -> pd.Series:
     """Whether each sample's design row is shared by at least ``min_replicates`` samples.
 
-    pydeseq2's ``utils.n_or_more_replicates`` by ``np.unique`` over the rows instead of
-    ``DataFrame.value_counts`` and a MultiIndex, which cost seconds on a paired design of
-    hundreds of columns (one per subject).
+    pydeseq2's ``utils.n_or_more_replicates`` by ``np.unique`` over the rows' bytes instead
+    of ``DataFrame.value_counts`` and a MultiIndex, which cost seconds on a paired design of
+    hundreds of columns (one per subject); ``np.unique(..., axis=0)`` compares a row column
+    by column and still takes seconds at thousands of columns.
     """
-    _, inverse, counts = np.unique(
-        design_matrix.to_numpy(), axis=0, return_inverse=True, return_counts=True
-    )
+    # + 0.0 turns -0.0 into 0.0, so that equal rows have equal bytes.
+    rows = np.ascontiguousarray(design_matrix.to_numpy(dtype=float) + 0.0)
+    as_bytes = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, inverse, counts = np.unique(as_bytes, return_inverse=True, return_counts=True)
     return pd.Series(counts[inverse.ravel()] >= min_replicates, index=design_matrix.index)
+
+
+def _check_full_rank_design(self) -> None:
+    """pydeseq2's ``DeseqDataSet._check_full_rank_design``, the rank taken through the
+    subject block (:func:`ifnsig.de.indicators.design_rank`) instead of an SVD of the whole
+    design."""
+    from ifnsig.de.indicators import design_rank
+
+    design = self.obsm["design_matrix"]
+    if design_rank(design) < design.shape[1]:
+        warnings.warn(
+            "The design matrix is not full rank, so the model cannot be fitted, but some "
+            "operations like design-free VST remain possible. To perform differential "
+            "expression analysis, please remove the design variables that are linear "
+            "combinations of others.",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 @contextlib.contextmanager
 def _fast_replicates():
-    """pydeseq2's Cook's steps use :func:`n_or_more_replicates` while the block runs."""
+    """pydeseq2's Cook's steps use :func:`n_or_more_replicates`, and the datasets of its
+    Cook's refits :func:`_check_full_rank_design`, while the block runs."""
     import pydeseq2.dds
     import pydeseq2.utils
 
-    saved = pydeseq2.dds.n_or_more_replicates, pydeseq2.utils.n_or_more_replicates
+    saved = (
+        pydeseq2.dds.n_or_more_replicates,
+        pydeseq2.utils.n_or_more_replicates,
+        pydeseq2.dds.DeseqDataSet._check_full_rank_design,
+    )
     pydeseq2.dds.n_or_more_replicates = n_or_more_replicates
     pydeseq2.utils.n_or_more_replicates = n_or_more_replicates
+    pydeseq2.dds.DeseqDataSet._check_full_rank_design = _check_full_rank_design
     try:
         yield
     finally:
-        pydeseq2.dds.n_or_more_replicates, pydeseq2.utils.n_or_more_replicates = saved
+        (
+            pydeseq2.dds.n_or_more_replicates,
+            pydeseq2.utils.n_or_more_replicates,
+            pydeseq2.dds.DeseqDataSet._check_full_rank_design,
+        ) = saved
 
 
 def deseq_dataset_class():
@@ -207,6 +240,8 @@ def deseq_dataset_class():
     from scipy.stats import f
 
     class DESeq2DispersionDataSet(DeseqDataSet):
+        _check_full_rank_design = _check_full_rank_design
+
         def deseq2(self, fit_type=None) -> None:
             with _fast_replicates():
                 super().deseq2(fit_type)
@@ -250,12 +285,35 @@ def deseq_dataset_class():
             self.var["_pvalue_cooks_outlier"] = outlier
             return self.var["_pvalue_cooks_outlier"]
 
+        def near_poisson(self) -> bool:
+            """Whether every gene-wise dispersion is below 100 x the minimum (DESeq2's test
+            before its trend fit): no trend, prior or MAP step can be fitted to them."""
+            genewise = self.var.loc[self.var["non_zero"], "genewise_dispersions"]
+            return bool(len(genewise)) and bool((genewise < 100 * self.min_disp).all())
+
         def fit_dispersion_trend(self, vst: bool = False) -> None:
             # pydeseq2's VST calls its own trend fit directly, so only the DE path is here.
+            if not vst and "genewise_dispersions" not in self.var:
+                self.fit_genewise_dispersions()
+            if not vst and self.near_poisson():
+                # DESeq2 stops here and advises the gene-wise estimates as final
+                # dispersions; pydeseq2 would take the trimmed mean of an empty selection
+                # (NaN) and carry it through the prior and MAP steps.
+                log.warning(
+                    "all %d gene-wise dispersions are below 100 x the minimum %.0e (counts "
+                    "close to Poisson, as with few genes or samples): no dispersion trend or "
+                    "prior can be fitted, so the gene-wise estimates are the final "
+                    "dispersions, as DESeq2 advises",
+                    int(self.var["non_zero"].sum()),
+                    self.min_disp,
+                )
+                genewise = self.var["genewise_dispersions"]
+                self.uns["disp_function_type"] = "mean"
+                self.uns["mean_disp"] = float(genewise[self.var["non_zero"]].mean())
+                self.var["fitted_dispersions"] = genewise.where(self.var["non_zero"])
+                return None
             if vst or self.fit_type != "parametric":
                 return super().fit_dispersion_trend(vst)
-            if "genewise_dispersions" not in self.var:
-                self.fit_genewise_dispersions()
             genes = self.var.loc[self.non_zero_genes]
             coefficients = parametric_dispersion_trend(
                 genes["_normed_means"].to_numpy(),
@@ -274,6 +332,14 @@ def deseq_dataset_class():
             return None
 
         def fit_dispersion_prior(self) -> None:
+            if "fitted_dispersions" not in self.var:
+                self.fit_dispersion_trend()
+            if self.near_poisson():
+                # No residual to fit a prior to: the prior is left at DESeq2's floor and
+                # the MAP step keeps the gene-wise estimates (fit_MAP_dispersions).
+                self.uns["_squared_logres"] = 0.0
+                self.uns["prior_disp_var"] = np.float64(0.25)
+                return
             df = self.n_obs - self.obsm["design_matrix"].shape[-1]
             with warnings.catch_warnings():
                 # pydeseq2 warns that the MAD estimate is poor below 4 df; DESeq2's
@@ -291,6 +357,15 @@ def deseq_dataset_class():
                 self.uns["prior_disp_var"] = np.float64(variance)
 
         def fit_MAP_dispersions(self) -> None:  # noqa: N802 (pydeseq2's name)
+            if "prior_disp_var" not in self.uns:
+                self.fit_dispersion_prior()
+            if self.near_poisson():
+                genewise = self.var["genewise_dispersions"].where(self.var["non_zero"])
+                self.var["MAP_dispersions"] = genewise
+                self.var["dispersions"] = genewise.copy()
+                self.var["_MAP_converged"] = pd.array(self.var["non_zero"], dtype="boolean")
+                self.var["_outlier_genes"] = False
+                return
             genewise = self.var.loc[self.var["non_zero"], "genewise_dispersions"].to_numpy()
             trend = self.var.loc[self.var["non_zero"], "fitted_dispersions"].to_numpy()
             start = np.where(genewise > 0.1 * trend, genewise, trend)

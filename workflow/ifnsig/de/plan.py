@@ -897,8 +897,10 @@ def contrast_vectors(fit: Fit, contrast: Contrast, columns: list[str]) -> dict[s
 
 
 def _check_rank(fit: Fit) -> None:
+    from ifnsig.de.indicators import design_rank
+
     design = design_matrix(fit)
-    rank = np.linalg.matrix_rank(design.to_numpy())
+    rank = design_rank(design.to_numpy())
     if rank < design.shape[1]:
         raise InputError(
             f"{origin('de.contrasts')}: the design {fit.formula} for contrast(s) "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import copy
 import fcntl
 import json
@@ -184,7 +185,15 @@ class SnakemakeServer:
                 [sys.executable, str(server)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 text=True, env=self.env,
             )  # fmt: skip
+            atexit.register(self.stop, self.process)
         return self.process
+
+    @staticmethod
+    def stop(process: subprocess.Popen) -> None:
+        """The server ends when its input does."""
+        process.stdin.close()
+        process.wait(timeout=60)
+        process.stdout.close()
 
     def answer(self, process: subprocess.Popen, timeout: float) -> dict:
         ready, _, _ = select.select([process.stdout], [], [], timeout)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
 import copy
 import fcntl
+import json
 import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -144,11 +149,82 @@ def snakemake(folder: Path, *args: str, env: dict | None = None) -> subprocess.C
     """The real snakemake in ``folder`` on 2 cores: the folder's own Snakefile when it is a
     clone or a deployment, the repository's otherwise."""
     snakefile = folder / "Snakefile" if (folder / "Snakefile").exists() else REPO / "Snakefile"
-    command = [
-        sys.executable, "-m", "snakemake", "-s", str(snakefile),
-        "--directory", str(folder), "--cores", "2", *args,
-    ]  # fmt: skip
+    arguments = ["-s", str(snakefile), "--directory", str(folder), "--cores", "2", *args]
+    if env is None and SERVER.serves(os.environ):
+        return SERVER.run(arguments, timeout=1200)
+    command = [sys.executable, "-m", "snakemake", *arguments]
     return subprocess.run(command, capture_output=True, text=True, timeout=1200, env=env)
+
+
+class SnakemakeServer:
+    """Snakemake runs forked from one process that imported Snakemake once
+    (tests/snakemake_server.py): each is ``python -m snakemake`` without its start-up."""
+
+    def __init__(self) -> None:
+        self.env = dict(os.environ)
+        self.process: subprocess.Popen | None = None
+
+    def serves(self, env) -> bool:
+        """Whether a run with environment ``env`` can be forked from the server: the same
+        variables read when an interpreter starts (the fork is given the rest of ``env``;
+        imported libraries add variables of their own, and pytest names the current test)."""
+
+        def at_start(variables):
+            return {
+                name: value
+                for name, value in variables.items()
+                if name.startswith(("PYTHON", "LD_")) or name.endswith("_NUM_THREADS")
+            }
+
+        return at_start(env) == at_start(self.env)
+
+    def start(self) -> subprocess.Popen:
+        if self.process is None or self.process.poll() is not None:
+            server = Path(__file__).with_name("snakemake_server.py")
+            self.process = subprocess.Popen(
+                [sys.executable, str(server)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                text=True, env=self.env,
+            )  # fmt: skip
+            atexit.register(self.stop, self.process)
+        return self.process
+
+    @staticmethod
+    def stop(process: subprocess.Popen) -> None:
+        """The server ends when its input does."""
+        process.stdin.close()
+        process.wait(timeout=60)
+        process.stdout.close()
+
+    def answer(self, process: subprocess.Popen, timeout: float) -> dict:
+        ready, _, _ = select.select([process.stdout], [], [], timeout)
+        line = process.stdout.readline() if ready else ""
+        if not line:
+            raise subprocess.TimeoutExpired(process.args, timeout)
+        return json.loads(line)
+
+    def run(self, arguments: list[str], timeout: float) -> subprocess.CompletedProcess:
+        process = self.start()
+        with tempfile.TemporaryDirectory() as folder:
+            stdout, stderr = Path(folder, "stdout"), Path(folder, "stderr")
+            request = {"args": arguments, "cwd": os.getcwd(), "env": dict(os.environ),
+                       "stdout": str(stdout), "stderr": str(stderr)}  # fmt: skip
+            process.stdin.write(json.dumps(request) + "\n")
+            process.stdin.flush()
+            pid = self.answer(process, timeout)["pid"]
+            try:
+                returncode = self.answer(process, timeout)["returncode"]
+            except subprocess.TimeoutExpired:
+                os.kill(pid, signal.SIGKILL)
+                self.process = None
+                process.kill()
+                raise
+            command = [sys.executable, "-m", "snakemake", *arguments]
+            return subprocess.CompletedProcess(
+                command, returncode, stdout.read_text(), stderr.read_text()
+            )
+
+
+SERVER = SnakemakeServer()
 
 
 # One small cohort run once per test session and shared by the tests that need a finished
@@ -161,10 +237,14 @@ SMALL_PERMUTATIONS = 100
 USER_GMT = "inputs/my_sets.gmt"
 
 
-def small_project(folder: Path) -> Path:
+def small_project(folder: Path, module: bool = False) -> Path:
     """The small cohort in a clone of the workflow (as users run it: ``snakemake`` in the
-    clone, config and inputs inside it), with a user GMT among the gene sets."""
-    clone_workflow(folder)
+    clone, config and inputs inside it), with a user GMT among the gene sets; with
+    ``module``, in a folder where the workflow is deployed as a Snakemake module instead."""
+    if module:
+        deploy_module(folder)
+    else:
+        clone_workflow(folder)
     write_project(folder, SMALL_SPEC, permutations=SMALL_PERMUTATIONS)
     (folder / USER_GMT).write_text("MY_ISGS\tuser set\tIFI27\tIFI44L\tRSAD2\tISG15\tMX1\n")
     config_file = folder / "config" / "config.yaml"

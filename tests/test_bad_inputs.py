@@ -16,8 +16,6 @@ import gzip
 import logging
 import re
 import shutil
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -25,7 +23,7 @@ import anndata as ad
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, first_rules, run_stage
+from conftest import first_rules, run_stage, snakemake
 
 from ifnsig import stages
 from ifnsig.de.plan import de_tables
@@ -289,13 +287,7 @@ def test_bad_input(name, tmp_path, monkeypatch, caplog, base_anndata):
 @pytest.mark.parametrize("name", CLI_CASES)
 def test_message_reaches_the_user_and_nothing_is_written(name, tmp_path):
     spec = make_project(name, tmp_path)
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
-    run = subprocess.run(
-        [*command, "--directory", str(tmp_path), "--cores", "1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    run = snakemake(tmp_path, "--cores", "1")
     assert run.returncode != 0
     shown = [line for line in run.stderr.splitlines() if "Input error: " in line]
     assert shown, run.stderr[-3000:]

@@ -344,3 +344,9 @@ def drawn(monkeypatch):
     monkeypatch.setattr(Text, "draw", record_text)
     monkeypatch.setattr(plots, "_save", record)
     return figures
+
+
+def pytest_collection_modifyitems(config, items):
+    """The SLURM run first: it spends minutes waiting on the cluster's status checks, and
+    started first it overlaps the other worker's tests instead of running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)

@@ -16,6 +16,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 
 PALETTE = plt.get_cmap("tab10")
+# Label-placement iterations of the volcano plot (adjustText's own limit is 1 s of time).
+VOLCANO_LABEL_ITERATIONS = 500
 
 
 def _save(fig, path: str | Path) -> None:
@@ -561,6 +563,9 @@ def volcano(
             ax=ax,
             arrowprops={"arrowstyle": "-", "color": "0.35", "lw": 0.4},
             ensure_inside_axes=True,
+            # adjustText stops after 1 s of wall time by default, so a loaded machine would
+            # draw other label positions: a fixed iteration count keeps the figure's bytes.
+            iter_lim=VOLCANO_LABEL_ITERATIONS,
         )
     _save(fig, path)
 

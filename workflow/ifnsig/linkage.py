@@ -326,14 +326,18 @@ def _logistic(
     frame, terms, used = _terms(frame, covariates)
     formula = " + ".join(["y ~ z", *terms])
     empty = dict.fromkeys(["estimate", "ci_low", "ci_high", "statistic", "pvalue"], np.nan)
+    separated = "perfect separation: odds ratio not estimable"
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            # statsmodels warns of a separation at every Newton step up to maxiter: the
+            # first warning ends the fit, whose odds ratio is not estimable anyway.
+            warnings.simplefilter("error", PerfectSeparationWarning)
             fit = smf.logit(formula, data=frame).fit(disp=0, maxiter=200)
+    except PerfectSeparationWarning:
+        return empty, used, separated
     except (PerfectSeparationError, np.linalg.LinAlgError) as err:
         return empty, used, f"not estimable ({type(err).__name__})"
-    if any(issubclass(w.category, PerfectSeparationWarning) for w in caught):
-        return empty, used, "perfect separation: odds ratio not estimable"
     if not fit.mle_retvals.get("converged", True) or any(
         issubclass(w.category, ConvergenceWarning) for w in caught
     ):

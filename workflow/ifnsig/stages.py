@@ -33,7 +33,6 @@ from ifnsig import (
     response,
     scores,
     set_tests,
-    trajectories,
 )
 from ifnsig import qc as quality
 from ifnsig.config_files import origin
@@ -63,10 +62,14 @@ def lazy_module(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     loader.exec_module(module)
+    # As an import would: ``import ifnsig.linkage`` elsewhere then finds it on the package.
+    parent, _, child = name.rpartition(".")
+    setattr(sys.modules[parent], child, module)
     return module
 
 
 linkage = lazy_module("ifnsig.linkage")
+trajectories = lazy_module("ifnsig.trajectories")  # it imports the linkage
 plots = lazy_module("ifnsig.plots")
 
 Paths = Mapping[str, str]

@@ -1,6 +1,6 @@
 """Runs a workflow through a real one-node SLURM cluster (tests/slurm/cluster.sh) with the
-profile in profiles/slurm, its DE split in gene shards, and checks it gives the same outputs
-as a local run with the DE in one job.
+profile in profiles/slurm, its DE split in gene shards, up to the DE tables and one
+enrichment, and checks it gives the same tables as a local run with the DE in one job.
 
 Needs root and apt-get (to install slurm-wlm and munge); skipped otherwise.
 """

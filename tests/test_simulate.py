@@ -297,3 +297,22 @@ def test_command_line_refuses_a_null_cohort_with_drug_genes(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert "null cohort plants nothing over time" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_single_cells_are_written_in_blocks_with_their_totals(tmp_path):
+    import anndata as ad
+
+    from ifnsig.formats import pseudobulk
+
+    path = tmp_path / "cells.h5ad"
+    totals, nonzero = simulate.write_single_cells(
+        path, n_cells=700, n_genes=60, n_samples=5, per_cell=12, seed=3, block=256
+    )
+    adata = ad.read_h5ad(path)
+    assert adata.shape == (700, 60) and adata.X.nnz == nonzero and adata.X.has_canonical_format
+    assert set(adata.obs["cell_type"]) == {"B", "Mono", "NK", "T"}
+    summed = pseudobulk(path, {"single_cell": True, "sample_column": "sample"})
+    assert list(summed.columns) == list(totals.index) and len(totals) == 5
+    assert (summed.sum().to_numpy() == totals.to_numpy()).all()
+    reference = simulate.summed_in_memory(path, {"sample_column": "sample"})
+    assert summed.to_csv(sep="\t") == reference.to_csv(sep="\t")

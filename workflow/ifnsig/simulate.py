@@ -663,6 +663,116 @@ def median_fold_change_scores(
     return scores.score_samples(adata, matched, ["median_fold_change"], reference)
 
 
+def write_single_cells(
+    path: str | Path,
+    n_cells: int,
+    n_genes: int,
+    n_samples: int,
+    per_cell: int,
+    seed: int,
+    block: int = 20_000,
+) -> tuple[pd.Series, int]:
+    """Write a simulated single-cell ``.h5ad`` of any size, ``block`` cells at a time.
+
+    A cells x genes CSR matrix of integer UMI counts (float32, as scanpy writes them), about
+    ``per_cell`` detected genes a cell, with a ``sample`` and a ``cell_type`` obs column; the
+    cells of every sample are spread over the whole file. Memory holds one block and the
+    ``obs`` table, whatever the number of cells.
+
+    Returns
+    -------
+    (pandas.Series, int)
+        The total count of each sample (samples in order of their first cell) and the number
+        of non-zero counts.
+    """
+    import anndata as ad
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    sample = rng.integers(0, n_samples, size=n_cells)
+    names = np.array([f"S{k:04d}" for k in range(n_samples)])
+    obs = pd.DataFrame(
+        {
+            "sample": pd.Categorical(names[sample], categories=names),
+            "cell_type": pd.Categorical(rng.choice(["B", "Mono", "NK", "T"], size=n_cells)),
+        },
+        index=pd.Index([f"cell{i:08d}" for i in range(n_cells)]),
+    )
+    var = pd.DataFrame(index=[f"GENE{g:05d}" for g in range(n_genes)])
+    ad.AnnData(obs=obs, var=var).write_h5ad(path)
+    del obs
+    # Detected genes of a cell as gaps between positions: sorted and distinct (a canonical
+    # CSR row) without sorting, about per_cell of them.
+    width = int(per_cell + 6 * per_cell**0.5 + 10)
+    totals = np.zeros(n_samples, dtype=np.int64)
+    indptr = np.zeros(n_cells + 1, dtype=np.int64)
+    with h5py.File(path, "a") as handle:
+        group = handle.create_group("X")
+        group.attrs.update(
+            {
+                "encoding-type": "csr_matrix",
+                "encoding-version": "0.1.0",
+                "shape": (n_cells, n_genes),
+            }
+        )
+        data = group.create_dataset("data", (0,), maxshape=(None,), dtype="f4", chunks=(1 << 18,))
+        indices = group.create_dataset(
+            "indices", (0,), maxshape=(None,), dtype="i4", chunks=(1 << 18,)
+        )
+        for start in range(0, n_cells, block):
+            stop = min(n_cells, start + block)
+            position = np.cumsum(rng.geometric(per_cell / n_genes, (stop - start, width)), axis=1)
+            row, column = np.nonzero(position <= n_genes)
+            gene = position[row, column] - 1
+            value = rng.geometric(0.6, len(gene))
+            totals += np.bincount(
+                sample[start:stop][row], weights=value, minlength=n_samples
+            ).astype(np.int64)
+            indptr[start + 1 : stop + 1] = indptr[start] + np.cumsum(
+                np.bincount(row, minlength=stop - start)
+            )
+            end = data.shape[0]
+            data.resize((end + len(gene),))
+            indices.resize((end + len(gene),))
+            data[end:] = value.astype(np.float32)
+            indices[end:] = gene.astype(np.int32)
+        group.create_dataset("indptr", data=indptr)
+    first = dict.fromkeys(names[sample])
+    return pd.Series(totals, index=names).loc[list(first)], int(indptr[-1])
+
+
+def summed_in_memory(path: str | Path, settings: dict) -> pd.DataFrame:
+    """Pseudobulk of a single-cell ``.h5ad`` read in full and summed with
+    :func:`scanpy.get.aggregate`: the reference :func:`ifnsig.formats.pseudobulk` (the same
+    ``h5ad`` settings, read in blocks) must equal byte for byte.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Integer counts, genes x samples, samples in order of their first chosen cell.
+    """
+    import anndata as ad
+    import scanpy as sc
+    import scipy.sparse as sp
+
+    adata = ad.read_h5ad(path)
+    column = settings.get("sample_column", "sample")
+    mask = np.ones(adata.n_obs, dtype=bool)
+    if settings.get("cell_types"):
+        mask = adata.obs[settings["cell_type_column"]].isin(settings["cell_types"]).to_numpy()
+    chosen = adata[mask].copy()
+    chosen.obs[column] = chosen.obs[column].astype(str)
+    summed = sc.get.aggregate(chosen, by=column, func="sum", layer=settings.get("layer"))
+    values = summed.layers["sum"]
+    values = values.toarray() if sp.issparse(values) else np.asarray(values)
+    frame = pd.DataFrame(
+        np.rint(values).astype(np.int64).T,
+        index=pd.Index(adata.var_names.astype(str), name="gene_id"),
+        columns=summed.obs_names.astype(str),
+    )
+    return frame[list(dict.fromkeys(chosen.obs[column]))]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: write a simulated cohort."""
     parser = argparse.ArgumentParser(

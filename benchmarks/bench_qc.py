@@ -38,6 +38,8 @@ NAMES = {
     "h5ad": "qc.h5ad",
     "multiqc_metrics": "qc_metrics_mqc.tsv",
     "multiqc_flags": "qc_flags_mqc.yaml",
+    "multiqc_identity": "qc_identity_mqc.tsv",
+    "multiqc_composition": "qc_composition_mqc.tsv",
     "pca": "pca.png",
     "correlation": "sample_correlation.png",
     "metric_bars": "metrics.png",

@@ -427,19 +427,81 @@ def read_summary(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""])
 
 
+def cell(row) -> str:
+    """A rate with its 95% interval and counts (a mean, such as an AUC, alone)."""
+    if pd.isna(row["trials"]):
+        return f"{row['rate']:.2f}"
+    scale = 100.0
+    digits = 2 if row["rate"] < 0.01 else 1
+    interval = (
+        ""
+        if pd.isna(row["ci_low"])
+        else f"{scale * row['ci_low']:.{digits}f}-{scale * row['ci_high']:.{digits}f}; "
+    )
+    return f"{scale * row['rate']:.{digits}f} % ({interval}{int(row['hits'])}/{int(row['trials'])})"
+
+
+# The README's table: per test, its metrics on null cohorts and on planted ones (several
+# metrics in a cell are joined by " / "; none: nothing planted to find).
+SIDE_BY_SIDE = [
+    ("mixed models, primary `pvalue` (within-patient, CR2 SE)",
+     ["mixed: within, CR2 (primary)"], ["mixed: within, CR2 (primary)"]),
+    ("mixed models, `pvalue_model` (model-based SE)",
+     ["mixed: within, model-based"], ["mixed: within, model-based"]),
+    ("mixed models, `pvalue_between` (patient means)", ["mixed: between, CR2"], []),
+    ("paired score test (Wilcoxon)",
+     ["paired score test (Wilcoxon)"], ["paired score test (Wilcoxon)"]),
+    ("change correlations (Spearman)",
+     ["change correlations (Spearman)"], ["change correlations (Spearman)"]),
+    ("baseline prediction, score change: Mann-Whitney / logistic",
+     ["baseline prediction: score_change, mann_whitney",
+      "baseline prediction: score_change, logistic"],
+     ["baseline prediction: score_change, mann_whitney",
+      "baseline prediction: score_change, logistic"]),
+    ("AUC of the score change in its stated direction, mean",
+     ["AUC in the stated direction: score_change"],
+     ["AUC in the stated direction: score_change"]),
+    ("baseline prediction, baseline score: Mann-Whitney / logistic",
+     ["baseline prediction: baseline_score, mann_whitney",
+      "baseline prediction: baseline_score, logistic"], []),
+    ("DE, normal / t reference: null genes at p < 0.001; planted genes at padj < 0.05",
+     ["DE normal: null genes at p < 0.001", "DE t: null genes at p < 0.001"],
+     ["DE normal: planted genes at padj < 0.05", "DE t: planted genes at padj < 0.05"]),
+    ("DE, normal / t reference: null genes at p < 0.05; false calls among padj < 0.05",
+     ["DE normal: null genes at p < 0.05", "DE t: null genes at p < 0.05"],
+     ["DE normal: false calls among padj < 0.05", "DE t: false calls among padj < 0.05"]),
+    ("set tests: contrasts with any set / an IFN set at FDR < 0.05; type I sets found falling",
+     ["set tests: contrasts with any set at FDR < 0.05",
+      "set tests: contrasts with an IFN set at FDR < 0.05"],
+     ["set tests: type I IFN signatures found falling"]),
+    ("prerank: contrasts with any set / an IFN set at FDR < 0.05; type I sets found falling",
+     ["prerank: contrasts with any set at FDR < 0.05",
+      "prerank: contrasts with an IFN set at FDR < 0.05"],
+     ["prerank: type I IFN signatures found falling"]),
+]  # fmt: skip
+
+
+def side_by_side(summary: pd.DataFrame) -> str:
+    """One row per test: its rate on null cohorts beside its power on planted ones."""
+    rows = summary.set_index(["kind", "metric"])
+
+    def cells(kind: str, metrics: list[str]) -> str:
+        found = [cell(rows.loc[(kind, m)]) for m in metrics if (kind, m) in rows.index]
+        return " / ".join(found) if found else "none planted"
+
+    counts = summary.groupby("kind")["cohorts"].max()
+    lines = [
+        f"| test | null: {int(counts.get('null', 0))} cohorts, at p < 0.05 unless stated "
+        f"(95% CI; hits/trials) | planted: {int(counts.get('planted', 0))} cohorts (power) |",
+        "|---|---|---|",
+    ]
+    for label, null, planted in SIDE_BY_SIDE:
+        lines.append(f"| {label} | {cells('null', null)} | {cells('planted', planted)} |")
+    return "\n".join(lines)
+
+
 def markdown(summary: pd.DataFrame) -> str:
-    """The README's tables: observed vs nominal on null cohorts, power on planted ones."""
-
-    def cell(row) -> str:
-        if pd.isna(row["trials"]):
-            return f"{row['rate']:.2f}"
-        scale = 100.0
-        digits = 2 if row["rate"] < 0.01 else 1
-        return (
-            f"{scale * row['rate']:.{digits}f} % ({scale * row['ci_low']:.{digits}f}-"
-            f"{scale * row['ci_high']:.{digits}f}; {int(row['hits'])}/{int(row['trials'])})"
-        )
-
+    """Every metric: observed vs nominal on null cohorts, power on planted ones."""
     lines = []
     for kind, title in [("null", "null cohorts"), ("planted", "planted (demo-like) cohorts")]:
         part = summary[summary["kind"] == kind]
@@ -490,7 +552,8 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = arguments(argv)
     if args.markdown:
-        print(markdown(read_summary(args.summary)))
+        summary = read_summary(args.summary)
+        print(side_by_side(summary) + "\n\n" + markdown(summary))
         return
     logging.basicConfig(level=logging.ERROR)
     if args.no_plots:

@@ -35,6 +35,8 @@ python benchmarks/bench_drift.py --samples 4000 --genes 3000 --variants standard
     true_size_factors true_dispersions genewise t
 python benchmarks/bench_drift.py --samples 400 --genes 3000 --subset 300 --r \
     --inference blocked dense
+python benchmarks/bench_drift.py --samples 1000 --genes 3000 --variants standard \
+    true_size_factors exclude_signatures
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ gene-wise steps on row shards with two barriers over all genes; the same split i
 one job per step and shard:
 
 1. size factors (median of ratios: per gene the mean log count, then per sample the median
-   log ratio), read in gene blocks and then in sample blocks (:func:`fit_size_factors`);
+   log ratio, over the control genes of ``de.size_factor_genes``), read in gene blocks and
+   then in sample blocks (:func:`fit_size_factors`);
 2. per shard, gene-wise dispersions and the IRLS means they start from
    (:func:`genewise_step`);
 3. over all genes, the dispersion trend and the prior variance of log dispersions
@@ -182,7 +183,7 @@ def _dataset(counts: np.ndarray, genes: pd.Index, fit: Fit, size_factors: np.nda
 
     frame = pd.DataFrame(counts, index=fit.metadata.index, columns=genes)
     dds = deseq_dataset(frame, fit, inference)
-    # What pydeseq2's fit_size_factors leaves, with factors computed over all genes.
+    # What pydeseq2's fit_size_factors leaves, with factors computed over the whole cohort.
     dds.obs["size_factors"] = size_factors
     dds.layers["normed_counts"] = dds.X / size_factors[:, None]
     dds.var["_normed_means"] = dds.layers["normed_counts"].mean(axis=0)

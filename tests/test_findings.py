@@ -171,6 +171,27 @@ def test_the_viewer_holds_each_table_once_byte_for_byte(tmp_path, monkeypatch):
     assert tableview.page("t", "", tables) == tableview.page("t", "", tables)
 
 
+def test_the_page_holds_its_tables_compressed_and_the_bundle_once(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 3000
+    table = tmp_path / "de.tsv"
+    pd.DataFrame(
+        {
+            "gene_id": [f"G{i:05d}" for i in range(n)],
+            "log2FoldChange": rng.normal(size=n),
+            "pvalue": rng.random(n),
+        }
+    ).to_csv(table, sep="\t", index=False)
+    page = tableview.page("t", "<p>body</p>", {"results/de.tsv": (table, "DE")})
+    without = tableview.page("t", "<p>body</p>", {})
+    # The table adds its gzip bytes in base64 and a few tags, nothing else (no JSON copy).
+    added = len(page.encode()) - len(without.encode())
+    assert added < len(tableview._packed(table.read_bytes())) + 500
+    assert added < 0.7 * table.stat().st_size
+    # The DataTables bundle (0.7 MB of JavaScript and CSS) is held compressed.
+    assert len(without.encode()) < 350_000
+
+
 def test_patient_panels_one_per_patient(tmp_path):
     scores = pd.DataFrame(
         {

@@ -122,8 +122,10 @@ def test_ifn_scores_and_de_tables_are_embedded_byte_for_byte(demo_report):
     scores = "results/scores/ifn_scores.tsv"
     assert in_category(scores) == "IFN scores"
     assert payload(scores) == (folder / scores).read_bytes()
-    # The DE tables are held once, by the findings page's viewer.
+    # The per-gene tables are held once, by the findings page's viewer.
     viewed = viewer_tables(findings_page(html))
+    reference = "results/scores/reference/genes.tsv"
+    assert reference not in results and viewed[reference] == (folder / reference).read_bytes()
     contrasts = ["month3_vs_baseline", "month6_vs_baseline"]
     for contrast in contrasts:
         table = f"results/de/{contrast}.tsv"
@@ -226,8 +228,14 @@ def test_report_renders_in_a_browser_with_every_category(demo_report, browser, t
 
 
 def test_the_report_is_small_enough_to_email(demo_report):
-    _, _, report = demo_report
+    _, html, report = demo_report
     assert report.stat().st_size < 10 * 2**20
+    # Every figure is written by ifnsig.plots.write_figure: a palette or RGB PNG (never
+    # matplotlib's own RGBA, three times the bytes), with no text chunks.
+    for path, entry in embedded(html, "results").items():
+        if path.endswith(".png"):
+            data = base64.b64decode(entry["data_uri"].split("base64,", 1)[1])
+            assert data[25] in (2, 3) and b"tEXt" not in data, path
 
 
 def adjusted(frame: pd.DataFrame) -> pd.Series:

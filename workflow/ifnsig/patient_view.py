@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from ifnsig import plots  # noqa: E402
+
 #: Response call -> colour of the panel's frame and title (colour-blind safe, Okabe-Ito).
 CALL_COLORS = {True: "#009E73", False: "#D55E00", None: "#888888"}
 CALL_TEXT = {True: "responder", False: "non-responder", None: "not evaluable"}
@@ -130,5 +132,4 @@ def patient_panels(
     fig.subplots_adjust(
         left=0.06, right=0.95, top=1 - 0.8 / height, bottom=0.75 / height, hspace=0.75, wspace=0.3
     )
-    fig.savefig(path, dpi=90, metadata={"Software": None})
-    plt.close(fig)
+    plots.write_figure(fig, path, dpi=90)

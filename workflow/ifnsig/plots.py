@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -24,13 +25,59 @@ def _save(fig, path: str | Path) -> None:
     # Figures laid out by their own engine (constrained, for keys outside the axes) keep it.
     if fig.get_layout_engine() is None:
         fig.tight_layout()
-    # A fixed creation date keeps the SVG/PDF metadata, and so the files, reproducible.
+    write_figure(fig, path)
+
+
+#: Resolution of every figure (inches x dpi = pixels; 120 keeps 7-point text legible at
+#: the report's width).
+FIGURE_DPI = 120
+
+
+def _has_colour_scale(fig) -> bool:
+    """Whether the figure draws values through a colour map (heatmaps, colour bars)."""
+    from matplotlib.cm import ScalarMappable
+
+    return any(
+        isinstance(artist, ScalarMappable) and artist.get_array() is not None
+        for ax in fig.axes
+        for artist in ax.get_children()
+    )
+
+
+def png_bytes(fig, dpi: int = FIGURE_DPI) -> bytes:
+    """The figure as a PNG, small enough that the report embedding every figure stays
+    small enough to email.
+
+    Matplotlib writes RGBA at zlib level 6, and anti-aliased or semi-transparent lines give
+    thousands of colours (the clinical trajectories: 9,000, 0.7 MB). The figure is written
+    as RGB and reduced to a palette of 256 colours, without dithering so text and lines
+    stay sharp (a third of the bytes); a figure with a colour scale keeps every colour
+    (a palette would band the scale). No text chunks are written: the same figure gives
+    the same bytes.
+    """
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    rgba = Image.open(buffer).convert("RGBA")
+    image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+    if image.getcolors(256) is not None or not _has_colour_scale(fig):
+        image = image.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    image.save(out, format="png", optimize=True)
+    return out.getvalue()
+
+
+def write_figure(fig, path: str | Path, dpi: int = FIGURE_DPI) -> None:
+    """Write the figure (PNG by :func:`png_bytes`, other formats by matplotlib) and close it."""
     from ifnsig.io import atomic_output
 
-    metadata = {"Software": None} if str(path).endswith(".png") else None
     try:
         with atomic_output(path) as partial:
-            fig.savefig(partial, dpi=120, metadata=metadata)
+            if str(path).endswith(".png"):
+                partial.write_bytes(png_bytes(fig, dpi))
+            else:
+                fig.savefig(partial, dpi=dpi)
     finally:
         plt.close(fig)
 
@@ -412,8 +459,11 @@ def composition_over_time(
         ax.axhline(0, color="black", lw=0.5)
         ax.set_xticks([0] + list(x_of.values()), ["other"] + timepoints, fontsize=7)
         ax.set_ylabel("marker score (log2)", fontsize=7)
-    for ax in list(axes.flat)[len(columns) :]:
-        ax.axis("off")
+    for i in range(len(columns), n_rows * n_cols):
+        axes.flat[i].axis("off")
+        # The shared x axis is labelled on the bottom row only: the panel above an empty
+        # slot is the last of its column.
+        axes.flat[i - n_cols].tick_params(labelbottom=True)
     _save(fig, path)
 
 

@@ -82,6 +82,7 @@ EXTRA_MEASURES = ["patient_global", "CHAQ", "extramuscular_activity", "aldolase"
 # from its own stream, so the main stream, and the other options, keep their numbers.
 _STREAM_DRUG_GENES = 1
 _STREAM_EXTRA_MEASURES = 2
+_STREAM_IFN_VISITS = 3
 
 
 @dataclass
@@ -129,6 +130,17 @@ class CohortSpec:
         split over the drugs in the order of ``drugs`` (with two drugs, the first half for
         the first drug and the rest for the second); each reaches its ``drug_lfc`` at the
         last timepoint, as the treatment genes do.
+    ifn_visit_sd
+        SD of a visit factor shared by the IFN-driven genes (every gene with an IFN loading:
+        the ISGs and, weakly, the IFN-gamma-biased genes): each sample's IFN activity is its
+        subject's planted level plus a normal draw of this SD, independent between visits
+        and with mean 0, so it plants no change in the mean. In the units of the activity
+        (1 is a typical IFN-high baseline), so an ISG moves by its loading times the draw:
+        SD 0.1 moves the ISGs by 0.15 to 0.3 log2 and the strongest by 0.3 to 0.45 from
+        visit to visit. In real blood the IFN genes fluctuate together like this between
+        visits, so a gene-set test that permutes gene labels sees the whole set shift by
+        chance. The clinical measures follow the planted level, not the draw. 0 (the
+        default) draws nothing and keeps the cohorts as they were without this option.
     """
 
     n_patients: int = 25
@@ -151,6 +163,7 @@ class CohortSpec:
     n_drug_genes: int = 0
     responder_final_fraction: tuple[float, float] = (0.05, 0.3)
     non_responder_final_fraction: tuple[float, float] = (0.75, 1.05)
+    ifn_visit_sd: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ["responder_final_fraction", "non_responder_final_fraction"]:
@@ -160,6 +173,8 @@ class CohortSpec:
                     f"{name} must be a range (low, high) with 0 <= low <= high, got "
                     f"({low}, {high})."
                 )
+        if not self.ifn_visit_sd >= 0:
+            raise ValueError(f"ifn_visit_sd must be 0 or more, got {self.ifn_visit_sd}.")
         if self.n_drug_genes < 0:
             raise ValueError(f"n_drug_genes must be 0 or more, got {self.n_drug_genes}.")
         if self.null and (self.n_drug_genes or self.composition_shift):
@@ -424,6 +439,14 @@ def simulate_cohort(spec: CohortSpec | None = None) -> Cohort:
         # the main stream, and so every other value of the cohort, stays as without them.
         mu_drug = mu[chosen] * np.exp2(drug_effect)
         counts[chosen] = drug_rng.poisson(drug_rng.gamma(shape[chosen], mu_drug / shape[chosen]))
+    if spec.ifn_visit_sd:
+        # The visit factor and the counts of the IFN-driven genes come from their own stream,
+        # as the drug genes do: every other value of the cohort stays as without it.
+        visit_rng = np.random.default_rng([spec.seed, _STREAM_IFN_VISITS])
+        visit_factor = visit_rng.normal(0.0, spec.ifn_visit_sd, n_s)
+        moved = np.flatnonzero(loading != 0)
+        mu_visit = mu[moved] * np.exp2(np.outer(loading[moved], visit_factor))
+        counts[moved] = visit_rng.poisson(visit_rng.gamma(shape[moved], mu_visit / shape[moved]))
 
     # --- clinical -------------------------------------------------------------------
     clinical_rows = []
@@ -514,6 +537,9 @@ def simulate_cohort(spec: CohortSpec | None = None) -> Cohort:
     truth_samples = samples[["sample", "subject", "timepoint", "ifn_activity"]].copy()
     truth_samples["library_factor"] = lib_factor
     truth_samples["planted"] = ""
+    if spec.ifn_visit_sd:
+        # Added only with the option, so the table keeps its bytes without it.
+        truth_samples["ifn_visit_factor"] = visit_factor
     declared_sex = subjects.set_index("subject")["sex"].copy()
     if spec.plant_sex_flip:
         flipped = patients[2]
@@ -725,6 +751,14 @@ def main(argv: list[str] | None = None) -> None:
         metavar=("LOW", "HIGH"),
         help="the same for non-responders (default: %(default)s)",
     )
+    parser.add_argument(
+        "--ifn-visit-sd",
+        type=float,
+        default=defaults.ifn_visit_sd,
+        metavar="SD",
+        help="SD of a visit factor added to each sample's IFN activity, shared by the IFN "
+        "genes (0.1 moves the ISGs by 0.15 to 0.45 log2; default: %(default)s, none)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     args = parser.parse_args(argv)
     try:
@@ -742,6 +776,7 @@ def main(argv: list[str] | None = None) -> None:
             n_drug_genes=args.drug_genes,
             responder_final_fraction=tuple(args.responder_final_fraction),
             non_responder_final_fraction=tuple(args.non_responder_final_fraction),
+            ifn_visit_sd=args.ifn_visit_sd,
         )
         cohort = simulate_cohort(spec)
     except ValueError as err:

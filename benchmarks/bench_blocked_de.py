@@ -82,10 +82,13 @@ def simulate_paired(n_samples: int, n_genes: int, seed: int) -> tuple[pd.DataFra
     lfc = np.where(rng.random(n_genes) < 0.15, rng.normal(0, 1.0, n_genes), 0.0)
     sf = rng.lognormal(0, 0.2, 2 * n_subjects)
     counts = np.empty((2 * n_subjects, n_genes), dtype=np.int64)
-    # Row blocks keep the float temporaries small for large cohorts.
+    # Row blocks (of whole subjects: both samples of a subject are adjacent and blocks start
+    # at even rows) keep the float temporaries small for large cohorts. One effect per
+    # subject and gene, shared by its two samples: what makes the samples paired.
     for start in range(0, 2 * n_subjects, 100):
         rows = slice(start, min(start + 100, 2 * n_subjects))
-        subject_effect = rng.normal(0, 0.5, (rows.stop - rows.start, n_genes))
+        effects = rng.normal(0, 0.5, ((rows.stop - rows.start) // 2, n_genes))
+        subject_effect = np.repeat(effects, 2, axis=0)
         t = np.arange(rows.start, rows.stop) % 2
         mu = sf[rows, None] * base * np.exp(subject_effect + t[:, None] * lfc)
         counts[rows] = rng.negative_binomial(1 / disp, 1 / (1 + mu * disp))

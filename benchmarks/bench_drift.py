@@ -9,6 +9,10 @@ truth, so that the excess of small null p-values can be traced to it:
 
 * ``standard``: the workflow's fit;
 * ``true_size_factors``: the simulated library factors instead of median-of-ratios;
+* ``exclude_signatures``: median-of-ratios over every gene but those of the scored
+  signatures (``de.size_factor_genes: exclude_signatures``, DESeq2's ``controlGenes``; the
+  sets of ``--signatures``, by default the workflow's, matched to the simulated symbols as
+  the workflow matches them: :func:`ifnsig.de.size_factors.size_factor_genes`);
 * ``true_dispersions``: the simulated dispersions instead of the MAP estimates (the trend,
   prior and Cox-Reid-adjusted likelihood are then out of the picture);
 * ``genewise``: the gene-wise (Cox-Reid-adjusted maximum likelihood) dispersions, without
@@ -31,6 +35,8 @@ python benchmarks/bench_drift.py --samples 4000 --genes 3000 --variants standard
     true_size_factors true_dispersions genewise t
 python benchmarks/bench_drift.py --samples 400 --genes 3000 --subset 300 --r \
     --inference blocked dense
+python benchmarks/bench_drift.py --samples 1000 --genes 3000 --variants standard \
+    true_size_factors exclude_signatures
 """
 
 from __future__ import annotations
@@ -47,7 +53,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-VARIANTS = ["standard", "t", "true_size_factors", "true_dispersions", "genewise"]
+VARIANTS = [
+    "standard",
+    "t",
+    "true_size_factors",
+    "exclude_signatures",
+    "true_dispersions",
+    "genewise",
+]
 
 R_SCRIPT = r"""
 suppressPackageStartupMessages(library(DESeq2))
@@ -103,12 +116,26 @@ def simulate(n_samples: int, n_genes: int, planted: float, seed: int):
     return counts[keep], meta, truth.loc[keep], library
 
 
-def median_of_ratios(counts: pd.DataFrame) -> np.ndarray:
-    """DESeq2's size factors over the genes expressed in every sample."""
+def median_of_ratios(counts: pd.DataFrame, control: np.ndarray | None = None) -> np.ndarray:
+    """DESeq2's size factors over the genes expressed in every sample (among ``control``)."""
     logs = np.log(counts.to_numpy(dtype=float))
     finite = np.isfinite(logs).all(axis=0)
+    if control is not None:
+        finite &= control
     geo = logs[:, finite].mean(axis=0)
     return np.exp(np.median(logs[:, finite] - geo, axis=1))
+
+
+def signature_control_genes(genes: pd.Index, names: list[str]) -> np.ndarray:
+    """Every gene but those of the signatures ``names`` (the workflow's matching)."""
+    from ifnsig import genesets
+    from ifnsig.de.size_factors import EXCLUDE_SIGNATURES, size_factor_genes
+
+    var = pd.DataFrame({"symbol": genes.astype(str)}, index=genes)
+    matched, _ = genesets.matched_signatures(
+        names, var["symbol"], [genesets.SHIPPED_GMT], genesets.SHIPPED_ALIASES, min_genes=1
+    )
+    return size_factor_genes(EXCLUDE_SIGNATURES, var, matched)
 
 
 def fit_dataset(counts, meta, size_factors, inference: str, n_cpus: int):
@@ -234,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--inference", nargs="+", choices=["blocked", "dense"],
                         default=["blocked"])  # fmt: skip
     parser.add_argument("--r", action="store_true", help="also R DESeq2 on the subset")
+    parser.add_argument("--signatures", nargs="+", default=None, help="sets of exclude_signatures")
     parser.add_argument("--n-cpus", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
@@ -245,9 +273,22 @@ def main(argv: list[str] | None = None) -> None:
           f"{time.perf_counter() - t0:.0f} s ({load()})", flush=True)  # fmt: skip
     size_factors = {"estimated": median_of_ratios(counts)}
     size_factors["true"] = library.to_numpy() / np.exp(np.mean(np.log(library.to_numpy())))
-    print("size factors, estimated vs true: log ratio by timepoint "
-          + ", ".join(f"{tp} {np.mean(np.log(size_factors['estimated'] / size_factors['true'])[(meta['timepoint'] == tp).to_numpy()]):+.4f}"  # noqa: E501
-                      for tp in ["baseline", "month6"]))  # fmt: skip
+    if "exclude_signatures" in args.variants:
+        from ifnsig.scores import scored_signatures
+        from ifnsig.validation import validate_config
+
+        names = args.signatures or scored_signatures(validate_config({})["scores"])
+        control = signature_control_genes(counts.columns, names)
+        isg = (truth.loc[counts.columns, "role"] == "isg").to_numpy()
+        left_out = f"{int((~control).sum())} genes left out"
+        among = f"{int((isg & ~control).sum())} of the {int(isg.sum())} simulated ISGs"
+        print(f"exclude_signatures ({', '.join(names)}): {left_out}, {among}")
+        size_factors["exclude_signatures"] = median_of_ratios(counts, control)
+    for name in [n for n in size_factors if n != "true"]:
+        log_ratio = np.log(size_factors[name] / size_factors["true"])
+        print(f"size factors, {name} vs true: log ratio by timepoint "
+              + ", ".join(f"{tp} {np.mean(log_ratio[(meta['timepoint'] == tp).to_numpy()]):+.4f}"
+                          for tp in ["baseline", "month6"]))  # fmt: skip
     genes = counts.columns
     if args.subset:
         rng = np.random.default_rng(args.seed)
@@ -258,7 +299,9 @@ def main(argv: list[str] | None = None) -> None:
         # The variants that refit the standard dataset in place come after it.
         for variant in sorted(args.variants, key=VARIANTS.index):
             t1 = time.perf_counter()
-            sf = "true" if variant == "true_size_factors" else "estimated"
+            sf = {"true_size_factors": "true", "exclude_signatures": "exclude_signatures"}.get(
+                variant, "estimated"
+            )
             if sf not in fitted:
                 fitted[sf] = fit_dataset(
                     counts[genes], meta, size_factors[sf], inference, args.n_cpus

@@ -5,9 +5,10 @@ healthy controls) with a sex flip, a label swap and a globin-dominated library p
 ``counts.h5ad`` and ``cohort.h5ad`` are built as the workflow builds them (not timed against
 the budget, but reported), then the QC stage (:func:`ifnsig.stages.quality_control`, every
 table, plot and MultiQC file) runs in a child process with ``--threads`` BLAS threads, as
-Snakemake runs the script. Reported: the child's wall time (interpreter start and imports
-included), the stage's own time, peak resident memory, and whether exactly the planted
-samples were flagged. One row per run is appended to ``benchmarks/out/qc_stage.tsv``.
+Snakemake runs the script. Reported (``_measure.measure_child``): the child's wall time
+(interpreter start and imports included), the stage's own time, its peak resident memory,
+and whether exactly the planted samples were flagged. One row per run is appended to
+``benchmarks/out/qc_stage.tsv``.
 
 Example
 -------
@@ -17,10 +18,7 @@ python benchmarks/bench_qc.py --patients 300 --controls 100 --genes 20000 --thre
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+from _measure import append_rows, measure_child, report_step_time
 
 OUT = Path(__file__).resolve().parent / "out" / "qc_stage.tsv"
 NAMES = {
@@ -39,6 +38,8 @@ NAMES = {
     "h5ad": "qc.h5ad",
     "multiqc_metrics": "qc_metrics_mqc.tsv",
     "multiqc_flags": "qc_flags_mqc.yaml",
+    "multiqc_identity": "qc_identity_mqc.tsv",
+    "multiqc_composition": "qc_composition_mqc.tsv",
     "pca": "pca.png",
     "correlation": "sample_correlation.png",
     "metric_bars": "metrics.png",
@@ -99,7 +100,7 @@ def run_stage(folder: Path, threads: int) -> None:
     }
     settings = stage_settings(config, "quality_control")
     stages.quality_control(inputs, outputs, settings, threads=threads)
-    print(json.dumps({"stage_s": time.perf_counter() - start}))
+    report_step_time(time.perf_counter() - start)
 
 
 def main() -> None:
@@ -136,17 +137,8 @@ def main() -> None:
         # BLAS and OpenMP threads are bounded inside the stage (threadpoolctl); the variables
         # bound the libraries that start threads at import.
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-        start = time.perf_counter()
-        child = subprocess.run(
-            [sys.executable, __file__, "--run-stage", str(folder), "--threads", str(args.threads)],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=True,
-        )
-        wall = time.perf_counter() - start
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        stage = json.loads(child.stdout.strip().splitlines()[-1])
+        command = [sys.executable, __file__, "--run-stage", str(folder)]
+        measured = measure_child([*command, "--threads", str(args.threads)], env=env)
         truth = pd.read_csv(folder / "truth_samples.tsv", sep="\t", keep_default_na=False)
         flags = pd.read_csv(folder / "out" / "qc_flags.tsv", sep="\t", keep_default_na=False)
         planted = set(truth.loc[truth["planted"] != "", "sample"])
@@ -157,20 +149,14 @@ def main() -> None:
             "n_genes_filtered": n_kept,
             "threads": args.threads,
             "cpus_on_machine": os.cpu_count(),
-            "wall_s": round(wall, 2),
-            "stage_s": round(stage["stage_s"], 2),
-            "peak_rss_mb": round(peak_mb),
+            **measured,
             "n_flags": len(flags),
             "planted_flagged": planted <= set(flags["sample"]),
             "clean_flagged": len(set(flags["sample"]) - planted),
             **{key: round(value, 1) for key, value in timings.items()},
         }
     print(pd.Series(row).to_string())
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame([row])
-    if OUT.exists():
-        table = pd.concat([pd.read_csv(OUT, sep="\t"), table])
-    table.to_csv(OUT, sep="\t", index=False)
+    append_rows(OUT, [row])
 
 
 if __name__ == "__main__":

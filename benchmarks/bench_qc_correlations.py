@@ -2,8 +2,8 @@
 
 The pairing check (person correlations, best match per sample), the correlation outliers
 (median correlation per sample) and the heatmap's matrix run on a simulated VST matrix
-(subjects with three samples each) in a child process, its peak resident memory read with
-``os.wait4``:
+(subjects with three samples each) in a child process (``_measure.measure_child``: the
+child's own peak resident memory):
 
 - ``blocked``: the workflow's ``qc.pairing_check``, ``qc.correlation_outliers`` and
   ``qc.heatmap_rows`` (correlations computed ``qc.CORRELATION_BLOCK`` samples at a time, the
@@ -22,9 +22,6 @@ python benchmarks/bench_qc_correlations.py --samples 10000 --genes 2000
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _measure import append_rows, measure_child, report_step_time
 
 OUT = Path(__file__).resolve().parent / "out" / "qc_correlations.tsv"
 
@@ -106,24 +104,14 @@ def run_child(args, table: Path) -> None:
         result = (blocked_checks if args.mode == "blocked" else whole_checks)(vst, sheet)
     seconds = time.perf_counter() - start
     result.to_csv(table, sep="\t", index=False)
-    print(json.dumps({"stage_s": seconds}))
+    report_step_time(seconds)
 
 
 def measure(args, mode: str, table: Path) -> dict:
     command = [sys.executable, __file__, "--mode", mode, "--table", str(table)]
     for name in ["samples", "genes", "seed", "threads"]:
         command += [f"--{name}", str(getattr(args, name))]
-    start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    output = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"the {mode} child failed")
-    return {
-        "wall_s": round(time.perf_counter() - start, 1),
-        "stage_s": round(json.loads(output.strip().splitlines()[-1])["stage_s"], 1),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024),
-    }
+    return measure_child(command)
 
 
 def main() -> None:
@@ -163,11 +151,7 @@ def main() -> None:
         print(f"blocked tables equal the whole-matrix ones (to 1e-12): {same}")
         for row in rows:
             row["equal"] = same
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    out = pd.DataFrame(rows)
-    if OUT.exists():
-        out = pd.concat([pd.read_csv(OUT, sep="\t"), out])
-    out.to_csv(OUT, sep="\t", index=False)
+    append_rows(OUT, rows)
 
 
 if __name__ == "__main__":

@@ -37,42 +37,19 @@ from scipy import stats
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from conftest import deploy_module, snakemake, write_project  # noqa: E402
+from conftest import EVERY_STAGE, deploy_module, snakemake, write_project  # noqa: E402
 
+from ifnsig import demo  # noqa: E402
+from ifnsig.demo import run_table  # noqa: E402
 from ifnsig.simulate import CohortSpec  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "planted_truth_run.tsv"
+PRIMARY = {"signature": "RICE2013_6", "method": "median_fold_change"}
 SPEC = CohortSpec(n_patients=20, n_controls=8, n_genes=3000, n_treatment_genes=300, seed=7)
-
-EXPECTED = [
-    "results/data/normalized.h5ad",
-    "results/data/cohort.h5ad",
-    "results/scores/ifn_scores.tsv",
-    "results/scores/geneset_coverage.tsv",
-    "results/de/month3_vs_baseline.tsv",
-    "results/de/month6_vs_baseline.tsv",
-    "results/enrichment/month6_vs_baseline.set_tests.tsv",
-    "results/enrichment/month6_vs_baseline.prerank.tsv",
-    "results/enrichment/month6_vs_baseline.ora.tsv",
-    "results/clinical/paired_tests.tsv",
-    "results/clinical/correlations.tsv",
-    "results/clinical/changes.tsv",
-    "results/plots/qc/pca.png",
-    "results/qc/qc_flags.tsv",
-    "results/plots/de/month6_vs_baseline.volcano.png",
-    "results/plots/de/month6_vs_baseline.heatmap.png",
-    "results/plots/enrichment/month6_vs_baseline.ifn_running_scores.png",
-    "results/de/vst.tsv",
-    "results/plots/clinical/change_vs_change.png",
-]
-
-
-def read(folder, path):
-    return pd.read_csv(folder / path, sep="\t")
 
 
 def every_output_exists_and_rerun_has_nothing_to_do(run):
-    for path in EXPECTED:
+    for path in EVERY_STAGE:
         assert (run / path).stat().st_size > 0, path
     dry = snakemake(run, "-n")
     assert dry.returncode == 0
@@ -80,66 +57,40 @@ def every_output_exists_and_rerun_has_nothing_to_do(run):
 
 
 def baseline_positivity_agrees_with_planted_truth(run):
-    scores = read(run, "results/scores/ifn_scores.tsv")
-    truth = read(run, "inputs/truth_subjects.tsv")
-    base = scores[
-        (scores["signature"] == "RICE2013_6")
-        & (scores["method"] == "median_fold_change")
-        & (scores["group"] == "patient")
-        & (scores["timepoint"] == "baseline")
-    ]
-    merged = base.merge(truth[["subject", "ifn_high"]], on="subject")
+    merged = demo.baseline_positivity(run)
     assert (merged["positive"] == merged["ifn_high"]).mean() >= 0.9
 
 
 def score_falls_at_followup(run):
-    paired = read(run, "results/clinical/paired_tests.tsv")
-    primary = paired[
-        (paired["signature"] == "RICE2013_6") & (paired["method"] == "median_fold_change")
-    ]
+    primary = run_table(run, "results/clinical/paired_tests.tsv", **PRIMARY)
     assert (primary["pvalue"] < 0.05).all() and (primary["estimate"] < 0).all()
 
 
 def planted_de_genes_found_at_low_observed_fdr(run):
-    truth = read(run, "inputs/truth_genes.tsv")
-    table = read(run, "results/de/month6_vs_baseline.tsv").merge(truth, on="gene_id")
-    called = table["padj"] < 0.05
-    false = called & ~table["planted_de"]
-    assert called.sum() > 0.5 * table["planted_de"].sum()
-    assert false.sum() / called.sum() <= 0.10
+    calls_per_planted, observed_fdr = demo.planted_de_calls(run, "month6_vs_baseline")
+    assert calls_per_planted > 0.5 and observed_fdr <= 0.10
 
 
 def score_change_tracks_cmas_change_with_planted_sign(run):
-    corr = read(run, "results/clinical/correlations.tsv")
-    row = corr[
-        (corr["signature"] == "RICE2013_6")
-        & (corr["method"] == "median_fold_change")
-        & (corr["timepoint"] == "month6")
-        & (corr["measure"] == "CMAS")
-    ].iloc[0]
+    month6 = {**PRIMARY, "timepoint": "month6"}
+    row = run_table(run, "results/clinical/correlations.tsv", **month6, measure="CMAS").iloc[0]
     assert row["estimate"] < 0 and row["pvalue"] < 0.05
     # The same association recomputed from the written change tables.
-    changes = read(run, "results/clinical/score_changes.tsv")
-    clin = read(run, "results/clinical/changes.tsv")
-    s = changes[
-        (changes["signature"] == "RICE2013_6")
-        & (changes["method"] == "median_fold_change")
-        & (changes["timepoint"] == "month6")
-    ]
-    c = clin[(clin["measure"] == "CMAS") & (clin["timepoint"] == "month6")]
-    merged = s.merge(c, on="subject")
+    changes = run_table(run, "results/clinical/score_changes.tsv", **month6)
+    clin = run_table(run, "results/clinical/changes.tsv", measure="CMAS", timepoint="month6")
+    merged = changes.merge(clin, on="subject")
     rho = stats.spearmanr(merged["change_x"], merged["change_y"])[0]
     assert np.isclose(rho, row["estimate"])
 
 
 def shipped_ifn_sets_are_enriched_in_planted_direction(run):
-    prerank = read(run, "results/enrichment/month6_vs_baseline.prerank.tsv")
+    prerank = run_table(run, "results/enrichment/month6_vs_baseline.prerank.tsv")
     rows = prerank.set_index("gene_set").loc[["RICE2013_6", "NIH28"]]
     assert (rows["nes"] < 0).all() and (rows["fdr"] < 0.05).all()
 
 
 def set_tests_find_the_planted_ifn_fall_with_every_subject(run):
-    tests = read(run, "results/enrichment/month6_vs_baseline.set_tests.tsv")
+    tests = run_table(run, "results/enrichment/month6_vs_baseline.set_tests.tsv")
     rows = tests.set_index("gene_set").loc[["RICE2013_6", "NIH28"]]
     assert (rows["direction"] == "down").all() and (rows["estimate"] < 0).all()
     assert (rows["fdr"] < 0.05).all() and (rows["method"] == "sign_flip").all()
@@ -147,14 +98,14 @@ def set_tests_find_the_planted_ifn_fall_with_every_subject(run):
 
 
 def qc_flags_nothing_in_a_clean_cohort_and_reports_every_sample(run):
-    flags = read(run, "results/qc/qc_flags.tsv")
+    flags = run_table(run, "results/qc/qc_flags.tsv")
     assert flags.empty, flags[["sample", "flag", "evidence"]].to_string()
-    metrics = read(run, "results/qc/qc_metrics.tsv")
-    samples = read(run, "inputs/samples.tsv")
+    metrics = run_table(run, "results/qc/qc_metrics.tsv")
+    samples = run_table(run, "inputs/samples.tsv")
     assert sorted(metrics["sample"]) == sorted(samples["sample"])
-    truth = read(run, "inputs/truth_subjects.tsv").set_index("subject")["sex"]
+    truth = run_table(run, "inputs/truth_subjects.tsv").set_index("subject")["sex"]
     assert (metrics["predicted_sex"] == metrics["subject"].map(truth)).all()
-    composition = read(run, "results/qc/composition.tsv")
+    composition = run_table(run, "results/qc/composition.tsv")
     assert {"neutrophil_score", "t_cell_score"} <= set(composition.columns)
 
 

@@ -237,6 +237,30 @@ SMALL_PERMUTATIONS = 100
 USER_GMT = "inputs/my_sets.gmt"
 
 
+#: One output of each stage at least (plots included), as a finished run writes them.
+EVERY_STAGE = [
+    "results/data/normalized.h5ad",
+    "results/data/cohort.h5ad",
+    "results/scores/ifn_scores.tsv",
+    "results/scores/geneset_coverage.tsv",
+    "results/de/month3_vs_baseline.tsv",
+    "results/de/month6_vs_baseline.tsv",
+    "results/enrichment/month6_vs_baseline.set_tests.tsv",
+    "results/enrichment/month6_vs_baseline.prerank.tsv",
+    "results/enrichment/month6_vs_baseline.ora.tsv",
+    "results/clinical/paired_tests.tsv",
+    "results/clinical/correlations.tsv",
+    "results/clinical/changes.tsv",
+    "results/plots/qc/pca.png",
+    "results/qc/qc_flags.tsv",
+    "results/plots/de/month6_vs_baseline.volcano.png",
+    "results/plots/de/month6_vs_baseline.heatmap.png",
+    "results/plots/enrichment/month6_vs_baseline.ifn_running_scores.png",
+    "results/de/vst.tsv",
+    "results/plots/clinical/change_vs_change.png",
+]
+
+
 def small_project(folder: Path, module: bool = False) -> Path:
     """The small cohort in a clone of the workflow (as users run it: ``snakemake`` in the
     clone, config and inputs inside it), with a user GMT among the gene sets; with

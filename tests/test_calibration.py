@@ -100,13 +100,28 @@ def test_set_tests_call_no_set_where_nothing_changed(cohorts):
     assert called <= 1, smallest
 
 
-def test_benchmark_summary_pools_rows_and_counts_contrasts():
+def load_benchmark():
     import importlib.util
 
     path = REPO / "benchmarks" / "bench_calibration.py"
     spec = importlib.util.spec_from_file_location("bench_calibration", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_benchmark_visit_factor_reaches_every_cohort_and_its_own_summary():
+    bench = load_benchmark()
+    args = bench.arguments(["--ifn-visit-sd", "0.15"])
+    assert args.summary == bench.VISITS_SUMMARY
+    assert bench.arguments([]).summary == bench.SUMMARY
+    for kind in ("null", "planted"):
+        spec = bench.cohort_spec(kind, 1, 600, ifn_visit_sd=args.ifn_visit_sd)
+        assert spec.ifn_visit_sd == 0.15 and spec.null == (kind == "null")
+
+
+def test_benchmark_summary_pools_rows_and_counts_contrasts():
+    bench = load_benchmark()
     records = pd.DataFrame(
         [
             {"kind": "null", "seed": s, "metric": m, "hits": h, "trials": t, "value": np.nan}

@@ -727,3 +727,118 @@ def test_shrunk_fold_changes_are_pydeseq2s(demo_cohort):
     assert np.median(difference) < 2e-4
     assert np.quantile(difference, 0.95) < 3e-3
     assert difference.max() < 0.03
+
+
+# --- size factors from control genes (de.size_factor_genes) ------------------------------------
+
+
+def demo_control_genes(demo_cohort, tmp_path) -> dict:
+    """The demo's two control-gene sets of tests/data/demo_control_genes_deseq2.R, as the
+    DE stage makes them: the scored signatures matched to the cohort, a file of gene IDs."""
+    from ifnsig.de.size_factors import read_gene_list, size_factor_genes
+    from ifnsig.scores import scored_signatures
+    from ifnsig.settings import aliases_file, score_gene_set_files
+
+    adata, _, cfg = demo_cohort
+    signatures, _ = genesets.matched_signatures(
+        scored_signatures(cfg["scores"]),
+        adata.var["symbol"],
+        score_gene_set_files(cfg),
+        aliases_file(),
+        min_genes=1,
+    )
+    listed = tmp_path / "every_seventh.txt"
+    listed.write_text("# every seventh gene\n" + "\n".join(adata.var_names[::7]) + "\n")
+    aliases = genesets.read_aliases(aliases_file())
+    return {
+        "exclude_signatures": size_factor_genes("exclude_signatures", adata.var, signatures),
+        "every_seventh": size_factor_genes(
+            str(listed), adata.var, listed=read_gene_list(listed), aliases=aliases
+        ),
+    }
+
+
+def test_size_factors_from_control_genes_are_r_deseq2(demo_cohort, tmp_path):
+    """estimateSizeFactors(dds, controlGenes = idx) of R DESeq2 1.38.3 on the demo's paired
+    fit (tests/data/demo_control_genes_deseq2.R), in the one-job DE and in the DE split by
+    genes (``de_size_factors``, which gives the same bits)."""
+    from conftest import REPO
+
+    from ifnsig.de.fit import choose_inference, deseq_dataset
+    from ifnsig.de.shards import fit_positions, fit_size_factors
+
+    adata, _, cfg = demo_cohort
+    samples = de.cohort_samples(adata.obs)
+    (fit,) = de.plan_fits(samples, cfg)
+    reference = pd.read_csv(
+        REPO / "tests" / "data" / "demo_control_genes_deseq2_1.38.3.tsv", sep="\t"
+    )
+    path = tmp_path / "cohort.h5ad"
+    adata.write_h5ad(path)
+    sub = adata[fit.samples]
+    counts = pd.DataFrame(np.asarray(data.raw_counts(sub)), sub.obs_names, sub.var_names)
+    backend = choose_inference(fit, samples, "auto", 2, 1)
+    everything = deseq_dataset(counts, fit, backend)
+    everything.fit_size_factors()
+    for name, mask in demo_control_genes(demo_cohort, tmp_path).items():
+        expected = reference[reference["control"] == name].set_index("sample")
+        assert mask.sum() == expected["n_control"].iloc[0], name
+        dds = deseq_dataset(counts, fit, backend, mask)
+        dds.fit_size_factors()
+        ours = dds.obs["size_factors"]
+        assert set(ours.index) == set(expected.index), name
+        assert np.allclose(ours, expected.loc[ours.index, "size_factor"], rtol=1e-12, atol=0)
+        sharded = fit_size_factors(str(path), fit_positions(fit, adata.obs), adata.n_vars, mask)
+        assert np.array_equal(sharded, ours.to_numpy()), name
+        # Not the size factors of every gene.
+        assert np.abs(np.log(everything.obs["size_factors"] / ours)).max() > 1e-3, name
+
+
+def test_size_factors_from_every_gene_leave_the_tables_unchanged():
+    """de.size_factor_genes: all gives DESeq2's default tables, byte for byte in every
+    column, and so do control genes that are every gene."""
+    from ifnsig.simulate import CohortSpec, simulate_cohort
+
+    cohort = simulate_cohort(
+        CohortSpec(n_patients=6, n_controls=2, n_genes=400, n_treatment_genes=20, seed=4)
+    )
+    samples = cohort.samples.set_index("sample", drop=False).rename_axis(None)
+    adata = data.build_anndata(cohort.counts, samples)
+    cfg = validate_config({"timepoints": ["baseline", "month3", "month6"]})
+    assert cfg["de"]["size_factor_genes"] == "all"
+    (fit,) = de.plan_fits(samples, cfg)
+    default = de.run_fit(adata, fit, samples)
+    every = np.ones(adata.n_vars, dtype=bool)
+    for control_genes in (None, every):
+        tables = de.run_fit(adata, fit, samples, control_genes=control_genes)
+        for name, table in default.items():
+            pd.testing.assert_frame_equal(tables[name], table, check_exact=True)
+
+
+def test_size_factor_gene_settings_that_cannot_work_are_sentences(tmp_path):
+    from ifnsig.de.size_factors import check_setting, read_gene_list, size_factor_genes
+
+    var = pd.DataFrame(
+        {"symbol": [f"SYM{i}" for i in range(30)]}, index=[f"ENSG{i:03d}" for i in range(30)]
+    )
+    missing = tmp_path / "absent.txt"
+    with pytest.raises(InputError, match="size-factor gene list does not exist"):
+        check_setting({"de": {"size_factor_genes": str(missing)}})
+    few = tmp_path / "few.txt"
+    few.write_text("ENSG000\nENSG001\n")
+    with pytest.raises(InputError, match="names 2 gene"):
+        read_gene_list(few)
+    absent = tmp_path / "absent_genes.txt"
+    absent.write_text("\n".join(f"OTHER{i}" for i in range(12)) + "\n")
+    with pytest.raises(InputError, match="none of the 12 genes"):
+        size_factor_genes(str(absent), var, listed=read_gene_list(absent))
+    # IDs and symbols mixed, 9 found: below the 10 the median needs.
+    mixed = ["ENSG000", "ENSG001", "ENSG002", "SYM3", "SYM4", "SYM5", "SYM6", "SYM7", "SYM8"]
+    with pytest.raises(InputError, match="9 of the 30 genes are listed"):
+        size_factor_genes("list.txt", var, listed=[*mixed, "OTHER"])
+    mask = size_factor_genes("list.txt", var, listed=[*mixed, "SYM9"])
+    assert mask.sum() == 10 and mask[:10].all()
+    signatures = {"SET": [f"SYM{i}" for i in range(25)]}
+    with pytest.raises(InputError, match="5 remain without the scored signatures"):
+        size_factor_genes("exclude_signatures", var, signatures)
+    assert size_factor_genes("all", var) is None

@@ -57,7 +57,9 @@ def settings_for(**de_settings) -> dict:
     return validate_config({"timepoints": TIMEPOINTS, "de": de_settings})
 
 
-def one_job_and_sharded(adata, config, folder: Path, n_shards: int) -> tuple[dict, dict]:
+def one_job_and_sharded(
+    adata, config, folder: Path, n_shards: int, control_genes=None
+) -> tuple[dict, dict]:
     """Tables of run_fit and of the sharded steps, written as the workflow writes them."""
     path = folder / "cohort.h5ad"
     data.write_h5ad(adata, path)
@@ -75,9 +77,10 @@ def one_job_and_sharded(adata, config, folder: Path, n_shards: int) -> tuple[dic
                 inference=s["inference"],
                 shrink_max_coefficients=s["shrink_max_coefficients"],
                 wald_distribution=s["wald_distribution"],
+                control_genes=control_genes,
             )  # fmt: skip
         )
-    many = shards.run_sharded(str(path), fits, samples, s, n_shards)
+    many = shards.run_sharded(str(path), fits, samples, s, n_shards, control_genes=control_genes)
     return as_bytes(one, folder / "one"), as_bytes(many, folder / "many")
 
 
@@ -134,6 +137,17 @@ def test_paired_blocked_sharded_tables_are_the_one_job_tables(tmp_path):
     one, many = one_job_and_sharded(cohort(10, 60, seed=2), settings_for(), tmp_path, 3)
     assert one.keys() == many.keys() == {"month3_vs_baseline"}
     assert_same_tables(one, many)
+
+
+def test_sharded_tables_with_control_genes_are_the_one_job_tables(tmp_path):
+    # de.size_factor_genes: the size factors from every other gene, in both.
+    adata = cohort(10, 60, seed=2)
+    control = np.arange(adata.n_vars) % 2 == 1
+    one, many = one_job_and_sharded(adata, settings_for(), tmp_path, 3, control)
+    assert_same_tables(one, many)
+    path, rows = str(tmp_path / "cohort.h5ad"), np.arange(adata.n_obs)
+    every_gene = shards.fit_size_factors(path, rows, adata.n_vars)
+    assert not np.allclose(shards.fit_size_factors(path, rows, adata.n_vars, control), every_gene)
 
 
 def test_sharded_tables_with_cooks_refits_are_the_one_job_tables(tmp_path, caplog):

@@ -1,13 +1,16 @@
 """Generated malformed projects never end in a traceback or a half-written output.
 
-Each example derives a project from the small valid one in ``tests/bad_inputs/_base`` by one
-to three random edits of its sample sheet, count table, clinical table or configuration
-(cells replaced by awkward values, rows and columns dropped or repeated, files cut short,
-emptied or deleted, keys set to odd values). It then runs what the workflow runs before any
-heavy job: the parse-time checks (``snakemake -n``), then the first rules
-(``build_anndata``, ``geneset_coverage``). Every example must either stop with an
-``InputError`` of one sentence or finish those rules; a stop leaves under ``results/`` only
-the complete outputs of the rules that had finished before it.
+Each example derives a project from the demo's own inputs (``config/config.yaml``, the
+sample sheet and clinical table it names, and its count table cut to :data:`N_GENES` genes
+drawn with a fixed seed, so that every example stays fast) by one to three random edits of
+the sample sheet, count table, clinical table or configuration (cells replaced by awkward
+values, rows and columns dropped or repeated, files cut short, emptied or deleted, keys set
+to odd values). The files keep the demo's paths (the count table gzipped, as the demo's).
+It then runs what the workflow runs before any heavy job: the parse-time checks
+(``snakemake -n``), then the first rules (``build_anndata``, ``geneset_coverage``). Every
+example must either stop with an ``InputError`` of one sentence or finish those rules; a
+stop leaves under ``results/`` only the complete outputs of the rules that had finished
+before it.
 
 The examples are derandomized (the same ones every run) and cheap, so the test stays within
 the suite's time budget (its time is in ``tests/bad_inputs/README.md``).
@@ -17,24 +20,57 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gzip
 import logging
 import re
 import tempfile
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pandas as pd
 import yaml
 from conftest import first_rules
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from ifnsig import demo, genesets
 from ifnsig.errors import InputError
 from ifnsig.validation import check_inputs
 
-BASE = Path(__file__).resolve().parent / "bad_inputs" / "_base"
-FILES = {name: (BASE / name).read_bytes() for name in ("samples.tsv", "counts.tsv", "clinical.tsv")}
-CONFIG = yaml.safe_load((BASE / "config" / "config.yaml").read_text())
+CONFIG = yaml.safe_load((demo.REPOSITORY / "config" / "config.yaml").read_text())
+COUNTS, SHEET, CLINICAL = CONFIG["counts"], CONFIG["samples"], CONFIG["clinical"]
+#: Genes the examples keep of the demo's count table: those of the configured signatures
+#: (each must have some in the data) and a seeded draw of the others.
+N_GENES = 80
+GENE_SEED = 16
+
+
+def _demo_counts() -> bytes:
+    counts = pd.read_csv(demo.REPOSITORY / COUNTS, sep="\t", index_col=0)
+    sets = genesets.load_gene_sets(
+        [genesets.SHIPPED_GMT], include=list(CONFIG["scores"]["signatures"])
+    )
+    scored = counts.index.isin([gene for genes in sets.values() for gene in genes])
+    others = counts.index[~scored]
+    rng = np.random.default_rng(GENE_SEED)
+    drawn = counts.index.isin(rng.choice(others, N_GENES - scored.sum(), replace=False))
+    return counts[scored | drawn].to_csv(sep="\t").encode("utf-8")
+
+
+FILES = {
+    SHEET: (demo.REPOSITORY / SHEET).read_bytes(),
+    CLINICAL: (demo.REPOSITORY / CLINICAL).read_bytes(),
+    COUNTS: _demo_counts(),
+}
+_sheet = pd.read_csv(demo.REPOSITORY / SHEET, sep="\t", dtype=str)
+SAMPLES = list(_sheet["sample"])
+SUBJECTS = list(dict.fromkeys(_sheet["subject"]))
+PATIENT = _sheet.loc[_sheet["group"] == "patient", "subject"].iloc[0]
+CONTROL = _sheet.loc[_sheet["group"] == "control", "sample"].iloc[0]
+CONTROLS = list(_sheet.loc[_sheet["group"] == "control", "sample"])
+BASELINES = list(_sheet.loc[_sheet["timepoint"] == "baseline", "sample"])
+OF_PATIENT = list(_sheet.loc[_sheet["subject"] == PATIENT, "sample"])
 FIRST = {
     "build_anndata": ["results/data/counts.h5ad", "results/data/samples.tsv"],
     "geneset_coverage": ["results/scores/geneset_coverage.tsv"],
@@ -44,46 +80,51 @@ N_EXAMPLES = 200
 #: Cell values users write by accident or on purpose.
 AWKWARD = [
     "", " ", "NA", "n/a", "NaN", "null", "-", "?", "0", "-1", "1.5", "1e3", "inf", "1,000",
-    "x", "P1", "P1_m0", "C1", "baseline", "month3", "control", "patient", "gene_id", "symbol",
-    "IFI27", "#", '"', "'", "a b", " P2", "P2 ", "P\u00e9", "\u00a0", "TRUE", "yes", "\t",
+    "x", PATIENT, SAMPLES[0], CONTROL, "baseline", "month3", "month6", "control", "patient",
+    "gene_id", "symbol", "IFI27", "#", '"', "'", "a b", " " + SUBJECTS[1], SUBJECTS[1] + " ",
+    PATIENT + "\u00e9", "\u00a0", "TRUE", "yes", "\t", "female", "b1",
 ]  # fmt: skip
 
 #: Values a column may well hold, by file: (column, values). Edits with them change the data
 #: but mostly keep the project valid, so that the examples also exercise the first rules.
 PLAUSIBLE = {
-    "counts.tsv": [
-        (c, ["0", "1", "7", "250", "1000", "123456"])
-        for c in ["P1_m0", "P2_m3", "P3_m0", "P4_m3", "C1", "C2"]
-    ],
-    "samples.tsv": [
-        ("sex", ["F", "M", "", "f", "NA"]),
+    COUNTS: [(c, ["0", "1", "7", "250", "1000", "123456"]) for c in SAMPLES[::9]],
+    SHEET: [
+        ("sex", ["female", "male", "", "F", "NA"]),
         ("drug", ["ruxolitinib", "tofacitinib", "baricitinib", "", "NA"]),
         ("group", ["patient", "control"]),
+        ("batch", ["b1", "b2", "b3", ""]),
+        ("age", ["4.7", "12", "", "NA"]),
     ],
-    "clinical.tsv": [("CMAS", ["0", "12", "33.5", "52", "", "NA", "n/a"])],
+    CLINICAL: [
+        ("CMAS", ["0", "12", "33.5", "52", "", "NA", "n/a"]),
+        ("MMT8", ["0", "40", "80", "", "NA"]),
+        ("prednisone_mg_kg_day", ["0", "0.5", "2", ""]),
+    ],
 }
 
 #: Configuration keys and odd values for them (a dotted key of a nested mapping).
 CONFIG_VALUES = {
     "timepoints": [[], ["baseline"], ["month3", "baseline"], ["baseline", "month6"], "baseline",
-                   ["baseline", "month 3"], ["baseline", "month3", "month3"]],
+                   ["baseline", "month 3"], ["baseline", "month3", "month3"],
+                   ["baseline", "month3"]],
     "groups.patient": ["control", "case", ""],
     "groups.control": ["patient", None, "healthy"],
-    "exclude_samples": [["P1_m0"], ["P9"], ["P1_m0", "P1_m3", "P2_m0", "P2_m3"], ["C1", "C2"],
-                        ["P1_m0", "P2_m0", "P3_m0", "P4_m0"]],
+    "exclude_samples": [[SAMPLES[0]], ["JDM99_baseline"], OF_PATIENT + CONTROLS[:1], CONTROLS,
+                        BASELINES[:4], BASELINES],
     "clinical_measures": [{}, {"CMAS": {"higher_is_better": True, "min": 30, "max": 52}},
                           {"MMT8": {"higher_is_better": True}}, {"CMAS": {"min": 60, "max": 52}}],
-    "clinical": [None, "missing.tsv", "samples.tsv", "counts.tsv"],
-    "counts": ["missing.tsv", "samples.tsv", "clinical.tsv", "config"],
-    "samples": ["counts.tsv", "clinical.tsv", "missing.tsv"],
+    "clinical": [None, "missing.tsv", SHEET, COUNTS],
+    "counts": ["missing.tsv", SHEET, CLINICAL, "config"],
+    "samples": [COUNTS, CLINICAL, "missing.tsv"],
     "counts_format": ["salmon", "featurecounts", "h5ad", "kallisto"],
-    "annotation": ["missing.tsv", "samples.tsv", "counts.tsv"],
+    "annotation": ["missing.tsv", SHEET, COUNTS],
     "tissue": ["muscle", "skin", "blood "],
     "scores.signatures": [[], ["NOPE"], ["RICE2013_6", "RICE2013_6"], ["IFNG_BIASED"]],
     "scores.primary_signature": ["NOPE", "IFNG_BIASED"],
     "scores.min_genes": [0, -1, 100, "3", 2.5],
     "de.covariates": [["sex"], ["drug"], ["nope"], ["neutrophil_score"], ["subject"], ["CMAS"],
-                      ["timepoint"]],
+                      ["timepoint"], ["batch"], ["age"]],
     "de.alpha": [0, 1.5, "0.05", -0.1],
     "filtering.min_count": [-1, "ten", 1e9],
     "filtering.min_samples": [0, 100, -2],
@@ -92,29 +133,31 @@ CONFIG_VALUES = {
     "de.contrasts": [
         [{"name": "m3", "test": "month3", "reference": "baseline"}],
         [{"name": "m3", "test": "month3", "reference": "month3"}],
-        [{"name": "m3", "test": "month6", "reference": "baseline"}],
+        [{"name": "m9", "test": "month9", "reference": "baseline"}],
         [{"name": "a b", "test": "month3", "reference": "baseline"}],
         [{"name": "x", "test": "month3", "reference": "baseline", "subset": {"drug": ["nope"]}}],
-        [{"name": "x", "test": "month3", "reference": "baseline",
+        [{"name": "x", "test": "month6", "reference": "baseline",
           "subset": {"group": ["patient"], "drug": ["ruxolitinib"]}}],
         [{"name": "x", "test": "month3", "reference": "baseline",
           "between": {"column": "drug", "test": "tofacitinib", "reference": "ruxolitinib"}}],
         [{"name": "x", "test": "month3", "reference": "baseline",
-          "between": {"column": "sex", "test": "F", "reference": "M"}}],
-        [{"name": "r", "response": "CMAS_gain", "response_at": "month3",
+          "between": {"column": "sex", "test": "female", "reference": "male"}}],
+        [{"name": "r", "response": "CMAS_gain_3", "response_at": "month6",
           "subset": {"timepoint": ["baseline"]}}],
         [{"name": "any", "variable": "timepoint", "lrt": True, "subset": {"group": ["patient"]}}],
         [{"name": "g", "variable": "group", "test": "patient", "reference": "control",
           "subset": {"timepoint": ["baseline"]}}],
     ],
     "linkage.responses": [
-        [{"name": "CMAS_gain", "type": "improvement", "measure": "CMAS", "at_least": 3}],
-        [{"name": "CMAS_gain", "type": "improvement", "measure": "MMT8", "at_least": 3}],
-        [{"name": "CMAS_gain", "type": "column", "column": "CMAS"}],
-        [{"name": "CMAS_gain", "type": "printo_inactive"}],
-        [{"name": "CMAS_gain", "type": "all_of", "of": ["nope"]}],
+        [{"name": "CMAS_gain_3", "type": "improvement", "measure": "CMAS", "at_least": 3}],
+        [{"name": "CMAS_gain_3", "type": "improvement", "measure": "nope", "at_least": 3}],
+        [{"name": "CMAS_gain_3", "type": "column", "column": "CMAS"}],
+        [{"name": "CMAS_gain_3", "type": "printo_inactive"}],
+        [{"name": "CMAS_gain_3", "type": "all_of", "of": ["nope"]}],
     ],
-    "linkage.covariates": [["sex"], ["CMAS"], ["nope"], ["drug", "sex"]],
+    "linkage.primary_response": ["nope", "TIS_moderate"],
+    "linkage.covariates": [["sex"], ["CMAS"], ["nope"], ["drug", "sex"], []],
+    "linkage.groups": [[], ["sex"], ["nope"]],
     "seed": ["x", -5, 1.5],
 }  # fmt: skip
 
@@ -125,6 +168,10 @@ def _rows(data: bytes) -> list[list[str]]:
 
 def _join(rows: list[list[str]]) -> bytes:
     return "".join("\t".join(row) + "\n" for row in rows).encode("utf-8")
+
+
+#: Rows and columns an edit may pick (taken modulo the table's): every line of the demo's files.
+LINES = max(len(_rows(data)) for data in FILES.values())
 
 
 @st.composite
@@ -138,8 +185,8 @@ def table_edit(draw) -> tuple:
              "crlf", "bom", "latin1", "utf16", "comma"]
         )
     )  # fmt: skip
-    row, column = draw(st.integers(0, 20)), draw(st.integers(0, 20))
-    value = draw(st.one_of(st.sampled_from(AWKWARD), st.text("ab1_.-P ", max_size=6)))
+    row, column = draw(st.integers(0, LINES)), draw(st.integers(0, LINES))
+    value = draw(st.one_of(st.sampled_from(AWKWARD), st.text("ab1_.-JDM ", max_size=6)))
     return name, kind, (row, column, value)
 
 
@@ -149,7 +196,7 @@ def plausible_edit(draw) -> tuple:
     value its column may well hold, or a harmless change of the file's form."""
     name = draw(st.sampled_from(sorted(FILES)))
     kind = draw(st.sampled_from(["plausible"] * 4 + ["crlf", "bom"]))
-    column, row = draw(st.integers(0, 20)), draw(st.integers(0, 20))
+    column, row = draw(st.integers(0, LINES)), draw(st.integers(0, LINES))
     value = draw(st.sampled_from(PLAUSIBLE[name][column % len(PLAUSIBLE[name])][1]))
     return name, kind, (row, column, value)
 
@@ -175,9 +222,9 @@ def project_edits(draw) -> list[tuple]:
         if draw(st.booleans()):
             # An awkward count value passes the parse-time checks (the counts are read in
             # full by the first rule), so the first rule must stop with a sentence.
-            row, column = draw(st.integers(1, 20)), draw(st.integers(1, 20))
+            row, column = draw(st.integers(1, LINES)), draw(st.integers(1, LINES))
             value = draw(st.sampled_from(AWKWARD))
-            edits.append(("counts.tsv", "cell", (row, column, value)))
+            edits.append((COUNTS, "cell", (row, column, value)))
         return edits
     return draw(st.lists(st.one_of(table_edit(), config_edit()), min_size=1, max_size=3))
 
@@ -232,7 +279,8 @@ def apply_table_edit(files: dict[str, bytes | None], name: str, kind: str, args:
         files[name] = None
         return
     elif kind in ("crlf", "bom", "latin1", "utf16"):
-        text = data.decode("utf-8-sig").replace("P1", "P\u00e9" if kind == "latin1" else "P1")
+        accented = PATIENT + "\u00e9" if kind == "latin1" else PATIENT
+        text = data.decode("utf-8-sig").replace(PATIENT, accented)
         files[name] = {
             "crlf": lambda: text.replace("\n", "\r\n").encode("utf-8"),
             "bom": lambda: b"\xef\xbb\xbf" + data,
@@ -261,12 +309,24 @@ def write_project(folder: Path, edits: list[tuple]) -> dict:
             apply_config_edit(config, kind, args)
         else:
             apply_table_edit(files, name, kind, args)
-    for name, data in files.items():
-        if data is not None:
-            (folder / name).write_bytes(data)
     (folder / "config").mkdir()
-    (folder / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return yaml.safe_load((folder / "config" / "config.yaml").read_text())
+    for name, data in files.items():
+        if data is None:
+            continue
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith(".gz"):
+            # mtime=0: the same bytes every run.
+            with (
+                open(folder / name, "wb") as raw,
+                gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz,
+            ):
+                gz.write(data)
+        else:
+            (folder / name).write_bytes(data)
+    # libyaml's safe dumper and loader: the same documents as the pure-Python ones, faster.
+    text = yaml.dump(config, Dumper=yaml.CSafeDumper, sort_keys=False)
+    (folder / "config" / "config.yaml").write_text(text)
+    return yaml.load(text, Loader=yaml.CSafeLoader)
 
 
 def assert_one_sentence(error: InputError) -> None:
@@ -326,7 +386,7 @@ def test_the_edits_reach_every_step(tmp_path):
     (tmp_path / "none").mkdir()
     assert run_example(tmp_path / "none", []) == "done"
     (tmp_path / "parse").mkdir()
-    assert run_example(tmp_path / "parse", [("samples.tsv", "repeat_row", (1, 0, ""))]) == "parse"
+    assert run_example(tmp_path / "parse", [(SHEET, "repeat_row", (1, 0, ""))]) == "parse"
 
 
 @settings(

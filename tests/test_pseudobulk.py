@@ -1,8 +1,8 @@
 """Pseudobulk of a single-cell .h5ad read in blocks equals the whole matrix summed in memory.
 
 The reference is :func:`scanpy.get.aggregate` of the file read in full (the workflow's former
-path). Blocks are made a few values long so that the cells of every sample fall in several
-blocks.
+path, :func:`ifnsig.simulate.summed_in_memory`). Blocks are made a few values long so that the
+cells of every sample fall in several blocks.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-import scanpy as sc
 import scipy.sparse as sp
 
 from ifnsig import formats
 from ifnsig.errors import InputError
 from ifnsig.formats import _blocks, count_sample_names, pseudobulk
+from ifnsig.simulate import summed_in_memory
 
 # Out of alphabetical order, so a sorted result would show.
 GENES = ["MX1", "ISG15", "ACTB", "IFI44L", "GAPDH", "RSAD2", "B2M"]
@@ -51,26 +51,6 @@ def stored(adata: ad.AnnData, storage: str) -> ad.AnnData:
     return adata
 
 
-def in_memory(path, settings: dict) -> pd.DataFrame:
-    """The whole file read, the chosen cells summed with scanpy, samples by first cell."""
-    adata = ad.read_h5ad(path)
-    column = settings.get("sample_column", "sample")
-    mask = np.ones(adata.n_obs, dtype=bool)
-    if settings.get("cell_types"):
-        mask = adata.obs[settings["cell_type_column"]].isin(settings["cell_types"]).to_numpy()
-    chosen = adata[mask].copy()
-    chosen.obs[column] = chosen.obs[column].astype(str)
-    summed = sc.get.aggregate(chosen, by=column, func="sum", layer=settings.get("layer"))
-    values = summed.layers["sum"]
-    values = values.toarray() if sp.issparse(values) else np.asarray(values)
-    frame = pd.DataFrame(
-        np.rint(values).astype(np.int64).T,
-        index=pd.Index(adata.var_names.astype(str), name="gene_id"),
-        columns=summed.obs_names.astype(str),
-    )
-    return frame[list(dict.fromkeys(chosen.obs[column]))]
-
-
 def assert_same_bytes(got: pd.DataFrame, expected: pd.DataFrame) -> None:
     assert list(got.index) == list(expected.index) == GENES
     assert got.index.name == expected.index.name
@@ -97,7 +77,7 @@ def test_blocks_equal_the_in_memory_sum(tmp_path, small_blocks, storage, cell_ty
     if cell_types:
         settings.update(cell_type_column="type", cell_types=cell_types)
     got = pseudobulk(path, settings)
-    assert_same_bytes(got, in_memory(path, settings))
+    assert_same_bytes(got, summed_in_memory(path, settings))
     # Samples by first cell (cell0 is of type B); the unused category S0 has no column and
     # S3 has no cell of type A.
     assert list(got.columns) == (["S1", "S2"] if cell_types else ["S2", "S1", "S3"])

@@ -20,34 +20,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import small_project, snakemake
+from conftest import EVERY_STAGE, small_project, snakemake
 
 # The session's small run is shared by both pytest-xdist workers (see conftest.small_run).
 pytestmark = pytest.mark.e2e
-
-
-# One output of each stage at least (plots included).
-EVERY_STAGE = [
-    "results/data/normalized.h5ad",
-    "results/data/cohort.h5ad",
-    "results/scores/ifn_scores.tsv",
-    "results/scores/geneset_coverage.tsv",
-    "results/de/month3_vs_baseline.tsv",
-    "results/de/month6_vs_baseline.tsv",
-    "results/enrichment/month6_vs_baseline.set_tests.tsv",
-    "results/enrichment/month6_vs_baseline.prerank.tsv",
-    "results/enrichment/month6_vs_baseline.ora.tsv",
-    "results/clinical/paired_tests.tsv",
-    "results/clinical/correlations.tsv",
-    "results/clinical/changes.tsv",
-    "results/plots/qc/pca.png",
-    "results/qc/qc_flags.tsv",
-    "results/plots/de/month6_vs_baseline.volcano.png",
-    "results/plots/de/month6_vs_baseline.heatmap.png",
-    "results/plots/enrichment/month6_vs_baseline.ifn_running_scores.png",
-    "results/de/vst.tsv",
-    "results/plots/clinical/change_vs_change.png",
-]
 
 
 def outputs(folder: Path) -> dict[str, bytes]:

@@ -124,6 +124,14 @@ def freeze_own_reference(folder: Path) -> None:
     edit_config(folder, lambda c: c["scores"].update(frozen_reference="saved_reference"))
 
 
+def list_size_factor_genes(folder: Path) -> None:
+    """The DE's size factors from a file of genes: every other gene of the cohort."""
+    genes = ad.read_h5ad(folder / "results" / "data" / "normalized.h5ad", backed="r").var_names
+    (folder / "inputs" / "size_factor_genes.txt").write_text("\n".join(genes[::2]) + "\n")
+    path = "inputs/size_factor_genes.txt"
+    edit_config(folder, lambda c: c["de"].update(size_factor_genes=path))
+
+
 CASES = {
     "exclude_samples": (
         lambda f: edit_config(f, lambda c: c.update(exclude_samples=[EXCLUDED])),
@@ -224,6 +232,14 @@ CASES = {
                 "de_shard_tests": 2,
             }
         ),
+    ),
+    "de.size_factor_genes": (
+        lambda f: edit_config(f, lambda c: c["de"].update(size_factor_genes="exclude_signatures")),
+        DE_AND_AFTER,
+    ),
+    "de.size_factor_genes (gene list)": (
+        list_size_factor_genes,
+        DE_AND_AFTER,
     ),
     "enrichment.permutations": (
         lambda f: edit_config(f, lambda c: c["enrichment"].update(permutations=150)),

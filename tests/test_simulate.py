@@ -289,6 +289,10 @@ def test_command_line_flags_reach_the_spec(tmp_path, monkeypatch):
     simulate.main(["--outdir", str(tmp_path), "--drug-genes", "12"])
     assert seen[0].n_drug_genes == 12 and not seen[0].null
     assert seen[0].responder_final_fraction == CohortSpec().responder_final_fraction
+    assert seen[0].ifn_visit_sd == 0
+    seen.clear()
+    simulate.main(["--outdir", str(tmp_path), "--null", "--ifn-visit-sd", "0.15"])
+    assert seen[0].null and seen[0].ifn_visit_sd == 0.15
 
 
 def test_command_line_refuses_a_null_cohort_with_drug_genes(tmp_path, capsys):
@@ -297,3 +301,85 @@ def test_command_line_refuses_a_null_cohort_with_drug_genes(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert "null cohort plants nothing over time" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_single_cells_are_written_in_blocks_with_their_totals(tmp_path):
+    import anndata as ad
+
+    from ifnsig.formats import pseudobulk
+
+    path = tmp_path / "cells.h5ad"
+    totals, nonzero = simulate.write_single_cells(
+        path, n_cells=700, n_genes=60, n_samples=5, per_cell=12, seed=3, block=256
+    )
+    adata = ad.read_h5ad(path)
+    assert adata.shape == (700, 60) and adata.X.nnz == nonzero and adata.X.has_canonical_format
+    assert set(adata.obs["cell_type"]) == {"B", "Mono", "NK", "T"}
+    summed = pseudobulk(path, {"single_cell": True, "sample_column": "sample"})
+    assert list(summed.columns) == list(totals.index) and len(totals) == 5
+    assert (summed.sum().to_numpy() == totals.to_numpy()).all()
+    reference = simulate.summed_in_memory(path, {"sample_column": "sample"})
+    assert summed.to_csv(sep="\t") == reference.to_csv(sep="\t")
+
+
+def within_subject_covariance(cohort, gene_ids) -> np.ndarray:
+    """Pooled covariance between genes of log2 library-scaled counts across each patient's
+    visits (deviations from the patient's mean over visits)."""
+    samples = cohort.truth_samples.set_index("sample")
+    patients = cohort.samples.loc[cohort.samples["group"] == "patient", "sample"]
+    scaled = cohort.counts.loc[list(gene_ids), patients] / samples.loc[patients, "library_factor"]
+    values = np.log2(scaled + 0.5).T
+    subjects = samples.loc[patients, "subject"].to_numpy()
+    deviations = values - values.groupby(subjects).transform("mean")
+    visits, n_subjects = len(values), len(set(subjects))
+    return (deviations.T @ deviations).to_numpy() / (visits - n_subjects)
+
+
+def test_ifn_visit_factor_moves_the_ifn_genes_together_and_plants_no_change():
+    spec = dict(n_patients=60, n_controls=10, null=True, **SMALL)
+    visits = simulate_cohort(CohortSpec(ifn_visit_sd=0.15, **spec))
+    fixed = simulate_cohort(CohortSpec(**spec))
+    truth = visits.truth_genes.set_index("gene_id")
+    draws = visits.truth_samples["ifn_visit_factor"]
+    assert abs(draws.std() - 0.15) < 0.02 and abs(draws.mean()) < 0.03
+    # The factor's variance between visits of a patient, as drawn for this cohort.
+    patients = visits.samples["group"].to_numpy() == "patient"
+    factor = draws[patients].to_frame().assign(subject=visits.samples["subject"][patients])
+    deviation = factor["ifn_visit_factor"] - factor.groupby("subject").transform("mean").iloc[:, 0]
+    variance = (deviation**2).sum() / (len(factor) - factor["subject"].nunique())
+    isgs = truth.index[truth["role"] == "isg"]
+    loading = truth.loc[isgs, "ifn_loading"].to_numpy()
+    off_diagonal = ~np.eye(len(isgs), dtype=bool)
+    planted = (np.outer(loading, loading) * variance)[off_diagonal]
+    # Between visits of a patient, two ISGs covary by the product of their loadings times
+    # the factor's variance (and by nothing without the factor).
+    covariance = within_subject_covariance(visits, isgs)
+    observed = covariance[off_diagonal]
+    assert 0.9 < observed.sum() / planted.sum() < 1.1, observed.sum() / planted.sum()
+    without = within_subject_covariance(fixed, isgs)[off_diagonal]
+    assert abs(without.sum() / planted.sum()) < 0.1
+    strong = np.isin(isgs, truth.index[truth["ifn_loading"] >= 3])
+    scale = np.sqrt(np.diag(covariance))
+    correlation = covariance / np.outer(scale, scale)
+    assert correlation[np.ix_(strong, strong)][off_diagonal[np.ix_(strong, strong)]].min() > 0.3
+    background = truth.index[truth["role"] == "background"][:50]
+    unrelated = within_subject_covariance(visits, background)[~np.eye(len(background), dtype=bool)]
+    assert abs(unrelated.mean()) < 0.005
+    # Still a null cohort: no mean change over time, in the truth or in the counts.
+    subjects = visits.truth_subjects.query("group == 'patient'")["subject"]
+    change = paired_change(visits, isgs[strong], subjects)
+    assert abs(change.mean()) < 0.25 and stats.wilcoxon(change).pvalue > 0.05
+    assert not truth["planted_de"].any() and (truth.filter(like="lfc").to_numpy() == 0).all()
+    pd.testing.assert_frame_equal(visits.truth_genes, fixed.truth_genes)
+    # Only the IFN-driven genes' counts differ from the cohort without the factor.
+    moved = truth.index[truth["ifn_loading"] != 0]
+    assert set(moved) == set(truth.index[truth["role"].isin(["isg", "ifng"])])
+    others = truth.index.difference(moved)
+    pd.testing.assert_frame_equal(visits.counts.loc[others], fixed.counts.loc[others])
+    pd.testing.assert_frame_equal(visits.clinical, fixed.clinical)
+    pd.testing.assert_frame_equal(
+        visits.truth_samples.drop(columns="ifn_visit_factor"), fixed.truth_samples
+    )
+    assert "ifn_visit_factor" not in fixed.truth_samples
+    with pytest.raises(ValueError, match="ifn_visit_sd must be 0 or more"):
+        CohortSpec(ifn_visit_sd=-0.1)

@@ -16,43 +16,28 @@ import pandas as pd
 import pytest
 from conftest import run_stage, snakemake, write_project
 
+from ifnsig import demo
 from ifnsig.settings import score_gene_set_files
 from ifnsig.simulate import CohortSpec
 
 pytestmark = pytest.mark.e2e
 
 
-def read(folder, path):
-    return pd.read_csv(folder / path, sep="\t")
-
-
 # The planted truth that the session's small cohort (6 patients) has the power to show; the
 # 20-patient run of benchmarks/planted_truth_run.py checks these and the rest.
 def test_baseline_positivity_agrees_with_planted_truth(small_run):
-    scores = read(small_run, "results/scores/ifn_scores.tsv")
-    truth = read(small_run, "inputs/truth_subjects.tsv")
-    base = scores[
-        (scores["signature"] == "RICE2013_6")
-        & (scores["method"] == "median_fold_change")
-        & (scores["group"] == "patient")
-        & (scores["timepoint"] == "baseline")
-    ]
-    merged = base.merge(truth[["subject", "ifn_high"]], on="subject")
+    merged = demo.baseline_positivity(small_run)
     assert len(merged) == 6
     assert (merged["positive"] == merged["ifn_high"]).mean() >= 0.9
 
 
 def test_planted_de_genes_found_at_low_observed_fdr(small_run):
-    truth = read(small_run, "inputs/truth_genes.tsv")
-    table = read(small_run, "results/de/month6_vs_baseline.tsv").merge(truth, on="gene_id")
-    called = table["padj"] < 0.05
-    false = called & ~table["planted_de"]
-    assert called.sum() > 0.5 * table["planted_de"].sum()
-    assert false.sum() / called.sum() <= 0.10
+    calls_per_planted, observed_fdr = demo.planted_de_calls(small_run, "month6_vs_baseline")
+    assert calls_per_planted > 0.5 and observed_fdr <= 0.10
 
 
 def test_shipped_ifn_sets_are_enriched_in_planted_direction(small_run):
-    prerank = read(small_run, "results/enrichment/month6_vs_baseline.prerank.tsv")
+    prerank = demo.run_table(small_run, "results/enrichment/month6_vs_baseline.prerank.tsv")
     rows = prerank.set_index("gene_set").loc[["RICE2013_6", "NIH28"]]
     assert (rows["nes"] < 0).all() and (rows["fdr"] < 0.05).all()
 

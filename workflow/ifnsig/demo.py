@@ -1,7 +1,9 @@
 """The shipped demo cohort, read and processed as the workflow's first stages do.
 
 Tests and benchmarks share these set-ups, so a change to how the stages normalize, filter or
-score reaches both at once. Paths are those of the repository the package sits in.
+score reaches both at once; the functions at the end read a finished run's tables and compare
+them with the truth its simulated cohort plants. Paths are those of the repository the
+package sits in.
 """
 
 from __future__ import annotations
@@ -84,3 +86,37 @@ def score_cohort(counts: pd.DataFrame, samples: pd.DataFrame, cfg: dict, methods
         warnings.simplefilter("ignore")
         table = scores.score_samples(adata, matched, methods, mask, seed=cfg["seed"])
     return adata, matched, mask, table
+
+
+def run_table(folder: str | Path, path: str, **where) -> pd.DataFrame:
+    """Table ``path`` (TSV) of a finished run in ``folder``; with ``where``, only its rows whose
+    columns hold the given values (``signature="RICE2013_6", timepoint="month6"``)."""
+    table = pd.read_csv(Path(folder) / path, sep="\t")
+    for column, value in where.items():
+        table = table[table[column] == value]
+    return table
+
+
+def baseline_positivity(folder: str | Path) -> pd.DataFrame:
+    """The baseline patients' positivity calls of the primary score (RICE2013_6, median fold
+    change) of a finished run, beside the planted truth (``positive``, ``ifn_high``)."""
+    calls = run_table(
+        folder,
+        "results/scores/ifn_scores.tsv",
+        signature="RICE2013_6",
+        method="median_fold_change",
+        group="patient",
+        timepoint="baseline",
+    )
+    truth = run_table(folder, "inputs/truth_subjects.tsv")[["subject", "ifn_high"]]
+    return calls.merge(truth, on="subject")
+
+
+def planted_de_calls(folder: str | Path, contrast: str, alpha: float = 0.05) -> tuple[float, float]:
+    """Of a finished run's DE table of ``contrast``: the genes called (adjusted p below
+    ``alpha``) per planted DE gene, and the observed false discovery rate of the calls."""
+    truth = run_table(folder, "inputs/truth_genes.tsv")
+    table = run_table(folder, f"results/de/{contrast}.tsv").merge(truth, on="gene_id")
+    called = table["padj"] < alpha
+    false = called & ~table["planted_de"]
+    return called.sum() / table["planted_de"].sum(), false.sum() / max(called.sum(), 1)

@@ -26,6 +26,7 @@ __all__ = [
     "TYPE2_SHIPPED",
     "GeneSetCoverageWarning",
     "GeneSets",
+    "find_symbols",
     "ifn_sets",
     "load_gene_sets",
     "match_gene_sets",
@@ -280,6 +281,32 @@ def load_gene_sets(
     )
 
 
+def _current_symbols(symbols: Iterable[str], aliases: Mapping[str, str]) -> tuple[dict, int]:
+    """Current symbol -> the dataset's spelling, and the number of symbols; an exact current
+    symbol wins over an alias of it."""
+    present: dict[str, str] = {}
+    n_symbols = 0
+    for sym in symbols:
+        if not isinstance(sym, str) or not sym:
+            continue
+        n_symbols += 1
+        current = aliases.get(sym, sym)
+        if current not in present or sym == current:
+            present[current] = sym
+    return present, n_symbols
+
+
+def find_symbols(
+    genes: Iterable[str], symbols: Iterable[str], aliases: Mapping[str, str] | None = None
+) -> list[str]:
+    """The dataset symbols of ``genes``, matched as :func:`match_gene_sets` matches a set
+    (through ``aliases``, under the dataset's spelling); genes not found are left out."""
+    aliases = dict(aliases or {})
+    present, _ = _current_symbols(symbols, aliases)
+    current = dict.fromkeys(aliases.get(g, g) for g in genes)
+    return list(dict.fromkeys(present[c] for c in current if c in present))
+
+
 def match_gene_sets(
     gene_sets: Mapping[str, Sequence[str]],
     symbols: Iterable[str],
@@ -334,16 +361,7 @@ def match_gene_sets(
     if min_genes < 1:
         raise InputError(f"min_genes is {min_genes}; set it to 1 or more in the configuration.")
 
-    # Current symbol -> dataset symbol; an exact current symbol wins over an alias of it.
-    present: dict[str, str] = {}
-    n_symbols = 0
-    for sym in symbols:
-        if not isinstance(sym, str) or not sym:
-            continue
-        n_symbols += 1
-        current = aliases.get(sym, sym)
-        if current not in present or sym == current:
-            present[current] = sym
+    present, n_symbols = _current_symbols(symbols, aliases)
     if n_symbols == 0:
         raise InputError(
             "The dataset has no gene symbols to match gene sets against; check that the "

@@ -82,9 +82,10 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
         "de.alpha",
         "de.shrink_max_coefficients",
         "de.wald_distribution",
+        "de.size_factor_genes",
     ),
     # de.shards: the jobs of the DE split by genes (ifnsig.de.shards).
-    "de_size_factors": _DE_PLAN,
+    "de_size_factors": (*_DE_PLAN, "de.size_factor_genes"),
     "de_genewise_dispersions": _DE_PLAN,
     "de_dispersion_prior": _DE_PLAN,
     "de_shard_tests": (*_DE_PLAN, "de.alpha", "de.wald_distribution"),
@@ -132,6 +133,38 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Keys a stage reads only when one of its keys has a given value: (key, value) -> keys.
+#: With ``de.size_factor_genes: exclude_signatures`` the size factors leave out the genes of
+#: the scored signatures, so the stages computing them read which signatures are scored
+#: (and rerun when they change); with any other value an edit of the signatures leaves them.
+WHEN_SETTINGS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("de.size_factor_genes", "exclude_signatures"): (
+        "scores.signatures",
+        "scores.type2_signature",
+        "scores.modules",
+    ),
+}
+
+
+def _value(config: dict, dotted: str) -> Any:
+    for key in dotted.split("."):
+        config = config[key]
+    return config
+
+
+def stage_keys(config: dict, stage: str) -> tuple[str, ...]:
+    """The config keys ``stage`` reads with this ``config``: its :data:`STAGE_SETTINGS` and
+    the :data:`WHEN_SETTINGS` its values call for."""
+    keys = STAGE_SETTINGS[stage]
+    extra = [
+        key
+        for (when, value), wanted in WHEN_SETTINGS.items()
+        if when in keys and _value(config, when) == value
+        for key in wanted
+    ]
+    return tuple(dict.fromkeys([*keys, *extra]))
+
+
 def _sorted(value: Any) -> Any:
     """Mappings with sorted keys, recursively: the same settings give the same record."""
     if isinstance(value, dict):
@@ -148,7 +181,7 @@ def stage_settings(config: dict, stage: str) -> dict:
     "min_samples": 3}}``: stage code indexes it exactly as it would index the config.
     """
     picked: dict = {}
-    for dotted in STAGE_SETTINGS[stage]:
+    for dotted in stage_keys(config, stage):
         *parents, leaf = dotted.split(".")
         source, target = config, picked
         for key in parents:
@@ -193,6 +226,20 @@ def enrichment_gene_set_files(config: dict) -> list[str]:
     from ifnsig.genesets import SHIPPED_GMT
 
     return [str(SHIPPED_GMT), *config["enrichment"]["gene_sets"]]
+
+
+def size_factor_gene_files(config: dict) -> dict[str, str | list[str]]:
+    """What the DE's size factors read besides the cohort (``de.size_factor_genes``): the
+    score GMT files and the alias table to match the scored signatures, or the gene list and
+    the alias table; nothing for ``all``."""
+    from ifnsig.de.size_factors import EXCLUDE_SIGNATURES, is_gene_list
+
+    setting = config["de"]["size_factor_genes"]
+    if setting == EXCLUDE_SIGNATURES:
+        return {"gene_sets": score_gene_set_files(config), "aliases": aliases_file()}
+    if is_gene_list(setting):
+        return {"size_factor_genes": setting, "aliases": aliases_file()}
+    return {}
 
 
 def aliases_file() -> str:

@@ -82,6 +82,7 @@ EXTRA_MEASURES = ["patient_global", "CHAQ", "extramuscular_activity", "aldolase"
 # from its own stream, so the main stream, and the other options, keep their numbers.
 _STREAM_DRUG_GENES = 1
 _STREAM_EXTRA_MEASURES = 2
+_STREAM_IFN_VISITS = 3
 
 
 @dataclass
@@ -129,6 +130,17 @@ class CohortSpec:
         split over the drugs in the order of ``drugs`` (with two drugs, the first half for
         the first drug and the rest for the second); each reaches its ``drug_lfc`` at the
         last timepoint, as the treatment genes do.
+    ifn_visit_sd
+        SD of a visit factor shared by the IFN-driven genes (every gene with an IFN loading:
+        the ISGs and, weakly, the IFN-gamma-biased genes): each sample's IFN activity is its
+        subject's planted level plus a normal draw of this SD, independent between visits
+        and with mean 0, so it plants no change in the mean. In the units of the activity
+        (1 is a typical IFN-high baseline), so an ISG moves by its loading times the draw:
+        SD 0.1 moves the ISGs by 0.15 to 0.3 log2 and the strongest by 0.3 to 0.45 from
+        visit to visit. In real blood the IFN genes fluctuate together like this between
+        visits, so a gene-set test that permutes gene labels sees the whole set shift by
+        chance. The clinical measures follow the planted level, not the draw. 0 (the
+        default) draws nothing and keeps the cohorts as they were without this option.
     """
 
     n_patients: int = 25
@@ -151,6 +163,7 @@ class CohortSpec:
     n_drug_genes: int = 0
     responder_final_fraction: tuple[float, float] = (0.05, 0.3)
     non_responder_final_fraction: tuple[float, float] = (0.75, 1.05)
+    ifn_visit_sd: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ["responder_final_fraction", "non_responder_final_fraction"]:
@@ -160,6 +173,8 @@ class CohortSpec:
                     f"{name} must be a range (low, high) with 0 <= low <= high, got "
                     f"({low}, {high})."
                 )
+        if not self.ifn_visit_sd >= 0:
+            raise ValueError(f"ifn_visit_sd must be 0 or more, got {self.ifn_visit_sd}.")
         if self.n_drug_genes < 0:
             raise ValueError(f"n_drug_genes must be 0 or more, got {self.n_drug_genes}.")
         if self.null and (self.n_drug_genes or self.composition_shift):
@@ -424,6 +439,14 @@ def simulate_cohort(spec: CohortSpec | None = None) -> Cohort:
         # the main stream, and so every other value of the cohort, stays as without them.
         mu_drug = mu[chosen] * np.exp2(drug_effect)
         counts[chosen] = drug_rng.poisson(drug_rng.gamma(shape[chosen], mu_drug / shape[chosen]))
+    if spec.ifn_visit_sd:
+        # The visit factor and the counts of the IFN-driven genes come from their own stream,
+        # as the drug genes do: every other value of the cohort stays as without it.
+        visit_rng = np.random.default_rng([spec.seed, _STREAM_IFN_VISITS])
+        visit_factor = visit_rng.normal(0.0, spec.ifn_visit_sd, n_s)
+        moved = np.flatnonzero(loading != 0)
+        mu_visit = mu[moved] * np.exp2(np.outer(loading[moved], visit_factor))
+        counts[moved] = visit_rng.poisson(visit_rng.gamma(shape[moved], mu_visit / shape[moved]))
 
     # --- clinical -------------------------------------------------------------------
     clinical_rows = []
@@ -514,6 +537,9 @@ def simulate_cohort(spec: CohortSpec | None = None) -> Cohort:
     truth_samples = samples[["sample", "subject", "timepoint", "ifn_activity"]].copy()
     truth_samples["library_factor"] = lib_factor
     truth_samples["planted"] = ""
+    if spec.ifn_visit_sd:
+        # Added only with the option, so the table keeps its bytes without it.
+        truth_samples["ifn_visit_factor"] = visit_factor
     declared_sex = subjects.set_index("subject")["sex"].copy()
     if spec.plant_sex_flip:
         flipped = patients[2]
@@ -663,6 +689,116 @@ def median_fold_change_scores(
     return scores.score_samples(adata, matched, ["median_fold_change"], reference)
 
 
+def write_single_cells(
+    path: str | Path,
+    n_cells: int,
+    n_genes: int,
+    n_samples: int,
+    per_cell: int,
+    seed: int,
+    block: int = 20_000,
+) -> tuple[pd.Series, int]:
+    """Write a simulated single-cell ``.h5ad`` of any size, ``block`` cells at a time.
+
+    A cells x genes CSR matrix of integer UMI counts (float32, as scanpy writes them), about
+    ``per_cell`` detected genes a cell, with a ``sample`` and a ``cell_type`` obs column; the
+    cells of every sample are spread over the whole file. Memory holds one block and the
+    ``obs`` table, whatever the number of cells.
+
+    Returns
+    -------
+    (pandas.Series, int)
+        The total count of each sample (samples in order of their first cell) and the number
+        of non-zero counts.
+    """
+    import anndata as ad
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    sample = rng.integers(0, n_samples, size=n_cells)
+    names = np.array([f"S{k:04d}" for k in range(n_samples)])
+    obs = pd.DataFrame(
+        {
+            "sample": pd.Categorical(names[sample], categories=names),
+            "cell_type": pd.Categorical(rng.choice(["B", "Mono", "NK", "T"], size=n_cells)),
+        },
+        index=pd.Index([f"cell{i:08d}" for i in range(n_cells)]),
+    )
+    var = pd.DataFrame(index=[f"GENE{g:05d}" for g in range(n_genes)])
+    ad.AnnData(obs=obs, var=var).write_h5ad(path)
+    del obs
+    # Detected genes of a cell as gaps between positions: sorted and distinct (a canonical
+    # CSR row) without sorting, about per_cell of them.
+    width = int(per_cell + 6 * per_cell**0.5 + 10)
+    totals = np.zeros(n_samples, dtype=np.int64)
+    indptr = np.zeros(n_cells + 1, dtype=np.int64)
+    with h5py.File(path, "a") as handle:
+        group = handle.create_group("X")
+        group.attrs.update(
+            {
+                "encoding-type": "csr_matrix",
+                "encoding-version": "0.1.0",
+                "shape": (n_cells, n_genes),
+            }
+        )
+        data = group.create_dataset("data", (0,), maxshape=(None,), dtype="f4", chunks=(1 << 18,))
+        indices = group.create_dataset(
+            "indices", (0,), maxshape=(None,), dtype="i4", chunks=(1 << 18,)
+        )
+        for start in range(0, n_cells, block):
+            stop = min(n_cells, start + block)
+            position = np.cumsum(rng.geometric(per_cell / n_genes, (stop - start, width)), axis=1)
+            row, column = np.nonzero(position <= n_genes)
+            gene = position[row, column] - 1
+            value = rng.geometric(0.6, len(gene))
+            totals += np.bincount(
+                sample[start:stop][row], weights=value, minlength=n_samples
+            ).astype(np.int64)
+            indptr[start + 1 : stop + 1] = indptr[start] + np.cumsum(
+                np.bincount(row, minlength=stop - start)
+            )
+            end = data.shape[0]
+            data.resize((end + len(gene),))
+            indices.resize((end + len(gene),))
+            data[end:] = value.astype(np.float32)
+            indices[end:] = gene.astype(np.int32)
+        group.create_dataset("indptr", data=indptr)
+    first = dict.fromkeys(names[sample])
+    return pd.Series(totals, index=names).loc[list(first)], int(indptr[-1])
+
+
+def summed_in_memory(path: str | Path, settings: dict) -> pd.DataFrame:
+    """Pseudobulk of a single-cell ``.h5ad`` read in full and summed with
+    :func:`scanpy.get.aggregate`: the reference :func:`ifnsig.formats.pseudobulk` (the same
+    ``h5ad`` settings, read in blocks) must equal byte for byte.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Integer counts, genes x samples, samples in order of their first chosen cell.
+    """
+    import anndata as ad
+    import scanpy as sc
+    import scipy.sparse as sp
+
+    adata = ad.read_h5ad(path)
+    column = settings.get("sample_column", "sample")
+    mask = np.ones(adata.n_obs, dtype=bool)
+    if settings.get("cell_types"):
+        mask = adata.obs[settings["cell_type_column"]].isin(settings["cell_types"]).to_numpy()
+    chosen = adata[mask].copy()
+    chosen.obs[column] = chosen.obs[column].astype(str)
+    summed = sc.get.aggregate(chosen, by=column, func="sum", layer=settings.get("layer"))
+    values = summed.layers["sum"]
+    values = values.toarray() if sp.issparse(values) else np.asarray(values)
+    frame = pd.DataFrame(
+        np.rint(values).astype(np.int64).T,
+        index=pd.Index(adata.var_names.astype(str), name="gene_id"),
+        columns=summed.obs_names.astype(str),
+    )
+    return frame[list(dict.fromkeys(chosen.obs[column]))]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: write a simulated cohort."""
     parser = argparse.ArgumentParser(
@@ -725,6 +861,14 @@ def main(argv: list[str] | None = None) -> None:
         metavar=("LOW", "HIGH"),
         help="the same for non-responders (default: %(default)s)",
     )
+    parser.add_argument(
+        "--ifn-visit-sd",
+        type=float,
+        default=defaults.ifn_visit_sd,
+        metavar="SD",
+        help="SD of a visit factor added to each sample's IFN activity, shared by the IFN "
+        "genes (0.1 moves the ISGs by 0.15 to 0.45 log2; default: %(default)s, none)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     args = parser.parse_args(argv)
     try:
@@ -742,6 +886,7 @@ def main(argv: list[str] | None = None) -> None:
             n_drug_genes=args.drug_genes,
             responder_final_fraction=tuple(args.responder_final_fraction),
             non_responder_final_fraction=tuple(args.non_responder_final_fraction),
+            ifn_visit_sd=args.ifn_visit_sd,
         )
         cohort = simulate_cohort(spec)
     except ValueError as err:

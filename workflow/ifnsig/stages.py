@@ -39,6 +39,7 @@ from ifnsig.config_files import origin
 from ifnsig.de import fit as de_fit
 from ifnsig.de import plan as de_plan
 from ifnsig.de import shards as de_shards
+from ifnsig.de import size_factors as de_size_factor_genes
 from ifnsig.enrichment import over_representation, prerank, ranking, restrict_to
 from ifnsig.errors import InputError
 from ifnsig.formats import read_count_input
@@ -622,6 +623,7 @@ def differential_expression(
         return gather_de_shards(inputs, outputs, settings, threads)
     adata = ad.read_h5ad(inputs["normalized"])
     fits, samples = _planned_fits(inputs, settings, adata.obs)
+    control_genes = _size_factor_genes(inputs, settings, adata.var)
     write_tsv(de_plan.design_checks(fits), outputs["design_checks"])
     de_settings = settings["de"]
     for fit in fits:
@@ -635,8 +637,28 @@ def differential_expression(
             blocked_min_subjects=de_settings["blocked_min_subjects"],
             shrink_max_coefficients=de_settings["shrink_max_coefficients"],
             wald_distribution=de_settings["wald_distribution"],
+            control_genes=control_genes,
         )
         _write_de_tables(results, fit, samples, outputs)
+
+
+def _size_factor_genes(inputs: Paths, settings: dict, var: pd.DataFrame) -> np.ndarray | None:
+    """The genes of the DE's size factors (``de.size_factor_genes``), a mask over ``var``;
+    the scored signatures matched to the cohort as the scores match them."""
+    setting = settings["de"]["size_factor_genes"]
+    signatures = listed = aliases = None
+    if setting == de_size_factor_genes.EXCLUDE_SIGNATURES:
+        signatures, _ = genesets.matched_signatures(
+            scores.scored_signatures(settings["scores"]),
+            var["symbol"].astype(str),
+            inputs["gene_sets"],
+            inputs["aliases"],
+            min_genes=1,
+        )
+    elif de_size_factor_genes.is_gene_list(setting):
+        listed = de_size_factor_genes.read_gene_list(inputs["size_factor_genes"])
+        aliases = genesets.read_aliases(inputs["aliases"])
+    return de_size_factor_genes.size_factor_genes(setting, var, signatures, listed, aliases)
 
 
 def _planned_fits(inputs: Paths, settings: dict, obs: pd.DataFrame) -> tuple[list, pd.DataFrame]:
@@ -686,11 +708,13 @@ def _write_pickle(value, path: str) -> None:
 
 
 def de_size_factors(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
-    """Median-of-ratios size factors of every fit, over all genes, read in blocks."""
+    """Median-of-ratios size factors of every fit (over ``de.size_factor_genes``), read in
+    blocks."""
     fits, _, obs, var = _de_fits(inputs, settings)
+    control_genes = _size_factor_genes(inputs, settings, var)
     factors = [
         de_shards.fit_size_factors(
-            inputs["normalized"], de_shards.fit_positions(fit, obs), len(var)
+            inputs["normalized"], de_shards.fit_positions(fit, obs), len(var), control_genes
         )
         for fit in fits
     ]

@@ -583,8 +583,11 @@ def load_design(config: dict) -> Design:
     This is what the Snakefile runs at parse time. It raises :class:`InputError` with a
     one-sentence message at the first problem.
     """
+    from ifnsig.de.size_factors import check_setting
+
     validate_config(config)
     check_gene_sets(config)
+    check_setting(config)
     check_frozen_reference(config)
     samples = load_samples(config)
     if config.get("annotation"):

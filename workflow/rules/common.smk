@@ -27,6 +27,7 @@ from ifnsig.settings import (
     marker_file,
     score_gene_set_files,
     sheet_files,
+    size_factor_gene_files,
     stage_settings,
 )
 from ifnsig.validation import ConfigSources, check_inputs, read_sample_sheet
@@ -182,6 +183,13 @@ def de_inputs():
     if composition_covariates(config):
         files["composition"] = rules.quality_control.output.composition
     return files
+
+
+def size_factor_inputs():
+    """What the DE's size factors read besides the cohort (de.size_factor_genes): the
+    scored signatures' GMT files and the alias table, or the gene list and the alias
+    table; nothing for all."""
+    return relative(size_factor_gene_files(config))
 
 
 def de_shard_inputs():

@@ -3,6 +3,7 @@ rule differential_expression:
     input:
         **de_inputs(),
         **de_shard_inputs(),
+        **(size_factor_inputs() if DE_SHARDS < 2 else {}),
         normalized=rules.normalize.output.normalized,
     output:
         # Viewable in the report on the findings page (byte for byte, compressed): a
@@ -93,6 +94,7 @@ if DE_SHARDS > 1:
         """Median-of-ratios size factors of every fit, the cohort read in blocks."""
         input:
             **de_inputs(),
+            **size_factor_inputs(),
             normalized=rules.normalize.output.normalized,
         output:
             size_factors="results/de/shards/size_factors.pkl",

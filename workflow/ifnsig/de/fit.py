@@ -45,11 +45,13 @@ def choose_inference(fit: Fit, samples: pd.DataFrame, setting: str, min_subjects
     return DESeq2Inference(n_cpus=n_cpus)
 
 
-def deseq_dataset(counts: pd.DataFrame, fit: Fit, backend):
+def deseq_dataset(counts: pd.DataFrame, fit: Fit, backend, control_genes=None):
     """The DESeq2-compatible dataset of ``counts`` (the fit's samples x genes), no step run.
 
     The one place the fit's dataset is set up: the one-job fit and each gene shard of a
-    sharded one (:mod:`ifnsig.de.shards`) start from it.
+    sharded one (:mod:`ifnsig.de.shards`) start from it. ``control_genes`` (a mask over the
+    genes, :func:`ifnsig.de.size_factors.size_factor_genes`; None for all) are the genes its
+    size factors are computed from, as DESeq2's ``estimateSizeFactors(controlGenes = )``.
     """
     from ifnsig.de.deseq2_compat import deseq_dataset_class
 
@@ -57,6 +59,7 @@ def deseq_dataset(counts: pd.DataFrame, fit: Fit, backend):
         counts=counts,
         metadata=fit.metadata,
         design=design_matrix(fit),
+        control_genes=control_genes,
         refit_cooks=True,
         inference=backend,
         quiet=True,
@@ -76,13 +79,23 @@ def fit_dataset(
     n_cpus: int = 1,
     inference: str = "auto",
     blocked_min_subjects: int = 2,
+    control_genes: np.ndarray | None = None,
 ):
-    """The fitted pydeseq2 dataset of one design (``deseq2()`` done) and its backend."""
+    """The fitted pydeseq2 dataset of one design (``deseq2()`` done) and its backend.
+
+    ``control_genes``: the genes of the size factors (a mask over ``adata``'s genes, None
+    for all; :func:`ifnsig.de.size_factors.size_factor_genes`).
+    """
+    from ifnsig.de.size_factors import check_usable
+
     sub = adata[fit.samples]
     counts = pd.DataFrame(np.asarray(raw_counts(sub)), index=sub.obs_names, columns=sub.var_names)
     backend = choose_inference(fit, samples, inference, blocked_min_subjects, n_cpus)
     log.info("fitting %s on %d samples x %d genes", fit.formula, *counts.shape)
-    dds = deseq_dataset(counts, fit, backend)
+    if control_genes is not None:
+        check_usable(control_genes, (counts.to_numpy() > 0).all(axis=0), len(counts))
+        log.info("size factors from %d of the %d genes", control_genes.sum(), counts.shape[1])
+    dds = deseq_dataset(counts, fit, backend, control_genes)
     dds.deseq2()
     return dds, backend
 
@@ -214,6 +227,7 @@ def run_fit(
     blocked_min_subjects: int = 2,
     shrink_max_coefficients: int = 5000,
     wald_distribution: str = "normal",
+    control_genes: np.ndarray | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Fit one design with pydeseq2 and test each of its contrasts.
 
@@ -229,7 +243,8 @@ def run_fit(
     ``log2FoldChange_shrunk`` (empty for a change that is a sum of coefficients): pydeseq2's
     ``lfc_shrink`` model, fitted for all genes at once (:func:`ifnsig.de.shrink.shrunk_lfc`;
     on paired designs by the subject block, linear in the samples). Designs with more than
-    ``shrink_max_coefficients`` coefficients leave the column empty.
+    ``shrink_max_coefficients`` coefficients leave the column empty. ``control_genes`` (a
+    mask over the genes, None for all) are the genes of the size factors.
 
     Returns
     -------
@@ -241,7 +256,9 @@ def run_fit(
 
     if wald_distribution not in {"normal", "t"}:
         raise ValueError(f"wald_distribution must be normal or t, not {wald_distribution!r}")
-    dds, backend = fit_dataset(adata, fit, samples, n_cpus, inference, blocked_min_subjects)
+    dds, backend = fit_dataset(
+        adata, fit, samples, n_cpus, inference, blocked_min_subjects, control_genes
+    )
     n_coefficients = dds.obsm["design_matrix"].shape[1]
     results = {}
     for name, stats, table, test, coefficient in contrast_tests(

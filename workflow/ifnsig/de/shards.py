@@ -5,7 +5,8 @@ gene-wise steps on row shards with two barriers over all genes; the same split i
 one job per step and shard:
 
 1. size factors (median of ratios: per gene the mean log count, then per sample the median
-   log ratio), read in gene blocks and then in sample blocks (:func:`fit_size_factors`);
+   log ratio, over the control genes of ``de.size_factor_genes``), read in gene blocks and
+   then in sample blocks (:func:`fit_size_factors`);
 2. per shard, gene-wise dispersions and the IRLS means they start from
    (:func:`genewise_step`);
 3. over all genes, the dispersion trend and the prior variance of log dispersions
@@ -36,6 +37,7 @@ from anndata.io import read_elem
 
 from ifnsig.config_files import origin
 from ifnsig.de.plan import Fit, design_matrix
+from ifnsig.de.size_factors import check_usable
 from ifnsig.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -110,13 +112,16 @@ def _sample_blocks(path: str, n_genes: int):
             yield first, np.asarray(data[first : first + block])
 
 
-def fit_size_factors(path: str, rows: np.ndarray, n_genes: int) -> np.ndarray:
+def fit_size_factors(
+    path: str, rows: np.ndarray, n_genes: int, control_genes: np.ndarray | None = None
+) -> np.ndarray:
     """DESeq2's median-of-ratios size factors of samples ``rows``, reading pieces of the file.
 
     The computation of pydeseq2's ``deseq2_norm_fit`` and ``deseq2_norm_transform`` (mean
     log count per gene over the samples, then per sample the median log ratio over the genes
-    whose mean is finite), first by gene blocks, then by sample blocks, so memory is bounded
-    by :data:`BLOCK_CELLS` cells whatever the cohort.
+    whose mean is finite, among ``control_genes`` when given: a mask over the genes,
+    :func:`ifnsig.de.size_factors.size_factor_genes`), first by gene blocks, then by sample
+    blocks, so memory is bounded by :data:`BLOCK_CELLS` cells whatever the cohort.
 
     Raises
     ------
@@ -142,6 +147,9 @@ def fit_size_factors(path: str, rows: np.ndarray, n_genes: int) -> np.ndarray:
             "at once, which the DE split by gene shards cannot do; set de.shards: 1 in "
             f"{origin('de.shards')} to fit this cohort in one job."
         )
+    if control_genes is not None:
+        check_usable(control_genes, finite, len(rows))
+        finite &= control_genes
     position = pd.Series(np.arange(len(rows)), index=rows)
     medians = np.empty(len(rows))
     for first, counts in _sample_blocks(path, n_genes):
@@ -175,7 +183,7 @@ def _dataset(counts: np.ndarray, genes: pd.Index, fit: Fit, size_factors: np.nda
 
     frame = pd.DataFrame(counts, index=fit.metadata.index, columns=genes)
     dds = deseq_dataset(frame, fit, inference)
-    # What pydeseq2's fit_size_factors leaves, with factors computed over all genes.
+    # What pydeseq2's fit_size_factors leaves, with factors computed over the whole cohort.
     dds.obs["size_factors"] = size_factors
     dds.layers["normed_counts"] = dds.X / size_factors[:, None]
     dds.var["_normed_means"] = dds.layers["normed_counts"].mean(axis=0)
@@ -391,17 +399,19 @@ def run_sharded(
     settings: dict,
     n_shards: int,
     n_cpus: int = 1,
+    control_genes: np.ndarray | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Every step in this process, shard after shard: what the jobs of the sharded DE compute.
 
-    ``settings`` is the ``de`` part of the configuration; ``path`` the cohort ``.h5ad``.
+    ``settings`` is the ``de`` part of the configuration; ``path`` the cohort ``.h5ad``;
+    ``control_genes`` the genes of the size factors (a mask, None for all).
     """
     obs, var = read_annotations(path)
     ranges = gene_ranges(len(var), n_shards)
     results = {}
     for fit in fits:
         rows = fit_positions(fit, obs)
-        factors = fit_size_factors(path, rows, len(var))
+        factors = fit_size_factors(path, rows, len(var), control_genes)
 
         def read_shard(i: int, rows=rows) -> np.ndarray:
             return read_counts(path, rows, *ranges[i])

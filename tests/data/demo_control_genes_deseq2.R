@@ -7,10 +7,7 @@
 # n_control). Run from the repository root: Rscript tests/data/demo_control_genes_deseq2.R
 source("tests/data/demo_inputs.R")
 demo <- demo_inputs()
-cd <- demo$samples[demo$samples$group == "patient", ]
-cd$subject <- factor(cd$subject)
-cd$timepoint <- relevel(factor(cd$timepoint), "baseline")
-dds <- DESeqDataSetFromMatrix(demo$counts[, rownames(cd)], cd, ~ subject + timepoint)
+dds <- demo_paired_patients(demo)
 gmt <- strsplit(readLines("resources/genesets/ifn_signatures.gmt"), "\t")
 names(gmt) <- vapply(gmt, `[`, "", 1)
 scored <- c("RICE2013_6", "NIH28", "FENG2006_5", "IFNG_BIASED")

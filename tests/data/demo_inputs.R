@@ -23,6 +23,15 @@ demo_inputs <- function() {
   list(counts = cts, samples = sheet, calls = gain[, c("subject", "responder")])
 }
 
+# The demo's paired fit as a DESeqDataSet: the 25 patients' 75 samples, ~ subject + timepoint,
+# baseline the reference level.
+demo_paired_patients <- function(demo) {
+  cd <- demo$samples[demo$samples$group == "patient", ]
+  cd$subject <- factor(cd$subject)
+  cd$timepoint <- relevel(factor(cd$timepoint), "baseline")
+  DESeqDataSetFromMatrix(demo$counts[, rownames(cd)], cd, ~ subject + timepoint)
+}
+
 # One results() table in ifnsig's column order, tagged with the name of its ifnsig table.
 as_table <- function(res, table) {
   data.frame(table = table, gene_id = rownames(res), baseMean = res$baseMean,

@@ -5,10 +5,7 @@
 # month6_vs_baseline). Run from the repository root: Rscript tests/data/demo_paired_t_deseq2.R
 source("tests/data/demo_inputs.R")
 demo <- demo_inputs()
-cd <- demo$samples[demo$samples$group == "patient", ]
-cd$subject <- factor(cd$subject)
-cd$timepoint <- relevel(factor(cd$timepoint), "baseline")
-dds <- DESeqDataSetFromMatrix(demo$counts[, rownames(cd)], cd, ~ subject + timepoint)
+dds <- demo_paired_patients(demo)
 dds <- DESeq(dds, useT = TRUE, quiet = TRUE)
 stopifnot(all(mcols(dds)$tDegreesFreedom[!mcols(dds)$allZero] == 48))
 write_tables(lapply(c("month3", "month6"), function(tp) {

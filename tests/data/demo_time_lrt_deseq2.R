@@ -5,10 +5,7 @@
 # root: Rscript tests/data/demo_time_lrt_deseq2.R
 source("tests/data/demo_inputs.R")
 demo <- demo_inputs()
-cd <- demo$samples[demo$samples$group == "patient", ]
-cd$subject <- factor(cd$subject)
-cd$timepoint <- relevel(factor(cd$timepoint), "baseline")
-dds <- DESeqDataSetFromMatrix(demo$counts[, rownames(cd)], cd, ~ subject + timepoint)
+dds <- demo_paired_patients(demo)
 dds <- DESeq(dds, test = "LRT", reduced = ~ subject, quiet = TRUE)
 write_tables(list(as_table(results(dds), "time_lrt")),
              "tests/data/demo_time_lrt_deseq2_1.38.3.tsv.gz")

@@ -433,12 +433,12 @@ def simulate_cohort(spec: CohortSpec | None = None) -> Cohort:
         planted_globin_sample = int(np.flatnonzero(is_patient)[1])
         mu[globin, planted_globin_sample] *= 60.0
     shape = 1.0 / dispersion[:, None]
-    counts = rng.poisson(rng.gamma(shape, mu / shape)).astype(np.int64)
+    counts = _negative_binomial(rng, mu, shape).astype(np.int64)
     if spec.n_drug_genes:
         # The drug genes' counts are drawn again, with their change, from the drug stream:
         # the main stream, and so every other value of the cohort, stays as without them.
         mu_drug = mu[chosen] * np.exp2(drug_effect)
-        counts[chosen] = drug_rng.poisson(drug_rng.gamma(shape[chosen], mu_drug / shape[chosen]))
+        counts[chosen] = _negative_binomial(drug_rng, mu_drug, shape[chosen])
     if spec.ifn_visit_sd:
         # The visit factor and the counts of the IFN-driven genes come from their own stream,
         # as the drug genes do: every other value of the cohort stays as without it.
@@ -446,7 +446,7 @@ def simulate_cohort(spec: CohortSpec | None = None) -> Cohort:
         visit_factor = visit_rng.normal(0.0, spec.ifn_visit_sd, n_s)
         moved = np.flatnonzero(loading != 0)
         mu_visit = mu[moved] * np.exp2(np.outer(loading[moved], visit_factor))
-        counts[moved] = visit_rng.poisson(visit_rng.gamma(shape[moved], mu_visit / shape[moved]))
+        counts[moved] = _negative_binomial(visit_rng, mu_visit, shape[moved])
 
     # --- clinical -------------------------------------------------------------------
     clinical_rows = []
@@ -687,6 +687,12 @@ def median_fold_change_scores(
     )
     reference = scores.reference_mask(adata.obs, "controls", "control", "baseline")
     return scores.score_samples(adata, matched, ["median_fold_change"], reference)
+
+
+def _negative_binomial(rng: np.random.Generator, mu: np.ndarray, shape: np.ndarray) -> np.ndarray:
+    """Negative binomial counts of mean ``mu`` and dispersion ``1 / shape``, as a gamma-Poisson
+    mixture (the same draws from ``rng`` wherever counts are drawn)."""
+    return rng.poisson(rng.gamma(shape, mu / shape))
 
 
 def write_single_cells(

@@ -437,6 +437,11 @@ def line_search_log_dispersion(
     return log_alpha, steps, initial_loss, loss
 
 
+#: Cells (genes x samples) per block of :func:`nb_negative_loglik`: its dozen float
+#: temporaries then stay in the processor's cache instead of streaming through memory.
+BLOCK_CELLS = 2**15
+
+
 def nb_negative_loglik(
     counts: np.ndarray, mu: np.ndarray, log_alpha: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -444,22 +449,44 @@ def nb_negative_loglik(
 
     DESeq2 drops ``lgamma(y + 1) - y log(mu)`` from the log likelihood; its "no increase"
     test is relative to the value without them, so the same form is used here.
+
+    Evaluated in blocks of genes of about :data:`BLOCK_CELLS` cells, with each of
+    ``y + 1/alpha``, ``mu + 1/alpha`` and ``mu alpha`` formed once; every gene gets the
+    bits of the whole-array expression (row sums are per gene, whatever the block).
     """
     from scipy.special import digamma, gammaln
 
-    alpha = np.exp(log_alpha)[:, None]
-    size = 1 / alpha
-    value = -(
-        gammaln(counts + size) - gammaln(size) - (counts + size) * np.log(mu + size)
-        + size * np.log(size)
-    ).sum(axis=1)  # fmt: skip
-    slope = -(
-        size[:, 0]
-        * (
-            digamma(size) + np.log(1 + mu * alpha) - mu * alpha / (1 + mu * alpha)
-            - digamma(counts + size) + counts / (mu + size)
-        ).sum(axis=1)
-    )  # fmt: skip
+    counts = np.asarray(counts)
+    mu = np.asarray(mu)
+    g, n = counts.shape
+    value, slope = np.empty(g), np.empty(g)
+    step = max(1, BLOCK_CELLS // max(n, 1))
+    for start in range(0, g, step):
+        rows = slice(start, start + step)
+        y, m = counts[rows], mu[rows]
+        alpha = np.exp(log_alpha[rows])[:, None]
+        size = 1 / alpha
+        ys = y + size
+        t = m + size
+        # gammaln(y + size) - gammaln(size) - (y + size) log(mu + size) + size log(size)
+        v = gammaln(ys)
+        v -= gammaln(size)
+        ys *= np.log(t)
+        v -= ys
+        v += size * np.log(size)
+        value[rows] = -v.sum(axis=1)
+        # digamma(size) + log(1 + mu alpha) - mu alpha / (1 + mu alpha)
+        #   - digamma(y + size) + y / (mu + size)
+        ma = m * alpha
+        q = 1 + ma
+        d = digamma(size) + np.log(q)
+        ma /= q
+        d -= ma
+        ys = y + size
+        d -= digamma(ys, out=ys)
+        np.divide(y, t, out=t)
+        d += t
+        slope[rows] = -(size[:, 0] * d.sum(axis=1))
     return value, slope
 
 

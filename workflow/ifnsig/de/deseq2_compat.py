@@ -408,28 +408,31 @@ def dense_dispersion_objective(
     # Genes per step, so that the genes x p x p arrays stay near 128 MB whatever the design.
     chunk = int(np.clip(2**24 // design.shape[1] ** 2, 16, 4096))
 
-    def objective(idx: np.ndarray, log_alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def objective(
+        idx: np.ndarray, log_alpha: np.ndarray, value: bool = True, slope: bool = True
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
         loss = np.empty(idx.size)
         grad = np.empty(idx.size)
         for start in range(0, idx.size, chunk):
             part = slice(start, start + chunk)
             genes = idx[part]
             m = mu[genes]
-            value, slope = nb_negative_loglik(counts[genes], m, log_alpha[part])
+            v, d = nb_negative_loglik(counts[genes], m, log_alpha[part])
             alpha = np.exp(log_alpha[part])[:, None]
             if cox_reid:
                 w = 1 / (1 / m + alpha)
                 normal = np.einsum("ni,gn,nj->gij", design, w, design)
-                value = value + 0.5 * np.linalg.slogdet(normal)[1]
-                d_normal = np.einsum("ni,gn,nj->gij", design, -(w**2), design)
-                trace = np.einsum("gij,gji->g", np.linalg.inv(normal), d_normal)
-                slope = slope + 0.5 * trace * alpha[:, 0]
+                v = v + 0.5 * np.linalg.slogdet(normal)[1]
+                if slope:
+                    d_normal = np.einsum("ni,gn,nj->gij", design, -(w**2), design)
+                    trace = np.einsum("gij,gji->g", np.linalg.inv(normal), d_normal)
+                    d = d + 0.5 * trace * alpha[:, 0]
             if prior_var is not None:
                 diff = log_alpha[part] - prior_mean[genes]
-                value = value + diff**2 / (2 * prior_var)
-                slope = slope + diff / prior_var
-            loss[part], grad[part] = value, slope
-        return loss, grad
+                v = v + diff**2 / (2 * prior_var)
+                d = d + diff / prior_var
+            loss[part], grad[part] = v, d
+        return (loss if value else None), (grad if slope else None)
 
     return objective
 

@@ -351,8 +351,10 @@ class _Levels:
             out.append((block, xf[:, self.ref_start :].sum(axis=1)))
         return out
 
-    def cox_reid(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def cox_reid(self, w: np.ndarray, trace: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """``log det(X'WX)`` and ``tr((X'WX)^-1 X'W^2X)`` per gene, for weights ``w`` (g, n).
+
+        ``trace=False`` leaves the trace out (None).
 
         With ``a`` the block diagonal, ``ba = A^-1 B`` and ``S`` the Schur complement:
         ``log det = sum log a + log det S``, and the trace is
@@ -371,16 +373,18 @@ class _Levels:
                 s[:, c, d] = block.sum(axis=1) + ref - (lw[col[c]][0] * ba[d]).sum(axis=1)
                 s[:, d, c] = s[:, c, d]
         logdet = np.log(np.abs(a)).sum(axis=1) + np.linalg.slogdet(s)[1]
+        if not trace:
+            return logdet, None
         l2 = self.sums(w * w)
         s_inv = np.linalg.inv(s)
-        trace = (l2[0][0] / a).sum(axis=1)
+        out = (l2[0][0] / a).sum(axis=1)
         for c in range(k):
             for d in range(c, k):
                 block, ref = l2[pair[c][d]]
                 q = block - ba[c] * l2[col[d]][0] - ba[d] * l2[col[c]][0] + ba[c] * ba[d] * l2[0][0]
                 both = s_inv[:, c, d] if c == d else s_inv[:, c, d] + s_inv[:, d, c]
-                trace += both * (q.sum(axis=1) + ref)
-        return logdet, trace
+                out += both * (q.sum(axis=1) + ref)
+        return logdet, out
 
 
 def _rough_dispersions_chunk(bd: BlockDesign, y: np.ndarray, df: int) -> np.ndarray:
@@ -634,24 +638,34 @@ def _alpha_mle_chunk(
     levels = _Levels(bd) if cr_reg else None
     step = max(1, BLOCK_CELLS // max(bd.n_samples, 1))
 
-    def objective(idx: np.ndarray, log_alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def objective(
+        idx: np.ndarray, log_alpha: np.ndarray, value: bool = True, slope: bool = True
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
         # Blocks of genes small enough for the processor's cache (see nb_negative_loglik).
-        value, slope = np.empty(len(idx)), np.empty(len(idx))
+        out_value = np.empty(len(idx)) if value else None
+        out_slope = np.empty(len(idx)) if slope else None
         for first in range(0, len(idx), step):
             part = slice(first, first + step)
             m_ = mu_t[idx[part]]
-            v, d = nb_negative_loglik(y_t[idx[part]], m_, log_alpha[part])
+            v, d = nb_negative_loglik(y_t[idx[part]], m_, log_alpha[part], value, slope)
             if levels is not None:
                 alpha = np.exp(log_alpha[part])
-                logdet, trace = levels.cox_reid(m_ / (1 + m_ * alpha[:, None]))
-                v = v + 0.5 * logdet
-                d = d - 0.5 * trace * alpha
-            value[part], slope[part] = v, d
+                logdet, trace = levels.cox_reid(m_ / (1 + m_ * alpha[:, None]), slope)
+                if v is not None:
+                    v = v + 0.5 * logdet
+                if d is not None:
+                    d = d - 0.5 * trace * alpha
+            if out_value is not None:
+                out_value[part] = v
+            if out_slope is not None:
+                out_slope[part] = d
         if prior_reg:
             diff = log_alpha - prior_mean[idx]
-            value = value + diff**2 / (2 * prior_disp_var)
-            slope = slope + diff / prior_disp_var
-        return value, slope
+            if out_value is not None:
+                out_value = out_value + diff**2 / (2 * prior_disp_var)
+            if out_slope is not None:
+                out_slope = out_slope + diff / prior_disp_var
+        return out_value, out_slope
 
     def grid_fit(j: int) -> float:
         prior = (prior_mean[j], prior_disp_var) if prior_reg else (None, None)

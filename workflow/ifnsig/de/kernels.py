@@ -522,9 +522,12 @@ def _irls_chunk(
     it = 0
     while active.any():
         idx = np.flatnonzero(active)
-        mu_i, d_i = mu[:, idx], disp[idx]
+        # While every gene iterates, views instead of gathered copies (same values).
+        every = len(idx) == g
+        mu_i, d_i = (mu, disp) if every else (mu[:, idx], disp[idx])
+        y_i = y if every else y[:, idx]
         w = mu_i / (1.0 + mu_i * d_i)
-        wz = w * (np.log(mu_i / sf) + (y[:, idx] - mu_i) / mu_i)
+        wz = w * (np.log(mu_i / sf) + (y_i - mu_i) / mu_i)
         new_a, new_c = _normal(bd, w, IRLS_RIDGE, IRLS_RIDGE).solve(bd.segsum(wz), _matmul(u.T, wz))
         it += 1
         # irls_solver switches to the optimiser when |beta| exceeds max_beta or at maxiter.
@@ -534,13 +537,15 @@ def _irls_chunk(
         fallback[idx[diverged]] = True
         active[idx[diverged]] = False
         ok = ~diverged
-        idx = idx[ok]
+        if not ok.all():
+            idx, y_i = idx[ok], y_i[:, ok]
+            new_a, new_c = new_a[:, ok], new_c[:, ok]
         if len(idx) == 0:
             continue
-        beta_a[:, idx], beta_c[:, idx] = new_a[:, ok], new_c[:, ok]
-        mu_new = np.maximum(sf * np.exp(bd.xmul(new_a[:, ok], new_c[:, ok])), min_mu)
+        beta_a[:, idx], beta_c[:, idx] = new_a, new_c
+        mu_new = np.maximum(sf * np.exp(bd.xmul(new_a, new_c)), min_mu)
         mu[:, idx] = mu_new
-        y_i, a1 = y[:, idx], inv_disp[idx]
+        a1 = inv_disp[idx]
         # Deviance as -2 * utils.nb_nll, convergence on its relative change.
         new_dev = -2 * (
             nll_const[idx] + _colsum((y_i + a1) * np.log(a1 + mu_new) - y_i * np.log(mu_new))

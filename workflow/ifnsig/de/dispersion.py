@@ -1,8 +1,8 @@
 """DESeq2's dispersion fit (``fitDisp``): the Armijo line search in log(alpha), the NB
 log likelihood it climbs, and the gene-wise and MAP rules around it.
 
-Only numpy and scipy.special are imported, so the worker processes of the blocked fit
-(:mod:`ifnsig.de.kernels`) can run it without importing pydeseq2.
+Only numpy and scipy.special are imported, so the chunks of the blocked fit
+(:mod:`ifnsig.de.kernels`) run it without importing pydeseq2.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """The gene-chunk computations of the subject-blocked fit (:mod:`ifnsig.de.blocked`).
 
-What the worker processes of :class:`~ifnsig.de.blocked.BlockedInference` run: the block
+What each gene chunk of :class:`~ifnsig.de.blocked.BlockedInference` runs: the block
 structure of the design, IRLS, the dispersion line search and the Wald test for a chunk of
 genes. Only numpy and scipy are imported at the top (pydeseq2, scipy.optimize and
-scipy.stats by the fallbacks and steps that need them), so that a worker starts in a
-fraction of the seconds that importing pydeseq2 and the DE package takes.
+scipy.stats by the fallbacks and steps that need them): a process that runs chunks (a
+joblib worker would) starts in a fraction of the seconds that importing pydeseq2 and the
+DE package takes.
 """
 
 from __future__ import annotations

@@ -100,11 +100,11 @@ def test_set_tests_call_no_set_where_nothing_changed(cohorts):
     assert called <= 1, smallest
 
 
-def load_benchmark():
+def load_benchmark(name: str = "bench_calibration"):
     import importlib.util
 
-    path = REPO / "benchmarks" / "bench_calibration.py"
-    spec = importlib.util.spec_from_file_location("bench_calibration", path)
+    path = REPO / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     return bench
@@ -118,6 +118,26 @@ def test_benchmark_visit_factor_reaches_every_cohort_and_its_own_summary():
     for kind in ("null", "planted"):
         spec = bench.cohort_spec(kind, 1, 600, ifn_visit_sd=args.ifn_visit_sd)
         assert spec.ifn_visit_sd == 0.15 and spec.null == (kind == "null")
+
+
+def test_quick_benchmark_takes_the_same_visit_option(monkeypatch, tmp_path):
+    quick = load_benchmark("bench_quick_calibration")
+    bench = quick.load_calibration()
+    args = quick.arguments(["--ifn-visit-sd", "0.15", "--genes", "300"], bench)
+    assert args.ifn_visit_sd == 0.15
+    assert args.summary == quick.HERE / "quick_calibration_ifn_visits.tsv"
+    assert quick.arguments([], bench).summary == quick.SUMMARY
+    # The option reaches the simulated cohort (stopped there: no stage is run).
+    seen = []
+
+    def stop(spec):
+        seen.append(spec)
+        raise RuntimeError("simulated")
+
+    monkeypatch.setattr("ifnsig.simulate.simulate_cohort", stop)
+    with pytest.raises(RuntimeError, match="simulated"):
+        quick.run_cohort("null", 4, args, tmp_path, bench)
+    assert seen[0].ifn_visit_sd == 0.15 and seen[0].null and seen[0].n_genes == 300
 
 
 def test_benchmark_summary_pools_rows_and_counts_contrasts():

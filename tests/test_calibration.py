@@ -162,3 +162,20 @@ def test_benchmark_summary_pools_rows_and_counts_contrasts():
     sets = summary.loc["set tests: contrasts with any set at FDR < 0.05"]
     assert (sets["hits"], sets["trials"]) == (1, 3)
     assert "| mixed: within, CR2 (primary) | 2.8 % (" in bench.markdown(summary.reset_index())
+
+
+def test_trace_effective_dispersion_is_the_counts_second_moment():
+    # de_null_trace.py's reference dispersion for a gene carrying the visit factor: the
+    # variance of its counts, m + alpha m^2, matched by negative binomial draws whose mean is
+    # multiplied by 2 ** (loading x N(0, SD)) (normalized to keep the mean m).
+    trace = load_benchmark("de_null_trace")
+    rng = np.random.default_rng(0)
+    mean, dispersion, loading, sd = 400.0, 0.05, 3.0, 0.15
+    effective = trace.effective_dispersion(dispersion, loading, sd)
+    assert trace.effective_dispersion(dispersion, 0.0, sd) == pytest.approx(dispersion)
+    factor = 2.0 ** (loading * rng.normal(0, sd, 400_000))
+    mu = mean * factor / factor.mean()
+    counts = rng.negative_binomial(1 / dispersion, 1 / (1 + dispersion * mu))
+    moment = (counts.var() - counts.mean()) / counts.mean() ** 2
+    assert moment == pytest.approx(effective, rel=0.03)
+    assert effective > 2.5 * dispersion

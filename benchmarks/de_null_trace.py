@@ -12,7 +12,9 @@ fits (``de.plan_fits``: ``~ subject + timepoint`` on the patients' samples) fitt
 - the simulated dispersion and, for the IFN-driven genes, the dispersion the visit factor
   adds to it: a count of mean m and dispersion a whose mean is multiplied by a log-normal
   factor of log SD s has variance m + m^2 ((1 + a) exp(s^2) - 1), so its dispersion is
-  ``(1 + a) exp(s^2) - 1`` with s = ln 2 x loading x SD (``effective_dispersion``). The
+  ``(1 + a) exp(s^2) - 1`` with s = ln 2 x loading x SD (``effective_dispersion``); the
+  simulated cell-type markers likewise carry their cell type's random composition shift
+  (log2 SD 0.3 per sample, ``COMPOSITION_SD``) on top of their dispersion. The
   median-of-ratios size factors take up part of the visit factor where the IFN genes are a
   large share of the genes (a tenth of 600): ``size_factor_visit`` is the slope of the log2
   size factors (over the simulated library factors) on the visit factor, and
@@ -54,6 +56,8 @@ import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
+# ifnsig.simulate moves each cell type's markers together by N(0, 0.3) log2 per sample.
+COMPOSITION_SD = 0.3
 LEVELS = (0.001, 0.01, 0.05)
 
 R_SCRIPT = r"""
@@ -97,10 +101,14 @@ def load() -> str:
     return f"load {os.getloadavg()[0]:.1f}"
 
 
-def effective_dispersion(dispersion, loading, visit_sd: float) -> np.ndarray:
+def effective_dispersion(dispersion, loading, visit_sd: float, markers=0) -> np.ndarray:
     """The negative binomial dispersion of counts whose mean also carries the visit factor
-    (log2 fold change ``loading`` x N(0, ``visit_sd``)), to second moments."""
-    s2 = (np.log(2) * np.asarray(loading, float) * visit_sd) ** 2
+    (log2 fold change ``loading`` x N(0, ``visit_sd``)) and, for ``markers`` cell types, their
+    composition shift (N(0, ``COMPOSITION_SD``) log2), to second moments."""
+    log2_var = (np.asarray(loading, float) * visit_sd) ** 2 + np.asarray(
+        markers
+    ) * COMPOSITION_SD**2
+    s2 = np.log(2) ** 2 * log2_var
     return (1 + np.asarray(dispersion, float)) * np.exp(s2) - 1
 
 
@@ -132,7 +140,7 @@ def trace_cohort(seed: int, args, calibration, folder: Path, run_r: bool) -> pd.
     from ifnsig.de import plan
     from ifnsig.de.fit import contrast_tests, fit_dataset
     from ifnsig.settings import sheet_files, stage_settings
-    from ifnsig.simulate import simulate_cohort
+    from ifnsig.simulate import CELL_MARKERS, simulate_cohort
 
     spec = calibration.cohort_spec("null", seed, args.genes, args.patients, args.ifn_visit_sd)
     cohort = simulate_cohort(spec)
@@ -157,9 +165,12 @@ def trace_cohort(seed: int, args, calibration, folder: Path, run_r: bool) -> pd.
         genes = dds.var_names
         loading = truth.loc[genes, "ifn_loading"].to_numpy()
         simulated = truth.loc[genes, "dispersion"].to_numpy()
-        effective = effective_dispersion(simulated, loading, args.ifn_visit_sd)
+        markers = np.array(
+            [sum(g in m for m in CELL_MARKERS.values()) for g in genes.astype(str)], float
+        )
+        effective = effective_dispersion(simulated, loading, args.ifn_visit_sd, markers)
         slope = size_factor_visit(dds, visits)
-        normalized = effective_dispersion(simulated, loading - slope, args.ifn_visit_sd)
+        normalized = effective_dispersion(simulated, loading - slope, args.ifn_visit_sd, markers)
         counts = np.asarray(dds.X)
         genewise_p = refitted_pvalues(
             dds, backend, fit, alpha, var["genewise_dispersions"].to_numpy()

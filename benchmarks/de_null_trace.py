@@ -279,9 +279,13 @@ def summary(rows: pd.DataFrame, visit_sd: float) -> str:
     """The null rates by kind of gene and dispersion, and the small p-values themselves."""
     lines = []
     rows = rows.assign(ifn_driven=rows["ifn_loading"] != 0)
-    for driven, group in rows.groupby("ifn_driven"):
-        lines.append(f"{'IFN-driven' if driven else 'other'} genes, {len(group)} tests:")
-        for column, label in [
+    groups = [("every gene", rows)] + [
+        ("IFN-driven genes" if driven else "other genes", group)
+        for driven, group in rows.groupby("ifn_driven")
+    ]
+    for label, group in groups:
+        lines.append(f"{label}, {len(group)} tests:")
+        for column, name in [
             ("p_normal", "normal reference"),
             ("p_t", "t reference (the workflow's fit)"),
             ("p_t_genewise", "t, gene-wise dispersions (no prior)"),
@@ -291,7 +295,7 @@ def summary(rows: pd.DataFrame, visit_sd: float) -> str:
         ]:
             if column in group:
                 cells = "; ".join(f"p < {lv}: {rate(group, column, lv)}" for lv in LEVELS)
-                lines.append(f"  {label}: {cells}")
+                lines.append(f"  {name}: {cells}")
         tested = group["p_t"].notna()
         normalized = "effective_normalized" if "effective_normalized" in group else "effective"
         log2 = np.log2(group.loc[tested, ["genewise", "effective", normalized, "dispersion"]])
@@ -304,6 +308,19 @@ def summary(rows: pd.DataFrame, visit_sd: float) -> str:
             f"{np.log2(group['map'] / group['genewise'])[tested].median():+.3f}; "
             f"outliers (gene-wise kept) {int(group.loc[tested, 'outlier'].sum())} of "
             f"{int(tested.sum())}"
+        )
+    driven = rows[rows["ifn_driven"] & rows["p_t"].notna()]
+    if visit_sd and len(driven):
+        bins = pd.cut(driven["ifn_loading"], [0, 1.5, 2.25, 3, 5])
+        gap = np.log2(driven["genewise"] / driven["effective"]).groupby(bins, observed=True)
+        lines.append(
+            "IFN-driven genes, gene-wise / effective dispersion (log2 median) by loading: "
+            + ", ".join(f"{b.left:g}-{b.right:g}: {v:+.3f}" for b, v in gap.median().items())
+        )
+        slopes = rows.groupby("cohort")["size_factor_visit"].first()
+        lines.append(
+            "log2 size factors per unit of visit factor, over cohorts: median "
+            f"{slopes.median():.3f} ({slopes.min():.3f} to {slopes.max():.3f})"
         )
     if "r_pvalue" in rows:
         both = rows["p_t"].notna() & rows["r_pvalue"].notna()

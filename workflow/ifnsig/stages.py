@@ -449,7 +449,8 @@ def _positivity_settings(chosen: dict) -> dict:
 def _own_scores(inputs: Paths, settings: dict, listed: dict, gene_set_files: list, threads: int):
     """Scores against the run's own reference samples, and the reference frozen from them."""
     chosen = settings["scores"]
-    adata = ad.read_h5ad(inputs["normalized"])
+    # The layers the scores and the frozen reference use (not X nor log-CPM).
+    adata = data.read_layers(inputs["normalized"], ["counts", "normalized", "vst"])
     matched, _ = _matched_signatures(inputs, settings, adata.var["symbol"])
     mask = scores.reference_mask(
         adata.obs, chosen["reference"], settings["groups"]["control"], settings["timepoints"][0]

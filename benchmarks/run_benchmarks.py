@@ -186,24 +186,52 @@ def rule_rows(folder: Path, benchmark: str, n_samples: int, n_genes: int, cores:
     return rows
 
 
+# Rules run once per contrast: their benchmark files end with the contrast's name.
+CONTRAST_RULES = ["plot_de", "enrichment"]
+
+
 def rule_of(step: str) -> str:
     """The rule of a ``benchmark:`` file's name: shard number and contrast dropped."""
-    return re.sub(r"(\.\d+|_\w+_vs_\w+)$", "", step)
+    step = re.sub(r"\.\d+$", "", step)
+    return next((rule for rule in CONTRAST_RULES if step.startswith(f"{rule}_")), step)
 
 
-def critical_path(folder: Path, times: dict[str, float]) -> float:
-    """The longest chain of dependent rules, each costing ``times[rule]`` (0 if absent).
+def critical_path_row(folder: Path, rows: list[dict], row) -> dict:
+    """The ``critical_path`` row of a finished run from its job rows."""
+    walls, cpus = {}, {}
+    for r in rows:
+        rule = rule_of(r["step"])
+        walls[rule] = max(walls.get(rule, 0.0), r["wall_s"])
+        cpus[rule] = max(cpus.get(rule, 0.0), r["cpu_s"])
+    dot = rule_graph(folder)
+    return row(
+        "critical_path",
+        critical_path(dot, walls),
+        critical_path(dot, cpus),
+        np.nan,
+        "longest chain of dependent rules (a rule: its longest job), wall and CPU time "
+        "of its jobs; the report after them",
+    )
 
-    Jobs of one rule (gene shards, contrasts) depend on none of each other, so with enough
-    cores a rule costs its longest job: ``times`` holds that.
-    """
-    dot = subprocess.run(
+
+def rule_graph(folder: Path) -> str:
+    """The run's rule graph in dot (``snakemake --rulegraph``)."""
+    return subprocess.run(
         snakemake_command(folder, 1, "--rulegraph", "--forceall", "--quiet"),
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    names = dict(re.findall(r"^\s*(\d+)\[label = \"(\w+)\"", dot, re.M))
+
+
+def critical_path(dot: str, times: dict[str, float]) -> float:
+    """The longest chain of dependent rules of the graph ``dot``, each costing
+    ``times[rule]`` (0 if absent).
+
+    Jobs of one rule (gene shards, contrasts) depend on none of each other, so with enough
+    cores a rule costs its longest job: ``times`` holds that.
+    """
+    names = dict(re.findall(r'^\s*(\d+)\[label = "(\w+)"', dot, re.M))
     parents: dict[str, list[str]] = {name: [] for name in names.values()}
     for a, b in re.findall(r"^\s*(\d+) -> (\d+)", dot, re.M):
         parents[names[b]].append(names[a])
@@ -299,21 +327,7 @@ def bench_workflow(n_samples: int, args: argparse.Namespace) -> list[dict]:
             f"snakemake --report; {report['load']}",
         )
     )
-    walls, cpus = {}, {}
-    for r in rows:
-        rule = rule_of(r["step"])
-        walls[rule] = max(walls.get(rule, 0.0), r["wall_s"])
-        cpus[rule] = max(cpus.get(rule, 0.0), r["cpu_s"])
-    rows.append(
-        row(
-            "critical_path",
-            critical_path(folder, walls),
-            critical_path(folder, cpus),
-            np.nan,
-            "longest chain of dependent rules (a rule: its longest job), wall and CPU time "
-            "of its jobs; the report after them",
-        )
-    )
+    rows.append(critical_path_row(folder, rows, row))
     rows.append(
         row(
             "total",
@@ -325,6 +339,42 @@ def bench_workflow(n_samples: int, args: argparse.Namespace) -> list[dict]:
             f"{run['load']}; nice {niceness}; counts {args.counts_format}",
         )
     )
+    return rows
+
+
+def recomputed_critical_paths(args: argparse.Namespace) -> list[dict]:
+    """The ``critical_path`` rows of finished runs (``--workdir``) again, from their rows in
+    results.tsv, without running anything."""
+    table = pd.read_csv(RESULTS, sep="\t")
+    rows = []
+    for n in args.sizes:
+        runs = table[
+            (table["benchmark"] == "workflow")
+            & (table["n_samples"] == n)
+            & (table["n_genes"] == args.genes)
+            & ~table["step"].isin(WHOLE_RUN)
+        ]
+        old = table[
+            (table["benchmark"] == "workflow")
+            & (table["n_samples"] == n)
+            & (table["n_genes"] == args.genes)
+            & (table["step"] == "critical_path")
+        ]
+
+        def row(step, wall, cpu, rss, note, n=n, old=old):
+            return {
+                "benchmark": "workflow",
+                "n_samples": n,
+                "n_genes": args.genes,
+                "step": step,
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "max_rss_mb": rss,
+                "cores": int(old["cores"].iat[0]) if len(old) else args.cores,
+                "note": note,
+            }
+
+        rows.append(critical_path_row(args.workdir / f"cohort_{n}", runs.to_dict("records"), row))
     return rows
 
 
@@ -727,9 +777,10 @@ def scaling(table: pd.DataFrame, min_samples: int = 1000) -> pd.DataFrame:
     return frame
 
 
-def stage_markdown(table: pd.DataFrame, min_samples: int = 1000) -> str:
-    """Per stage and size: CPU time and peak memory, then the exponents (scaling.tsv)."""
-    per_stage = stages(table, min_samples)
+def stage_markdown(table: pd.DataFrame, min_samples: int, n_genes: int) -> str:
+    """Per stage and size (cohorts of ``n_genes`` genes): CPU time and peak memory, then the
+    exponents (scaling.tsv)."""
+    per_stage = stages(table[table["n_genes"] == n_genes], min_samples)
     per_stage["cell"] = [
         f"{c:.0f} s, {m / 1024:.2f} GB" if not np.isnan(m) else f"{c:.0f} s ({w:.0f} s wall)"
         for c, m, w in zip(
@@ -740,7 +791,8 @@ def stage_markdown(table: pd.DataFrame, min_samples: int = 1000) -> str:
     wide = per_stage.pivot(index="rule", columns="size", values="cell")
     sizes = sorted(per_stage["n_samples"].unique())
     wide = wide.reindex(columns=[f"n = {n}" for n in sizes]).fillna("")
-    growth = scaling(table, min_samples).set_index("step")
+    growth = scaling(table, min_samples)
+    growth = growth[growth["n_genes"] == n_genes].set_index("step")
     order = [s for s in wide.index if s not in WHOLE_RUN] + [
         s for s in WHOLE_RUN if s in wide.index
     ]
@@ -761,7 +813,9 @@ def markdown(table: pd.DataFrame) -> str:
     runs["cohort"] = np.where(
         runs["benchmark"] == "demo",
         "demo, n = " + runs["n_samples"].astype(str),
-        "n = " + runs["n_samples"].astype(str),
+        "n = "
+        + runs["n_samples"].astype(str)
+        + np.where(runs["n_genes"] == 20000, "", ", " + runs["n_genes"].astype(str) + " genes"),
     )
     # CPU time is left out: Snakemake samples it from the job's processes and misses
     # short-lived workers (joblib, multiprocessing), so it undercounts parallel rules.
@@ -819,6 +873,11 @@ def main(argv: list[str] | None = None) -> None:
         "--markdown", action="store_true", help="print results.tsv as Markdown and stop"
     )
     parser.add_argument(
+        "--critical-paths",
+        action="store_true",
+        help="recompute the critical paths of the finished runs of --sizes in --workdir",
+    )
+    parser.add_argument(
         "--stage-markdown",
         action="store_true",
         help="print the per-stage CPU, memory and exponents as Markdown and stop",
@@ -827,11 +886,21 @@ def main(argv: list[str] | None = None) -> None:
     if args.markdown:
         print(markdown(pd.read_csv(RESULTS, sep="\t")))
         return
+    if args.critical_paths:
+        merge_results(recomputed_critical_paths(args))
+        print(stage_markdown(pd.read_csv(RESULTS, sep="\t"), args.fit_min_samples, args.genes))
+        return
     if args.stage_markdown:
-        print(stage_markdown(pd.read_csv(RESULTS, sep="\t"), args.fit_min_samples))
+        print(stage_markdown(pd.read_csv(RESULTS, sep="\t"), args.fit_min_samples, args.genes))
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
     print(f"{platform.node()}: {os.cpu_count()} CPUs, --cores {args.cores}", flush=True)
+    if args.sizes and args.genes < 20000:
+        print(
+            f"cohorts of {args.genes} genes, fewer than the 20,000 of a blood transcriptome: "
+            "time and memory of the gene-wise stages are lower than with every gene",
+            flush=True,
+        )
     rows: list[dict] = []
     if args.demo:
         rows += bench_demo(args)

@@ -206,8 +206,9 @@ def critical_path_row(folder: Path, rows: list[dict], row) -> dict:
     dot = rule_graph(folder)
     return row(
         "critical_path",
-        critical_path(dot, walls),
-        critical_path(dot, cpus),
+        # snakemake --report runs after every job.
+        critical_path(dot, walls) + walls.get("report", 0.0),
+        critical_path(dot, cpus) + cpus.get("report", 0.0),
         np.nan,
         "longest chain of dependent rules (a rule: its longest job), wall and CPU time "
         "of its jobs; the report after them",

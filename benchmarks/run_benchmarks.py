@@ -874,6 +874,11 @@ def main(argv: list[str] | None = None) -> None:
         "--markdown", action="store_true", help="print results.tsv as Markdown and stop"
     )
     parser.add_argument(
+        "--collect",
+        action="store_true",
+        help="read the benchmark files of runs of --sizes in --workdir stopped before the end",
+    )
+    parser.add_argument(
         "--critical-paths",
         action="store_true",
         help="recompute the critical paths of the finished runs of --sizes in --workdir",
@@ -886,6 +891,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.markdown:
         print(markdown(pd.read_csv(RESULTS, sep="\t")))
+        return
+    if args.collect:
+        rows = []
+        for n in args.sizes:
+            folder = args.workdir / f"cohort_{n}"
+            for r in rule_rows(folder, "workflow", n, args.genes, args.cores):
+                rows.append(r | {"note": "rule; collected from a run stopped before its end"})
+        merge_results(rows)
+        print(pd.DataFrame(rows).to_string(index=False))
         return
     if args.critical_paths:
         merge_results(recomputed_critical_paths(args))

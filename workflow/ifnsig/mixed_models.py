@@ -80,7 +80,7 @@ GAMMA_MAX = 1e8
 #: Observations up to which CR2 forms its n x n matrices (the residual maker and the working
 #: covariance) as such; beyond it the same quantities are computed a cluster at a time,
 #: which keeps time and memory linear in n where the dense form grows with its cube.
-CR2_DENSE_MAX = 1000
+CR2_DENSE_MAX = 300
 
 
 @dataclass(frozen=True)

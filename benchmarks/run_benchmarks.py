@@ -876,7 +876,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--collect",
         action="store_true",
-        help="read the benchmark files of runs of --sizes in --workdir stopped before the end",
+        help="read the benchmark files of runs of --sizes in --workdir (stopped or continued runs)",
     )
     parser.add_argument(
         "--critical-paths",
@@ -893,11 +893,12 @@ def main(argv: list[str] | None = None) -> None:
         print(markdown(pd.read_csv(RESULTS, sep="\t")))
         return
     if args.collect:
+        note = "rule; collected from the benchmark files alone (the run not timed as a whole)"
         rows = []
         for n in args.sizes:
             folder = args.workdir / f"cohort_{n}"
             for r in rule_rows(folder, "workflow", n, args.genes, args.cores):
-                rows.append(r | {"note": "rule; collected from a run stopped before its end"})
+                rows.append(r | {"note": note})
         merge_results(rows)
         print(pd.DataFrame(rows).to_string(index=False))
         return

@@ -730,7 +730,8 @@ WHOLE_RUN = ["critical_path", "total"]
 
 def stages(table: pd.DataFrame, min_samples: int = 0) -> pd.DataFrame:
     """The workflow rows per rule and size: jobs of a rule (gene shards, contrasts) summed for
-    time and maxed for memory, plus the whole DE (shards and gather) as one stage."""
+    time and maxed for memory, plus the whole DE (one job, or the shards and the gather) as
+    one stage, comparable across sizes that shard differently."""
     runs = table[(table["benchmark"] == "workflow") & (table["n_samples"] >= min_samples)]
     runs = runs.dropna(subset=["cpu_s"]).copy()
     runs["rule"] = [s if s in WHOLE_RUN else rule_of(s) for s in runs["step"]]
@@ -740,7 +741,6 @@ def stages(table: pd.DataFrame, min_samples: int = 0) -> pd.DataFrame:
     sharded = runs[runs["rule"].isin(STAGE_OF)].copy()
     sharded["rule"] = sharded["rule"].map(STAGE_OF)
     whole = sharded.groupby(keys, as_index=False).agg(agg).rename(columns={"step": "jobs"})
-    whole = whole[whole["jobs"] > 1]
     return pd.concat([per_rule, whole], ignore_index=True)
 
 

@@ -61,6 +61,7 @@ def test_stages_sum_shard_and_contrast_jobs_and_give_growth_exponents(tmp_path, 
     assert per_stage.loc[("enrichment", 4000), "jobs"] == 2
     whole_de = per_stage.loc[("differential_expression (all jobs)", 4000)]
     assert whole_de["cpu_s"] == 4 * 45 and whole_de["jobs"] == 3
+    assert per_stage.loc[("differential_expression (all jobs)", 1000), "cpu_s"] == 45
     growth = bench.scaling(table, min_samples=1000).set_index("step")
     assert growth.loc["normalize", "sizes"] == "1000,4000"
     np.testing.assert_allclose(growth.loc["normalize", "cpu_exponent"], 1.0)

@@ -16,7 +16,7 @@ from conftest import run_stage, shared_data
 
 from ifnsig import data, qc
 from ifnsig.errors import InputError
-from ifnsig.settings import marker_file
+from ifnsig.settings import is_blood, marker_file
 from ifnsig.simulate import CELL_MARKERS, CohortSpec, simulate_cohort
 from ifnsig.validation import validate_config
 
@@ -594,3 +594,21 @@ def test_read_layers_gives_the_named_layers_as_read_h5ad_does(tmp_path):
     pd.testing.assert_frame_equal(part.var, whole.var)
     assert part.uns["vst_fit_type"] == "parametric"
     pd.testing.assert_frame_equal(data.layer_table(part, "vst"), data.layer_table(whole, "vst"))
+
+
+@pytest.mark.parametrize(
+    "tissue, blood",
+    [
+        ("blood", True),
+        ("Blood", True),
+        ("whole blood", True),
+        ("Whole_Blood", True),
+        ("peripheral-blood", True),
+        ("PBMC", False),
+        ("muscle", False),
+        ("bloodless", False),
+    ],
+)
+def test_blood_is_recognised_by_its_usual_names(tissue, blood):
+    assert is_blood({"tissue": tissue}) is blood
+    assert (marker_file({"tissue": tissue, "qc": {"markers": None}}) is None) is not blood

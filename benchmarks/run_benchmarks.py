@@ -38,6 +38,7 @@ import json
 import os
 import platform
 import pstats
+import re
 import resource
 import shutil
 import subprocess
@@ -91,9 +92,58 @@ def write_config(folder: Path, **overrides) -> None:
     (folder / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def run_workflow(folder: Path, cores: int) -> float:
-    """Run the whole workflow in ``folder``; returns the wall time in seconds."""
-    command = [
+class RunStopped(RuntimeError):
+    """The run went above its memory limit and was stopped."""
+
+
+def _tree_rss_mb(pgid: int) -> float:
+    """Resident memory of every process in process group ``pgid`` (the run and its jobs)."""
+    total = 0
+    page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # field 5 of stat: process group
+                total += int((stat.parent / "statm").read_text().split()[1]) * page_kb
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1024
+
+
+def run_command(
+    command: list[str], log_path: Path, max_rss_gb: float | None = None, interval: float = 5.0
+) -> dict:
+    """Run ``command`` in its own process group; its wall and CPU time (every process it
+    waited for, jobs included, from ``os.wait4``), the largest resident memory of the whole
+    group seen every ``interval`` s, and the 1-minute load average at the start and on
+    average. Above ``max_rss_gb`` the group is stopped and :class:`RunStopped` raised."""
+    start, load_start, loads, peak = time.perf_counter(), os.getloadavg()[0], [], 0.0
+    with open(log_path, "w") as log:
+        child = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            loads.append(os.getloadavg()[0])
+            peak = max(peak, _tree_rss_mb(child.pid))
+            if max_rss_gb and peak > max_rss_gb * 1024:
+                os.killpg(child.pid, 15)
+                os.wait4(child.pid, 0)
+                raise RunStopped(f"stopped at {peak / 1024:.1f} GB (limit {max_rss_gb} GB)")
+            time.sleep(interval)
+    return {
+        "returncode": os.waitstatus_to_exitcode(status),
+        "wall_s": time.perf_counter() - start,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "group_rss_mb": peak,
+        "load": f"load {load_start:.1f} at start, {np.mean(loads or [load_start]):.1f} mean",
+    }
+
+
+def snakemake_command(folder: Path, cores: int, *extra: str) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "snakemake",
@@ -103,14 +153,16 @@ def run_workflow(folder: Path, cores: int) -> float:
         str(folder),
         "--cores",
         str(cores),
+        *extra,
     ]
-    start = time.perf_counter()
-    with open(folder / "snakemake.log", "w") as log:
-        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
+
+
+def run_workflow(folder: Path, cores: int, max_rss_gb: float | None = None) -> dict:
+    """Run the whole workflow in ``folder`` (see :func:`run_command` for what is returned)."""
+    done = run_command(snakemake_command(folder, cores), folder / "snakemake.log", max_rss_gb)
+    if done["returncode"] != 0:
         sys.exit(f"the workflow failed in {folder}; see {folder / 'snakemake.log'}")
-    return wall
+    return done
 
 
 def rule_rows(folder: Path, benchmark: str, n_samples: int, n_genes: int, cores: int) -> list:
@@ -134,6 +186,93 @@ def rule_rows(folder: Path, benchmark: str, n_samples: int, n_genes: int, cores:
     return rows
 
 
+# Rules run once per contrast: their benchmark files end with the contrast's name.
+CONTRAST_RULES = ["plot_de", "enrichment"]
+
+
+def rule_of(step: str) -> str:
+    """The rule of a ``benchmark:`` file's name: shard number and contrast dropped."""
+    step = re.sub(r"\.\d+$", "", step)
+    return next((rule for rule in CONTRAST_RULES if step.startswith(f"{rule}_")), step)
+
+
+def critical_path_row(folder: Path, rows: list[dict], row) -> dict:
+    """The ``critical_path`` row of a finished run from its job rows."""
+    walls, cpus = {}, {}
+    for r in rows:
+        rule = rule_of(r["step"])
+        walls[rule] = max(walls.get(rule, 0.0), r["wall_s"])
+        cpus[rule] = max(cpus.get(rule, 0.0), r["cpu_s"])
+    dot = rule_graph(folder)
+    return row(
+        "critical_path",
+        # snakemake --report runs after every job.
+        critical_path(dot, walls) + walls.get("report", 0.0),
+        critical_path(dot, cpus) + cpus.get("report", 0.0),
+        np.nan,
+        "longest chain of dependent rules (a rule: its longest job), wall and CPU time "
+        "of its jobs; the report after them",
+    )
+
+
+def rule_graph(folder: Path) -> str:
+    """The run's rule graph in dot (``snakemake --rulegraph``)."""
+    return subprocess.run(
+        snakemake_command(folder, 1, "--rulegraph", "--forceall", "--quiet"),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def critical_path(dot: str, times: dict[str, float]) -> float:
+    """The longest chain of dependent rules of the graph ``dot``, each costing
+    ``times[rule]`` (0 if absent).
+
+    Jobs of one rule (gene shards, contrasts) depend on none of each other, so with enough
+    cores a rule costs its longest job: ``times`` holds that.
+    """
+    names = dict(re.findall(r'^\s*(\d+)\[label = "(\w+)"', dot, re.M))
+    parents: dict[str, list[str]] = {name: [] for name in names.values()}
+    for a, b in re.findall(r"^\s*(\d+) -> (\d+)", dot, re.M):
+        parents[names[b]].append(names[a])
+    finish: dict[str, float] = {}
+
+    def reach(rule: str) -> float:
+        if rule not in finish:
+            finish[rule] = times.get(rule, 0.0) + max(
+                (reach(p) for p in parents[rule]), default=0.0
+            )
+        return finish[rule]
+
+    return max(reach(rule) for rule in parents)
+
+
+def write_cohort(cohort, folder: Path, fmt: str) -> str:
+    """The cohort's inputs in ``folder``; returns the counts path for the config.
+
+    ``h5ad``: the counts as a samples x genes AnnData (int32), written in seconds at any size;
+    ``tsv``: the simulator's gzipped text table (minutes at thousands of samples).
+    """
+    if fmt == "tsv":
+        cohort.write(folder)
+        return "inputs/counts.tsv.gz"
+    import anndata as ad
+
+    counts = cohort.counts
+    cohort.counts = counts.iloc[:0]  # the sheets and truth tables only
+    cohort.write(folder)
+    (folder / "counts.tsv.gz").unlink()
+    matrix = np.ascontiguousarray(counts.to_numpy(dtype=np.int32).T)
+    adata = ad.AnnData(
+        X=matrix,
+        obs=pd.DataFrame(index=counts.columns.astype(str)),
+        var=pd.DataFrame(index=counts.index.astype(str)),
+    )
+    adata.write_h5ad(folder / "counts.h5ad")
+    return "inputs/counts.h5ad"
+
+
 def bench_workflow(n_samples: int, args: argparse.Namespace) -> list[dict]:
     from ifnsig.simulate import simulate_cohort
 
@@ -141,31 +280,102 @@ def bench_workflow(n_samples: int, args: argparse.Namespace) -> list[dict]:
     shutil.rmtree(folder, ignore_errors=True)
     spec = cohort_spec(n_samples, args.genes, args.seed)
     start = time.perf_counter()
-    simulate_cohort(spec).write(folder / "inputs")
+    counts = write_cohort(simulate_cohort(spec), folder / "inputs", args.counts_format)
     print(f"{n_samples} samples: simulated in {time.perf_counter() - start:.0f} s", flush=True)
     write_config(
         folder,
-        counts="inputs/counts.tsv.gz",
+        counts=counts,
         samples="inputs/samples.tsv",
         clinical="inputs/clinical.tsv",
         timepoints=list(spec.timepoints),
     )
-    wall = run_workflow(folder, args.cores)
-    print(f"{n_samples} samples: workflow in {wall:.0f} s", flush=True)
-    rows = rule_rows(folder, "workflow", n_samples, args.genes, args.cores)
-    rows.append(
-        {
+
+    def row(step: str, wall: float, cpu: float, rss: float, note: str) -> dict:
+        return {
             "benchmark": "workflow",
             "n_samples": n_samples,
             "n_genes": args.genes,
-            "step": "total",
+            "step": step,
             "wall_s": wall,
-            "cpu_s": np.nan,
-            "max_rss_mb": max((r["max_rss_mb"] for r in rows), default=np.nan),
+            "cpu_s": cpu,
+            "max_rss_mb": rss,
             "cores": args.cores,
-            "note": "snakemake end to end; memory = largest rule",
+            "note": note,
         }
+
+    try:
+        run = run_workflow(folder, args.cores, args.max_rss_gb)
+    except RunStopped as stop:
+        print(f"{n_samples} samples: {stop}", flush=True)
+        rows = rule_rows(folder, "workflow", n_samples, args.genes, args.cores)
+        return rows + [row("total", np.nan, np.nan, np.nan, f"did not finish: {stop}")]
+    niceness = os.nice(0)
+    print(f"{n_samples} samples: workflow in {run['wall_s']:.0f} s, {run['load']}", flush=True)
+    rows = rule_rows(folder, "workflow", n_samples, args.genes, args.cores)
+    report = run_command(
+        snakemake_command(folder, args.cores, "--report", "report.zip"),
+        folder / "report.log",
     )
+    if report["returncode"] != 0:
+        sys.exit(f"the report failed in {folder}; see {folder / 'report.log'}")
+    rows.append(
+        row(
+            "report",
+            report["wall_s"],
+            report["cpu_s"],
+            # ru_maxrss of the snakemake --report process (it has no jobs).
+            report["group_rss_mb"],
+            f"snakemake --report; {report['load']}",
+        )
+    )
+    rows.append(critical_path_row(folder, rows, row))
+    rows.append(
+        row(
+            "total",
+            run["wall_s"] + report["wall_s"],
+            run["cpu_s"] + report["cpu_s"],
+            max(r["max_rss_mb"] for r in rows if r["step"] != "report"),
+            f"snakemake end to end, then --report; CPU of every process; memory = largest "
+            f"job; whole run at most {run['group_rss_mb'] / 1024:.1f} GB at once; "
+            f"{run['load']}; nice {niceness}; counts {args.counts_format}",
+        )
+    )
+    return rows
+
+
+def recomputed_critical_paths(args: argparse.Namespace) -> list[dict]:
+    """The ``critical_path`` rows of finished runs (``--workdir``) again, from their rows in
+    results.tsv, without running anything."""
+    table = pd.read_csv(RESULTS, sep="\t")
+    rows = []
+    for n in args.sizes:
+        runs = table[
+            (table["benchmark"] == "workflow")
+            & (table["n_samples"] == n)
+            & (table["n_genes"] == args.genes)
+            & ~table["step"].isin(WHOLE_RUN)
+        ]
+        old = table[
+            (table["benchmark"] == "workflow")
+            & (table["n_samples"] == n)
+            & (table["n_genes"] == args.genes)
+            & (table["step"] == "critical_path")
+        ]
+
+        def row(step, wall, cpu, rss, note, n=n, old=old):
+            return {
+                "benchmark": "workflow",
+                "n_samples": n,
+                "n_genes": args.genes,
+                "step": step,
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "max_rss_mb": rss,
+                "cores": int(old["cores"].iat[0]) if len(old) else args.cores,
+                "note": note,
+            }
+
+        rows.append(critical_path_row(args.workdir / f"cohort_{n}", runs.to_dict("records"), row))
     return rows
 
 
@@ -176,8 +386,9 @@ def bench_demo(args: argparse.Namespace) -> list[dict]:
     folder.mkdir(parents=True)
     shutil.copytree(REPO / "config", folder / "config")
     (folder / "resources").symlink_to(REPO / "resources")
-    wall = run_workflow(folder, args.cores)
-    print(f"demo: workflow in {wall:.0f} s", flush=True)
+    run = run_workflow(folder, args.cores)
+    wall = run["wall_s"]
+    print(f"demo: workflow in {wall:.0f} s, {run['load']}", flush=True)
     samples = pd.read_csv(folder / "config" / "samples.tsv", sep="\t")
     n_genes = int(pd.read_csv(REPO / "resources" / "demo" / "counts.tsv.gz", sep="\t").shape[0])
     rows = rule_rows(folder, "demo", len(samples), n_genes, args.cores)
@@ -188,10 +399,10 @@ def bench_demo(args: argparse.Namespace) -> list[dict]:
             "n_genes": n_genes,
             "step": "total",
             "wall_s": wall,
-            "cpu_s": np.nan,
+            "cpu_s": run["cpu_s"],
             "max_rss_mb": max((r["max_rss_mb"] for r in rows), default=np.nan),
             "cores": args.cores,
-            "note": "snakemake end to end; memory = largest rule",
+            "note": f"snakemake end to end; memory = largest rule; {run['load']}",
         }
     )
     return rows
@@ -506,28 +717,59 @@ def merge_results(rows: list[dict]) -> pd.DataFrame:
     return new
 
 
-def scaling(table: pd.DataFrame) -> pd.DataFrame:
-    """Exponent b of cost ~ n_samples^b per rule (least squares on log-log), wall and CPU.
+# Rules gathered into one stage: the DE's shard jobs and its gather.
+STAGE_OF = {
+    "de_size_factors": "differential_expression (all jobs)",
+    "de_genewise_dispersions": "differential_expression (all jobs)",
+    "de_dispersion_prior": "differential_expression (all jobs)",
+    "de_shard_tests": "differential_expression (all jobs)",
+    "differential_expression": "differential_expression (all jobs)",
+}
+WHOLE_RUN = ["critical_path", "total"]
 
-    CPU time is shown beside wall time because on a shared machine the wall time also
+
+def stages(table: pd.DataFrame, min_samples: int = 0) -> pd.DataFrame:
+    """The workflow rows per rule and size: jobs of a rule (gene shards, contrasts) summed for
+    time and maxed for memory, plus the whole DE (one job, or the shards and the gather) as
+    one stage, comparable across sizes that shard differently."""
+    runs = table[(table["benchmark"] == "workflow") & (table["n_samples"] >= min_samples)]
+    runs = runs.dropna(subset=["cpu_s"]).copy()
+    runs["rule"] = [s if s in WHOLE_RUN else rule_of(s) for s in runs["step"]]
+    keys = ["rule", "n_samples", "n_genes"]
+    agg = {"wall_s": "sum", "cpu_s": "sum", "max_rss_mb": "max", "step": "size"}
+    per_rule = runs.groupby(keys, as_index=False).agg(agg).rename(columns={"step": "jobs"})
+    sharded = runs[runs["rule"].isin(STAGE_OF)].copy()
+    sharded["rule"] = sharded["rule"].map(STAGE_OF)
+    whole = sharded.groupby(keys, as_index=False).agg(agg).rename(columns={"step": "jobs"})
+    return pd.concat([per_rule, whole], ignore_index=True)
+
+
+def scaling(table: pd.DataFrame, min_samples: int = 1000) -> pd.DataFrame:
+    """Exponent b of cost ~ n_samples^b per stage (least squares on log-log) for CPU time,
+    peak memory and wall time, over the sizes of at least ``min_samples`` samples.
+
+    CPU time and memory are the figures to read: on a shared machine the wall time also
     measures the other jobs.
     """
-    runs = table[(table["benchmark"] == "workflow") & (table["step"] != "total")]
-    runs = runs.dropna(subset=["wall_s"]).copy()
-    # Rules run once per contrast are summed, so a step's cost is comparable across sizes.
-    runs["step"] = runs["step"].str.replace(r"_\w+_vs_\w+$", "", regex=True)
-    runs = runs.groupby(["step", "n_samples"], as_index=False)[["wall_s", "cpu_s"]].sum()
+    per_stage = stages(table, min_samples)
     rows = []
-    for step, part in runs.groupby("step"):
+    for (step, n_genes), part in per_stage.groupby(["rule", "n_genes"]):
         if part["n_samples"].nunique() < 2:
             continue
         log_n = np.log(part["n_samples"].astype(float))
+
+        def slope(column: str, part=part, log_n=log_n) -> float:
+            values = part[column].astype(float)
+            return np.polyfit(log_n, np.log(values), 1)[0] if (values > 0).all() else np.nan
+
         rows.append(
             {
                 "step": step,
+                "n_genes": n_genes,
                 "sizes": ",".join(str(n) for n in sorted(part["n_samples"])),
-                "wall_exponent": np.polyfit(log_n, np.log(part["wall_s"]), 1)[0],
-                "cpu_exponent": np.polyfit(log_n, np.log(part["cpu_s"]), 1)[0],
+                "cpu_exponent": slope("cpu_s"),
+                "memory_exponent": slope("max_rss_mb"),
+                "wall_exponent": slope("wall_s"),
             }
         )
     frame = pd.DataFrame(rows)
@@ -536,13 +778,45 @@ def scaling(table: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def stage_markdown(table: pd.DataFrame, min_samples: int, n_genes: int) -> str:
+    """Per stage and size (cohorts of ``n_genes`` genes): CPU time and peak memory, then the
+    exponents (scaling.tsv)."""
+    per_stage = stages(table[table["n_genes"] == n_genes], min_samples)
+    per_stage["cell"] = [
+        f"{c:.0f} s, {m / 1024:.2f} GB" if not np.isnan(m) else f"{c:.0f} s ({w:.0f} s wall)"
+        for c, m, w in zip(
+            per_stage["cpu_s"], per_stage["max_rss_mb"], per_stage["wall_s"], strict=True
+        )
+    ]
+    per_stage["size"] = "n = " + per_stage["n_samples"].astype(str)
+    wide = per_stage.pivot(index="rule", columns="size", values="cell")
+    sizes = sorted(per_stage["n_samples"].unique())
+    wide = wide.reindex(columns=[f"n = {n}" for n in sizes]).fillna("")
+    growth = scaling(table, min_samples)
+    growth = growth[growth["n_genes"] == n_genes].set_index("step")
+    order = [s for s in wide.index if s not in WHOLE_RUN] + [
+        s for s in WHOLE_RUN if s in wide.index
+    ]
+    header = "| stage | " + " | ".join(wide.columns) + " | CPU exp. | memory exp. |"
+    lines = [header, "|---" * (len(wide.columns) + 3) + "|"]
+    for step in order:
+        exps = ["", ""]
+        if step in growth.index:
+            exps = [f"{growth.loc[step, c]:.2f}" for c in ("cpu_exponent", "memory_exponent")]
+            exps = [e.replace("nan", "") for e in exps]
+        lines.append(f"| {step} | " + " | ".join(wide.loc[step]) + " | " + " | ".join(exps) + " |")
+    return "\n".join(lines)
+
+
 def markdown(table: pd.DataFrame) -> str:
     """The workflow rows as a Markdown table: one row per step, one column per cohort size."""
     runs = table[table["benchmark"].isin(["workflow", "demo"])].copy()
     runs["cohort"] = np.where(
         runs["benchmark"] == "demo",
         "demo, n = " + runs["n_samples"].astype(str),
-        "n = " + runs["n_samples"].astype(str),
+        "n = "
+        + runs["n_samples"].astype(str)
+        + np.where(runs["n_genes"] == 20000, "", ", " + runs["n_genes"].astype(str) + " genes"),
     )
     # CPU time is left out: Snakemake samples it from the job's processes and misses
     # short-lived workers (joblib, multiprocessing), so it undercounts parallel rules.
@@ -572,6 +846,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--genes", type=int, default=20000)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--counts-format",
+        choices=["h5ad", "tsv"],
+        default="h5ad",
+        help="how the simulated counts are written (h5ad: fast at any size)",
+    )
+    parser.add_argument(
+        "--max-rss-gb",
+        type=float,
+        default=8.0,
+        help="stop a run whose processes hold more than this at once (0: no limit)",
+    )
+    parser.add_argument(
+        "--fit-min-samples",
+        type=int,
+        default=1000,
+        help="growth exponents over the sizes of at least this many samples",
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ifnsig-benchmarks"))
     parser.add_argument("--demo", action="store_true", help="also time the shipped demo")
     parser.add_argument("--score-samples", type=int, nargs="*", default=[])
@@ -581,12 +873,50 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--markdown", action="store_true", help="print results.tsv as Markdown and stop"
     )
+    parser.add_argument(
+        "--collect",
+        action="store_true",
+        help="read the benchmark files of runs of --sizes in --workdir (stopped or continued runs)",
+    )
+    parser.add_argument(
+        "--critical-paths",
+        action="store_true",
+        help="recompute the critical paths of the finished runs of --sizes in --workdir",
+    )
+    parser.add_argument(
+        "--stage-markdown",
+        action="store_true",
+        help="print the per-stage CPU, memory and exponents as Markdown and stop",
+    )
     args = parser.parse_args(argv)
     if args.markdown:
         print(markdown(pd.read_csv(RESULTS, sep="\t")))
         return
+    if args.collect:
+        note = "rule; collected from the benchmark files alone (the run not timed as a whole)"
+        rows = []
+        for n in args.sizes:
+            folder = args.workdir / f"cohort_{n}"
+            for r in rule_rows(folder, "workflow", n, args.genes, args.cores):
+                rows.append(r | {"note": note})
+        merge_results(rows)
+        print(pd.DataFrame(rows).to_string(index=False))
+        return
+    if args.critical_paths:
+        merge_results(recomputed_critical_paths(args))
+        print(stage_markdown(pd.read_csv(RESULTS, sep="\t"), args.fit_min_samples, args.genes))
+        return
+    if args.stage_markdown:
+        print(stage_markdown(pd.read_csv(RESULTS, sep="\t"), args.fit_min_samples, args.genes))
+        return
     args.workdir.mkdir(parents=True, exist_ok=True)
     print(f"{platform.node()}: {os.cpu_count()} CPUs, --cores {args.cores}", flush=True)
+    if args.sizes and args.genes < 20000:
+        print(
+            f"cohorts of {args.genes} genes, fewer than the 20,000 of a blood transcriptome: "
+            "time and memory of the gene-wise stages are lower than with every gene",
+            flush=True,
+        )
     rows: list[dict] = []
     if args.demo:
         rows += bench_demo(args)
@@ -602,7 +932,7 @@ def main(argv: list[str] | None = None) -> None:
             merge_results(rows)
     table = merge_results(rows)
     print(table.to_string(index=False))
-    growth = scaling(table)
+    growth = scaling(table, args.fit_min_samples)
     if not growth.empty:
         print(growth.to_string(index=False))
 

@@ -219,3 +219,27 @@ def test_patient_panels_one_per_patient(tmp_path):
     )  # fmt: skip
     width, height = Image.open(path).size
     assert width > height > 100
+
+
+def test_patient_panels_of_a_large_cohort_show_an_even_spread(tmp_path, monkeypatch):
+    subjects = [f"P{i:04d}" for i in range(1000)]
+    assert patient_view.shown_subjects(subjects[:96]) == subjects[:96]
+    shown = patient_view.shown_subjects(subjects)
+    assert len(shown) == patient_view.MAX_PANELS and shown[0] == "P0000"
+    assert shown[-1] == "P0999" and shown == sorted(set(shown))
+    scores = pd.DataFrame(
+        {"subject": np.repeat(subjects[:300], 2), "timepoint": ["baseline", "month3"] * 300}
+    ).assign(score=1.0)
+    changes = pd.DataFrame(columns=["subject", "timepoint", "measure", "value"])
+    figures = []
+    monkeypatch.setattr(
+        patient_view.plots, "write_figure", lambda fig, *a, **k: figures.append(fig)
+    )
+    patient_view.patient_panels(
+        scores, changes, {}, pd.Series(dtype=str), None, "", "RICE", ["baseline", "month3"],
+        tmp_path / "patients.png",
+    )  # fmt: skip
+    (fig,) = figures
+    assert fig._suptitle.get_text().endswith("(96 of 300 patients, evenly spaced by ID)")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert len(titles) == 96 and titles[0].startswith("P0000") and titles[-1].startswith("P0299")

@@ -95,6 +95,29 @@ def test_matches_lmertest_and_clubsandwich(reference_data, reference, model, vco
     assert list(fit.coefficients.columns) == COEFFICIENT_COLUMNS
 
 
+@pytest.mark.parametrize("model", ["centred_CMAS", "centred_CAT_prednisone"])
+def test_cr2_by_cluster_equals_the_dense_matrices_and_clubsandwich(
+    reference_data, reference, model, monkeypatch
+):
+    import ifnsig.mixed_models as mm
+
+    response, terms, centre = REFERENCE_MODELS[model]
+    dense = fit_random_intercept(reference_data, response, terms, "subject", centre, vcov="CR2")
+    monkeypatch.setattr(mm, "CR2_DENSE_MAX", 10)  # 69 observations: computed by cluster
+    blocks = fit_random_intercept(reference_data, response, terms, "subject", centre, vcov="CR2")
+    pd.testing.assert_frame_equal(blocks.coefficients, dense.coefficients, rtol=1e-10)
+    ref = reference[reference["model"] == model].set_index("term")
+    ours = blocks.coefficients.rename(index=r_term).loc[ref.index]
+    np.testing.assert_allclose(ours["df"], ref["cr2_df"], rtol=1e-4)
+    # Unbalanced clusters (a subject seen once) too.
+    data = panel(n_subjects=9, seed=3).iloc[2:]
+    monkeypatch.setattr(mm, "CR2_DENSE_MAX", 1000)
+    dense = fit_random_intercept(data, "y", ["x", "timepoint"], "subject", ["x"], vcov="CR2")
+    monkeypatch.setattr(mm, "CR2_DENSE_MAX", 0)
+    blocks = fit_random_intercept(data, "y", ["x", "timepoint"], "subject", ["x"], vcov="CR2")
+    pd.testing.assert_frame_equal(blocks.coefficients, dense.coefficients, rtol=1e-10)
+
+
 def test_singular_fit_is_ordinary_least_squares(reference_data):
     fit = fit_random_intercept(
         reference_data, "noise", ["score", "timepoint"], "subject", vcov="model"

@@ -249,3 +249,34 @@ def test_figures_with_a_colour_scale_keep_every_colour(tmp_path):
     plots.write_figure(figure(), tmp_path / "scale.png")
     written = Image.open(tmp_path / "scale.png")
     assert written.mode == "RGB" and np.array_equal(np.asarray(written), expected)
+
+
+def test_top_gene_heatmap_of_thousands_of_samples_keeps_its_width_and_key(tmp_path, drawn):
+    n_subjects, genes = 700, [f"g{i}" for i in range(5)]
+    samples = [f"s{i}" for i in range(2 * n_subjects)]
+    subjects = [f"P{i // 2}" for i in range(len(samples))]
+    rng = np.random.default_rng(2)
+    adata = ad.AnnData(
+        obs=pd.DataFrame({"subject": subjects}, index=samples),
+        var=pd.DataFrame({"symbol": genes}, index=genes),
+    )
+    adata.layers["vst"] = rng.normal(size=(len(samples), len(genes)))
+    de = pd.DataFrame({"gene_id": genes, "symbol": genes, "pvalue": 0.01, "padj": 0.02})
+    groups = pd.Series(["baseline", "month6"] * n_subjects, index=samples, name="timepoint")
+    plots.top_gene_heatmap(adata, de, groups, tmp_path / "h.png", contrast="month6_vs_baseline")
+    figure = drawn["h.png"]
+    assert figure["axes"][0].figure.get_size_inches()[0] == plots.HEATMAP_MAX_WIDTH
+    key = figure["legends"][0]
+    assert "700 levels, one colour each" in key and "P3" not in key
+    assert figure["outside"] == []
+
+
+def test_annotation_strip_codes_each_sample_by_its_level():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    entries = plots._strip(ax, ["b", "a", "b", "c"], "x")
+    codes = ax.images[0].get_array()
+    plt.close(fig)
+    assert [e.get_label() for e in entries] == ["b", "a", "c"]
+    np.testing.assert_array_equal(codes, [[0, 1, 0, 2]])

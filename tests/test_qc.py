@@ -443,6 +443,31 @@ def test_correlation_checks_in_blocks_equal_the_whole_matrix(monkeypatch, block)
     assert list(outlier_flags["sample"]) == ["s10"]
 
 
+def test_person_profiles_and_pca_genes_hold_no_extra_copy_and_give_the_same_bits():
+    vst, samples = paired_cohort()
+    # As computed before with a copy of the VST matrix at each step.
+    residual = np.asarray(vst, dtype=float).copy()
+    cells = samples["group"].astype(str) + "\t" + samples["timepoint"].astype(str)
+    overall = residual.mean(axis=0)
+    for cell in pd.unique(cells):
+        rows = np.flatnonzero((cells == cell).to_numpy())
+        residual[rows] -= residual[rows].mean(axis=0) if len(rows) > 1 else overall
+    np.testing.assert_array_equal(
+        qc.person_profiles(vst, samples), qc.unit_rows(residual, standardize_columns=True)
+    )
+    before = vst.copy()
+    assert qc.person_profiles(vst, samples) is not vst
+    np.testing.assert_array_equal(vst, before)  # the caller's matrix is left as it was
+    own = np.array(vst, dtype=float)
+    assert qc.unit_rows(own, copy=False) is own
+    symbols = np.array([f"G{i}" for i in range(vst.shape[1])])
+    symbols[:2] = ["XIST", "RPS4Y1"]
+    kept = vst[:, np.arange(2, vst.shape[1])]  # a copy of the kept genes, as before
+    top = np.argsort(kept.var(axis=0))[::-1][:15]
+    _, _, genes = qc.pca_scores(vst, symbols, n_top=15, seed=1)
+    np.testing.assert_array_equal(genes, 2 + top)
+
+
 def test_heatmap_shows_every_sample_up_to_its_limit_then_the_flagged_and_a_draw(monkeypatch):
     names = pd.Series([f"s{i}" for i in range(40)])
     np.testing.assert_array_equal(qc.heatmap_rows(names, {"s3"}, seed=1), np.arange(40))
@@ -546,6 +571,29 @@ def test_multiqc_renders_the_qc_folder_without_warnings(small_run, tmp_path):
     body = pd.read_csv(folder / "qc_metrics_mqc.tsv", sep="\t", comment="#")
     assert body["library_size"].tolist() == metrics["library_size"].round().astype(int).tolist()
     assert "No sample was flagged" in html
+
+
+def test_read_layers_gives_the_named_layers_as_read_h5ad_does(tmp_path):
+    import anndata as ad
+
+    rng = np.random.default_rng(1)
+    cohort = ad.AnnData(
+        X=rng.normal(size=(6, 4)).astype(np.float32),
+        obs=pd.DataFrame({"subject": list("aabbcc")}, index=[f"s{i}" for i in range(6)]),
+        var=pd.DataFrame({"symbol": list("WXYZ")}, index=[f"g{i}" for i in range(4)]),
+        uns={"vst_fit_type": "parametric"},
+    )
+    for layer in ("counts", "normalized", "vst"):
+        cohort.layers[layer] = rng.normal(size=(6, 4))
+    data.write_h5ad(cohort, tmp_path / "c.h5ad")
+    whole = ad.read_h5ad(tmp_path / "c.h5ad")
+    part = data.read_layers(tmp_path / "c.h5ad", ["vst"])
+    assert list(part.layers) == ["vst"] and part.X is None
+    np.testing.assert_array_equal(part.layers["vst"], whole.layers["vst"])
+    pd.testing.assert_frame_equal(part.obs, whole.obs)
+    pd.testing.assert_frame_equal(part.var, whole.var)
+    assert part.uns["vst_fit_type"] == "parametric"
+    pd.testing.assert_frame_equal(data.layer_table(part, "vst"), data.layer_table(whole, "vst"))
 
 
 @pytest.mark.parametrize(

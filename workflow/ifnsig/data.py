@@ -507,6 +507,26 @@ def log_cpm(counts: np.ndarray) -> np.ndarray:
     return np.log2(counts / np.maximum(library, 1.0) * 1e6 + 1.0)
 
 
+def read_layers(path: str | Path, layers: list[str]) -> ad.AnnData:
+    """``obs``, ``var`` and ``uns`` of an ``.h5ad`` with only the named ``layers`` (no ``X``).
+
+    The same values as ``ad.read_h5ad(path)`` for what it holds; the cohort's other layers
+    (four matrices of samples x genes besides ``X``) are never read.
+    """
+    import h5py
+    from anndata.io import read_elem
+
+    with h5py.File(path, "r") as handle:
+        adata = ad.AnnData(
+            obs=read_elem(handle["obs"]),
+            var=read_elem(handle["var"]),
+            uns=read_elem(handle["uns"]) if "uns" in handle else {},
+        )
+        for layer in layers:
+            adata.layers[layer] = read_elem(handle[f"layers/{layer}"])
+    return adata
+
+
 def layer_table(adata: ad.AnnData, layer: str) -> pd.DataFrame:
     """One layer as a gene x sample table, with the gene ID and symbol first."""
     frame = pd.DataFrame(

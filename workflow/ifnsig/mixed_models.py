@@ -77,6 +77,10 @@ INTERCEPT = "(Intercept)"
 # Grid of variance ratios tau2 / sigma2 (scale-free) searched before the root is refined.
 GAMMA_GRID = np.r_[0.0, np.logspace(-4, 4, 33)]
 GAMMA_MAX = 1e8
+#: Observations up to which CR2 forms its n x n matrices (the residual maker and the working
+#: covariance) as such; beyond it the same quantities are computed a cluster at a time,
+#: which keeps time and memory linear in n where the dense form grows with its cube.
+CR2_DENSE_MAX = 300
 
 
 @dataclass(frozen=True)
@@ -445,19 +449,28 @@ def _cr2(reml: _RemlProfile, gamma: float, parts: _Parts) -> tuple[np.ndarray, n
     wx = x.copy()
     for j, rows in enumerate(clusters):
         wx[rows] = x[rows] - w[j] * x[rows].sum(axis=0)
-    residual_maker = np.eye(n) - x @ b @ wx.T
-    r = residual_maker @ reml.y
-    phi = np.zeros((n, n))
+    dense = n <= CR2_DENSE_MAX
+    if dense:
+        residual_maker = np.eye(n) - x @ b @ wx.T
+        r = residual_maker @ reml.y
+        phi = np.zeros((n, n))
+    else:
+        r = reml.y - x @ (b @ (wx.T @ reml.y))
     gains = []  # per cluster: B X_j' W_j A_j (p x n_j)
+    blocks = []  # per cluster: Phi_j
     for rows in clusters:
         xj, size = x[rows], len(rows)
         phi_j = np.eye(size) + gamma
         d = np.linalg.cholesky(phi_j).T
         a = d.T @ _inverse_sqrt(d @ (phi_j - xj @ b @ xj.T) @ d.T) @ d
         gains.append(b @ wx[rows].T @ a)
-        phi[np.ix_(rows, rows)] = phi_j
+        blocks.append(phi_j)
+        if dense:
+            phi[np.ix_(rows, rows)] = phi_j
     u = np.array([g @ r[rows] for g, rows in zip(gains, clusters, strict=True)])
     se = np.sqrt(np.sum(u**2, axis=0))
+    if not dense:
+        return se, _cr2_df_by_cluster(x, wx, b, clusters, gains, blocks), ""
     df = np.empty(p)
     for k in range(p):
         loads = np.array(
@@ -466,6 +479,36 @@ def _cr2(reml: _RemlProfile, gamma: float, parts: _Parts) -> tuple[np.ndarray, n
         omega = loads @ phi @ loads.T
         df[k] = np.trace(omega) ** 2 / np.sum(omega**2)
     return se, df, ""
+
+
+def _cr2_df_by_cluster(
+    x: np.ndarray,
+    wx: np.ndarray,
+    b: np.ndarray,
+    clusters: list[np.ndarray],
+    gains: list[np.ndarray],
+    blocks: list[np.ndarray],
+) -> np.ndarray:
+    """The Satterthwaite df of :func:`_cr2` without its n x n matrices.
+
+    Cluster ``j``'s load on coefficient ``k`` is ``g_j' (E_j - X_j B V')`` (``g_j`` row ``k``
+    of its gain, ``E_j`` its rows of the identity, ``V = W X``), so with ``c_j = B X_j' g_j``
+    and the block-diagonal ``Phi``: ``Omega = diag(g_j' Phi_j g_j) - M C' - C M' + C S C'``,
+    ``M`` the rows ``g_j' Phi_j V_j``, ``C`` the rows ``c_j`` and ``S = sum_j V_j' Phi_j V_j``:
+    clusters x clusters, as the dense form gives it up to rounding.
+    """
+    s = sum(wx[rows].T @ phi_j @ wx[rows] for rows, phi_j in zip(clusters, blocks, strict=True))
+    df = np.empty(x.shape[1])
+    for k in range(x.shape[1]):
+        loads = [g[k] for g in gains]
+        c = np.array([b @ (x[rows].T @ g) for g, rows in zip(loads, clusters, strict=True)])
+        weighted = [phi_j @ g for g, phi_j in zip(loads, blocks, strict=True)]
+        d = np.array([g @ pg for g, pg in zip(loads, weighted, strict=True)])
+        m = np.array([pg @ wx[rows] for pg, rows in zip(weighted, clusters, strict=True)])
+        cross = m @ c.T
+        omega = np.diag(d) - cross - cross.T + c @ s @ c.T
+        df[k] = np.trace(omega) ** 2 / np.sum(omega**2)
+    return df
 
 
 def _inverse_sqrt(matrix: np.ndarray) -> np.ndarray:

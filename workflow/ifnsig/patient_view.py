@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
@@ -19,6 +20,18 @@ from ifnsig import plots  # noqa: E402
 CALL_COLORS = {True: "#009E73", False: "#D55E00", None: "#888888"}
 CALL_TEXT = {True: "responder", False: "non-responder", None: "not evaluable"}
 MEASURE_COLORS = ["#0072B2", "#E69F00", "#CC79A7", "#56B4E9", "#F0E442", "#999999"]
+#: Most patients drawn (16 rows of 6 panels); a larger cohort shows this many, evenly spaced
+#: through the sorted subject IDs (thousands of panels are unreadable, and beyond about
+#: 2,000 patients the figure would pass the 65,536 pixels a PNG side can hold).
+MAX_PANELS = 96
+
+
+def shown_subjects(subjects: list[str], limit: int = MAX_PANELS) -> list[str]:
+    """``subjects`` (sorted) if at most ``limit``, else ``limit`` of them evenly spaced."""
+    if len(subjects) <= limit:
+        return subjects
+    picks = np.linspace(0, len(subjects) - 1, limit).round().astype(int)
+    return [subjects[i] for i in picks]
 
 
 def _call(calls: pd.Series | None, subject: str) -> bool | None:
@@ -63,14 +76,16 @@ def patient_panels(
     max_measures: int = 4,
 ) -> None:
     """Small multiples, one per patient: the score (black, left axis) and up to
-    ``max_measures`` clinical measures (colours, right axis, % of range, better is up).
+    ``max_measures`` clinical measures (colours, right axis, % of range, better is up); at
+    most :data:`MAX_PANELS` patients (:func:`shown_subjects`).
 
     ``scores``: subject, timepoint, score of one signature and method; ``drugs``: subject ->
     drug; ``calls``: subject -> response call at the last timepoint.
     """
     shown = [m for m in measures if m in set(changes.get("measure", []))][:max_measures]
     clinical = scaled_measures(changes, {m: measures[m] for m in shown})
-    subjects = sorted(scores["subject"].unique())
+    every = sorted(scores["subject"].unique())
+    subjects = shown_subjects(every)
     x_of = {tp: i for i, tp in enumerate(timepoints)}
     n_cols = min(6, max(len(subjects), 1))
     n_rows = max(-(-len(subjects) // n_cols), 1)
@@ -124,6 +139,8 @@ def patient_panels(
         Line2D([], [], color=CALL_COLORS[k], lw=3, label=f"{CALL_TEXT[k]}") for k in CALL_COLORS
     ]
     title = f"Each patient over time: frame colour = {response}" if response else "Each patient"
+    if len(subjects) < len(every):
+        title += f" ({len(subjects)} of {len(every):,} patients, evenly spaced by ID)"
     fig.suptitle(title, fontsize=9)
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
     # Fixed margins (in inches, as fractions): tight_layout over dozens of twin axes takes

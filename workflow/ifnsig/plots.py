@@ -160,9 +160,11 @@ def _strip(ax, values, label: str, colors: dict | None = None, vertical: bool = 
 
     values = np.asarray(values).astype(str)
     levels = list(dict.fromkeys(values)) if colors is None else list(colors)
-    levels = [level for level in levels if level in set(values)]
+    present = set(values)
+    levels = [level for level in levels if level in present]
     palette = colors or dict(zip(levels, categorical_colors(len(levels)), strict=True))
-    codes = np.array([levels.index(v) for v in values])[None, :]
+    position = {level: i for i, level in enumerate(levels)}
+    codes = np.array([position[v] for v in values])[None, :]
     if vertical:
         codes = codes.T
     cmap = ListedColormap([palette[level] for level in levels])
@@ -896,6 +898,12 @@ def pvalue_histogram(de: pd.DataFrame, path: str | Path) -> None:
     _save(fig, path)
 
 
+#: Widest heatmap of the top DE genes (inches): beyond about 130 samples they share the width.
+HEATMAP_MAX_WIDTH = 24.0
+#: Most levels of an annotation strip listed in a colour key.
+KEY_MAX_LEVELS = 60
+
+
 def top_gene_heatmap(
     adata: ad.AnnData,
     de: pd.DataFrame,
@@ -910,6 +918,8 @@ def top_gene_heatmap(
     (timepoint, response, ...); samples are ordered and annotated by it, then by subject.
     Each strip has a colour key below the heatmap; subject colours do not repeat.
     """
+    from matplotlib.patches import Patch
+
     top = de.dropna(subset=["padj"]).nsmallest(n_top, "pvalue")
     samples = list(groups.index)
     sub = adata[samples, top["gene_id"].astype(str).to_numpy()]
@@ -924,10 +934,11 @@ def top_gene_heatmap(
     )
     values = np.asarray(sub.layers["vst"], dtype=float).T
     z = (values - values.mean(axis=1, keepdims=True)) / (values.std(axis=1, keepdims=True) + 1e-9)
+    width = min(HEATMAP_MAX_WIDTH, max(7, 0.12 * len(samples) + 2.5))
     fig, axes = plt.subplots(
         3,
         1,
-        figsize=(max(7, 0.12 * len(samples) + 2.5), 0.18 * len(top) + 4.0),
+        figsize=(width, 0.18 * len(top) + 4.0),
         gridspec_kw={"height_ratios": [0.4, 0.4, max(len(top), 1) * 0.18]},
         sharex=True,
         layout="constrained",
@@ -935,7 +946,10 @@ def top_gene_heatmap(
     keys = []
     palettes = strip_palettes([annotation[column] for column in annotation.columns])
     for ax, column, palette in zip(axes[:2], annotation.columns, palettes, strict=True):
-        keys.append((column, _strip(ax, annotation[column], column, palette)))
+        entries = _strip(ax, annotation[column], column, palette)
+        if len(entries) > KEY_MAX_LEVELS:  # thousands of subjects: no key can list them
+            entries = [Patch(color="none", label=f"{len(entries)} levels, one colour each")]
+        keys.append((column, entries))
     image = axes[2].imshow(
         z, aspect="auto", cmap="RdBu_r", vmin=-2.5, vmax=2.5, interpolation="nearest"
     )

@@ -567,13 +567,13 @@ def person_profiles(vst: np.ndarray, samples: pd.DataFrame) -> np.ndarray:
     above samples of different people. The correlations themselves are computed a block of
     samples at a time by :func:`pairing_check` (:func:`correlation_blocks`).
     """
-    residual = np.asarray(vst, dtype=float).copy()
+    residual = np.array(vst, dtype=float)  # the one copy, changed in place from here on
     cells = samples["group"].astype(str) + "\t" + samples["timepoint"].astype(str)
     overall = residual.mean(axis=0)
     for cell in pd.unique(cells):
         rows = np.flatnonzero((cells == cell).to_numpy())
         residual[rows] -= residual[rows].mean(axis=0) if len(rows) > 1 else overall
-    return unit_rows(residual, standardize_columns=True)
+    return unit_rows(residual, standardize_columns=True, copy=False)
 
 
 def pairing_check(profiles: np.ndarray, samples: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -695,9 +695,10 @@ def pca_scores(
     keep = np.flatnonzero(
         ~np.isin(np.asarray(symbols, dtype=str), FEMALE_GENES + MALE_GENES + TRAIT_GENES)
     )
-    values = np.asarray(vst, dtype=float)[:, keep]
-    top = np.argsort(values.var(axis=0))[::-1][: min(n_top, values.shape[1])]
-    sub = ad.AnnData(X=values[:, top])
+    # The variances of all genes, then those kept: no copy of the kept columns.
+    values = np.asarray(vst, dtype=float)
+    top = np.argsort(values.var(axis=0)[keep])[::-1][: min(n_top, len(keep))]
+    sub = ad.AnnData(X=values[:, keep[top]])
     n_comps = max(1, min(n_comps, sub.n_obs - 1, sub.n_vars - 1))
     sc.pp.pca(sub, n_comps=n_comps, random_state=seed)
     return (
@@ -1281,13 +1282,16 @@ CORRELATION_BLOCK = 1000
 HEATMAP_SAMPLES = 1500
 
 
-def unit_rows(matrix: np.ndarray, standardize_columns: bool = False) -> np.ndarray:
+def unit_rows(
+    matrix: np.ndarray, standardize_columns: bool = False, copy: bool = True
+) -> np.ndarray:
     """Rows centred and scaled to unit norm: their products are Pearson correlations.
 
     Columns are optionally scaled to unit variance first; a constant row is all NaN. One
-    copy of ``matrix`` is made and changed in place (the same values as new arrays).
+    copy of ``matrix`` is made and changed in place (the same values as new arrays); with
+    ``copy=False`` a float64 ``matrix`` is itself changed and returned.
     """
-    values = np.array(matrix, dtype=float)
+    values = np.array(matrix, dtype=float) if copy else np.asarray(matrix, dtype=float)
     if standardize_columns:
         spread = values.std(axis=0)
         if not (spread > 0).all():

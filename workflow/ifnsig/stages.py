@@ -244,9 +244,10 @@ def normalize(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -
 
 def export_matrices(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
     """Normalized counts and VST values as gene x sample tables with ID and symbol."""
-    adata = ad.read_h5ad(inputs["normalized"])
-    for layer in ("normalized", "vst"):
-        write_tsv(data.layer_table(adata, layer), outputs[layer])
+    for layer in ("normalized", "vst"):  # one matrix in memory at a time
+        table = data.layer_table(data.read_layers(inputs["normalized"], [layer]), layer)
+        write_tsv(table, outputs[layer])
+        del table
 
 
 def annotate_cohort(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
@@ -448,7 +449,8 @@ def _positivity_settings(chosen: dict) -> dict:
 def _own_scores(inputs: Paths, settings: dict, listed: dict, gene_set_files: list, threads: int):
     """Scores against the run's own reference samples, and the reference frozen from them."""
     chosen = settings["scores"]
-    adata = ad.read_h5ad(inputs["normalized"])
+    # The layers the scores and the frozen reference use (not X nor log-CPM).
+    adata = data.read_layers(inputs["normalized"], ["counts", "normalized", "vst"])
     matched, _ = _matched_signatures(inputs, settings, adata.var["symbol"])
     mask = scores.reference_mask(
         adata.obs, chosen["reference"], settings["groups"]["control"], settings["timepoints"][0]
@@ -814,7 +816,7 @@ def plot_de(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> 
     plots.pvalue_histogram(table, outputs["pvalues"])
     fitted = read_tsv(inputs["samples"], dtype=str)
     groups = de_plan.compared_levels(fitted)
-    adata = ad.read_h5ad(inputs["normalized"])
+    adata = data.read_layers(inputs["normalized"], ["vst"])
     plots.top_gene_heatmap(adata, table, groups, outputs["heatmap"], contrast=contrast)
 
 

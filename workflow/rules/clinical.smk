@@ -21,6 +21,8 @@ rule call_responses:
         ),
     log:
         "logs/clinical/call_responses.log",
+    benchmark:
+        "benchmarks/out/call_responses.tsv"
     conda:
         "../../envs/clinical.yaml"
     params:

@@ -8,6 +8,8 @@ rule annotate_cohort:
         cohort="results/data/cohort.h5ad",
     log:
         "logs/data/annotate_cohort.log",
+    benchmark:
+        "benchmarks/out/annotate_cohort.tsv"
     conda:
         "../../envs/core.yaml"
     resources:

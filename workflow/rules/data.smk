@@ -57,6 +57,8 @@ rule export_matrices:
         vst="results/de/vst.tsv",
     log:
         "logs/de/export_matrices.log",
+    benchmark:
+        "benchmarks/out/export_matrices.tsv"
     conda:
         "../../envs/core.yaml"
     params:

@@ -78,6 +78,8 @@ rule plot_de:
         ),
     log:
         "logs/de/plot_de_{contrast}.log",
+    benchmark:
+        "benchmarks/out/plot_de_{contrast}.tsv"
     conda:
         "../../envs/de.yaml"
     params:

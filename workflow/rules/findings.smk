@@ -27,6 +27,8 @@ rule summarize_findings:
         ),
     log:
         "logs/findings/summarize_findings.log",
+    benchmark:
+        "benchmarks/out/summarize_findings.tsv"
     conda:
         "../../envs/report.yaml"
     resources:

@@ -13,6 +13,8 @@ rule geneset_coverage:
         ),
     log:
         "logs/scores/geneset_coverage.log",
+    benchmark:
+        "benchmarks/out/geneset_coverage.tsv"
     # A cheap check: scheduled before the heavy rules that could run beside it.
     priority: 10
     conda:

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 import yaml
 from conftest import REPO, first_rules, shared_data
 
+from ifnsig import data
 from ifnsig.errors import InputError
 from ifnsig.formats import count_sample_names, detect_format, read_tx2gene
 from ifnsig.genesets import SHIPPED_GMT, load_gene_sets
@@ -360,3 +361,23 @@ def test_single_cell_rejects_normalized_values_and_unknown_sample_column(tmp_pat
     assert sorted(count_sample_names(config)) == SAMPLES
     with pytest.raises(InputError, match="in cell 'cell.*is not an integer"):
         run_first_rules(tmp_path, config)
+
+
+def test_annotation_with_versioned_ids_matches_counts_without_them():
+    counts = pd.DataFrame(
+        [[5, 7], [1, 0], [3, 3]],
+        index=["ENSG00000141510", "ENSG00000012048", "ENSG00000000003"],
+        columns=["s1", "s2"],
+    )
+    samples = pd.DataFrame(
+        {"subject": ["p1", "p1"], "timepoint": ["T0", "T1"]}, index=pd.Index(["s1", "s2"])
+    )
+    annotation = pd.DataFrame(
+        {"symbol": ["TP53", "BRCA1"]}, index=["ENSG00000141510.17", "ENSG00000012048.23"]
+    )
+    adata = data.build_anndata(counts, samples, annotation=annotation)
+    assert adata.var["symbol"].tolist() == ["TP53", "BRCA1", "ENSG00000000003"]
+    assert adata.var["annotated"].tolist() == [True, True, False]
+    # Only Ensembl IDs lose what follows the dot.
+    stripped = data.without_ensembl_version(["ENSG00000141510.17", "MYGENE.1", "ENST1.2"])
+    assert list(stripped) == ["ENSG00000141510", "MYGENE.1", "ENST1"]

@@ -16,7 +16,7 @@ from conftest import run_stage, shared_data
 
 from ifnsig import data, qc
 from ifnsig.errors import InputError
-from ifnsig.settings import marker_file
+from ifnsig.settings import is_blood, marker_file
 from ifnsig.simulate import CELL_MARKERS, CohortSpec, simulate_cohort
 from ifnsig.validation import validate_config
 
@@ -553,3 +553,21 @@ def test_multiqc_renders_the_qc_folder_without_warnings(small_run, tmp_path):
     body = pd.read_csv(folder / "qc_metrics_mqc.tsv", sep="\t", comment="#")
     assert body["library_size"].tolist() == metrics["library_size"].round().astype(int).tolist()
     assert "No sample was flagged" in html
+
+
+@pytest.mark.parametrize(
+    "tissue, blood",
+    [
+        ("blood", True),
+        ("Blood", True),
+        ("whole blood", True),
+        ("Whole_Blood", True),
+        ("peripheral-blood", True),
+        ("PBMC", False),
+        ("muscle", False),
+        ("bloodless", False),
+    ],
+)
+def test_blood_is_recognised_by_its_usual_names(tissue, blood):
+    assert is_blood({"tissue": tissue}) is blood
+    assert (marker_file({"tissue": tissue, "qc": {"markers": None}}) is None) is not blood

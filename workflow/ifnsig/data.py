@@ -251,9 +251,11 @@ def one_gene_per_symbol(symbols, means) -> np.ndarray:
     return keep & (symbols != "")
 
 
-def _without_version(ids: pd.Index) -> pd.Index:
-    # Ensembl IDs carry a version suffix (ENSG00000141510.17) in some files and not others.
-    return pd.Index([i.split(".")[0] if i.startswith("ENS") else i for i in ids])
+def without_ensembl_version(ids) -> pd.Index:
+    """Gene IDs with the version suffix of Ensembl IDs removed (ENSG00000141510.17 ->
+    ENSG00000141510); other IDs unchanged."""
+    # Some files carry the suffix and others not, so matching compares IDs without it.
+    return pd.Index([i.split(".")[0] if i.startswith("ENS") else i for i in map(str, ids)])
 
 
 def join_clinical(samples: pd.DataFrame, clinical: pd.DataFrame) -> pd.DataFrame:
@@ -301,9 +303,9 @@ def build_anndata(
     var["gene_id"] = var.index
     if annotation is not None:
         if not var.index.isin(annotation.index).any():
-            annotation = annotation.set_axis(_without_version(annotation.index))
+            annotation = annotation.set_axis(without_ensembl_version(annotation.index))
             annotation = annotation[~annotation.index.duplicated()]
-            keys = _without_version(var.index)
+            keys = without_ensembl_version(var.index)
         else:
             keys = var.index
         var["symbol"] = annotation["symbol"].reindex(keys).to_numpy()

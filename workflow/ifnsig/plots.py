@@ -620,20 +620,6 @@ def volcano(
     _save(fig, path)
 
 
-def enrichment_bars(prerank: pd.DataFrame, path: str | Path, n_top: int = 15) -> None:
-    """Normalized enrichment score of the top gene sets, coloured by FDR."""
-    top = prerank.dropna(subset=["nes"]).head(n_top).iloc[::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.35 * max(len(top), 3) + 1.2))
-    if top.empty:
-        ax.text(0.5, 0.5, "no gene set tested", ha="center")
-    else:
-        colors = plt.get_cmap("viridis_r")(np.clip(top["fdr"].to_numpy(dtype=float), 0, 1))
-        ax.barh(top["gene_set"], top["nes"], color=colors)
-        ax.axvline(0, color="black", lw=0.8)
-        ax.set_xlabel("normalized enrichment score (colour: FDR, dark = low)")
-    _save(fig, path)
-
-
 RESPONSE_COLORS = {True: "tab:blue", False: "tab:orange"}
 NOT_EVALUABLE = "0.65"
 

@@ -423,10 +423,6 @@ def check_versions(ref: ScoreReference) -> None:
         )
 
 
-def _strip_version(ids) -> pd.Index:
-    return pd.Index([i.split(".")[0] if i.startswith("ENS") else i for i in map(str, ids)])
-
-
 def align_counts(
     counts: pd.DataFrame, ref: ScoreReference, max_missing: float = 0.05
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -458,10 +454,10 @@ def align_counts(
     position = columns.get_indexer(ids) if columns.is_unique else None
     if position is None or (position < 0).all():
         # Ensembl IDs with a version suffix on one side only.
-        stripped = _strip_version(columns)
+        stripped = data.without_ensembl_version(columns)
         keep = ~stripped.duplicated()
         lookup = pd.Series(np.flatnonzero(keep), index=stripped[keep])
-        position = lookup.reindex(_strip_version(ids)).fillna(-1).to_numpy(dtype=int)
+        position = lookup.reindex(data.without_ensembl_version(ids)).fillna(-1).to_numpy(dtype=int)
     missing = position < 0
     needed = {g for genes in [*ref.gene_sets.values(), *ref.controls.values()] for g in genes}
     lacking = [g for g in ids[missing] if g in needed]

@@ -259,6 +259,11 @@ def marker_file(config: dict) -> str | None:
     return str(SHIPPED_MARKERS) if is_blood(config) else None
 
 
+#: ``tissue`` values read as whole blood, after lower-casing and reading ``_``/``-`` as spaces.
+BLOOD_NAMES = ("blood", "whole blood", "peripheral blood")
+
+
 def is_blood(config: dict) -> bool:
     """Whether the samples are blood (``tissue``), for the blood-specific QC."""
-    return config.get("tissue", "blood") == "blood"
+    tissue = str(config.get("tissue", "blood")).lower().replace("_", " ").replace("-", " ")
+    return " ".join(tissue.split()) in BLOOD_NAMES

@@ -73,7 +73,7 @@ from scipy import stats
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SUMMARY = HERE / "calibration.tsv"
-VISITS_SUMMARY = HERE / "calibration_ifn_visits.tsv"
+VISITS_SUMMARY = HERE / "calibration_ifn_visits.tsv"  # summary_path(SUMMARY, SD > 0)
 ALPHA = 0.05
 # Clinical measures the simulator moves with the IFN fall (the steroid dose follows the
 # responder taper, not the fall).
@@ -515,6 +515,21 @@ def markdown(summary: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def add_visit_option(parser: argparse.ArgumentParser) -> None:
+    """``--ifn-visit-sd``, the same option in every calibration benchmark."""
+    parser.add_argument(
+        "--ifn-visit-sd", type=float, default=0.0, metavar="SD",
+        help="SD of a visit factor shared by the IFN genes, in null and planted cohorts "
+        "(ifnsig.simulate's; default 0: none)",
+    )  # fmt: skip
+
+
+def summary_path(default: Path, ifn_visit_sd: float) -> Path:
+    """A benchmark's summary table: ``default``, or ``<stem>_ifn_visits.tsv`` beside it for
+    cohorts with a visit factor (their rates are kept apart)."""
+    return default.with_name(f"{default.stem}_ifn_visits.tsv") if ifn_visit_sd else default
+
+
 def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (also what :func:`run_cohort` reads its options from)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -523,11 +538,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--genes", type=int, default=3000)
     parser.add_argument("--patients", type=int, default=25)
     parser.add_argument("--seed", type=int, default=1, help="first seed of each kind")
-    parser.add_argument(
-        "--ifn-visit-sd", type=float, default=0.0, metavar="SD",
-        help="SD of a visit factor shared by the IFN genes, in null and planted cohorts "
-        "(ifnsig.simulate's; default 0: none)",
-    )  # fmt: skip
+    add_visit_option(parser)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--set-permutations", type=int, default=None, help="set test arrangements (config's)"
@@ -545,7 +556,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--markdown", action="store_true", help="print the summary's tables")
     args = parser.parse_args(argv)
     if args.summary is None:
-        args.summary = VISITS_SUMMARY if args.ifn_visit_sd else SUMMARY
+        args.summary = summary_path(SUMMARY, args.ifn_visit_sd)
     return args
 
 

@@ -17,6 +17,9 @@ timepoints, ``--genes`` genes) goes through:
 Rates are measured and summarized as ``bench_calibration.py`` does (its ``measure_cohort``
 and ``summarize``); per-cohort figures go to ``benchmarks/out/quick_calibration_cohorts.tsv``,
 the summary to ``benchmarks/quick_calibration.tsv``; ``--markdown`` prints its tables.
+``--ifn-visit-sd SD`` gives every cohort the simulator's visit factor shared by the IFN
+genes, as in ``bench_calibration.py`` (the same option, from there); its figures go to
+``quick_calibration_ifn_visits.tsv`` and ``out/quick_calibration_ifn_visits_cohorts.tsv``.
 
 Example
 -------
@@ -42,7 +45,6 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 SUMMARY = HERE / "quick_calibration.tsv"
-COHORTS = HERE / "out" / "quick_calibration_cohorts.tsv"
 TYPE1 = ["RICE2013_6", "NIH28", "FENG2006_5"]
 
 
@@ -161,7 +163,8 @@ def run_cohort(kind: str, seed: int, args, workdir: Path, calibration) -> list[d
 
     folder = workdir / f"{kind}_{seed}"
     shutil.rmtree(folder, ignore_errors=True)
-    cohort = simulate_cohort(calibration.cohort_spec(kind, seed, args.genes, args.patients))
+    spec = calibration.cohort_spec(kind, seed, args.genes, args.patients, args.ifn_visit_sd)
+    cohort = simulate_cohort(spec)
     cohort.write(folder / "inputs")
 
     def override(config: dict) -> None:
@@ -210,7 +213,9 @@ def run_cohort(kind: str, seed: int, args, workdir: Path, calibration) -> list[d
     return records
 
 
-def main(argv: list[str] | None = None) -> None:
+def arguments(argv: list[str] | None = None, calibration=None) -> argparse.Namespace:
+    """The command line; ``summary`` is the summary table to write or read."""
+    calibration = calibration or load_calibration()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--null", type=int, default=20, help="null cohorts")
     parser.add_argument("--planted", type=int, default=5, help="planted (demo-like) cohorts")
@@ -219,11 +224,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1, help="first seed of each kind")
     parser.add_argument("--signatures", nargs="+", help="scored signatures (config's)")
     parser.add_argument("--set-permutations", type=int, default=999, help="set test arrangements")
-    parser.add_argument("--markdown", action="store_true", help=f"print {SUMMARY.name} tables")
+    parser.add_argument("--markdown", action="store_true", help="print the summary's tables")
+    calibration.add_visit_option(parser)
     args = parser.parse_args(argv)
+    args.summary = calibration.summary_path(SUMMARY, args.ifn_visit_sd)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
     calibration = load_calibration()
+    args = arguments(argv, calibration)
     if args.markdown:
-        print(calibration.markdown(calibration.read_summary(SUMMARY)))
+        print(calibration.markdown(calibration.read_summary(args.summary)))
         return
     logging.basicConfig(level=logging.ERROR)
     calibration.skip_figures()
@@ -238,18 +250,19 @@ def main(argv: list[str] | None = None) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
     minutes = (time.perf_counter() - start) / 60
     table = pd.DataFrame(records)
-    COHORTS.parent.mkdir(exist_ok=True)
-    table.to_csv(COHORTS, sep="\t", index=False)
+    cohorts = HERE / "out" / f"{args.summary.stem}_cohorts.tsv"
+    cohorts.parent.mkdir(exist_ok=True)
+    table.to_csv(cohorts, sep="\t", index=False)
     summary = calibration.summarize(table)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     print(
         f"\n{args.null} null and {args.planted} planted cohorts, {args.genes} genes, "
-        f"{minutes:.1f} min ({stamp})\n"
+        f"IFN visit SD {args.ifn_visit_sd:g}, {minutes:.1f} min ({stamp})\n"
     )
     print(calibration.markdown(summary))
     command = " ".join(sys.argv[1:] if argv is None else argv)
     summary.assign(date=stamp, genes=args.genes, minutes=round(minutes, 1), command=command).to_csv(
-        SUMMARY, sep="\t", index=False, float_format="%.6g"
+        args.summary, sep="\t", index=False, float_format="%.6g"
     )
 
 

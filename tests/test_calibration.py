@@ -100,11 +100,11 @@ def test_set_tests_call_no_set_where_nothing_changed(cohorts):
     assert called <= 1, smallest
 
 
-def load_benchmark():
+def load_benchmark(name: str = "bench_calibration"):
     import importlib.util
 
-    path = REPO / "benchmarks" / "bench_calibration.py"
-    spec = importlib.util.spec_from_file_location("bench_calibration", path)
+    path = REPO / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     return bench
@@ -118,6 +118,26 @@ def test_benchmark_visit_factor_reaches_every_cohort_and_its_own_summary():
     for kind in ("null", "planted"):
         spec = bench.cohort_spec(kind, 1, 600, ifn_visit_sd=args.ifn_visit_sd)
         assert spec.ifn_visit_sd == 0.15 and spec.null == (kind == "null")
+
+
+def test_quick_benchmark_takes_the_same_visit_option(monkeypatch, tmp_path):
+    quick = load_benchmark("bench_quick_calibration")
+    bench = quick.load_calibration()
+    args = quick.arguments(["--ifn-visit-sd", "0.15", "--genes", "300"], bench)
+    assert args.ifn_visit_sd == 0.15
+    assert args.summary == quick.HERE / "quick_calibration_ifn_visits.tsv"
+    assert quick.arguments([], bench).summary == quick.SUMMARY
+    # The option reaches the simulated cohort (stopped there: no stage is run).
+    seen = []
+
+    def stop(spec):
+        seen.append(spec)
+        raise RuntimeError("simulated")
+
+    monkeypatch.setattr("ifnsig.simulate.simulate_cohort", stop)
+    with pytest.raises(RuntimeError, match="simulated"):
+        quick.run_cohort("null", 4, args, tmp_path, bench)
+    assert seen[0].ifn_visit_sd == 0.15 and seen[0].null and seen[0].n_genes == 300
 
 
 def test_benchmark_summary_pools_rows_and_counts_contrasts():
@@ -142,3 +162,36 @@ def test_benchmark_summary_pools_rows_and_counts_contrasts():
     sets = summary.loc["set tests: contrasts with any set at FDR < 0.05"]
     assert (sets["hits"], sets["trials"]) == (1, 3)
     assert "| mixed: within, CR2 (primary) | 2.8 % (" in bench.markdown(summary.reset_index())
+
+
+def test_trace_effective_dispersion_is_the_counts_second_moment():
+    # de_null_trace.py's reference dispersion for a gene carrying the visit factor: the
+    # variance of its counts, m + alpha m^2, matched by negative binomial draws whose mean is
+    # multiplied by 2 ** (loading x N(0, SD)) (normalized to keep the mean m).
+    trace = load_benchmark("de_null_trace")
+    rng = np.random.default_rng(0)
+    mean, dispersion, loading, sd = 400.0, 0.05, 3.0, 0.15
+    effective = trace.effective_dispersion(dispersion, loading, sd)
+    assert trace.effective_dispersion(dispersion, 0.0, sd) == pytest.approx(dispersion)
+    factor = 2.0 ** (loading * rng.normal(0, sd, 400_000))
+    mu = mean * factor / factor.mean()
+    counts = rng.negative_binomial(1 / dispersion, 1 / (1 + dispersion * mu))
+    moment = (counts.var() - counts.mean()) / counts.mean() ** 2
+    assert moment == pytest.approx(effective, rel=0.03)
+    assert effective > 2.5 * dispersion
+    # The negative binomial's maximum-likelihood dispersion of the same counts falls short
+    # of their second moment (the README's trace: a log-normal factor on the mean is not a
+    # gamma one), by about 0.13 log2 at this loading.
+    from scipy import optimize, special
+
+    def negative_loglik(log_alpha: float) -> float:
+        size, m = np.exp(-log_alpha), counts.mean()
+        return -np.sum(
+            special.gammaln(counts + size)
+            - special.gammaln(size)
+            + size * np.log(size / (size + m))
+            + counts * np.log(m / (size + m))
+        )
+
+    fitted = np.exp(optimize.minimize_scalar(negative_loglik, bounds=(-6, 1), method="bounded").x)
+    assert -0.2 < np.log2(fitted / effective) < -0.07

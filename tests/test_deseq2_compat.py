@@ -144,3 +144,50 @@ def test_near_poisson_counts_keep_gene_wise_dispersions_without_library_warnings
     # Shrinkage pulls each fold change towards zero, never past it.
     shrunk, mle = table["log2FoldChange_shrunk"], table["log2FoldChange"]
     assert (shrunk.abs() <= mle.abs() + 1e-9).all() and (shrunk * mle >= 0).all()
+
+
+def test_dispersion_outliers_keep_their_gene_wise_estimate_as_deseq2():
+    # DESeq2's estimateDispersionsMAP(outlierSD = 2): a gene whose gene-wise dispersion lies
+    # more than 2 SDs (the MAD of the log residuals over the genes above 100 x minDisp, as
+    # varLogDispEsts) above the trend keeps its gene-wise estimate; every other gene gets
+    # its MAP estimate. Checked for both backends on a small paired design.
+    from ifnsig.de.blocked import BlockedInference
+    from ifnsig.de.deseq2_compat import DESeq2Inference, deseq_dataset_class
+
+    rng = np.random.default_rng(3)
+    n_subjects, n_genes = 8, 120
+    meta = pd.DataFrame(
+        {
+            "subject": np.repeat([f"p{i}" for i in range(n_subjects)], 2),
+            "timepoint": ["baseline", "month6"] * n_subjects,
+        },
+        index=[f"s{i}" for i in range(2 * n_subjects)],
+    )
+    design = pd.get_dummies(meta["subject"], drop_first=True, dtype=float)
+    design.insert(0, "Intercept", 1.0)
+    design["timepoint[T.month6]"] = (meta["timepoint"] == "month6").astype(float)
+    mean = np.exp(rng.normal(np.log(200), 1.0, n_genes))
+    dispersion = 0.05 + 1.0 / mean
+    dispersion[:6] *= 20  # far above the trend
+    subject = np.exp(rng.normal(0, 0.3, (n_subjects, n_genes)))[np.repeat(range(n_subjects), 2)]
+    mu = mean * subject
+    counts = rng.negative_binomial(1 / dispersion, 1 / (1 + dispersion * mu))
+    counts = pd.DataFrame(counts, index=meta.index, columns=[f"g{j}" for j in range(n_genes)])
+    for backend in (DESeq2Inference(n_cpus=1), BlockedInference(n_cpus=1, min_levels=2)):
+        dds = deseq_dataset_class()(
+            counts=counts, metadata=meta, design=design, inference=backend, quiet=True
+        )
+        dds.deseq2()
+        var = dds.var
+        genewise, trend = var["genewise_dispersions"], var["fitted_dispersions"]
+        residual = np.log(genewise) - np.log(trend)
+        above = genewise >= 100 * 1e-8
+        median = np.median(residual[above])
+        mad = np.median(np.abs(residual[above] - median)) * 1.4826
+        outlier = residual > 2 * mad
+        assert outlier[:6].sum() >= 4 and outlier[6:].sum() <= 6
+        np.testing.assert_array_equal(var["_outlier_genes"].to_numpy(bool), outlier.to_numpy())
+        np.testing.assert_allclose(var.loc[outlier, "dispersions"], genewise[outlier])
+        np.testing.assert_allclose(
+            var.loc[~outlier, "dispersions"], var.loc[~outlier, "MAP_dispersions"]
+        )

@@ -501,8 +501,8 @@ def test_airway_cell_lines_pair_with_themselves():
     )
     raw = data.build_anndata(counts, samples, timepoints=["untreated", "dex"])
     normalized = data.filter_genes(raw, 10, 3)
-    # A seeded 3,000 of the expressed genes: the VST's dispersion fit, nearly all the time,
-    # grows with the genes, and the pairing needs far fewer to tell the lines apart.
+    # A seeded 3,000 of the 16,596 expressed genes: the VST's dispersion fit (most of this
+    # test's time) grows with the genes, and the pairing needs far fewer to tell the lines apart.
     drawn = np.random.default_rng(0).choice(normalized.n_vars, AIRWAY_GENES, replace=False)
     normalized = normalized[:, np.sort(drawn)].copy()
     data.normalize(normalized)

@@ -24,8 +24,8 @@ def run_scores(counts, samples, config, methods=ALL_METHODS):
 
 
 # The demo's genes the reference is built on: every gene of the shipped gene sets and a
-# seeded draw of the others (the VST's dispersion fit, most of the time, grows with the
-# genes; a run, its reference and the scores against it use the same genes).
+# seeded draw of the others (the VST's dispersion fit, most of the fixture's time, grows with
+# the genes; the run, its reference and the scores against it all use the same genes).
 DEMO_OTHER_GENES = 3000
 
 

@@ -2,9 +2,9 @@
 
 ``--cores 1 2``: the blocked fit of ``bench_blocked_de.py`` (``DeseqDataSet.deseq2()`` and
 the Wald test, ``~ subject + timepoint``, simulated paired counts) with each number of
-processes, each in a fresh child process; prints wall and CPU time, the speed-up over the
-first entry, and the 1-minute load average before and after each run (the machine may be
-shared: a loaded machine gives the second process less than a core).
+threads (``n_cpus``), each in a fresh child process; prints wall and CPU time, the speed-up
+over the first entry, and the 1-minute load average before and after each run (the machine
+may be shared: a loaded machine gives the second thread less than a core).
 
 ``--serial N``: the design checks that run once per fit in the main process, on a paired
 design of N samples, numpy's and pydeseq2's way against ifnsig's: the column rank

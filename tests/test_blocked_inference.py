@@ -231,6 +231,57 @@ def test_blocked_normal_equations_match_dense() -> None:
         np.testing.assert_allclose(nm.logdet()[j], np.linalg.slogdet(m)[1])
 
 
+def test_cox_reid_from_level_sums_matches_normal_equations() -> None:
+    """log det X'WX and tr((X'WX)^-1 X'W^2X) from the per-subject sums, on shuffled samples,
+    subjects with two and three samples, a continuous covariate and a reference subject."""
+    rng = np.random.default_rng(4)
+    subject = np.r_[np.repeat(np.arange(15), 2), [3, 7, 11]]
+    timepoint = np.r_[np.tile([0, 1], 15), [0, 0, 0]]
+    order = rng.permutation(len(subject))
+    subject, timepoint = subject[order], timepoint[order]
+    x = np.zeros((len(subject), 17))
+    x[:, 0] = 1
+    x[subject > 0, subject[subject > 0]] = 1
+    x[:, 15] = timepoint
+    x[:, 16] = rng.normal(size=len(subject))
+    bd = detect_block_design(x, min_levels=2)
+    assert bd is not None and bd.n_dense == 3
+    w = rng.lognormal(0, 1, (len(subject), 6))
+    logdet, trace = bi._Levels(bd).cox_reid(np.ascontiguousarray(w.T))
+    for j in range(w.shape[1]):
+        m = (x.T * w[:, j]) @ x
+        np.testing.assert_allclose(logdet[j], np.linalg.slogdet(m)[1], rtol=1e-12)
+        d_m = (x.T * w[:, j] ** 2) @ x
+        np.testing.assert_allclose(trace[j], np.trace(np.linalg.solve(m, d_m)), rtol=1e-12)
+
+
+def test_nb_likelihood_value_and_slope_alone_have_the_bits_of_both() -> None:
+    from ifnsig.de.dispersion import nb_negative_loglik
+
+    rng = np.random.default_rng(5)
+    y = rng.negative_binomial(3, 0.05, (70, 900)).astype(float)
+    mu = rng.uniform(0.5, 200, y.shape)
+    log_alpha = rng.uniform(-6, 1, 70)
+    value, slope = nb_negative_loglik(y, mu, log_alpha)
+    assert np.array_equal(nb_negative_loglik(y, mu, log_alpha, slope=False)[0], value)
+    assert np.array_equal(nb_negative_loglik(y, mu, log_alpha, value=False)[1], slope)
+    # Each gene's bits do not depend on the other genes of the call.
+    assert np.array_equal(nb_negative_loglik(y[5:6], mu[5:6], log_alpha[5:6])[0], value[5:6])
+
+
+def test_chunk_kernels_import_neither_pydeseq2_nor_pandas() -> None:
+    """What the fit's chunks run imports numpy and scipy only (cheap to start)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ifnsig.de.kernels; "
+        "print(sorted(m for m in ('pydeseq2', 'pandas', 'anndata') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 # --------------------------------------------------------------------------------------
 # Method-level equivalence (same inputs to both backends)
 # --------------------------------------------------------------------------------------

@@ -25,605 +25,34 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed, parallel_backend  # type: ignore[import-untyped]
 from pydeseq2 import utils
-from pydeseq2.grid_search import grid_fit_beta, vec_nb_nll
-from scipy import sparse
-from scipy.optimize import minimize
-from scipy.special import gammaln
-from scipy.stats import norm
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from ifnsig.de.deseq2_compat import DESeq2Inference, deseq2_dispersions, nb_negative_loglik
-from ifnsig.de.indicators import indicator_block
+from ifnsig.de.deseq2_compat import DESeq2Inference
+from ifnsig.de.kernels import (  # noqa: F401 (the kernels' names, as before the split)
+    _CHUNK_CELLS,
+    IRLS_RIDGE,
+    BlockDesign,
+    _alpha_mle_chunk,
+    _colsum,
+    _irls_chunk,
+    _Levels,
+    _matmul,
+    _normal,
+    _rough_dispersions_chunk,
+    _solve,
+    _unweighted_schur,
+    _wald_chunk,
+    detect_block_design,
+    irls_objective,
+)
 
 __all__ = ["BlockDesign", "BlockedInference", "detect_block_design", "irls_objective"]
-
-#: Ridge added to X'WX by pydeseq2's ``utils.irls_solver`` (``np.diag(np.repeat(1e-6, p))``).
-IRLS_RIDGE = 1e-6
-
-#: Target number of sample x gene cells per vectorised chunk (bounds the memory of a chunk).
-_CHUNK_CELLS = 2**20
-
-
-# Every product and sum over samples below gives a gene the same bits whatever the other
-# genes of its chunk: BLAS kernels (and numpy's sums over a single column) change their
-# order of summation with the number of columns, and the DE split by gene shards
-# (ifnsig.de.shards) must reproduce the one-job tables to the byte.
-
-
-def _colsum(x: np.ndarray) -> np.ndarray:
-    """``x.sum(axis=0)`` for (r, g) arrays, summed row after row for every g (g = 1 too)."""
-    x = np.ascontiguousarray(x)
-    if x.ndim == 2 and x.shape[1] == 1:
-        return np.repeat(x, 2, axis=1).sum(axis=0)[:1]
-    return x.sum(axis=0)
-
-
-def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` for ``b`` of shape (r, g) without BLAS, the same bits per column for every g."""
-    if b.ndim == 2 and b.shape[1] == 1:
-        return np.einsum("ij,jg->ig", a, np.repeat(b, 2, axis=1))[:, :1]
-    return np.einsum("ij,jg->ig", a, b)
-
-
-def _solve(s: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """``np.linalg.solve(s, rhs)`` for (k, g) right-hand sides, one gene at a time."""
-    return np.linalg.solve(s, rhs.T[..., None])[..., 0].T
-
-
-@dataclass(eq=False)
-class BlockDesign:
-    """A design matrix split into a block of disjoint indicators and a few dense columns.
-
-    Parameters
-    ----------
-    block_cols : ndarray
-        Design columns (indices) of the indicator block, one per non-reference level.
-    dense_cols : ndarray
-        Remaining design columns (intercept, timepoint, covariates).
-    level : ndarray
-        Per-sample index into ``block_cols``; ``len(block_cols)`` for reference-level rows.
-    dense : ndarray
-        The design restricted to ``dense_cols``, shape (n_samples, k).
-    name : str or None
-        Name of the blocking factor when it can be read from formulaic column names.
-    """
-
-    block_cols: np.ndarray
-    dense_cols: np.ndarray
-    level: np.ndarray
-    dense: np.ndarray
-    name: str | None = None
-    _indicator_t: sparse.csr_matrix = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        n, m = len(self.level), self.n_block
-        rows = np.flatnonzero(self.level < m)
-        # (m x n) sparse indicator transpose: segment sums over levels in O(n) per gene.
-        self._indicator_t = sparse.csr_matrix(
-            (np.ones(len(rows)), (self.level[rows], rows)), shape=(m, n)
-        )
-
-    @property
-    def n_samples(self) -> int:
-        """Number of samples (design rows)."""
-        return len(self.level)
-
-    @property
-    def n_block(self) -> int:
-        """Number of indicator columns in the block (m)."""
-        return len(self.block_cols)
-
-    @property
-    def n_dense(self) -> int:
-        """Number of dense columns (k)."""
-        return len(self.dense_cols)
-
-    @property
-    def n_vars(self) -> int:
-        """Number of design columns (p = m + k)."""
-        return self.n_block + self.n_dense
-
-    @property
-    def n_levels(self) -> int:
-        """Number of levels of the blocking factor, reference level included."""
-        return self.n_block + int(bool((self.level == self.n_block).any()))
-
-    def segsum(self, v: np.ndarray) -> np.ndarray:
-        """Sum ``v`` over the samples of each indicator level (``D^T v``).
-
-        Parameters
-        ----------
-        v : ndarray
-            Shape (n,) or (n, g).
-
-        Returns
-        -------
-        ndarray
-            Shape (m,) or (m, g).
-        """
-        if v.ndim == 1:
-            return np.bincount(self.level, v, minlength=self.n_block + 1)[: self.n_block]
-        return np.asarray(self._indicator_t @ v)
-
-    def xmul(self, beta_a: np.ndarray, beta_c: np.ndarray) -> np.ndarray:
-        """Linear predictor ``X beta`` from block and dense coefficients.
-
-        Parameters
-        ----------
-        beta_a : ndarray
-            Block coefficients, shape (m,) or (m, g).
-        beta_c : ndarray
-            Dense coefficients, shape (k,) or (k, g).
-
-        Returns
-        -------
-        ndarray
-            Shape (n,) or (n, g).
-        """
-        pad = np.zeros((1, *beta_a.shape[1:]))
-        dense = self.dense @ beta_c if beta_c.ndim == 1 else _matmul(self.dense, beta_c)
-        return dense + np.concatenate([beta_a, pad])[self.level]
-
-    def split(self, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Split coefficients of shape (g, p) or (p,) into (block, dense) with genes last."""
-        beta = np.asarray(beta, dtype=float)
-        return beta[..., self.block_cols].T, beta[..., self.dense_cols].T
-
-    def join(self, beta_a: np.ndarray, beta_c: np.ndarray) -> np.ndarray:
-        """Inverse of :meth:`split`: coefficients of shape (g, p) (or (p,)) in design order."""
-        out = np.empty((*beta_a.shape[1:], self.n_vars))
-        out[..., self.block_cols] = beta_a.T
-        out[..., self.dense_cols] = beta_c.T
-        return out
-
-    def to_dense(self) -> np.ndarray:
-        """Rebuild the full design matrix (n, p)."""
-        x = np.zeros((self.n_samples, self.n_vars))
-        rows = np.flatnonzero(self.level < self.n_block)
-        x[rows, self.block_cols[self.level[rows]]] = 1.0
-        x[:, self.dense_cols] = self.dense
-        return x
-
-
-def detect_block_design(
-    design_matrix: pd.DataFrame | np.ndarray, min_levels: int = 8
-) -> BlockDesign | None:
-    """Detect "intercept + one blocking factor's indicators + few other columns".
-
-    The block is :func:`ifnsig.de.indicators.indicator_block`: disjoint 0/1 indicators,
-    chosen greedily from those that overlap the fewest others; rows outside every chosen
-    indicator form the reference level.
-
-    Parameters
-    ----------
-    design_matrix : pandas.DataFrame or ndarray
-        Design matrix (n_samples, n_vars), e.g. pydeseq2's formulaic design.
-    min_levels : int
-        Minimum number of levels of the blocking factor (reference included) for the
-        block to be used. (default: ``8``).
-
-    Returns
-    -------
-    BlockDesign or None
-        The block structure, or None if the design has no usable block (too few levels,
-        no dense column, or not full rank).
-    """
-    names = list(map(str, design_matrix.columns)) if hasattr(design_matrix, "columns") else None
-    x = np.asarray(design_matrix, dtype=float)
-    if x.ndim != 2 or not np.isfinite(x).all():
-        return None
-    p = x.shape[1]
-    found = indicator_block(x)
-    if found is None or len(found[0]) + 1 < min_levels:
-        return None
-    block_cols, level = found
-    dense_cols = np.setdiff1d(np.arange(p), block_cols)
-    name = None
-    if names is not None:
-        prefixes = {names[c].split("[", 1)[0] for c in block_cols}
-        name = prefixes.pop() if len(prefixes) == 1 else None
-    bd = BlockDesign(block_cols, dense_cols, level, x[:, dense_cols].copy(), name)
-    if bd.n_levels < min_levels or bd.n_dense == 0:
-        return None
-    # Full rank <=> the Schur complement of X'X is (numerically) non-singular; pydeseq2's
-    # irls_solver uses a different initialisation for rank-deficient designs.
-    _, ba, s = _unweighted_schur(bd)
-    if np.linalg.matrix_rank(s, hermitian=True) < bd.n_dense:
-        return None
-    return bd
-
-
-def _unweighted_schur(bd: BlockDesign) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Blocks of X'X: diagonal ``a``, ``A^{-1} B`` and Schur complement ``S``."""
-    u = bd.dense
-    a = bd.segsum(np.ones(bd.n_samples))
-    b = bd.segsum(u)
-    ba = b / a[:, None]
-    return a, ba, u.T @ u - b.T @ ba
-
-
-@dataclass
-class _Normal:
-    """Blocked ``X'WX + ridge`` for a batch of g genes.
-
-    ``a`` (m, g): diagonal block; ``ba`` (m, k, g): ``A^{-1} B``; ``s`` (g, k, k): Schur
-    complement ``C - B^T A^{-1} B``.
-    """
-
-    a: np.ndarray
-    ba: np.ndarray
-    s: np.ndarray
-
-    def solve(self, r_a: np.ndarray, r_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Solve ``(X'WX + ridge) beta = r`` by block elimination; returns (beta_a, beta_c)."""
-        k = self.ba.shape[1]
-        rhs = r_c - np.stack([_colsum(self.ba[:, c] * r_a) for c in range(k)])
-        beta_c = np.linalg.solve(self.s, rhs.T[..., None])[..., 0].T
-        beta_a = r_a / self.a - sum(self.ba[:, c] * beta_c[c] for c in range(k))
-        return beta_a, beta_c
-
-    def quad_diag(self, bd: BlockDesign) -> np.ndarray:
-        """Diagonal of ``X (X'WX + ridge)^{-1} X'``, shape (n, g).
-
-        For a row ``x = (e_j, u)``: ``x' M^{-1} x = 1/a_j + v' S^{-1} v`` with
-        ``v = u - B_j / a_j`` (``v = u`` and no ``1/a`` term on reference rows).
-        """
-        g, k = self.a.shape[1], bd.n_dense
-        inv_a = np.concatenate([1.0 / self.a, np.zeros((1, g))])[bd.level]
-        ba = np.concatenate([self.ba, np.zeros((1, k, g))])[bd.level]
-        v = [bd.dense[:, c, None] - ba[:, c] for c in range(k)]
-        s_inv = np.linalg.inv(self.s)
-        # k is small: explicit sums over (c, d) beat einsum on (n, k, g) arrays.
-        q = inv_a
-        for c in range(k):
-            q = q + s_inv[:, c, c] * v[c] ** 2
-            for d in range(c + 1, k):
-                q = q + (s_inv[:, c, d] + s_inv[:, d, c]) * (v[c] * v[d])
-        return q
-
-    def logdet(self) -> np.ndarray:
-        """``log|det(X'WX + ridge)|`` per gene, as ``np.linalg.slogdet(...)[1]``."""
-        return _colsum(np.log(np.abs(self.a))) + np.linalg.slogdet(self.s)[1]
-
-
-def _normal(
-    bd: BlockDesign, w: np.ndarray, ridge_a: np.ndarray | float, ridge_c: np.ndarray | float
-) -> _Normal:
-    """Blocked ``X' diag(w) X + diag(ridge)`` for weights ``w`` of shape (n, g)."""
-    u, k = bd.dense, bd.n_dense
-    a = bd.segsum(w) + np.reshape(ridge_a, (-1, 1))
-    b = np.stack([bd.segsum(w * u[:, c, None]) for c in range(k)], axis=1)
-    uu = (u[:, :, None] * u[:, None, :]).reshape(len(u), k * k)
-    c_mat = _matmul(uu.T, w).T.reshape(-1, k, k) + np.diag(np.broadcast_to(ridge_c, (k,)))
-    ba = b / a[:, None, :]
-    s = c_mat
-    for c in range(k):
-        for d in range(c, k):
-            s[:, c, d] -= _colsum(b[:, c] * ba[:, d])
-            s[:, d, c] = s[:, c, d]
-    return _Normal(a, ba, s)
-
-
-# --------------------------------------------------------------------------------------
-# IRLS (mirrors pydeseq2.utils.irls_solver, vectorised across genes)
-# --------------------------------------------------------------------------------------
-
-
-def irls_objective(
-    bd: BlockDesign,
-    counts: np.ndarray,
-    size_factors: np.ndarray,
-    disp: float,
-    min_mu: float,
-) -> tuple[Callable[[np.ndarray], float], Callable[[np.ndarray], np.ndarray]]:
-    """Objective and gradient of the optimiser fallback of ``utils.irls_solver``, by blocks.
-
-    ``f(beta) = nb_nll(counts, mu, disp) + 0.5 * 1e-6 * |beta|^2`` with
-    ``mu = max(sf * exp(X beta), min_mu)``, and pydeseq2's ``df`` (which ignores the
-    clipping of mu), with ``X beta`` and ``X' v`` in O(n k) instead of O(n p).
-
-    Parameters
-    ----------
-    bd : BlockDesign
-        Block structure of the design.
-    counts : ndarray
-        Counts of one gene, shape (n,).
-    size_factors : ndarray
-        Size factors, shape (n,).
-    disp : float
-        Dispersion of the gene.
-    min_mu : float
-        Lower bound on mu.
-
-    Returns
-    -------
-    f, df : callable
-        Objective and gradient in pydeseq2's parametrisation (design column order).
-    """
-    xty = bd.join(bd.segsum(counts), bd.dense.T @ counts)
-
-    def mu_of(beta: np.ndarray) -> np.ndarray:
-        beta_a, beta_c = bd.split(beta)
-        return np.maximum(size_factors * np.exp(bd.xmul(beta_a, beta_c)), min_mu)
-
-    def f(beta: np.ndarray) -> float:
-        return float(utils.nb_nll(counts, mu_of(beta), disp) + 0.5 * (IRLS_RIDGE * beta**2).sum())
-
-    def df(beta: np.ndarray) -> np.ndarray:
-        mu_ = mu_of(beta)
-        v = (1 / disp + counts) * mu_ / (1 / disp + mu_)
-        return -xty + bd.join(bd.segsum(v), bd.dense.T @ v) + IRLS_RIDGE * beta
-
-    return f, df
-
-
-def _irls_optimiser_gene(
-    bd: BlockDesign,
-    counts: np.ndarray,
-    size_factors: np.ndarray,
-    disp: float,
-    beta_init: np.ndarray,
-    min_mu: float,
-    min_beta: float,
-    max_beta: float,
-    optimizer: str,
-) -> tuple[np.ndarray, bool]:
-    """Optimiser fallback of ``utils.irls_solver`` for one gene (same start, bounds, method)."""
-    p = bd.n_vars
-    f, df = irls_objective(bd, counts, size_factors, disp, min_mu)
-    res = minimize(
-        f,
-        beta_init,
-        jac=df,
-        method=optimizer,
-        bounds=[(min_beta, max_beta)] * p if optimizer == "L-BFGS-B" else None,
-    )
-    beta, success = res.x, bool(res.success)
-    if not success and p <= 2:
-        beta = grid_fit_beta(counts, size_factors, bd.to_dense(), disp)
-    return beta, success
-
-
-def _irls_chunk(
-    bd: BlockDesign,
-    counts: np.ndarray,
-    size_factors: np.ndarray,
-    disp: np.ndarray,
-    min_mu: float,
-    beta_tol: float,
-    min_beta: float,
-    max_beta: float,
-    optimizer: str,
-    maxiter: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """IRLS for a chunk of genes; returns beta (g, p), mu, H (n, g), converged, fallback."""
-    y = np.asarray(counts, dtype=float)
-    n, g = y.shape
-    sf = np.asarray(size_factors, dtype=float)[:, None]
-    disp = np.asarray(disp, dtype=float)
-    u = bd.dense
-
-    # Start: least squares on log(counts / sf + 0.1) (irls_solver's QR solve), by blocks.
-    a0, ba0, s0 = _unweighted_schur(bd)
-    ylog = np.log(y / sf + 0.1)
-    r_a = bd.segsum(ylog)
-    beta_c = _solve(s0, _matmul(u.T, ylog) - _matmul(ba0.T, r_a))
-    beta_a = r_a / a0[:, None] - _matmul(ba0, beta_c)
-    init_a, init_c = beta_a.copy(), beta_c.copy()
-
-    mu = np.maximum(sf * np.exp(bd.xmul(beta_a, beta_c)), min_mu)
-    inv_disp = 1.0 / disp
-    # Constant part of utils.nb_nll (does not depend on mu): n/alpha log(alpha) - log binom.
-    nll_const = n * inv_disp * np.log(disp) - _colsum(
-        gammaln(y + inv_disp) - gammaln(y + 1) - gammaln(inv_disp)
-    )
-    dev = np.full(g, 1000.0)
-    active = np.ones(g, dtype=bool)
-    fallback = np.zeros(g, dtype=bool)
-    it = 0
-    while active.any():
-        idx = np.flatnonzero(active)
-        mu_i, d_i = mu[:, idx], disp[idx]
-        w = mu_i / (1.0 + mu_i * d_i)
-        wz = w * (np.log(mu_i / sf) + (y[:, idx] - mu_i) / mu_i)
-        new_a, new_c = _normal(bd, w, IRLS_RIDGE, IRLS_RIDGE).solve(bd.segsum(wz), _matmul(u.T, wz))
-        it += 1
-        # irls_solver switches to the optimiser when |beta| exceeds max_beta or at maxiter.
-        diverged = (np.abs(new_a) > max_beta).any(axis=0) | (np.abs(new_c) > max_beta).any(axis=0)
-        if it >= maxiter:
-            diverged[:] = True
-        fallback[idx[diverged]] = True
-        active[idx[diverged]] = False
-        ok = ~diverged
-        idx = idx[ok]
-        if len(idx) == 0:
-            continue
-        beta_a[:, idx], beta_c[:, idx] = new_a[:, ok], new_c[:, ok]
-        mu_new = np.maximum(sf * np.exp(bd.xmul(new_a[:, ok], new_c[:, ok])), min_mu)
-        mu[:, idx] = mu_new
-        y_i, a1 = y[:, idx], inv_disp[idx]
-        # Deviance as -2 * utils.nb_nll, convergence on its relative change.
-        new_dev = -2 * (
-            nll_const[idx] + _colsum((y_i + a1) * np.log(a1 + mu_new) - y_i * np.log(mu_new))
-        )
-        ratio = np.abs(new_dev - dev[idx]) / (np.abs(new_dev) + 0.1)
-        dev[idx] = new_dev
-        active[idx] = ratio > beta_tol
-
-    converged = np.ones(g, dtype=bool)
-    for j in np.flatnonzero(fallback):
-        beta_j, converged[j] = _irls_optimiser_gene(
-            bd,
-            y[:, j],
-            sf[:, 0],
-            float(disp[j]),
-            bd.join(init_a[:, j], init_c[:, j]),
-            min_mu,
-            min_beta,
-            max_beta,
-            optimizer,
-        )
-        beta_a[:, j], beta_c[:, j] = bd.split(beta_j)
-        mu[:, j] = np.maximum(sf[:, 0] * np.exp(bd.xmul(beta_a[:, j], beta_c[:, j])), min_mu)
-
-    # Hat diagonals W^1/2 X (X'WX + ridge)^-1 X' W^1/2, from the thresholded mu.
-    w = mu / (1.0 + mu * disp)
-    hat = w * _normal(bd, w, IRLS_RIDGE, IRLS_RIDGE).quad_diag(bd)
-    # Unthresholded mu is returned, as in irls_solver (and the R code).
-    mu_out = sf * np.exp(bd.xmul(beta_a, beta_c))
-    return bd.join(beta_a, beta_c), mu_out, hat, converged, fallback
-
-
-# --------------------------------------------------------------------------------------
-# Dispersion MLE (mirrors pydeseq2.utils.fit_alpha_mle)
-# --------------------------------------------------------------------------------------
-
-
-def _grid_fit_alpha_blocked(
-    bd: BlockDesign,
-    counts: np.ndarray,
-    mu: np.ndarray,
-    min_disp: float,
-    max_disp: float,
-    prior_mean: float | None = None,
-    prior_var: float | None = None,
-    grid_length: int = 20,
-) -> float:
-    """``pydeseq2.grid_search.grid_fit_alpha`` with the blocked Cox-Reid term.
-
-    A coarse grid of ``grid_length`` points in log(alpha), then as many around its best
-    point, as DESeq2's ``fitDispGrid``; the normal prior on log(alpha) is optional.
-    """
-
-    def loss(log_alpha: np.ndarray) -> np.ndarray:
-        alpha = np.exp(log_alpha)
-        w = mu[:, None] / (1 + mu[:, None] * alpha)
-        reg = 0.5 * _normal(bd, w, 0.0, 0.0).logdet()
-        if prior_var is not None:
-            reg = reg + (log_alpha - prior_mean) ** 2 / (2 * prior_var)
-        return vec_nb_nll(counts, mu, alpha) + reg
-
-    grid = np.linspace(np.log(min_disp), np.log(max_disp), grid_length)
-    best = np.argmin(loss(grid))
-    delta = grid[1] - grid[0]
-    fine = np.linspace(grid[best] - delta, grid[best] + delta, grid_length)
-    return float(fine[np.argmin(loss(fine))])
-
-
-def _alpha_mle_chunk(
-    bd: BlockDesign,
-    counts: np.ndarray,
-    mu: np.ndarray,
-    alpha_hat: np.ndarray,
-    start: np.ndarray | None,
-    min_disp: float,
-    max_disp: float,
-    prior_disp_var: float | None,
-    cr_reg: bool,
-    prior_reg: bool,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Dispersions for a chunk of genes, as :class:`~ifnsig.deseq2_compat.DESeq2Inference`.
-
-    DESeq2's line search (:func:`~ifnsig.deseq2_compat.deseq2_dispersions`) on the same
-    objective, with the Cox-Reid log-determinant and its derivative from the Schur
-    complement, evaluated for all genes of the chunk at once.
-    """
-    counts = np.asarray(counts, dtype=float)
-    mu = np.asarray(mu, dtype=float)
-    alpha_hat = np.asarray(alpha_hat, dtype=float)
-    if prior_reg and prior_disp_var is None:
-        raise ValueError("Sigma_prior is required for prior regularization")
-    y_t, mu_t = np.ascontiguousarray(counts.T), np.ascontiguousarray(mu.T)
-    prior_mean = np.log(alpha_hat)
-
-    def objective(idx: np.ndarray, log_alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        m_ = mu_t[idx]
-        value, slope = nb_negative_loglik(y_t[idx], m_, log_alpha)
-        if cr_reg:
-            alpha = np.exp(log_alpha)
-            w = (m_ / (1 + m_ * alpha[:, None])).T
-            nm = _normal(bd, w, 0.0, 0.0)
-            value = value + 0.5 * nm.logdet()
-            slope = slope + 0.5 * _colsum(-(w**2) * nm.quad_diag(bd)) * alpha
-        if prior_reg:
-            diff = log_alpha - prior_mean[idx]
-            value = value + diff**2 / (2 * prior_disp_var)
-            slope = slope + diff / prior_disp_var
-        return value, slope
-
-    def grid_fit(j: int) -> float:
-        prior = (prior_mean[j], prior_disp_var) if prior_reg else (None, None)
-        return _grid_fit_alpha_blocked(bd, counts[:, j], mu[:, j], min_disp, max_disp, *prior)
-
-    return deseq2_dispersions(
-        objective, alpha_hat, min_disp, max_disp, prior_reg, grid_fit, start=start
-    )
-
-
-# --------------------------------------------------------------------------------------
-# Wald test (mirrors pydeseq2.utils.wald_test, vectorised across genes)
-# --------------------------------------------------------------------------------------
-
-
-def _wald_chunk(
-    bd: BlockDesign,
-    disp: np.ndarray,
-    lfc: np.ndarray,
-    mu: np.ndarray,
-    ridge: np.ndarray,
-    contrast: np.ndarray,
-    lfc_null: float,
-    alt_hypothesis: str | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Wald p-values, statistics and SE for a chunk of genes (lfc: (g, p), mu: (n, g))."""
-    g = mu.shape[1]
-    w = mu / (1 + mu * disp)
-    # se^2 = c' H M H c with M = X'WX, H = (M + ridge)^-1: solve for Hc, then
-    # (Hc)' M (Hc) = sum_i W_i (x_i' Hc)^2.
-    nm = _normal(bd, w, ridge[bd.block_cols], ridge[bd.dense_cols])
-    c_a, c_c = bd.split(contrast)
-    hc_a, hc_c = nm.solve(np.repeat(c_a[:, None], g, 1), np.repeat(c_c[:, None], g, 1))
-    se = np.sqrt(_colsum(w * bd.xmul(hc_a, hc_c) ** 2))
-
-    def scaled(shift: float) -> np.ndarray:
-        return (lfc - shift) / se[:, None]
-
-    def greater(shift: float) -> tuple[np.ndarray, np.ndarray]:
-        stat = np.einsum("gp,p->g", np.fmax(scaled(shift), 0), contrast)
-        return stat, norm.sf(stat)
-
-    def less(shift: float) -> tuple[np.ndarray, np.ndarray]:
-        stat = np.einsum("gp,p->g", np.fmin(scaled(shift), 0), contrast)
-        return stat, norm.sf(np.abs(stat))
-
-    if alt_hypothesis is None:
-        stat = np.einsum("gp,p->g", scaled(lfc_null), contrast)
-        pval = 2 * norm.sf(np.abs(stat))
-    elif alt_hypothesis == "greaterAbs":
-        shifted = np.sign(lfc) * np.fmax((np.abs(lfc) - lfc_null) / se[:, None], 0)
-        stat = np.einsum("gp,p->g", shifted, contrast)
-        pval = 2 * norm.sf(np.abs(stat))
-    elif alt_hypothesis == "lessAbs":
-        stat_above, pval_above = greater(-abs(lfc_null))
-        stat_below, pval_below = less(abs(lfc_null))
-        # min(..., key=abs) keeps the first argument on ties.
-        stat = np.where(np.abs(stat_above) <= np.abs(stat_below), stat_above, stat_below)
-        pval = np.maximum(pval_above, pval_below)
-    elif alt_hypothesis == "greater":
-        stat, pval = greater(lfc_null)
-    elif alt_hypothesis == "less":
-        stat, pval = less(lfc_null)
-    else:
-        raise KeyError(alt_hypothesis)
-    return pval, stat, se
-
 
 # --------------------------------------------------------------------------------------
 # Inference class
@@ -636,14 +65,18 @@ class BlockedInference(DESeq2Inference):
     ``irls`` (LFCs, mu, hat diagonals for Cook's distances), ``alpha_mle`` (gene-wise and
     MAP dispersions, Cox-Reid term), ``wald_test`` and ``fit_rough_dispersions`` use the
     Schur complement of the indicator block, vectorised across genes and split into gene
-    chunks run on ``n_cpus`` processes. Designs without a block of at least ``min_levels``
-    levels, and every other method (``lin_reg_mu``, ``fit_moments_dispersions``, the trend
-    fit, LFC shrinkage), use the parent :class:`~ifnsig.deseq2_compat.DESeq2Inference`.
+    chunks run on ``n_cpus`` threads of this process: the chunks spend their time in numpy
+    and scipy.special loops, which release the GIL, and threads share the counts and fitted
+    means without pickled copies or the start of worker processes. Designs without a block
+    of at least ``min_levels`` levels, and every other method (``lin_reg_mu``,
+    ``fit_moments_dispersions``, the trend fit, LFC shrinkage), use the parent
+    :class:`~ifnsig.deseq2_compat.DESeq2Inference`.
 
     Parameters
     ----------
     n_cpus : int, optional
-        Number of processes. If None, all available cpus. (default: ``None``).
+        Number of threads (of processes for the parent's per-gene tasks). If None, all
+        available cpus. (default: ``None``).
     joblib_verbosity : int
         Verbosity of joblib. (default: ``0``).
     batch_size : int
@@ -652,11 +85,11 @@ class BlockedInference(DESeq2Inference):
         Minimum number of levels of the blocking factor (reference included) to use the
         blocked path. (default: ``8``).
     backend : str
-        Joblib backend. (default: ``"loky"``).
+        Joblib backend of the parent's per-gene tasks. (default: ``"loky"``).
     chunk_size : int, optional
         Genes per vectorised chunk at most. If None, about 2**20 / n_samples genes; the
-        genes are then split into equal chunks, at least two per process and a multiple of
-        the processes. (default: ``None``).
+        genes are then split into equal chunks, at least two per thread and a multiple of
+        the threads. (default: ``None``).
 
     Attributes
     ----------
@@ -709,8 +142,8 @@ class BlockedInference(DESeq2Inference):
 
     def _chunks(self, n_samples: int, n_genes: int) -> list[slice]:
         size = self.chunk_size or max(32, _CHUNK_CELLS // max(n_samples, 1))
-        # At least two chunks per process and a multiple of the processes (as far as the
-        # genes allow), of equal size: with 5 chunks on 2 processes one process runs 3
+        # At least two chunks per thread and a multiple of the threads (as far as the
+        # genes allow), of equal size: with 5 chunks on 2 threads one thread runs 3
         # while the other waits after 2.
         n_chunks = math.ceil(n_genes / max(size, 1))
         n_chunks = max(2 * self.n_cpus, math.ceil(n_chunks / self.n_cpus) * self.n_cpus)
@@ -718,15 +151,13 @@ class BlockedInference(DESeq2Inference):
         return [slice(i, min(i + size, n_genes)) for i in range(0, n_genes, size)]
 
     def _map(self, func: Callable[..., Any], tasks: Sequence[tuple[Any, ...]]) -> list[Any]:
-        if self.n_cpus == 1 or len(tasks) == 1:
-            # One BLAS thread, as in the parent's workers: multithreaded BLAS makes the many
-            # tiny calls (scipy's L-BFGS-B, k x k solves) several times slower.
-            with threadpool_limits(limits=1):
+        # One BLAS thread, as in the parent's workers: multithreaded BLAS makes the many
+        # tiny calls (scipy's L-BFGS-B, k x k solves) several times slower.
+        with threadpool_limits(limits=1):
+            if self.n_cpus == 1 or len(tasks) == 1:
                 return [func(*t) for t in tasks]
-        with parallel_backend(self._backend, inner_max_num_threads=1):
-            return Parallel(n_jobs=self.n_cpus, verbose=self._joblib_verbosity)(
-                delayed(func)(*t) for t in tasks
-            )
+            with ThreadPoolExecutor(min(self.n_cpus, len(tasks))) as pool:
+                return list(pool.map(lambda t: func(*t), tasks))
 
     def fit_rough_dispersions(
         self, normed_counts: np.ndarray, design_matrix: pd.DataFrame | np.ndarray
@@ -744,15 +175,8 @@ class BlockedInference(DESeq2Inference):
             return utils.fit_rough_dispersions(normed_counts, design_matrix)
         self.paths["fit_rough_dispersions"] = "blocked"
         y = np.asarray(normed_counts, dtype=float)
-        a, ba, s = _unweighted_schur(bd)
-        out = []
-        for sl in self._chunks(*y.shape):
-            r_a = bd.segsum(y[:, sl])
-            beta_c = _solve(s, _matmul(bd.dense.T, y[:, sl]) - _matmul(ba.T, r_a))
-            beta_a = r_a / a[:, None] - _matmul(ba, beta_c)
-            y_hat = np.maximum(bd.xmul(beta_a, beta_c), 1)
-            out.append(_colsum(((y[:, sl] - y_hat) ** 2 - y_hat) / ((n - p) * y_hat**2)))
-        return np.maximum(np.concatenate(out), 0)
+        tasks = [(bd, y[:, sl], n - p) for sl in self._chunks(*y.shape)]
+        return np.maximum(np.concatenate(self._map(_rough_dispersions_chunk, tasks)), 0)
 
     def irls(
         self,
@@ -871,7 +295,5 @@ class BlockedInference(DESeq2Inference):
              alt_hypothesis)
             for s in self._chunks(*mu.shape)
         ]  # fmt: skip
-        # Vectorised O(n k^2) per gene: cheaper in-process than shipping mu to workers.
-        with threadpool_limits(limits=1):
-            res = [_wald_chunk(*t) for t in tasks]
+        res = self._map(_wald_chunk, tasks)
         return tuple(np.concatenate([r[i] for r in res]) for i in range(3))  # type: ignore[return-value]

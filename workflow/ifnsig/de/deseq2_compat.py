@@ -37,6 +37,13 @@ import pandas as pd
 from pydeseq2.default_inference import DefaultInference
 from scipy.stats import false_discovery_control
 
+from ifnsig.de.dispersion import (  # noqa: F401 (part of this module's interface)
+    BLOCK_CELLS,
+    deseq2_dispersions,
+    line_search_log_dispersion,
+    nb_negative_loglik,
+)
+
 log = logging.getLogger(__name__)
 
 MIN_DISPERSION = 1e-8
@@ -384,85 +391,6 @@ def deseq_dataset_class():
     return DESeq2DispersionDataSet
 
 
-def line_search_log_dispersion(
-    objective,
-    start: np.ndarray,
-    min_disp: float,
-    tol: float = 1e-6,
-    max_iter: int = 100,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """DESeq2's dispersion fit (``fitDisp``): Armijo line search along the gradient in log(alpha).
-
-    ``objective(idx, log_alpha)`` returns the negative log posterior of genes ``idx`` and its
-    derivative in log(alpha). DESeq2 stops a gene as soon as an accepted step gains less
-    than ``tol``; where the posterior is flat that is short of the optimum, and the trend
-    and prior fitted to the estimates carry that stop, so it is reproduced step for step,
-    for all genes at once. Returns log(alpha), the number of steps, and the objective at
-    the start and at the end.
-    """
-    log_alpha = np.asarray(start, dtype=float).copy()
-    n = log_alpha.size
-    loss, grad = objective(np.arange(n), log_alpha)
-    initial_loss = loss.copy()
-    kappa = np.ones(n)
-    steps = np.zeros(n, dtype=int)
-    accepted = np.zeros(n, dtype=int)
-    active = np.ones(n, dtype=bool)
-    min_log_alpha = np.log(min_disp / 10)
-    while active.any():
-        idx = np.flatnonzero(active)
-        steps[idx] += 1
-        direction = -grad[idx]
-        k = kappa[idx]
-        proposal = log_alpha[idx] + k * direction
-        with np.errstate(divide="ignore", invalid="ignore"):
-            k = np.where(proposal < -30, (-30 - log_alpha[idx]) / direction, k)
-            k = np.where(proposal > 10, (10 - log_alpha[idx]) / direction, k)
-        proposal = log_alpha[idx] + k * direction
-        new_loss, new_grad = objective(idx, proposal)
-        armijo = new_loss <= loss[idx] - k * 1e-4 * direction**2
-        kappa[idx] = np.where(armijo, k, k / 2)
-        good = idx[armijo]
-        gain = loss[good] - new_loss[armijo]
-        log_alpha[good] = proposal[armijo]
-        loss[good] = new_loss[armijo]
-        grad[good] = new_grad[armijo]
-        accepted[good] += 1
-        stop = (gain < tol) | (proposal[armijo] < min_log_alpha)
-        going = good[~stop]
-        kappa[going] = np.minimum(kappa[going] * 1.1, 1.0)
-        kappa[going[accepted[going] % 5 == 0]] /= 2
-        active[good[stop]] = False
-        active[steps >= max_iter] = False
-    return log_alpha, steps, initial_loss, loss
-
-
-def nb_negative_loglik(
-    counts: np.ndarray, mu: np.ndarray, log_alpha: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """DESeq2's negative NB log likelihood per gene (genes x samples) and its log(alpha) slope.
-
-    DESeq2 drops ``lgamma(y + 1) - y log(mu)`` from the log likelihood; its "no increase"
-    test is relative to the value without them, so the same form is used here.
-    """
-    from scipy.special import digamma, gammaln
-
-    alpha = np.exp(log_alpha)[:, None]
-    size = 1 / alpha
-    value = -(
-        gammaln(counts + size) - gammaln(size) - (counts + size) * np.log(mu + size)
-        + size * np.log(size)
-    ).sum(axis=1)  # fmt: skip
-    slope = -(
-        size[:, 0]
-        * (
-            digamma(size) + np.log(1 + mu * alpha) - mu * alpha / (1 + mu * alpha)
-            - digamma(counts + size) + counts / (mu + size)
-        ).sum(axis=1)
-    )  # fmt: skip
-    return value, slope
-
-
 def dense_dispersion_objective(
     counts: np.ndarray,
     mu: np.ndarray,
@@ -480,67 +408,33 @@ def dense_dispersion_objective(
     # Genes per step, so that the genes x p x p arrays stay near 128 MB whatever the design.
     chunk = int(np.clip(2**24 // design.shape[1] ** 2, 16, 4096))
 
-    def objective(idx: np.ndarray, log_alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def objective(
+        idx: np.ndarray, log_alpha: np.ndarray, value: bool = True, slope: bool = True
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
         loss = np.empty(idx.size)
         grad = np.empty(idx.size)
         for start in range(0, idx.size, chunk):
             part = slice(start, start + chunk)
             genes = idx[part]
             m = mu[genes]
-            value, slope = nb_negative_loglik(counts[genes], m, log_alpha[part])
+            v, d = nb_negative_loglik(counts[genes], m, log_alpha[part])
             alpha = np.exp(log_alpha[part])[:, None]
             if cox_reid:
                 w = 1 / (1 / m + alpha)
                 normal = np.einsum("ni,gn,nj->gij", design, w, design)
-                value = value + 0.5 * np.linalg.slogdet(normal)[1]
-                d_normal = np.einsum("ni,gn,nj->gij", design, -(w**2), design)
-                trace = np.einsum("gij,gji->g", np.linalg.inv(normal), d_normal)
-                slope = slope + 0.5 * trace * alpha[:, 0]
+                v = v + 0.5 * np.linalg.slogdet(normal)[1]
+                if slope:
+                    d_normal = np.einsum("ni,gn,nj->gij", design, -(w**2), design)
+                    trace = np.einsum("gij,gji->g", np.linalg.inv(normal), d_normal)
+                    d = d + 0.5 * trace * alpha[:, 0]
             if prior_var is not None:
                 diff = log_alpha[part] - prior_mean[genes]
-                value = value + diff**2 / (2 * prior_var)
-                slope = slope + diff / prior_var
-            loss[part], grad[part] = value, slope
-        return loss, grad
+                v = v + diff**2 / (2 * prior_var)
+                d = d + diff / prior_var
+            loss[part], grad[part] = v, d
+        return (loss if value else None), (grad if slope else None)
 
     return objective
-
-
-def deseq2_dispersions(
-    objective,
-    alpha_hat: np.ndarray,
-    min_disp: float,
-    max_disp: float,
-    prior: bool,
-    grid_fit,
-    start: np.ndarray | None = None,
-    max_iter: int = 100,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Gene-wise (``prior=False``) or MAP dispersions as DESeq2 1.38 estimates them.
-
-    Line search from ``start`` (default ``alpha_hat``). Gene-wise: a fit whose log posterior
-    rose by less than a millionth of its starting value keeps the starting value, and a
-    fit that took one step or all ``max_iter`` is redone on a grid unless it is at the
-    floor. MAP: fits that took all ``max_iter`` steps are redone on the grid.
-    ``grid_fit(j)`` returns the grid estimate of log(alpha) for gene ``j``; ``objective``
-    must be DESeq2's negative log posterior, constants included (:func:`nb_negative_loglik`).
-    """
-    initial = np.log(alpha_hat if start is None else start)
-    log_alpha, steps, initial_loss, final_loss = line_search_log_dispersion(
-        objective, initial, min_disp, max_iter=max_iter
-    )
-    alpha = np.minimum(np.exp(log_alpha), max_disp)
-    if prior:
-        converged = steps < max_iter
-        refit = ~converged
-    else:
-        no_increase = -final_loss < -initial_loss + np.abs(initial_loss) / 1e6
-        alpha[no_increase] = alpha_hat[no_increase]
-        converged = (steps < max_iter) & (steps != 1)
-        refit = ~converged & (alpha > 10 * min_disp)
-    for j in np.flatnonzero(refit):
-        alpha[j] = np.exp(grid_fit(j))
-    return np.clip(alpha, min_disp, max_disp), converged
 
 
 class DESeq2Inference(DefaultInference):

@@ -506,6 +506,9 @@ def test_shipped_markers_agree_with_the_cited_li_modules():
 # --- real data --------------------------------------------------------------------------------
 
 
+AIRWAY_GENES = 3000
+
+
 def test_airway_cell_lines_pair_with_themselves():
     """Himes 2014: four airway smooth-muscle lines, each untreated and dexamethasone-treated."""
     folder = shared_data("airway")
@@ -523,6 +526,10 @@ def test_airway_cell_lines_pair_with_themselves():
     )
     raw = data.build_anndata(counts, samples, timepoints=["untreated", "dex"])
     normalized = data.filter_genes(raw, 10, 3)
+    # A seeded 3,000 of the 16,596 expressed genes: the VST's dispersion fit (most of this
+    # test's time) grows with the genes, and the pairing needs far fewer to tell the lines apart.
+    drawn = np.random.default_rng(0).choice(normalized.n_vars, AIRWAY_GENES, replace=False)
+    normalized = normalized[:, np.sort(drawn)].copy()
     data.normalize(normalized)
     result = run(raw, normalized, timepoints=["untreated", "dex"])
     table = result.samples.set_index("sample")

@@ -280,3 +280,18 @@ def test_annotation_strip_codes_each_sample_by_its_level():
     plt.close(fig)
     assert [e.get_label() for e in entries] == ["b", "a", "c"]
     np.testing.assert_array_equal(codes, [[0, 1, 0, 2]])
+
+
+def test_volcano_labels_repel_from_one_point_per_occupied_cell():
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(0, 0.05, 20_000), [2.0, -2.0, np.nan]])
+    y = np.concatenate([rng.exponential(0.3, 20_000), [40.0, 35.0, 1.0]])
+    kept_x, kept_y = plots._occupied_cells(x, y, cells=50)
+    # The dense cloud collapses to its cells; the isolated genes are kept; no NaN reaches
+    # adjustText; each kept point is a gene of the plot.
+    assert len(kept_x) < 50 * 50 and len(kept_x) < 2_000
+    assert {(2.0, 40.0), (-2.0, 35.0)} <= set(zip(kept_x, kept_y, strict=True))
+    assert np.isfinite(kept_x).all() and np.isfinite(kept_y).all()
+    assert set(kept_x) <= set(x[np.isfinite(x)])
+    few = plots._occupied_cells(np.array([0.0, 1.0]), np.array([1.0, 2.0]), cells=50)
+    assert [list(a) for a in few] == [[0.0, 1.0], [1.0, 2.0]]

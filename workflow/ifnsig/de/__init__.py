@@ -7,9 +7,9 @@ apeGLM-shrunk fold changes for all genes at once (:mod:`.shrink`)."""
 import importlib
 from typing import Any
 
-# The names below are imported on first use (PEP 562): the DE workers (:mod:`.blocked`) and
-# the shard jobs import this package, and the fit and plan modules would bring anndata,
-# formulaic and scipy.stats into every one of them.
+# The names below are imported on first use (PEP 562): every job that imports one DE module
+# (the shard jobs, :mod:`.blocked`) imports this package, and the fit and plan modules would
+# bring anndata, formulaic and scipy.stats into every one of them.
 _WHERE = {
     "Contrast": "plan",
     "Fit": "plan",

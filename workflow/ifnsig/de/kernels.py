@@ -628,9 +628,9 @@ def _alpha_mle_chunk(
     cr_reg: bool,
     prior_reg: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Dispersions for a chunk of genes, as :class:`~ifnsig.deseq2_compat.DESeq2Inference`.
+    """Dispersions for a chunk of genes, as :class:`~ifnsig.de.deseq2_compat.DESeq2Inference`.
 
-    DESeq2's line search (:func:`~ifnsig.deseq2_compat.deseq2_dispersions`) on the same
+    DESeq2's line search (:func:`~ifnsig.de.dispersion.deseq2_dispersions`) on the same
     objective, with the Cox-Reid log-determinant and its derivative from the Schur
     complement, evaluated for all genes of the chunk at once.
     """

@@ -58,6 +58,8 @@ VARIANTS = [
     "t",
     "true_size_factors",
     "exclude_signatures",
+    "exclude_all_sets",
+    "exclude_changed",
     "true_dispersions",
     "genewise",
 ]
@@ -71,20 +73,31 @@ meta <- read.delim(file.path(args[1], "meta.tsv"), row.names = 1)
 meta$subject <- factor(meta$subject)
 meta$timepoint <- factor(meta$timepoint, levels = c("baseline", "month6"))
 subset <- readLines(file.path(args[1], "subset.txt"))
-# Size factors from every gene, as DESeq() would take them; the fit on the subset.
-all <- estimateSizeFactors(DESeqDataSetFromMatrix(counts, meta, ~ subject + timepoint))
-write.table(data.frame(sample = colnames(all), size_factor = sizeFactors(all)),
-            file.path(args[1], "r_size_factors.tsv"), sep = "\t", quote = FALSE,
-            row.names = FALSE)
-dds <- DESeqDataSetFromMatrix(counts[subset, ], meta, ~ subject + timepoint)
-sizeFactors(dds) <- sizeFactors(all)
-dds <- DESeq(dds, quiet = TRUE)
-res <- results(dds, name = "timepoint_month6_vs_baseline", alpha = 0.1)
-out <- data.frame(gene = rownames(res), baseMean = res$baseMean, lfc = res$log2FoldChange,
-                  stat = res$stat, pvalue = res$pvalue, padj = res$padj,
-                  dispersion = dispersions(dds))
-write.table(out, file.path(args[1], "r_results.tsv"), sep = "\t", quote = FALSE,
-            row.names = FALSE)
+# One fit per size-factor choice: every gene (DESeq2's default), and controlGenes when a
+# file of control genes is given. Size factors from every gene's counts; the fit on the subset.
+controls <- file.path(args[1], "controls.txt")
+runs <- list(standard = NULL)
+if (file.exists(controls)) runs$exclude_signatures <- readLines(controls)
+for (name in names(runs)) {
+  all <- DESeqDataSetFromMatrix(counts, meta, ~ subject + timepoint)
+  if (is.null(runs[[name]])) {
+    all <- estimateSizeFactors(all)
+  } else {
+    all <- estimateSizeFactors(all, controlGenes = rownames(all) %in% runs[[name]])
+  }
+  write.table(data.frame(sample = colnames(all), size_factor = sizeFactors(all)),
+              file.path(args[1], paste0("r_size_factors_", name, ".tsv")), sep = "\t",
+              quote = FALSE, row.names = FALSE)
+  dds <- DESeqDataSetFromMatrix(counts[subset, ], meta, ~ subject + timepoint)
+  sizeFactors(dds) <- sizeFactors(all)
+  dds <- DESeq(dds, quiet = TRUE)
+  res <- results(dds, name = "timepoint_month6_vs_baseline", alpha = 0.1)
+  out <- data.frame(gene = rownames(res), baseMean = res$baseMean, lfc = res$log2FoldChange,
+                    stat = res$stat, pvalue = res$pvalue, padj = res$padj,
+                    dispersion = dispersions(dds))
+  write.table(out, file.path(args[1], paste0("r_results_", name, ".tsv")), sep = "\t",
+              quote = FALSE, row.names = FALSE)
+}
 """
 
 
@@ -214,76 +227,139 @@ def wald_table(dds, backend, variant: str) -> pd.DataFrame:
 
 
 def metrics(table: pd.DataFrame, truth: pd.DataFrame) -> dict:
-    """Null calibration and calls of one results table."""
+    """Null calibration and calls of one results table, with the counts behind each rate.
+
+    ``false_calls`` counts calls of genes not planted as DE (``planted_de``, the share the
+    earlier tables gave); ``unchanged_calls`` only those whose simulated month-6 change is
+    exactly zero: the IFN-gamma genes (loadings 0 to 0.3) fall a little with the IFN activity
+    without being planted, and large cohorts find them.
+    """
     truth = truth.loc[table.index]
     planted = truth["planted_de"].to_numpy(dtype=bool)
+    unchanged = truth["lfc_month6_vs_baseline"].to_numpy() == 0
     null = (truth["role"].to_numpy() == "background") & ~planted
     p = table["pvalue"].to_numpy()
     z = table["stat"].to_numpy()
     tested = null & np.isfinite(p)
     called = table["padj"].to_numpy() < 0.1
+    adjusted = np.isfinite(table["padj"].to_numpy())
     estimated, simulated = table["dispersion"].to_numpy(), truth["dispersion"].to_numpy()
     n_called = int(called.sum())
     return {
         "null_genes": int(tested.sum()),
+        "null_p<0.001": int((p[tested] < 0.001).sum()),
+        "null_p<0.01": int((p[tested] < 0.01).sum()),
         "p<0.001_x": float(np.mean(p[tested] < 0.001) / 0.001),
         "p<0.01_x": float(np.mean(p[tested] < 0.01) / 0.01),
         "null_z_mean": float(np.mean(z[tested])),
         "null_z_sd": float(np.std(z[tested])),
         "calls": n_called,
+        "false_calls": int((called & ~planted).sum()),
+        "unchanged_calls": int((called & unchanged).sum()),
         "false_share": float((called & ~planted).sum() / n_called) if n_called else np.nan,
+        # BH at 0.1 keeps the expected false share at or below 0.1 m0 / m (m: genes adjusted).
+        "bh_bound": float(0.1 * (adjusted & unchanged).sum() / max(adjusted.sum(), 1)),
         "power": float((called & planted).sum() / max(planted.sum(), 1)),
         "null_disp_log2_bias": float(np.median(np.log2(estimated[tested] / simulated[tested]))),
         "cooks_flagged": int(table["cooks_outlier"].fillna(False).astype(bool).sum()),
     }
 
 
-def run_r(counts, meta, genes, folder: Path) -> tuple[pd.DataFrame, np.ndarray]:
-    """R DESeq2 on the same counts: its size factors (all genes) and results (``genes``)."""
+def interval(k: int, n: int) -> tuple[float, float]:
+    """Clopper-Pearson 95% interval of a share ``k`` of ``n``."""
+    from scipy.stats import beta
+
+    if n == 0:
+        return np.nan, np.nan
+    low = beta.ppf(0.025, k, n - k + 1) if k else 0.0
+    high = beta.ppf(0.975, k + 1, n - k) if k < n else 1.0
+    return float(low), float(high)
+
+
+def pooled(rows: list[dict]) -> pd.DataFrame:
+    """Counts summed over seeds per fit and variant, with Clopper-Pearson intervals (calls
+    taken as fixed for the false share; tests as independent for the null rate)."""
+    frame = pd.DataFrame(rows)
+    out = []
+    for (inference, variant), group in frame.groupby(["inference", "variant"], sort=False):
+        calls, false = int(group["calls"].sum()), int(group["false_calls"].sum())
+        unchanged = int(group["unchanged_calls"].sum())
+        null, k3 = int(group["null_genes"].sum()), int(group["null_p<0.001"].sum())
+        k2 = int(group["null_p<0.01"].sum())
+        f_low, f_high = interval(false, calls)
+        u_low, u_high = interval(unchanged, calls)
+        p_low, p_high = interval(k3, null)
+        out.append({
+            "inference": inference, "variant": variant, "seeds": len(group),
+            "false": f"{false}/{calls} = {false / calls:.1%} ({f_low:.1%}-{f_high:.1%})",
+            "unchanged": f"{unchanged}/{calls} = {unchanged / calls:.1%} "
+                         f"({u_low:.1%}-{u_high:.1%})",
+            "bh_bound": f"{group['bh_bound'].mean():.1%}",
+            "null_p<0.001_x": f"{k3}/{null} = {k3 / null / 0.001:.2f} "
+                              f"({p_low / 0.001:.2f}-{p_high / 0.001:.2f})",
+            "null_p<0.01_x": f"{k2 / null / 0.01:.2f}",
+            "null_z_mean": round(float(np.average(group["null_z_mean"],
+                                                  weights=group["null_genes"])), 3),
+            "power": f"{group['power'].mean():.1%}",
+        })  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def run_r(counts, meta, genes, folder: Path, controls=None) -> dict:
+    """R DESeq2 on the same counts: per size-factor choice (every gene; ``controlGenes =
+    controls`` when given) its size factors (from all genes) and results (on ``genes``)."""
     counts.T.to_csv(folder / "counts.tsv", sep="\t")
     meta.to_csv(folder / "meta.tsv", sep="\t")
     (folder / "subset.txt").write_text("\n".join(map(str, genes)) + "\n")
+    names = ["standard"]
+    if controls is not None:
+        (folder / "controls.txt").write_text("\n".join(map(str, controls)) + "\n")
+        names.append("exclude_signatures")
     script = folder / "deseq2.R"
     script.write_text(R_SCRIPT)
     subprocess.run(["Rscript", str(script), str(folder)], check=True)
-    sf = pd.read_csv(folder / "r_size_factors.tsv", sep="\t", index_col=0)["size_factor"]
-    return pd.read_csv(folder / "r_results.tsv", sep="\t", index_col=0), sf.to_numpy()
+    out = {}
+    for name in names:
+        sf = pd.read_csv(folder / f"r_size_factors_{name}.tsv", sep="\t", index_col=0)
+        table = pd.read_csv(folder / f"r_results_{name}.tsv", sep="\t", index_col=0)
+        out[name] = table, sf["size_factor"].to_numpy()
+    return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=4000)
-    parser.add_argument("--genes", type=int, default=3000)
-    parser.add_argument("--planted", type=float, default=0.1, help="share of treatment genes")
-    parser.add_argument("--subset", type=int, default=0, help="genes fitted (0: all)")
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=["standard"])
-    parser.add_argument("--inference", nargs="+", choices=["blocked", "dense"],
-                        default=["blocked"])  # fmt: skip
-    parser.add_argument("--r", action="store_true", help="also R DESeq2 on the subset")
-    parser.add_argument("--signatures", nargs="+", default=None, help="sets of exclude_signatures")
-    parser.add_argument("--n-cpus", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args(argv)
-    warnings.simplefilter("ignore")
-
+def run_seed(args, seed: int) -> list[dict]:
+    """Every variant (and R DESeq2 with ``--r``) on the cohort of one seed."""
     t0 = time.perf_counter()
-    counts, meta, truth, library = simulate(args.samples, args.genes, args.planted, args.seed)
-    print(f"simulated {counts.shape[0]} samples x {counts.shape[1]} genes in "
+    counts, meta, truth, library = simulate(args.samples, args.genes, args.planted, seed)
+    print(f"seed {seed}: simulated {counts.shape[0]} samples x {counts.shape[1]} genes in "
           f"{time.perf_counter() - t0:.0f} s ({load()})", flush=True)  # fmt: skip
     size_factors = {"estimated": median_of_ratios(counts)}
     size_factors["true"] = library.to_numpy() / np.exp(np.mean(np.log(library.to_numpy())))
-    if "exclude_signatures" in args.variants:
+    isg = (truth.loc[counts.columns, "role"] == "isg").to_numpy()
+    controls = {}
+    if "exclude_signatures" in args.variants or args.r:
         from ifnsig.scores import scored_signatures
         from ifnsig.validation import validate_config
 
         names = args.signatures or scored_signatures(validate_config({})["scores"])
-        control = signature_control_genes(counts.columns, names)
-        isg = (truth.loc[counts.columns, "role"] == "isg").to_numpy()
+        controls["exclude_signatures"] = signature_control_genes(counts.columns, names)
+        label = ", ".join(names)
+    if "exclude_all_sets" in args.variants:
+        from ifnsig import genesets
+
+        every = list(genesets.load_gene_sets([genesets.SHIPPED_GMT]))
+        controls["exclude_all_sets"] = signature_control_genes(counts.columns, every)
+        label = f"every set of {Path(genesets.SHIPPED_GMT).name}"
+    if "exclude_changed" in args.variants:
+        controls["exclude_changed"] = (
+            truth.loc[counts.columns, "lfc_month6_vs_baseline"].to_numpy() == 0
+        )
+        label = "the simulated unchanged genes"
+    for name, control in controls.items():
         left_out = f"{int((~control).sum())} genes left out"
         among = f"{int((isg & ~control).sum())} of the {int(isg.sum())} simulated ISGs"
-        print(f"exclude_signatures ({', '.join(names)}): {left_out}, {among}")
-        size_factors["exclude_signatures"] = median_of_ratios(counts, control)
+        print(f"{name} ({label if name != 'exclude_signatures' else ', '.join(names)}): "
+              f"{left_out}, {among}")  # fmt: skip
+        size_factors[name] = median_of_ratios(counts, control)
     for name in [n for n in size_factors if n != "true"]:
         log_ratio = np.log(size_factors[name] / size_factors["true"])
         print(f"size factors, {name} vs true: log ratio by timepoint "
@@ -291,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
                           for tp in ["baseline", "month6"]))  # fmt: skip
     genes = counts.columns
     if args.subset:
-        rng = np.random.default_rng(args.seed)
+        rng = np.random.default_rng(seed)
         genes = pd.Index(np.sort(rng.choice(genes, args.subset, replace=False)))
     rows, tables = [], {}
     for inference in args.inference:
@@ -299,9 +375,8 @@ def main(argv: list[str] | None = None) -> None:
         # The variants that refit the standard dataset in place come after it.
         for variant in sorted(args.variants, key=VARIANTS.index):
             t1 = time.perf_counter()
-            sf = {"true_size_factors": "true", "exclude_signatures": "exclude_signatures"}.get(
-                variant, "estimated"
-            )
+            sf = variant if variant in controls else "estimated"
+            sf = "true" if variant == "true_size_factors" else sf
             if sf not in fitted:
                 fitted[sf] = fit_dataset(
                     counts[genes], meta, size_factors[sf], inference, args.n_cpus
@@ -314,7 +389,8 @@ def main(argv: list[str] | None = None) -> None:
                 dds = with_dispersions(dds, backend, dds.var["genewise_dispersions"].to_numpy())
             table = wald_table(dds, backend, variant)
             tables[(inference, variant)] = table
-            row = {"inference": inference, "variant": variant, **metrics(table, truth)}
+            row = {"seed": seed, "inference": inference, "variant": variant,
+                   **metrics(table, truth)}  # fmt: skip
             row["seconds"] = round(time.perf_counter() - t1, 1)
             row["load"] = round(os.getloadavg()[0], 1)
             rows.append(row)
@@ -322,24 +398,63 @@ def main(argv: list[str] | None = None) -> None:
     if args.r:
         with tempfile.TemporaryDirectory() as folder:
             t1 = time.perf_counter()
-            r, r_sf = run_r(counts, meta, genes, Path(folder))
+            control = controls["exclude_signatures"]
+            r_runs = run_r(counts, meta, genes, Path(folder), counts.columns[control])
             seconds = time.perf_counter() - t1
-        ratio = np.abs(r_sf / size_factors["estimated"] - 1)
-        print(f"size factors, R DESeq2 vs ifnsig: largest relative difference {ratio.max():.2g}")
-        r["cooks_outlier"] = False
-        row = {"inference": "R DESeq2 1.38", "variant": "standard", **metrics(r, truth)}
-        row["seconds"], row["load"] = round(seconds, 1), round(os.getloadavg()[0], 1)
-        rows.append(row)
-        for (inference, variant), table in tables.items():
-            if variant != "standard":
-                continue
-            both = table["stat"].notna() & r["stat"].reindex(table.index).notna()
-            rel = np.abs(table.loc[both, "stat"] / r.loc[table.index[both], "stat"] - 1)
-            same = (table["padj"] < 0.1) == (r["padj"].reindex(table.index) < 0.1)
-            print(f"{inference} vs R: median relative Wald difference {np.median(rel):.2g}, "
-                  f"same call at padj < 0.1 for {same.mean():.1%} of genes")  # fmt: skip
+        print(f"R DESeq2, {len(r_runs)} fits: {seconds:.0f} s ({load()})")
+        for variant, (r, r_sf) in r_runs.items():
+            ours = size_factors["estimated" if variant == "standard" else variant]
+            ratio = np.abs(r_sf / ours - 1)
+            print(f"size factors ({variant}), R DESeq2 vs ifnsig: largest relative difference "
+                  f"{ratio.max():.2g}")  # fmt: skip
+            r["cooks_outlier"] = False
+            row = {"seed": seed, "inference": "R DESeq2 1.38", "variant": variant,
+                   **metrics(r, truth)}  # fmt: skip
+            row["seconds"], row["load"] = round(seconds, 1), round(os.getloadavg()[0], 1)
+            rows.append(row)
+            for (inference, ours_variant), table in tables.items():
+                if ours_variant != variant:
+                    continue
+                both = table["stat"].notna() & r["stat"].reindex(table.index).notna()
+                rel = np.abs(table.loc[both, "stat"] / r.loc[table.index[both], "stat"] - 1)
+                same = (table["padj"] < 0.1) == (r["padj"].reindex(table.index) < 0.1)
+                print(f"{inference} {variant} vs R: median relative Wald difference "
+                      f"{np.median(rel):.2g}, same call at padj < 0.1 for {same.mean():.1%} "
+                      f"of genes ({int((~same).sum())} differ)")  # fmt: skip
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=4000)
+    parser.add_argument("--genes", type=int, default=3000)
+    parser.add_argument("--planted", type=float, default=0.1, help="share of treatment genes")
+    parser.add_argument("--subset", type=int, default=0, help="genes fitted (0: all)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=["standard"])
+    parser.add_argument("--inference", nargs="+", choices=["blocked", "dense"],
+                        default=["blocked"])  # fmt: skip
+    parser.add_argument("--r", action="store_true",
+                        help="also R DESeq2 on the subset, with every gene's size factors and "
+                             "with controlGenes = the exclude_signatures genes")  # fmt: skip
+    parser.add_argument("--signatures", nargs="+", default=None, help="sets of exclude_signatures")
+    parser.add_argument("--n-cpus", type=int, default=2)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1],
+                        help="one cohort per seed; counts are pooled over them")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=None, help="TSV of the per-seed rows")
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")
+
+    rows = []
+    for seed in args.seeds:
+        rows += run_seed(args, seed)
+        if args.out:
+            pd.DataFrame(rows).to_csv(args.out, sep="\t", index=False)
     print()
     print(pd.DataFrame(rows).to_string(index=False))
+    print()
+    print(f"pooled over seeds {', '.join(map(str, args.seeds))} ({load()}):")
+    print(pooled(rows).to_string(index=False))
 
 
 if __name__ == "__main__":

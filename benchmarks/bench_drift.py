@@ -464,7 +464,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="one cohort per seed; counts are pooled over them")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="TSV of the per-seed rows")
     parser.add_argument("--tables", type=Path, default=None,
-                        help="folder for each fit's results table with the simulated truth")  # fmt: skip
+                        help="folder for each fit's table with the simulated truth")  # fmt: skip
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
 

@@ -35,12 +35,14 @@ with the IFN activity, which 4,000 samples detect), BH's bound on the expected f
 (0.1 times the unchanged share of the adjusted genes) and the power. ``--seeds`` simulates
 one cohort per seed and pools the counts over them, with Clopper-Pearson 95% intervals
 (the false share taken over the calls as if they were fixed; null tests as independent).
-``--subset G`` fits only G genes (chosen at random, planted and null in their
-proportions) with the size factors of all genes; ``--r`` fits the same subset with R
-DESeq2 (``Rscript``; ``DESeq()`` with those size factors, then ``results()``), once with
-``estimateSizeFactors()`` over every gene and once with ``controlGenes =`` the
-``exclude_signatures`` genes, and compares each with the same variant here. The load
-average is printed beside every figure: the machine may be shared.
+``--size-factors-only`` prints, instead of fitting, the bias of median-of-ratios without
+each kind of simulated changed gene (the IFN-loaded genes, the treatment genes, both) and
+the treatment genes' count up and down. ``--subset G`` fits only G genes (chosen at
+random, planted and null in their proportions) with the size factors of all genes;
+``--r`` fits the same subset with R DESeq2 (``Rscript``; ``DESeq()`` with those size
+factors, then ``results()``), once with ``estimateSizeFactors()`` over every gene and once
+with ``controlGenes =`` the ``exclude_signatures`` genes, and compares each with the same
+variant here. The load average is printed beside every figure: the machine may be shared.
 
 Examples
 --------
@@ -380,6 +382,23 @@ def run_seed(args, seed: int) -> list[dict]:
         print(f"size factors, {name} vs true: log ratio by timepoint "
               + ", ".join(f"{tp} {np.mean(log_ratio[(meta['timepoint'] == tp).to_numpy()]):+.4f}"
                           for tp in ["baseline", "month6"]))  # fmt: skip
+    if args.size_factors_only:
+        # Which changed genes move the median: leave out those of one simulated kind at a time.
+        simulated = truth.loc[counts.columns]
+        m6 = (meta["timepoint"] == "month6").to_numpy()
+        for name, control in [
+            ("all", None),
+            ("without the IFN-loaded genes", simulated["ifn_loading"] == 0),
+            ("without the treatment genes", simulated["treatment_lfc"] == 0),
+            ("without either", simulated["lfc_month6_vs_baseline"] == 0),
+        ]:
+            mask = None if control is None else control.to_numpy()
+            log_ratio = np.log(median_of_ratios(counts, mask) / size_factors["true"])
+            print(f"median of ratios {name}: month-6 minus baseline log ratio to the simulated "
+                  f"factors {log_ratio[m6].mean() - log_ratio[~m6].mean():+.4f}")  # fmt: skip
+        lfc = simulated["treatment_lfc"].to_numpy()
+        print(f"treatment genes: {(lfc > 0).sum()} up, {(lfc < 0).sum()} down")
+        return []
     genes = counts.columns
     if args.subset:
         rng = np.random.default_rng(seed)
@@ -463,6 +482,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1],
                         help="one cohort per seed; counts are pooled over them")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="TSV of the per-seed rows")
+    parser.add_argument("--size-factors-only", action="store_true",
+                        help="size factors' bias by kind of changed gene; no fit")  # fmt: skip
     parser.add_argument("--tables", type=Path, default=None,
                         help="folder for each fit's table with the simulated truth")  # fmt: skip
     args = parser.parse_args(argv)
@@ -474,6 +495,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.out:
             pd.DataFrame(rows).to_csv(args.out, sep="\t", index=False)
     print()
+    if not rows:
+        return
     print(pd.DataFrame(rows).to_string(index=False))
     print()
     print(f"pooled over seeds {', '.join(map(str, args.seeds))} ({load()}):")

@@ -37,7 +37,8 @@ one cohort per seed and pools the counts over them, with Clopper-Pearson 95% int
 (the false share taken over the calls as if they were fixed; null tests as independent).
 ``--size-factors-only`` prints, instead of fitting, the bias of median-of-ratios without
 each kind of simulated changed gene (the IFN-loaded genes, the treatment genes, both) and
-the treatment genes' count up and down. ``--subset G`` fits only G genes (chosen at
+the treatment genes' count up and down, among all and among those in the median (a
+count in every sample). ``--subset G`` fits only G genes (chosen at
 random, planted and null in their proportions) with the size factors of all genes;
 ``--r`` fits the same subset with R DESeq2 (``Rscript``; ``DESeq()`` with those size
 factors, then ``results()``), once with ``estimateSizeFactors()`` over every gene and once
@@ -396,8 +397,11 @@ def run_seed(args, seed: int) -> list[dict]:
             log_ratio = np.log(median_of_ratios(counts, mask) / size_factors["true"])
             print(f"median of ratios {name}: month-6 minus baseline log ratio to the simulated "
                   f"factors {log_ratio[m6].mean() - log_ratio[~m6].mean():+.4f}")  # fmt: skip
-        lfc = simulated["treatment_lfc"].to_numpy()
-        print(f"treatment genes: {(lfc > 0).sum()} up, {(lfc < 0).sum()} down")
+        # DESeq2's median runs over the genes with a count in every sample.
+        lfc, finite = simulated["treatment_lfc"].to_numpy(), (counts.to_numpy() > 0).all(axis=0)
+        print(f"treatment genes: {(lfc > 0).sum()} up, {(lfc < 0).sum()} down; in the median "
+              f"(a count in every sample; {finite.sum()} of {finite.size} genes): "
+              f"{(finite & (lfc > 0)).sum()} up, {(finite & (lfc < 0)).sum()} down")  # fmt: skip
         return []
     genes = counts.columns
     if args.subset:

@@ -18,7 +18,12 @@ import numpy as np
 from scipy import sparse
 from scipy.special import gammaln
 
-from ifnsig.de.dispersion import BLOCK_CELLS, deseq2_dispersions, nb_negative_loglik
+from ifnsig.de.dispersion import (
+    BLOCK_CELLS,
+    DistinctCounts,
+    deseq2_dispersions,
+    nb_negative_loglik,
+)
 from ifnsig.de.indicators import indicator_block
 
 if TYPE_CHECKING:
@@ -642,6 +647,7 @@ def _alpha_mle_chunk(
     y_t, mu_t = np.ascontiguousarray(counts.T), np.ascontiguousarray(mu.T)
     prior_mean = np.log(alpha_hat)
     levels = _Levels(bd) if cr_reg else None
+    distinct = DistinctCounts(y_t)
     step = max(1, BLOCK_CELLS // max(bd.n_samples, 1))
 
     def objective(
@@ -652,8 +658,11 @@ def _alpha_mle_chunk(
         out_slope = np.empty(len(idx)) if slope else None
         for first in range(0, len(idx), step):
             part = slice(first, first + step)
-            m_ = mu_t[idx[part]]
-            v, d = nb_negative_loglik(y_t[idx[part]], m_, log_alpha[part], value, slope)
+            genes = idx[part]
+            m_ = mu_t[genes]
+            v, d = nb_negative_loglik(
+                y_t[genes], m_, log_alpha[part], value, slope, (distinct, genes)
+            )
             if levels is not None:
                 alpha = np.exp(log_alpha[part])
                 logdet, trace = levels.cox_reid(m_ / (1 + m_ * alpha[:, None]), slope)

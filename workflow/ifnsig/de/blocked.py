@@ -100,6 +100,10 @@ class BlockedInference(DESeq2Inference):
 
     Attributes
     ----------
+    hat_diagonals : bool
+        Whether ``irls`` computes the hat diagonals (Cook's distances need them, the
+        fitted means of the gene-wise dispersion step do not; None from ``irls`` when
+        False). (default: ``True``).
     paths : dict
         Which path ran for the last call of each method: ``"blocked"`` or ``"default"``.
     n_irls_fallback : int
@@ -125,6 +129,7 @@ class BlockedInference(DESeq2Inference):
         self.min_levels = min_levels
         self.chunk_size = chunk_size
         self.paths: dict[str, str] = {}
+        self.hat_diagonals = True
         self.n_irls_fallback = 0
         self._cache: tuple[np.ndarray, int, BlockDesign | None] | None = None
 
@@ -225,13 +230,15 @@ class BlockedInference(DESeq2Inference):
         sf = np.asarray(size_factors, dtype=float)
         tasks = [
             (bd, counts[:, s], sf, disp[s], min_mu, beta_tol, min_beta, max_beta, optimizer,
-             maxiter)
+             maxiter, self.hat_diagonals)
             for s in self._chunks(*counts.shape)
         ]  # fmt: skip
         res = self._map(_irls_chunk, tasks)
-        beta, mu, hat, converged, fallback = (
-            np.concatenate([r[i] for r in res], axis=ax) for i, ax in enumerate((0, 1, 1, 0, 0))
+        beta, mu, converged, fallback = (
+            np.concatenate([r[i] for r in res], axis=ax)
+            for i, ax in ((0, 0), (1, 1), (3, 0), (4, 0))
         )
+        hat = np.concatenate([r[2] for r in res], axis=1) if self.hat_diagonals else None
         self.n_irls_fallback = int(fallback.sum())
         return beta, mu, hat, converged
 

@@ -255,6 +255,21 @@ def _check_full_rank_design(self) -> None:
 
 
 @contextlib.contextmanager
+def means_only(inference):
+    """While the block runs, an inference that can (the blocked one's ``hat_diagonals``)
+    leaves the hat diagonals out of ``irls``: callers that keep only the fitted means
+    save a pass over every sample and gene."""
+    skip = getattr(inference, "hat_diagonals", None) is True
+    if skip:
+        inference.hat_diagonals = False
+    try:
+        yield
+    finally:
+        if skip:
+            inference.hat_diagonals = True
+
+
+@contextlib.contextmanager
 def _fast_replicates():
     """pydeseq2's Cook's steps use :func:`n_or_more_replicates`, and the datasets of its
     Cook's refits :func:`_check_full_rank_design`, while the block runs."""
@@ -316,14 +331,15 @@ def deseq_dataset_class():
                     min_mu=self.min_mu,
                 )
             else:
-                _, mu_hat, _, _ = self.inference.irls(
-                    counts=counts,
-                    size_factors=size_factors,
-                    design_matrix=design.values,
-                    disp=self.var.loc[self.var["non_zero"], "_MoM_dispersions"].values,
-                    min_mu=self.min_mu,
-                    beta_tol=self.beta_tol,
-                )
+                with means_only(self.inference):
+                    _, mu_hat, _, _ = self.inference.irls(
+                        counts=counts,
+                        size_factors=size_factors,
+                        design_matrix=design.values,
+                        disp=self.var.loc[self.var["non_zero"], "_MoM_dispersions"].values,
+                        min_mu=self.min_mu,
+                        beta_tol=self.beta_tol,
+                    )
             mu_name = "_vst_mu_hat" if vst else "_mu_hat"
             disp_name = "vst_genewise_dispersions" if vst else "genewise_dispersions"
             self.layers[mu_name] = np.full((self.n_obs, self.n_vars), np.nan)

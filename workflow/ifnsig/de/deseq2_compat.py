@@ -294,6 +294,32 @@ def _fast_replicates():
         ) = saved
 
 
+def _cooks_chunk(
+    normed: np.ndarray, counts: np.ndarray, mu: np.ndarray, hat: np.ndarray, n_vars: int
+) -> np.ndarray:
+    """Cook's distances of a chunk of genes, as pydeseq2's ``calculate_cooks`` without
+    replicated design cells (the dispersion from every sample's trimmed variance)."""
+    from pydeseq2.utils import trimmed_variance
+
+    variance = trimmed_variance(normed)
+    mean = normed.mean(axis=0)
+    dispersions = (variance - mean) / mean**2
+    # DESeq2's floor here, not min_disp: see pydeseq2's robust_method_of_moments_disp.
+    np.maximum(dispersions, 0.04, out=dispersions)
+    cooks = counts - mu
+    cooks **= 2
+    variance = mu**2
+    variance *= dispersions[None, :]
+    variance += mu
+    cooks /= variance
+    cooks /= n_vars
+    leverage = 1 - hat
+    leverage **= 2
+    leverage = hat / leverage
+    cooks *= leverage
+    return cooks
+
+
 def deseq_dataset_class():
     """pydeseq2's DeseqDataSet with DESeq2's dispersion trend, prior variance and MAP start,
     and DESeq2's Cook's filtering (``uns["cooks_count_heuristic"]``: whether the design is a
@@ -381,6 +407,36 @@ def deseq_dataset_class():
             self.obsm["_hat_diagonals"] = hat_diagonals
             self.var["_LFC_converged"] = pd.array([pd.NA] * self.n_vars, dtype="boolean")
             self.var.loc[self.var["non_zero"], "_LFC_converged"] = converged
+
+        def calculate_cooks(self) -> None:
+            # pydeseq2's, gene chunk by gene chunk on the blocked inference's threads when
+            # no design cell has three replicates (paired designs; pydeseq2 then takes
+            # every sample's trimmed variance): the same values, with a chunk's temporaries
+            # instead of three arrays of samples x genes, off the serial path.
+            if "dispersions" not in self.var:
+                self.fit_MAP_dispersions()
+            design = self.obsm["design_matrix"]
+            chunks = getattr(self.inference, "_chunks", None)
+            non_zero = self.var["non_zero"].to_numpy(dtype=bool)
+            counts = self.X[:, non_zero]
+            slices = [] if chunks is None else chunks(*counts.shape)
+            # A chunk of one gene would be summed in another order (see kernels._colsum).
+            if not slices or min(s.stop - s.start for s in slices) < 2:
+                return super().calculate_cooks()
+            if n_or_more_replicates(design, 3).any():
+                return super().calculate_cooks()
+            normed = self.layers["normed_counts"][:, non_zero]
+            mu, hat = self.obsm["_mu_LFC"], self.obsm["_hat_diagonals"]
+            tasks = [
+                (normed[:, s], counts[:, s], mu[:, s], hat[:, s], design.shape[-1]) for s in slices
+            ]
+            cooks = np.concatenate(self.inference._map(_cooks_chunk, tasks), axis=1)
+            if self.low_memory:
+                del self.obsm["_mu_LFC"]
+                del self.obsm["_hat_diagonals"]
+            self.layers["cooks"] = np.full((self.n_obs, self.n_vars), np.nan)
+            self.layers["cooks"][:, non_zero] = cooks
+            return None
 
         def cooks_outlier(self):
             if self.uns.get("cooks_count_heuristic", True) or "_pvalue_cooks_outlier" in self.var:

@@ -92,7 +92,7 @@ class DistinctCounts:
 
     def __init__(self, counts: np.ndarray) -> None:
         counts = np.asarray(counts)
-        order = np.argsort(counts, axis=1, kind="stable")
+        order = np.argsort(counts, axis=1)
         ordered = np.take_along_axis(counts, order, axis=1)
         new = np.ones(ordered.shape, dtype=bool)
         new[:, 1:] = ordered[:, 1:] != ordered[:, :-1]

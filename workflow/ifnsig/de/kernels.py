@@ -339,9 +339,12 @@ class _Levels:
         self.feats = feats
         self.k = k
 
-    def sums(self, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per feature ``f``: block-level sums of ``x * f`` (g, m) and the reference sum (g,)."""
-        if self.order is not None:
+    def sums(self, x: np.ndarray, ordered: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per feature ``f``: block-level sums of ``x * f`` (g, m) and the reference sum (g,).
+
+        ``ordered``: the columns of ``x`` are already in :attr:`order`.
+        """
+        if self.order is not None and not ordered:
             x = x[:, self.order]
         out = []
         for i, f in enumerate(self.feats):
@@ -358,11 +361,12 @@ class _Levels:
         return out
 
     def cox_reid(
-        self, w: np.ndarray, trace: bool = True, logdet: bool = True
+        self, w: np.ndarray, trace: bool = True, logdet: bool = True, ordered: bool = False
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """``log det(X'WX)`` and ``tr((X'WX)^-1 X'W^2X)`` per gene, for weights ``w`` (g, n).
 
-        ``trace=False`` or ``logdet=False`` leaves that one out (None).
+        ``trace=False`` or ``logdet=False`` leaves that one out (None). ``ordered``: the
+        samples (columns of ``w``) are already in :attr:`order`.
 
         With ``a`` the block diagonal, ``ba = A^-1 B`` and ``S`` the Schur complement:
         ``log det = sum log a + log det S``, and the trace is
@@ -374,7 +378,7 @@ class _Levels:
         out, with the same bits.
         """
         k, col, pair = self.k, self.col, self.pair
-        lw = self.sums(w)
+        lw = self.sums(w, ordered)
         a = lw[0][0]
         # None stands for a column of ones, whose ba is exactly 1.
         ba = [None if col[c] == 0 else lw[col[c]][0] / a for c in range(k)]
@@ -398,7 +402,7 @@ class _Levels:
             out_logdet = np.log(np.abs(a)).sum(axis=1) + np.linalg.slogdet(s)[1]
         if not trace:
             return out_logdet, None
-        l2 = self.sums(w * w)
+        l2 = self.sums(w * w, ordered)
         s_inv = np.linalg.inv(s)
 
         def times(b: np.ndarray | None, x: np.ndarray) -> np.ndarray:
@@ -680,6 +684,8 @@ def _alpha_mle_chunk(
     y_t, mu_t = np.ascontiguousarray(counts.T), np.ascontiguousarray(mu.T)
     prior_mean = np.log(alpha_hat)
     levels = _Levels(bd) if cr_reg else None
+    # The fitted means in the Cox-Reid term's sample order, once: not gathered at each call.
+    mu_cr = mu_t if levels is None or levels.order is None else mu_t[:, levels.order]
     distinct = DistinctCounts(y_t)
     step = max(1, BLOCK_CELLS // max(bd.n_samples, 1))
 
@@ -698,7 +704,9 @@ def _alpha_mle_chunk(
             )
             if levels is not None:
                 alpha = np.exp(log_alpha[part])
-                logdet, trace = levels.cox_reid(m_ / (1 + m_ * alpha[:, None]), slope, value)
+                m_cr = m_ if mu_cr is mu_t else mu_cr[genes]
+                w = m_cr / (1 + m_cr * alpha[:, None])
+                logdet, trace = levels.cox_reid(w, slope, value, ordered=True)
                 if v is not None:
                     v = v + 0.5 * logdet
                 if d is not None:

@@ -80,8 +80,8 @@ class DistinctCounts:
     """The distinct counts of each gene, to evaluate ``f(y + shift)`` once per distinct count.
 
     ``gammaln`` and ``digamma`` cost ten times a logarithm and are most of the dispersion
-    fit's time, while a gene's counts repeat: a gene of 4,000 samples has a median of 500
-    distinct counts, of 10,000 samples 600. Each value is computed from the same two
+    fit's time, while a gene's counts repeat: a gene of 4,000 simulated samples has a median
+    of 500 distinct counts, of 10,000 samples 620. Each value is computed from the same two
     numbers as on every cell, so the cells get the same bits.
 
     Parameters

@@ -489,25 +489,43 @@ def _cr2_df_by_cluster(
     gains: list[np.ndarray],
     blocks: list[np.ndarray],
 ) -> np.ndarray:
-    """The Satterthwaite df of :func:`_cr2` without its n x n matrices.
+    """The Satterthwaite df of :func:`_cr2` without its n x n or clusters x clusters matrices.
 
     Cluster ``j``'s load on coefficient ``k`` is ``g_j' (E_j - X_j B V')`` (``g_j`` row ``k``
     of its gain, ``E_j`` its rows of the identity, ``V = W X``), so with ``c_j = B X_j' g_j``
-    and the block-diagonal ``Phi``: ``Omega = diag(g_j' Phi_j g_j) - M C' - C M' + C S C'``,
-    ``M`` the rows ``g_j' Phi_j V_j``, ``C`` the rows ``c_j`` and ``S = sum_j V_j' Phi_j V_j``:
-    clusters x clusters, as the dense form gives it up to rounding.
+    and the block-diagonal ``Phi``: ``Omega = diag(d) + L``, ``d_j = g_j' Phi_j g_j`` and
+    ``L = -M C' - C M' + C S C' = Z K Z'``, ``M`` the rows ``g_j' Phi_j V_j``, ``C`` the rows
+    ``c_j``, ``S = sum_j V_j' Phi_j V_j``, ``Z = [M C]`` and ``K = [[0, -I], [-I, S]]``. Then
+    ``tr(Omega) = sum(d) + sum_j z_j K z_j'`` and ``sum(Omega^2) = sum(d^2) + 2 sum_j d_j
+    z_j K z_j' + tr(K Z'Z K Z'Z)``: memory and time linear in the clusters, the same df as
+    the dense form up to rounding. Clusters of one size are computed together.
     """
-    s = sum(wx[rows].T @ phi_j @ wx[rows] for rows, phi_j in zip(clusters, blocks, strict=True))
-    df = np.empty(x.shape[1])
-    for k in range(x.shape[1]):
-        loads = [g[k] for g in gains]
-        c = np.array([b @ (x[rows].T @ g) for g, rows in zip(loads, clusters, strict=True)])
-        weighted = [phi_j @ g for g, phi_j in zip(loads, blocks, strict=True)]
-        d = np.array([g @ pg for g, pg in zip(loads, weighted, strict=True)])
-        m = np.array([pg @ wx[rows] for pg, rows in zip(weighted, clusters, strict=True)])
-        cross = m @ c.T
-        omega = np.diag(d) - cross - cross.T + c @ s @ c.T
-        df[k] = np.trace(omega) ** 2 / np.sum(omega**2)
+    p = x.shape[1]
+    s = np.zeros((p, p))
+    d_parts, m_parts, c_parts = [], [], []
+    sizes = np.array([len(rows) for rows in clusters])
+    for size in np.unique(sizes):
+        picked = np.flatnonzero(sizes == size)
+        rows = np.stack([clusters[j] for j in picked])  # clusters x size
+        gain = np.stack([gains[j] for j in picked])  # clusters x p x size
+        phi = np.stack([blocks[j] for j in picked])  # clusters x size x size
+        xj, vj = x[rows], wx[rows]  # clusters x size x p
+        s += np.einsum("gsi,gst,gtk->ik", vj, phi, vj)
+        weighted = np.einsum("gst,gkt->gks", phi, gain)  # Phi_j g_j for every k
+        d_parts.append(np.einsum("gks,gks->gk", gain, weighted))
+        m_parts.append(np.einsum("gks,gsi->gki", weighted, vj))
+        c_parts.append(np.einsum("ai,gsi,gks->gka", b, xj, gain))
+    d_all, m_all, c_all = (np.concatenate(parts) for parts in (d_parts, m_parts, c_parts))
+    kernel = np.block([[np.zeros((p, p)), -np.eye(p)], [-np.eye(p), s]])
+    df = np.empty(p)
+    for k in range(p):
+        d = d_all[:, k]
+        z = np.hstack([m_all[:, k], c_all[:, k]])
+        low_rank_diagonal = np.einsum("gi,ij,gj->g", z, kernel, z)
+        kg = kernel @ (z.T @ z)
+        trace = d.sum() + low_rank_diagonal.sum()
+        squares = np.sum(d**2) + 2.0 * np.sum(d * low_rank_diagonal) + np.sum(kg * kg.T)
+        df[k] = trace**2 / squares
     return df
 
 

@@ -370,7 +370,38 @@ def drawn(monkeypatch):
     return figures
 
 
+# The longest work first, so that the two pytest-xdist workers end together (pyproject.toml
+# keeps this order: --no-loadscope-reorder). A module named alone goes whole (its group with
+# it); "module::test" moves that test alone. Each worker is handed two units at the start
+# and a third once it has at most two tests left: the SLURM run (minutes of waiting on the
+# cluster's status checks) and then the interrupted run go to one worker, while the other
+# builds the session's small run (the first test that asks for it) and fits the DE group.
+LONGEST_FIRST = [
+    "test_slurm.py::test_workflow_through_slurm_matches_local",
+    "test_anndata.py::test_counts_are_integers_stored_once",
+    "test_reproducible.py::test_run_killed_during_de_resumes_to_identical_tables",
+    "test_de.py",
+    "test_rerun.py::test_an_excluded_sample_leaves_no_trace_in_results",
+    "test_blocked_inference.py",
+    "test_qc.py",
+    "test_cohort_shapes.py",
+    "test_report.py",
+    "test_reference.py",
+    "test_workflow.py::test_response_contrast_splits_patients_as_the_clinical_stage",
+    "test_mixed_models.py",
+    "test_clinical.py",
+    "test_calibration.py",
+    "test_fuzz_inputs.py",
+    "test_formats.py",
+]
+
+
 def pytest_collection_modifyitems(config, items):
-    """The SLURM run first: it spends minutes waiting on the cluster's status checks, and
-    started first it overlaps the other worker's tests instead of running alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)
+    def rank(item) -> int:
+        module, name = Path(item.path).name, item.name.split("@")[0]
+        for position, entry in enumerate(LONGEST_FIRST):
+            if entry in (module, f"{module}::{name}"):
+                return position
+        return len(LONGEST_FIRST)
+
+    items.sort(key=rank)

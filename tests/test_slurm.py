@@ -105,21 +105,33 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 SNAKEFILE_ARGS = ["-s", str(REPO / "Snakefile")]
 
 
-def _requested_resources() -> dict[str, tuple[str, str, str]]:
-    """Memory, time limit and CPUs sbatch gave each rule's job (squeue; MinJobAge keeps them)."""
+def _slurm_jobs() -> dict[str, list[tuple[str, str, str, str, str]]]:
+    """Each rule's jobs (squeue; MinJobAge keeps them): memory, time limit and CPUs sbatch
+    gave the job, and its start and end time."""
     proc = subprocess.run(
-        ["squeue", "--states=all", "--noheader", "--format=%k|%m|%l|%C"],
+        ["squeue", "--states=all", "--noheader", "--format=%k|%m|%l|%C|%S|%e"],
         capture_output=True,
         text=True,
         check=True,
     )
-    requested = {}
+    jobs: dict[str, list[tuple[str, str, str, str, str]]] = {}
     for line in proc.stdout.splitlines():
-        comment, memory, limit, cpus = line.strip().split("|")
+        comment, *fields = line.strip().split("|")
         # The plugin puts "rule_<name>_wildcards_..." in the job comment.
         rule = comment.removeprefix("rule_").split("_wildcards")[0]
-        requested[rule] = (memory, limit, cpus)
-    return requested
+        jobs.setdefault(rule, []).append(tuple(fields))
+    return jobs
+
+
+SHARD_RULES = ["de_genewise_dispersions", "de_shard_tests"]
+
+
+def _shard_threads() -> list[str]:
+    """--set-threads: the profile's, with one CPU for each gene-shard job, so that the two
+    shards of a step fit side by side on the test node's CPUs."""
+    profile = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())["set-threads"]
+    threads = {**profile, **dict.fromkeys(SHARD_RULES, 1)}
+    return ["--set-threads", *(f"{rule}={n}" for rule, n in threads.items())]
 
 
 def test_every_rule_with_threads_from_cores_has_profile_threads() -> None:
@@ -155,7 +167,8 @@ def test_workflow_through_slurm_matches_local(
     targets = [f"results/de/{name}_vs_baseline.tsv" for name in ("month3", "month6")]
     targets.append("results/enrichment/month6_vs_baseline.prerank.tsv")
     started = time.monotonic()
-    run_through_slurm(cluster, targets, SNAKEFILE_ARGS)
+    # (-s ends the list of --set-threads, which would take the targets too.)
+    run_through_slurm(cluster, targets, [*_shard_threads(), *SNAKEFILE_ARGS])
     print(f"\nsmall cohort through SLURM: {time.monotonic() - started:.0f} s")
 
     # The session's local run of the small cohort (its DE one job) is the reference, asked
@@ -183,7 +196,8 @@ def test_workflow_through_slurm_matches_local(
     # Every rule ran as its own SLURM job, with the memory and time its rule computes from
     # the input size (not the 500 MB / 5 min test defaults), and the profile's fixed request
     # for enrichment.
-    requested = _requested_resources()
+    jobs = _slurm_jobs()
+    requested = {rule: runs[-1][:3] for rule, runs in jobs.items()}
     rules = ["build_anndata", "normalize", "differential_expression", "enrichment"]
     rules += ["de_size_factors", "de_genewise_dispersions", "de_dispersion_prior", "de_shard_tests"]
     for rule in rules:
@@ -198,3 +212,10 @@ def test_workflow_through_slurm_matches_local(
     # The rule's threads (capped at the node's CPUs by --max-threads) reached sbatch.
     assert int(cpus) == min(2, len(os.sched_getaffinity(0))), requested
     assert requested["enrichment"][1] == "2:00:00", requested
+    # The two shards of each gene-wise step asked for one CPU each and ran side by side: each
+    # started before the other ended.
+    for rule in SHARD_RULES:
+        runs = jobs[rule]
+        assert len(runs) == 2 and all(cpus == "1" for _, _, cpus, _, _ in runs), runs
+        starts, ends = [run[3] for run in runs], [run[4] for run in runs]
+        assert max(starts) < min(ends), runs

@@ -1,3 +1,4 @@
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +146,52 @@ def test_vectorized_spearman_matches_scipy():
     y = np.round(x + rng.normal(size=(5, 12)))  # ties in y
     expected = [spearmanr(a, b)[0] for a, b in zip(x, y, strict=True)]
     assert stats.spearman_rho(x, y) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("block", [stats.JACKKNIFE_BLOCK_VALUES, 40])
+def test_bootstrap_intervals_equal_scipy_to_the_bit(monkeypatch, block):
+    from scipy.stats import bootstrap
+
+    monkeypatch.setattr(stats, "JACKKNIFE_BLOCK_VALUES", block)  # 40: 1-3 rows a block
+    computed = 0
+    for trial in range(12):
+        rng = np.random.default_rng(trial)
+        n = int(rng.integers(5, 40))
+        x = np.round(rng.normal(size=n), 1)  # ties
+        y = np.round(x + rng.normal(size=n))
+        for data, statistic, paired in [
+            ((x, y), stats.spearman_rho, True),
+            ((x,), np.median, False),
+        ]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # scipy's degenerate intervals: NaN
+                expected = bootstrap(
+                    data,
+                    statistic,
+                    n_resamples=199,
+                    vectorized=True,
+                    paired=paired,
+                    confidence_level=0.9,
+                    method="BCa",
+                    rng=np.random.default_rng(trial),
+                ).confidence_interval
+            got = stats.bootstrap_ci(
+                data, statistic, 199, 0.9, np.random.default_rng(trial), paired=paired
+            )
+            assert np.array_equal(got, (expected.low, expected.high), equal_nan=True)
+            computed += not np.isnan(got[0])
+    assert computed >= 20  # of 24
+
+
+def test_resample_ranks_are_rankdata_of_the_resample():
+    from scipy.stats import rankdata
+
+    values = np.array([3.0, 1.0, 3.0, 2.0, 5.0])
+    distinct, codes = np.unique(values, return_inverse=True)
+    index = np.random.default_rng(0).integers(0, 5, size=(7, 5))
+    ranks = stats.resample_ranks(codes, len(distinct), index)
+    assert np.array_equal(ranks, rankdata(values[index], axis=-1))
+    assert np.array_equal(stats.resample_ranks(codes, 4, np.arange(5)), rankdata(values))
 
 
 def test_bh_keeps_missing_values():

@@ -217,6 +217,32 @@ def trajectories_like_the_demo(path: Path) -> None:
     )
 
 
+def test_trajectories_of_many_patients_draw_the_same_lines_as_one_collection(
+    tmp_path, drawn, monkeypatch
+):
+    from matplotlib.colors import to_rgba
+
+    def lines(axis) -> list:
+        if axis.collections:  # one collection of every patient, markers in a scatter
+            segments = axis.collections[0].get_segments()
+            colors = axis.collections[0].get_colors()
+            return [(seg.tolist(), tuple(c)) for seg, c in zip(segments, colors, strict=True)]
+        return [
+            (np.column_stack(line.get_data()).tolist(), to_rgba(line.get_color(), 0.7))
+            for line in axis.get_lines()
+        ]
+
+    trajectories_like_the_demo(tmp_path / "lines.png")
+    monkeypatch.setattr(plots, "LINE_OBJECTS_MAX", 10)  # 25 patients: one collection
+    trajectories_like_the_demo(tmp_path / "collection.png")
+    one, many = drawn["lines.png"]["axes"], drawn["collection.png"]["axes"]
+    assert not one[0].collections and len(many[0].collections) == 2
+    for by_line, by_collection in zip(one[:11], many[:11], strict=True):
+        assert lines(by_collection) == lines(by_line) and len(lines(by_line)) == 25
+        assert by_collection.get_ylim() == pytest.approx(by_line.get_ylim(), rel=0.05)
+        assert len(by_collection.collections[1].get_offsets()) == 75  # 25 x 3 markers
+
+
 def test_figures_are_small_palette_pngs_and_reproducible(tmp_path):
     from PIL import Image
 

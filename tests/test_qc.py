@@ -603,6 +603,32 @@ def test_read_layers_gives_the_named_layers_as_read_h5ad_does(tmp_path):
     pd.testing.assert_frame_equal(data.layer_table(part, "vst"), data.layer_table(whole, "vst"))
 
 
+@pytest.mark.parametrize("block", [data.LAYER_BLOCK_VALUES, 12])
+def test_layer_tsv_in_blocks_is_pandas_to_csv_of_the_layer_table(tmp_path, monkeypatch, block):
+    import anndata as ad
+
+    monkeypatch.setattr(data, "LAYER_BLOCK_VALUES", block)  # 12: 2 genes a block
+    rng = np.random.default_rng(2)
+    values = np.exp(rng.normal(scale=8, size=(6, 7)))
+    values[0, 0], values[1, 1], values[2, 2] = 0.0, 1e-300, -0.0
+    values[3, 5] = np.nan  # a block pandas writes (empty cell)
+    symbols = ["A", 'quoted "B"', "C\tD", "E", "F", "G", "H"]
+    cohort = ad.AnnData(
+        X=np.zeros((6, 7), dtype=np.float32),
+        obs=pd.DataFrame(index=[f"s{i}" for i in range(6)]),
+        var=pd.DataFrame({"symbol": symbols}, index=[f"g{i}" for i in range(7)]),
+    )
+    cohort.layers["vst"] = values
+    cohort.layers["normalized"] = values.astype(np.float32)
+    data.write_h5ad(cohort, tmp_path / "c.h5ad")
+    for layer in ("vst", "normalized"):
+        data.write_layer_tsv(tmp_path / "c.h5ad", layer, tmp_path / f"{layer}.tsv")
+        expected = data.layer_table(ad.read_h5ad(tmp_path / "c.h5ad"), layer).to_csv(
+            sep="\t", index=False, float_format="%.10g"
+        )
+        assert (tmp_path / f"{layer}.tsv").read_text() == expected
+
+
 @pytest.mark.parametrize(
     "tissue, blood",
     [

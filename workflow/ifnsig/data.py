@@ -537,6 +537,54 @@ def layer_table(adata: ad.AnnData, layer: str) -> pd.DataFrame:
     return frame
 
 
+#: Values of a layer that :func:`write_layer_tsv` holds at once (genes x samples).
+LAYER_BLOCK_VALUES = 2_000_000
+_QUOTED = re.compile(r'[\t"\n\r]')
+
+
+def write_layer_tsv(h5ad: str | Path, layer: str, path: str | Path) -> None:
+    """One layer of an ``.h5ad`` as the TSV of :func:`layer_table` (``%.10g``), a block of
+    genes at a time.
+
+    The bytes are those of ``layer_table(...).to_csv(sep="\t", index=False,
+    float_format="%.10g")``; a block is read from the file, formatted with ``%`` and
+    joined, which takes a third of pandas' time, and memory holds one block instead of two
+    copies of the matrix. Blocks with a missing or infinite value, and labels that the CSV
+    writer would quote, are written by pandas.
+    """
+    import h5py
+    from anndata.io import read_elem
+
+    with h5py.File(h5ad, "r") as handle, atomic_output(path) as partial:
+        obs, var = read_elem(handle["obs"]), read_elem(handle["var"])
+        stored = handle[f"layers/{layer}"]
+        matrix = stored if isinstance(stored, h5py.Dataset) else read_elem(stored)
+        samples = obs.index.astype(str).to_numpy()
+        genes = var.index.astype(str).to_numpy()
+        symbols = var["symbol"].astype(str).to_numpy()
+        plain_samples = not any(_QUOTED.search(name) for name in samples)
+        block = max(1, LAYER_BLOCK_VALUES // max(len(samples), 1))
+        form = "%.10g".__mod__
+        with open(partial, "w", newline="") as out:
+            header = pd.DataFrame(columns=["gene_id", "symbol", *samples])
+            header.to_csv(out, sep="\t", index=False)
+            for start in range(0, len(genes), block):
+                part = slice(start, start + block)
+                values = np.asarray(matrix[:, part]).T
+                ids, names = genes[part], symbols[part]
+                labels_plain = not any(_QUOTED.search(x) for x in [*ids, *names])
+                if plain_samples and labels_plain and np.isfinite(values).all():
+                    out.writelines(
+                        f"{gene}\t{symbol}\t" + "\t".join(map(form, row.tolist())) + "\n"
+                        for gene, symbol, row in zip(ids, names, values, strict=True)
+                    )
+                else:
+                    frame = pd.DataFrame(values, columns=obs.index)
+                    frame.insert(0, "symbol", names)
+                    frame.insert(0, "gene_id", var.index[part])
+                    frame.to_csv(out, sep="\t", index=False, header=False, float_format="%.10g")
+
+
 def annotate_cohort(adata: ad.AnnData, scores: pd.DataFrame, qc: ad.AnnData) -> ad.AnnData:
     """Add the IFN scores and calls (``ifn_<signature>_<method>[_positive]``) and the QC
     metrics, composition scores and flag status of ``qc`` (the QC stage's AnnData) to obs,

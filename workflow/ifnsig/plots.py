@@ -722,6 +722,29 @@ def change_scatter(
     _save(fig, path)
 
 
+#: Above this many patients a panel draws its patients' lines as one collection (the same
+#: lines, colours and markers; drawing thousands of line objects took most of the clinical
+#: stage's time), at most this many as one line object each (the demo's figures).
+LINE_OBJECTS_MAX = 300
+
+
+def _patient_lines(
+    ax, values: pd.DataFrame, color_of, alpha: float, lw: float, marker_size: float = 0.0
+) -> None:
+    """One line per subject through its (``x``, ``score``) points in order of ``x``."""
+    ordered = values.sort_values(["subject", "x"], kind="stable")
+    subjects = ordered["subject"].to_numpy()
+    points = ordered[["x", "score"]].to_numpy(dtype=float)
+    starts = np.flatnonzero(np.r_[True, subjects[1:] != subjects[:-1]])
+    colors = [color_of(subjects[i]) for i in starts]
+    lines = LineCollection(np.split(points, starts[1:]), colors=colors, alpha=alpha, linewidths=lw)
+    ax.add_collection(lines)
+    if marker_size:
+        repeated = np.repeat(np.array(colors), np.diff(np.r_[starts, len(subjects)]))
+        ax.scatter(*points.T, s=marker_size**2, c=repeated, alpha=alpha, linewidths=0)
+    ax.autoscale_view()
+
+
 def clinical_trajectories(
     score_change: pd.DataFrame,
     clinical: pd.DataFrame,
@@ -752,10 +775,13 @@ def clinical_trajectories(
     x_of = {tp: i for i, tp in enumerate(timepoints)}
     for ax, (_, label, values) in zip(axes.flat, panels, strict=False):
         values = values.assign(x=values["timepoint"].map(x_of)).dropna(subset=["x", "score"])
-        for subject, rows in values.groupby("subject", sort=True):
-            rows = rows.sort_values("x")
-            color = _response_color(calls, subject)
-            ax.plot(rows["x"], rows["score"], color=color, alpha=0.7, lw=1, marker="o", ms=3)
+        if values["subject"].nunique() > LINE_OBJECTS_MAX:
+            _patient_lines(ax, values, lambda s: _response_color(calls, s), 0.7, 1, 3)
+        else:
+            for subject, rows in values.groupby("subject", sort=True):
+                rows = rows.sort_values("x")
+                color = _response_color(calls, subject)
+                ax.plot(rows["x"], rows["score"], color=color, alpha=0.7, lw=1, marker="o", ms=3)
         ax.set_xticks(list(x_of.values()), timepoints, fontsize=8)
         ax.set_ylabel(label, fontsize=9)
     for ax in list(axes.flat)[len(panels) :]:
@@ -791,9 +817,12 @@ def group_trajectories(
             called = {"responder": True, "non_responder": False}.get(level)
             color = PALETTE(i % 10) if called is None else RESPONSE_COLORS[called]
             part = data[data["group"] == level]
-            for _, rows in part.groupby("subject", sort=True):
-                rows = rows.sort_values("x")
-                ax.plot(rows["x"], rows["score"], color=color, alpha=0.3, lw=0.8)
+            if part["subject"].nunique() > LINE_OBJECTS_MAX:
+                _patient_lines(ax, part, lambda _, color=color: color, 0.3, 0.8)
+            else:
+                for _, rows in part.groupby("subject", sort=True):
+                    rows = rows.sort_values("x")
+                    ax.plot(rows["x"], rows["score"], color=color, alpha=0.3, lw=0.8)
             medians = part.groupby("x")["score"].median()
             n_level = part["subject"].nunique()
             ax.plot(

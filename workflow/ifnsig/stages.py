@@ -244,10 +244,8 @@ def normalize(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -
 
 def export_matrices(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
     """Normalized counts and VST values as gene x sample tables with ID and symbol."""
-    for layer in ("normalized", "vst"):  # one matrix in memory at a time
-        table = data.layer_table(data.read_layers(inputs["normalized"], [layer]), layer)
-        write_tsv(table, outputs[layer])
-        del table
+    for layer in ("normalized", "vst"):
+        data.write_layer_tsv(inputs["normalized"], layer, outputs[layer])
 
 
 def annotate_cohort(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:

@@ -148,11 +148,13 @@ def test_vectorized_spearman_matches_scipy():
     assert stats.spearman_rho(x, y) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("block", [stats.JACKKNIFE_BLOCK_VALUES, 40])
-def test_bootstrap_intervals_equal_scipy_to_the_bit(monkeypatch, block):
+@pytest.mark.parametrize("batch", [stats.BOOTSTRAP_BATCH_VALUES, 40])
+def test_bootstrap_intervals_equal_scipy_to_the_bit(monkeypatch, batch):
+    """Spearman from dense codes and scipy's batches (40 values: 1-8 resamples a batch)
+    give scipy's interval of the data itself, without batches, to the last bit."""
     from scipy.stats import bootstrap
 
-    monkeypatch.setattr(stats, "JACKKNIFE_BLOCK_VALUES", block)  # 40: 1-3 rows a block
+    monkeypatch.setattr(stats, "BOOTSTRAP_BATCH_VALUES", batch)
     computed = 0
     for trial in range(12):
         rng = np.random.default_rng(trial)
@@ -183,15 +185,17 @@ def test_bootstrap_intervals_equal_scipy_to_the_bit(monkeypatch, block):
     assert computed >= 20  # of 24
 
 
-def test_resample_ranks_are_rankdata_of_the_resample():
+def test_ranks_from_codes_are_rankdata_of_the_values():
     from scipy.stats import rankdata
 
     values = np.array([3.0, 1.0, 3.0, 2.0, 5.0])
     distinct, codes = np.unique(values, return_inverse=True)
     index = np.random.default_rng(0).integers(0, 5, size=(7, 5))
-    ranks = stats.resample_ranks(codes, len(distinct), index)
+    ranks = stats.codes_ranks(codes[index], len(distinct))
     assert np.array_equal(ranks, rankdata(values[index], axis=-1))
-    assert np.array_equal(stats.resample_ranks(codes, 4, np.arange(5)), rankdata(values))
+    assert np.array_equal(stats.codes_ranks(codes, 4), rankdata(values))
+    rho = stats.codes_spearman(4, 4)(codes[index].T, codes[index[::-1]].T, axis=0)
+    assert np.array_equal(rho, stats.spearman_rho(values[index], values[index[::-1]]))
 
 
 def test_bh_keeps_missing_values():

@@ -9,12 +9,13 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import warnings
 import zlib
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import stats
 
 log = logging.getLogger(__name__)
 #: Fewest subjects (or pairs) a bootstrap interval is computed from.
@@ -69,8 +70,9 @@ def row_rng(seed: int, *key: object) -> np.random.Generator:
     return np.random.default_rng([seed, digest])
 
 
-#: Values (resamples x observations) each block of the jackknife holds at most.
-JACKKNIFE_BLOCK_VALUES = 2_000_000
+#: Values (resamples x observations) scipy's bootstrap holds per batch at most: the
+#: resamples and the jackknife (n x n - 1 values) are then made a batch at a time.
+BOOTSTRAP_BATCH_VALUES = 2_000_000
 
 
 def bootstrap_ci(
@@ -81,79 +83,57 @@ def bootstrap_ci(
     rng: np.random.Generator,
     paired: bool = False,
 ) -> tuple[float, float]:
-    """BCa bootstrap interval (Efron 1987); NaN when not computable.
+    """BCa bootstrap interval (scipy.stats.bootstrap; Efron 1987); NaN when not computable.
 
-    The steps, the random draws and the arithmetic are those of ``scipy.stats.bootstrap``
-    (``method="BCa"``, ``vectorized=True``; one sample, or samples resampled together when
-    ``paired``), so the intervals are the same to the last bit
-    (``tests/test_clinical.py`` compares them). Two things differ, and neither changes a
-    value: the jackknife of the acceleration is computed a block of rows at a time, so
-    memory grows with the observations rather than with their square, and Spearman's rho
-    (:func:`spearman_rho`) ranks each resample by counting how often it drew each original
-    observation instead of sorting it (:func:`resample_ranks`).
+    scipy's ``batch`` keeps memory linear in the observations (batches of
+    :data:`BOOTSTRAP_BATCH_VALUES` values; the random draws and the interval do not depend
+    on it). Spearman's rho is bootstrapped from the observations' ranks among the distinct
+    values (:func:`codes_spearman`), which gives each resample's mid-ranks by counting
+    rather than sorting: the same values as :func:`spearman_rho` of the resampled data.
 
     Not computed, with one log line saying why, below :data:`BOOTSTRAP_MIN_N` observations
     or when the statistic does not vary between the jackknife samples (degenerate data, as
     when every one of a handful of subjects changes the same way): BCa's acceleration is
-    then 0 / 0.
+    then 0 / 0, and scipy would warn and return NaN.
     """
     if n_resamples <= 0:
         return np.nan, np.nan
     n = len(data[0])
     if n < BOOTSTRAP_MIN_N:
         return _left_empty(f"needs >= {BOOTSTRAP_MIN_N} subjects, {n} here")
-    if not paired and len(data) > 1:
-        raise ValueError("unpaired bootstrap intervals take one sample")
-    of_indices = _of_indices(data, statistic)
-    # scipy draws every resample at once: rng.integers(0, n, (n_resamples, n)).
-    theta_b = of_indices(rng.integers(0, n, size=(n_resamples, n), dtype=np.int64))
-    theta_hat = np.expand_dims(of_indices(np.arange(n)), axis=-1)
-    below = np.count_nonzero(theta_b < theta_hat, axis=-1)
-    percentile = (below + np.count_nonzero(theta_b <= theta_hat, axis=-1)).astype(
-        theta_hat.dtype
-    ) / (2 * n_resamples)
-    jackknife = np.concatenate([of_indices(rows) for rows in _jackknife_indices(n)], axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        z0 = special.ndtri(percentile)
-        size = float(n)
-        u = (size - 1) * (np.mean(jackknife, axis=-1, keepdims=True) - jackknife)
-        num = np.sum(u**3, axis=-1) / size**3
-        den = np.sum(u**2, axis=-1) / size**2
-        a_hat = 1 / 6 * num / den ** (3 / 2)
-        z_alpha = float(special.ndtri((1 - confidence) / 2))
-        num1 = z0 + z_alpha
-        alpha_1 = special.ndtr(z0 + num1 / (1 - a_hat * num1))
-        num2 = z0 - z_alpha
-        alpha_2 = special.ndtr(z0 + num2 / (1 - a_hat * num2))
-        interval = stats.quantile(theta_b, np.stack([alpha_1, alpha_2], axis=-1), axis=-1)
-    if np.isnan(interval).any():
+    if statistic is spearman_rho and len(data) == 2:
+        codes = [_dense_codes(np.asarray(d, dtype=float)) for d in data]
+        data = tuple(code for code, _ in codes)
+        statistic = codes_spearman(*(n_distinct for _, n_distinct in codes))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = stats.bootstrap(
+            data,
+            statistic,
+            n_resamples=n_resamples,
+            batch=max(1, BOOTSTRAP_BATCH_VALUES // n),
+            vectorized=True,
+            paired=paired,
+            confidence_level=confidence,
+            method="BCa",
+            rng=rng,
+        )
+    degenerate = any(issubclass(w.category, stats.DegenerateDataWarning) for w in caught)
+    for warning in caught:
+        # The 0 / 0 of the acceleration comes with the degenerate-data warning.
+        explained = issubclass(warning.category, stats.DegenerateDataWarning) or (
+            "_resampling" in warning.filename
+        )
+        if not (degenerate and explained):
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    if degenerate:
         return _left_empty(
             f"not computable from {n} subjects: the statistic does not vary "
             "between the jackknife samples, so BCa's acceleration is undefined"
         )
-    return float(interval[..., 0]), float(interval[..., 1])
-
-
-def _jackknife_indices(n: int):
-    """The jackknife's rows (row k leaves out observation k), a block at a time."""
-    block = max(1, JACKKNIFE_BLOCK_VALUES // n)
-    for start in range(0, n, block):
-        rows = np.arange(start, min(start + block, n))
-        kept = np.arange(n - 1)
-        yield kept + (kept >= rows[:, None])
-
-
-def _of_indices(data: tuple[np.ndarray, ...], statistic: Callable) -> Callable:
-    """``statistic`` of the observations an index array picks, one value per row."""
-    if statistic is spearman_rho and len(data) == 2:
-        x, y = (np.asarray(d, dtype=float) for d in data)
-        codes = [_dense_codes(x), _dense_codes(y)]
-
-        def spearman(index: np.ndarray) -> np.ndarray:
-            return _pearson(*(resample_ranks(*code, index) for code in codes))
-
-        return spearman
-    return lambda index: statistic(*(d[..., index] for d in data), axis=-1)
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def _dense_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
@@ -162,20 +142,30 @@ def _dense_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
     return codes.ravel(), len(distinct)
 
 
-def resample_ranks(codes: np.ndarray, n_distinct: int, index: np.ndarray) -> np.ndarray:
-    """Mid-ranks within each row of ``values[index]``, from the values' dense codes.
+def codes_ranks(codes: np.ndarray, n_distinct: int) -> np.ndarray:
+    """Mid-ranks along the last axis of values given by their dense codes.
 
-    A row's mid-rank of a value is the count of the row's smaller values plus half of
+    A value's mid-rank in its row is the count of the row's smaller values plus half of
     (1 + the count of its equal values): cumulative counts of the codes give it without
-    sorting, exactly (half-integers), the same as ``scipy.stats.rankdata(values[index],
+    sorting, exactly (half-integers), the same as ``scipy.stats.rankdata(values,
     axis=-1)``.
     """
-    picked = codes[index]
-    rows = picked.reshape(-1, picked.shape[-1])
+    codes = np.asarray(codes).astype(np.intp, copy=False)
+    rows = codes.reshape(-1, codes.shape[-1])
     flat = (rows + np.arange(rows.shape[0])[:, None] * n_distinct).ravel()
     counts = np.bincount(flat, minlength=rows.shape[0] * n_distinct)
     cumulative = counts.reshape(rows.shape[0], n_distinct).cumsum(axis=1).ravel()
-    return (cumulative - (counts - 1) / 2)[flat].reshape(picked.shape)
+    return (cumulative - (counts - 1) / 2)[flat].reshape(codes.shape)
+
+
+def codes_spearman(x_distinct: int, y_distinct: int) -> Callable:
+    """Spearman's rho of two samples given as dense codes (:func:`codes_ranks`)."""
+
+    def rho(x_codes: np.ndarray, y_codes: np.ndarray, axis: int = -1) -> np.ndarray:
+        x, y = np.moveaxis(x_codes, axis, -1), np.moveaxis(y_codes, axis, -1)
+        return _pearson(codes_ranks(x, x_distinct), codes_ranks(y, y_distinct))
+
+    return rho
 
 
 def spearman_rho(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:

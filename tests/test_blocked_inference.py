@@ -269,34 +269,6 @@ def test_nb_likelihood_value_and_slope_alone_have_the_bits_of_both() -> None:
     assert np.array_equal(nb_negative_loglik(y[5:6], mu[5:6], log_alpha[5:6])[0], value[5:6])
 
 
-def test_nb_likelihood_from_distinct_counts_has_the_bits_of_every_cell(monkeypatch) -> None:
-    from ifnsig.de import dispersion
-    from ifnsig.de.dispersion import DistinctCounts, nb_negative_loglik
-
-    rng = np.random.default_rng(6)
-    # Low counts repeat (few distinct values a gene), high counts hardly do.
-    y = np.vstack([rng.poisson(3, (40, 500)), rng.negative_binomial(2, 0.001, (20, 500))])
-    y = y.astype(float)
-    mu = rng.uniform(0.5, 2000, y.shape)
-    log_alpha = rng.uniform(-6, 1, len(y))
-    distinct = DistinctCounts(y)
-    for j in (0, 45):
-        values = np.unique(y[j])
-        assert np.array_equal(
-            distinct.values[distinct.start[j] : distinct.start[j] + len(values)], values
-        )
-        assert np.array_equal(values[distinct.inverse[j]], y[j])
-    every = nb_negative_loglik(y, mu, log_alpha)
-    rows = rng.permutation(len(y))
-    for share in (0.0, 1.0):  # every cell, then always the distinct counts
-        monkeypatch.setattr(dispersion, "DISTINCT_SHARE", share)
-        value, slope = nb_negative_loglik(
-            y[rows], mu[rows], log_alpha[rows], distinct=(distinct, rows)
-        )
-        assert np.array_equal(value, every[0][rows])
-        assert np.array_equal(slope, every[1][rows])
-
-
 def test_chunk_kernels_import_neither_pydeseq2_nor_pandas() -> None:
     """What the fit's chunks run imports numpy and scipy only (cheap to start)."""
     import subprocess

@@ -4,9 +4,7 @@ import numpy as np
 import pandas as pd
 from conftest import shared_data
 
-from ifnsig.de import deseq2_compat
 from ifnsig.de.deseq2_compat import (
-    design_row_groups,
     independent_filtering,
     monte_carlo_prior_variance,
     n_or_more_replicates,
@@ -27,23 +25,6 @@ def test_n_or_more_replicates_is_pydeseq2s():
         ours, theirs = n_or_more_replicates(design, at_least), pydeseq2s(design, at_least)
         assert ours.index.equals(theirs.index)
         assert np.array_equal(ours.to_numpy(dtype=bool), theirs.to_numpy(dtype=bool))
-
-
-def test_design_row_groups_are_the_distinct_rows(monkeypatch):
-    rng = np.random.default_rng(1)
-    rows = rng.integers(0, 3, (6, 4)).astype(float)
-    design = rows[rng.integers(0, 6, 50)]
-    design[design == 0] *= np.where(rng.random((design == 0).sum()) < 0.5, -1.0, 1.0)  # -0.0
-    distinct = pd.DataFrame(design + 0.0).drop_duplicates()
-    group, sizes = design_row_groups(design)
-    assert len(sizes) == len(distinct) and sizes.sum() == 50
-    assert np.array_equal(np.unique(group, return_index=True)[1], np.sort(distinct.index))
-    for i, j in [(0, 1), (2, 30), (7, 49)]:
-        assert (group[i] == group[j]) == np.array_equal(design[i] + 0.0, design[j] + 0.0)
-    # Every row hashed alike (a collision): the groups from the rows' bytes are the same.
-    monkeypatch.setattr(deseq2_compat, "_row_hashes", lambda x: np.zeros(len(x), np.uint64))
-    collided_group, collided_sizes = design_row_groups(design)
-    assert np.array_equal(collided_group, group) and np.array_equal(collided_sizes, sizes)
 
 
 def test_independent_filtering_reproduces_r_on_r_pvalues():

@@ -54,13 +54,6 @@ from ifnsig.de.kernels import (  # noqa: F401 (the kernels' names, as before the
 
 __all__ = ["BlockDesign", "BlockedInference", "detect_block_design", "irls_objective"]
 
-
-def _memory(x: np.ndarray) -> tuple[Any, ...]:
-    """Where an array's values are: first address, shape, strides and type."""
-    face = x.__array_interface__
-    return face["data"][0], face["shape"], face["strides"], face["typestr"]
-
-
 # --------------------------------------------------------------------------------------
 # Inference class
 # --------------------------------------------------------------------------------------
@@ -100,10 +93,6 @@ class BlockedInference(DESeq2Inference):
 
     Attributes
     ----------
-    hat_diagonals : bool
-        Whether ``irls`` computes the hat diagonals (Cook's distances need them, the
-        fitted means of the gene-wise dispersion step do not; None from ``irls`` when
-        False). (default: ``True``).
     paths : dict
         Which path ran for the last call of each method: ``"blocked"`` or ``"default"``.
     n_irls_fallback : int
@@ -129,9 +118,8 @@ class BlockedInference(DESeq2Inference):
         self.min_levels = min_levels
         self.chunk_size = chunk_size
         self.paths: dict[str, str] = {}
-        self.hat_diagonals = True
         self.n_irls_fallback = 0
-        self._cache: tuple[np.ndarray, int, BlockDesign | None] | None = None
+        self._cache: tuple[tuple[Any, ...], BlockDesign | None] | None = None
 
     def block_design(self, design_matrix: pd.DataFrame | np.ndarray) -> BlockDesign | None:
         """Return the block structure of ``design_matrix`` (cached), or None.
@@ -146,17 +134,11 @@ class BlockedInference(DESeq2Inference):
         BlockDesign or None
             See :func:`detect_block_design`.
         """
-        x = np.asarray(design_matrix, dtype=float)
-        if self._cache is not None:
-            cached, min_levels, bd = self._cache
-            # Every step passes the same design, usually the same memory: hashing and
-            # copying it (n x n/2 values for a paired design) cost a second a fit at
-            # 4,000 samples. The cache keeps the array alive, so its memory is not reused.
-            same = _memory(cached) == _memory(x)
-            if min_levels == self.min_levels and (same or np.array_equal(cached, x)):
-                return bd
-        self._cache = (x, self.min_levels, detect_block_design(design_matrix, self.min_levels))
-        return self._cache[2]
+        x = np.ascontiguousarray(np.asarray(design_matrix, dtype=float))
+        key = (x.shape, hash(x.tobytes()), self.min_levels)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, detect_block_design(design_matrix, self.min_levels))
+        return self._cache[1]
 
     def _chunks(self, n_samples: int, n_genes: int) -> list[slice]:
         size = self.chunk_size or max(32, _CHUNK_CELLS // max(n_samples, 1))
@@ -230,15 +212,13 @@ class BlockedInference(DESeq2Inference):
         sf = np.asarray(size_factors, dtype=float)
         tasks = [
             (bd, counts[:, s], sf, disp[s], min_mu, beta_tol, min_beta, max_beta, optimizer,
-             maxiter, self.hat_diagonals)
+             maxiter)
             for s in self._chunks(*counts.shape)
         ]  # fmt: skip
         res = self._map(_irls_chunk, tasks)
-        beta, mu, converged, fallback = (
-            np.concatenate([r[i] for r in res], axis=ax)
-            for i, ax in ((0, 0), (1, 1), (3, 0), (4, 0))
+        beta, mu, hat, converged, fallback = (
+            np.concatenate([r[i] for r in res], axis=ax) for i, ax in enumerate((0, 1, 1, 0, 0))
         )
-        hat = np.concatenate([r[2] for r in res], axis=1) if self.hat_diagonals else None
         self.n_irls_fallback = int(fallback.sum())
         return beta, mu, hat, converged
 

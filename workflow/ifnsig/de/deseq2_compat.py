@@ -180,60 +180,19 @@ def wald_t_pvalues(stat: np.ndarray, df: int) -> np.ndarray:
     return 2 * t.sf(np.abs(np.asarray(stat, dtype=float)), df)
 
 
-def _row_hashes(rows: np.ndarray) -> np.ndarray:
-    """Per row of a float array, the sum of its values' bits times odd numbers, mod 2**64."""
-    multipliers = np.random.default_rng(0).integers(0, 2**63, rows.shape[1], dtype=np.uint64)
-    return rows.view(np.uint64) @ (multipliers | np.uint64(1))
-
-
-def design_row_groups(design_matrix: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Which samples share a design row: per sample its group, and per group its size.
-
-    Rows are grouped by an exact integer hash of their bits (the sum of each value's 64
-    bits times a fixed odd number per column, modulo 2**64: the same for equal rows
-    whatever the order of summation), then checked equal to the first row of their group;
-    a collision falls back to ``np.unique`` over the rows' bytes. One pass over the design,
-    where sorting the rows' bytes took a second a call at 4,000 samples and pydeseq2's
-    ``DataFrame.value_counts`` more.
-
-    Returns
-    -------
-    group : ndarray
-        Per sample, the index of its group (groups in the order of their first sample).
-    sizes : ndarray
-        Number of samples per group.
-    """
-    # + 0.0 turns -0.0 into 0.0, so that equal rows have equal bits.
-    rows = np.ascontiguousarray(np.asarray(design_matrix, dtype=float) + 0.0)
-    n, p = rows.shape
-    _, first, inverse = np.unique(_row_hashes(rows), return_index=True, return_inverse=True)
-    inverse = inverse.ravel()
-    step = max(1, 2**22 // max(p, 1))
-    exact = all(
-        np.array_equal(rows[i : i + step], rows[first[inverse[i : i + step]]])
-        for i in range(0, n, step)
-    )
-    if not exact:
-        as_bytes = rows.view(np.dtype((np.void, rows.dtype.itemsize * p))).ravel()
-        _, first, inverse = np.unique(as_bytes, return_index=True, return_inverse=True)
-        inverse = inverse.ravel()
-    # Groups numbered by their first sample, whichever way they were found.
-    order = np.argsort(first, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    group = rank[inverse]
-    return group, np.bincount(group, minlength=len(order))
-
-
 def n_or_more_replicates(design_matrix: pd.DataFrame, min_replicates: int) -> pd.Series:
     """Whether each sample's design row is shared by at least ``min_replicates`` samples.
 
-    pydeseq2's ``utils.n_or_more_replicates``, from :func:`design_row_groups` instead of
-    ``DataFrame.value_counts`` and a MultiIndex, which cost seconds on a paired design of
-    hundreds of columns (one per subject).
+    pydeseq2's ``utils.n_or_more_replicates`` by ``np.unique`` over the rows' bytes instead
+    of ``DataFrame.value_counts`` and a MultiIndex, which cost seconds on a paired design of
+    hundreds of columns (one per subject); ``np.unique(..., axis=0)`` compares a row column
+    by column and still takes seconds at thousands of columns.
     """
-    group, sizes = design_row_groups(design_matrix)
-    return pd.Series(sizes[group] >= min_replicates, index=design_matrix.index)
+    # + 0.0 turns -0.0 into 0.0, so that equal rows have equal bytes.
+    rows = np.ascontiguousarray(design_matrix.to_numpy(dtype=float) + 0.0)
+    as_bytes = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, inverse, counts = np.unique(as_bytes, return_inverse=True, return_counts=True)
+    return pd.Series(counts[inverse.ravel()] >= min_replicates, index=design_matrix.index)
 
 
 def _check_full_rank_design(self) -> None:
@@ -252,21 +211,6 @@ def _check_full_rank_design(self) -> None:
             UserWarning,
             stacklevel=2,
         )
-
-
-@contextlib.contextmanager
-def means_only(inference):
-    """While the block runs, an inference that can (the blocked one's ``hat_diagonals``)
-    leaves the hat diagonals out of ``irls``: callers that keep only the fitted means
-    save a pass over every sample and gene."""
-    skip = getattr(inference, "hat_diagonals", None) is True
-    if skip:
-        inference.hat_diagonals = False
-    try:
-        yield
-    finally:
-        if skip:
-            inference.hat_diagonals = True
 
 
 @contextlib.contextmanager
@@ -294,32 +238,6 @@ def _fast_replicates():
         ) = saved
 
 
-def _cooks_chunk(
-    normed: np.ndarray, counts: np.ndarray, mu: np.ndarray, hat: np.ndarray, n_vars: int
-) -> np.ndarray:
-    """Cook's distances of a chunk of genes, as pydeseq2's ``calculate_cooks`` without
-    replicated design cells (the dispersion from every sample's trimmed variance)."""
-    from pydeseq2.utils import trimmed_variance
-
-    variance = trimmed_variance(normed)
-    mean = normed.mean(axis=0)
-    dispersions = (variance - mean) / mean**2
-    # DESeq2's floor here, not min_disp: see pydeseq2's robust_method_of_moments_disp.
-    np.maximum(dispersions, 0.04, out=dispersions)
-    cooks = counts - mu
-    cooks **= 2
-    variance = mu**2
-    variance *= dispersions[None, :]
-    variance += mu
-    cooks /= variance
-    cooks /= n_vars
-    leverage = 1 - hat
-    leverage **= 2
-    leverage = hat / leverage
-    cooks *= leverage
-    return cooks
-
-
 def deseq_dataset_class():
     """pydeseq2's DeseqDataSet with DESeq2's dispersion trend, prior variance and MAP start,
     and DESeq2's Cook's filtering (``uns["cooks_count_heuristic"]``: whether the design is a
@@ -334,57 +252,6 @@ def deseq_dataset_class():
         def deseq2(self, fit_type=None) -> None:
             with _fast_replicates():
                 super().deseq2(fit_type)
-
-        def fit_genewise_dispersions(self, vst: bool = False) -> None:
-            # pydeseq2's, with the design's distinct rows counted by design_row_groups:
-            # its DataFrame.value_counts took a second at 4,000 samples.
-            if "size_factors" not in self.obs:
-                self.fit_size_factors(fit_type=self.size_factors_fit_type)
-            self.var["non_zero"] = ~(self.X == 0).all(axis=0)
-            self.non_zero_idx = np.arange(self.n_vars)[self.var["non_zero"]]
-            self.non_zero_genes = self.var_names[self.var["non_zero"]]
-            self._fit_MoM_dispersions()
-            design = self.obsm["design_matrix"]
-            counts = self.X[:, self.non_zero_idx]
-            size_factors = self.obs["size_factors"].values
-            # As many distinct design rows as coefficients: mu from a linear model;
-            # otherwise from a GLM with the rough dispersions.
-            if len(design_row_groups(design)[1]) == design.shape[-1]:
-                mu_hat = self.inference.lin_reg_mu(
-                    counts=counts,
-                    size_factors=size_factors,
-                    design_matrix=design.values,
-                    min_mu=self.min_mu,
-                )
-            else:
-                with means_only(self.inference):
-                    _, mu_hat, _, _ = self.inference.irls(
-                        counts=counts,
-                        size_factors=size_factors,
-                        design_matrix=design.values,
-                        disp=self.var.loc[self.var["non_zero"], "_MoM_dispersions"].values,
-                        min_mu=self.min_mu,
-                        beta_tol=self.beta_tol,
-                    )
-            mu_name = "_vst_mu_hat" if vst else "_mu_hat"
-            disp_name = "vst_genewise_dispersions" if vst else "genewise_dispersions"
-            self.layers[mu_name] = np.full((self.n_obs, self.n_vars), np.nan)
-            self.layers[mu_name][:, self.var["non_zero"]] = mu_hat
-            del mu_hat
-            dispersions, converged = self.inference.alpha_mle(
-                counts=counts,
-                design_matrix=design.values,
-                mu=self.layers[mu_name][:, self.non_zero_idx],
-                alpha_hat=self.var.loc[self.var["non_zero"], "_MoM_dispersions"].values,
-                min_disp=self.min_disp,
-                max_disp=self.max_disp,
-            )
-            self.var[disp_name] = np.full(self.n_vars, np.nan)
-            self.var.loc[self.var["non_zero"], disp_name] = np.clip(
-                dispersions, self.min_disp, self.max_disp
-            )
-            self.var["_genewise_converged"] = pd.array([pd.NA] * self.n_vars, dtype="boolean")
-            self.var.loc[self.var["non_zero"], "_genewise_converged"] = converged
 
         def fit_LFC(self) -> None:  # noqa: N802 (pydeseq2's name)
             # pydeseq2's, with the coefficients assigned at once: its DataFrame.update
@@ -407,36 +274,6 @@ def deseq_dataset_class():
             self.obsm["_hat_diagonals"] = hat_diagonals
             self.var["_LFC_converged"] = pd.array([pd.NA] * self.n_vars, dtype="boolean")
             self.var.loc[self.var["non_zero"], "_LFC_converged"] = converged
-
-        def calculate_cooks(self) -> None:
-            # pydeseq2's, gene chunk by gene chunk on the blocked inference's threads when
-            # no design cell has three replicates (paired designs; pydeseq2 then takes
-            # every sample's trimmed variance): the same values, with a chunk's temporaries
-            # instead of three arrays of samples x genes, off the serial path.
-            if "dispersions" not in self.var:
-                self.fit_MAP_dispersions()
-            design = self.obsm["design_matrix"]
-            chunks = getattr(self.inference, "_chunks", None)
-            non_zero = self.var["non_zero"].to_numpy(dtype=bool)
-            counts = self.X[:, non_zero]
-            slices = [] if chunks is None else chunks(*counts.shape)
-            # A chunk of one gene would be summed in another order (see kernels._colsum).
-            if not slices or min(s.stop - s.start for s in slices) < 2:
-                return super().calculate_cooks()
-            if n_or_more_replicates(design, 3).any():
-                return super().calculate_cooks()
-            normed = self.layers["normed_counts"][:, non_zero]
-            mu, hat = self.obsm["_mu_LFC"], self.obsm["_hat_diagonals"]
-            tasks = [
-                (normed[:, s], counts[:, s], mu[:, s], hat[:, s], design.shape[-1]) for s in slices
-            ]
-            cooks = np.concatenate(self.inference._map(_cooks_chunk, tasks), axis=1)
-            if self.low_memory:
-                del self.obsm["_mu_LFC"]
-                del self.obsm["_hat_diagonals"]
-            self.layers["cooks"] = np.full((self.n_obs, self.n_vars), np.nan)
-            self.layers["cooks"][:, non_zero] = cooks
-            return None
 
         def cooks_outlier(self):
             if self.uns.get("cooks_count_heuristic", True) or "_pvalue_cooks_outlier" in self.var:

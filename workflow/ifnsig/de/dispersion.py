@@ -71,59 +71,6 @@ def line_search_log_dispersion(
 #: temporaries then stay in the processor's cache instead of streaming through memory.
 BLOCK_CELLS = 2**15
 
-#: :class:`DistinctCounts` evaluates a special function on the distinct counts of a block
-#: of genes when they are at most this share of its cells; above it, on every cell.
-DISTINCT_SHARE = 0.6
-
-
-class DistinctCounts:
-    """The distinct counts of each gene, to evaluate ``f(y + shift)`` once per distinct count.
-
-    ``gammaln`` and ``digamma`` cost ten times a logarithm and are most of the dispersion
-    fit's time, while a gene's counts repeat: a gene of 4,000 simulated samples has a median
-    of 500 distinct counts, of 10,000 samples 620. Each value is computed from the same two
-    numbers as on every cell, so the cells get the same bits.
-
-    Parameters
-    ----------
-    counts : ndarray
-        Counts, genes x samples (one gene a row).
-    """
-
-    def __init__(self, counts: np.ndarray) -> None:
-        counts = np.asarray(counts)
-        order = np.argsort(counts, axis=1)
-        ordered = np.take_along_axis(counts, order, axis=1)
-        new = np.ones(ordered.shape, dtype=bool)
-        new[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-        rank = np.cumsum(new, axis=1, dtype=np.int32)
-        rank -= 1
-        #: Per cell, the index of its count among its gene's distinct counts.
-        self.inverse = np.empty_like(rank)
-        np.put_along_axis(self.inverse, order, rank, axis=1)
-        #: The distinct counts of every gene, gene after gene, in increasing order.
-        self.values = ordered[new]
-        #: Number of distinct counts per gene.
-        self.n_distinct = new.sum(axis=1)
-        self.start = np.cumsum(self.n_distinct) - self.n_distinct
-
-    def evaluate(self, func, rows: np.ndarray, shift: np.ndarray) -> np.ndarray | None:
-        """``func(counts[rows] + shift[:, None])``, from the distinct counts of ``rows``.
-
-        None when the distinct counts are more than :data:`DISTINCT_SHARE` of the cells:
-        evaluating every cell is then cheaper than gathering.
-        """
-        n_distinct = self.n_distinct[rows]
-        total = int(n_distinct.sum())
-        if total > DISTINCT_SHARE * len(rows) * self.inverse.shape[1]:
-            return None
-        local = np.cumsum(n_distinct) - n_distinct
-        where = np.arange(total) + np.repeat(self.start[rows] - local, n_distinct)
-        per_count = func(self.values[where] + np.repeat(shift, n_distinct))
-        cells = self.inverse[rows]
-        cells += local[:, None].astype(cells.dtype)
-        return per_count.take(cells)
-
 
 def nb_negative_loglik(
     counts: np.ndarray,
@@ -131,7 +78,6 @@ def nb_negative_loglik(
     log_alpha: np.ndarray,
     value: bool = True,
     slope: bool = True,
-    distinct: tuple[DistinctCounts, np.ndarray] | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """DESeq2's negative NB log likelihood per gene (genes x samples) and its log(alpha) slope.
 
@@ -141,9 +87,7 @@ def nb_negative_loglik(
     Evaluated in blocks of genes of about :data:`BLOCK_CELLS` cells, with each of
     ``y + 1/alpha``, ``mu + 1/alpha`` and ``mu alpha`` formed once; every gene gets the
     bits of the whole-array expression (row sums are per gene, whatever the block).
-    ``value=False`` or ``slope=False`` leaves that one out (None). ``distinct``, the
-    :class:`DistinctCounts` of an array whose rows ``rows`` are ``counts``, has ``gammaln``
-    and ``digamma`` evaluated once per distinct count of a gene (the same bits).
+    ``value=False`` or ``slope=False`` leaves that one out (None).
     """
     from scipy.special import digamma, gammaln
 
@@ -159,13 +103,10 @@ def nb_negative_loglik(
         alpha = np.exp(log_alpha[rows])[:, None]
         size = 1 / alpha
         t = m + size
-        known = None if distinct is None else (distinct[0], distinct[1][rows])
         if out_value is not None:
             ys = y + size
             # gammaln(y + size) - gammaln(size) - (y + size) log(mu + size) + size log(size)
-            v = None if known is None else known[0].evaluate(gammaln, known[1], size[:, 0])
-            if v is None:
-                v = gammaln(ys)
+            v = gammaln(ys)
             v -= gammaln(size)
             ys *= np.log(t)
             v -= ys
@@ -179,11 +120,8 @@ def nb_negative_loglik(
             d = digamma(size) + np.log(q)
             ma /= q
             d -= ma
-            dy = None if known is None else known[0].evaluate(digamma, known[1], size[:, 0])
-            if dy is None:
-                ys = y + size
-                dy = digamma(ys, out=ys)
-            d -= dy
+            ys = y + size
+            d -= digamma(ys, out=ys)
             np.divide(y, t, out=t)
             d += t
             out_slope[rows] = -(size[:, 0] * d.sum(axis=1))

@@ -18,12 +18,7 @@ import numpy as np
 from scipy import sparse
 from scipy.special import gammaln
 
-from ifnsig.de.dispersion import (
-    BLOCK_CELLS,
-    DistinctCounts,
-    deseq2_dispersions,
-    nb_negative_loglik,
-)
+from ifnsig.de.dispersion import BLOCK_CELLS, deseq2_dispersions, nb_negative_loglik
 from ifnsig.de.indicators import indicator_block
 
 if TYPE_CHECKING:
@@ -339,12 +334,9 @@ class _Levels:
         self.feats = feats
         self.k = k
 
-    def sums(self, x: np.ndarray, ordered: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per feature ``f``: block-level sums of ``x * f`` (g, m) and the reference sum (g,).
-
-        ``ordered``: the columns of ``x`` are already in :attr:`order`.
-        """
-        if self.order is not None and not ordered:
+    def sums(self, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per feature ``f``: block-level sums of ``x * f`` (g, m) and the reference sum (g,)."""
+        if self.order is not None:
             x = x[:, self.order]
         out = []
         for i, f in enumerate(self.feats):
@@ -360,68 +352,40 @@ class _Levels:
             out.append((block, xf[:, self.ref_start :].sum(axis=1)))
         return out
 
-    def cox_reid(
-        self, w: np.ndarray, trace: bool = True, logdet: bool = True, ordered: bool = False
-    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def cox_reid(self, w: np.ndarray, trace: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """``log det(X'WX)`` and ``tr((X'WX)^-1 X'W^2X)`` per gene, for weights ``w`` (g, n).
 
-        ``trace=False`` or ``logdet=False`` leaves that one out (None). ``ordered``: the
-        samples (columns of ``w``) are already in :attr:`order`.
+        ``trace=False`` leaves the trace out (None).
 
         With ``a`` the block diagonal, ``ba = A^-1 B`` and ``S`` the Schur complement:
         ``log det = sum log a + log det S``, and the trace is
         ``sum_j L(w^2)_j / a_j + tr(S^-1 Q)`` with ``Q = sum_i w_i^2 v_i v_i'``,
         ``v_i = u_i - ba_j``, summed level by level from the level sums of ``w^2``.
-
-        For a column of ones (the intercept) ``ba`` is ``a / a``, exactly 1 (the weights
-        are positive): the products by it and the sums shared between entries are left
-        out, with the same bits.
         """
         k, col, pair = self.k, self.col, self.pair
-        lw = self.sums(w, ordered)
+        lw = self.sums(w)
         a = lw[0][0]
-        # None stands for a column of ones, whose ba is exactly 1.
-        ba = [None if col[c] == 0 else lw[col[c]][0] / a for c in range(k)]
-        totals: dict[int, np.ndarray] = {}
-
-        def total(f: int) -> np.ndarray:
-            if f not in totals:
-                totals[f] = lw[f][0].sum(axis=1)
-            return totals[f]
-
+        ba = [lw[col[c]][0] / a for c in range(k)]
         g = w.shape[0]
         s = np.empty((g, k, k))
         for c in range(k):
             for d in range(c, k):
-                f = pair[c][d]
-                shared = total(col[c]) if ba[d] is None else (lw[col[c]][0] * ba[d]).sum(axis=1)
-                s[:, c, d] = total(f) + lw[f][1] - shared
+                block, ref = lw[pair[c][d]]
+                s[:, c, d] = block.sum(axis=1) + ref - (lw[col[c]][0] * ba[d]).sum(axis=1)
                 s[:, d, c] = s[:, c, d]
-        out_logdet = None
-        if logdet:
-            out_logdet = np.log(np.abs(a)).sum(axis=1) + np.linalg.slogdet(s)[1]
+        logdet = np.log(np.abs(a)).sum(axis=1) + np.linalg.slogdet(s)[1]
         if not trace:
-            return out_logdet, None
-        l2 = self.sums(w * w, ordered)
+            return logdet, None
+        l2 = self.sums(w * w)
         s_inv = np.linalg.inv(s)
-
-        def times(b: np.ndarray | None, x: np.ndarray) -> np.ndarray:
-            return x if b is None else b * x
-
         out = (l2[0][0] / a).sum(axis=1)
         for c in range(k):
             for d in range(c, k):
                 block, ref = l2[pair[c][d]]
-                both_ba = ba[d] if ba[c] is None else times(ba[d], ba[c])
-                q = (
-                    block
-                    - times(ba[c], l2[col[d]][0])
-                    - times(ba[d], l2[col[c]][0])
-                    + times(both_ba, l2[0][0])
-                )
+                q = block - ba[c] * l2[col[d]][0] - ba[d] * l2[col[c]][0] + ba[c] * ba[d] * l2[0][0]
                 both = s_inv[:, c, d] if c == d else s_inv[:, c, d] + s_inv[:, d, c]
                 out += both * (q.sum(axis=1) + ref)
-        return out_logdet, out
+        return logdet, out
 
 
 def _rough_dispersions_chunk(bd: BlockDesign, y: np.ndarray, df: int) -> np.ndarray:
@@ -531,12 +495,8 @@ def _irls_chunk(
     max_beta: float,
     optimizer: str,
     maxiter: int,
-    hat_diagonals: bool = True,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
-    """IRLS for a chunk of genes; returns beta (g, p), mu, H (n, g), converged, fallback.
-
-    ``hat_diagonals=False`` leaves H out (None).
-    """
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """IRLS for a chunk of genes; returns beta (g, p), mu, H (n, g), converged, fallback."""
     y = np.asarray(counts, dtype=float)
     n, g = y.shape
     sf = np.asarray(size_factors, dtype=float)[:, None]
@@ -612,10 +572,8 @@ def _irls_chunk(
         mu[:, j] = np.maximum(sf[:, 0] * np.exp(bd.xmul(beta_a[:, j], beta_c[:, j])), min_mu)
 
     # Hat diagonals W^1/2 X (X'WX + ridge)^-1 X' W^1/2, from the thresholded mu.
-    hat = None
-    if hat_diagonals:
-        w = mu / (1.0 + mu * disp)
-        hat = w * _normal(bd, w, IRLS_RIDGE, IRLS_RIDGE).quad_diag(bd)
+    w = mu / (1.0 + mu * disp)
+    hat = w * _normal(bd, w, IRLS_RIDGE, IRLS_RIDGE).quad_diag(bd)
     # Unthresholded mu is returned, as in irls_solver (and the R code).
     mu_out = sf * np.exp(bd.xmul(beta_a, beta_c))
     return bd.join(beta_a, beta_c), mu_out, hat, converged, fallback
@@ -684,9 +642,6 @@ def _alpha_mle_chunk(
     y_t, mu_t = np.ascontiguousarray(counts.T), np.ascontiguousarray(mu.T)
     prior_mean = np.log(alpha_hat)
     levels = _Levels(bd) if cr_reg else None
-    # The fitted means in the Cox-Reid term's sample order, once: not gathered at each call.
-    mu_cr = mu_t if levels is None or levels.order is None else mu_t[:, levels.order]
-    distinct = DistinctCounts(y_t)
     step = max(1, BLOCK_CELLS // max(bd.n_samples, 1))
 
     def objective(
@@ -697,16 +652,11 @@ def _alpha_mle_chunk(
         out_slope = np.empty(len(idx)) if slope else None
         for first in range(0, len(idx), step):
             part = slice(first, first + step)
-            genes = idx[part]
-            m_ = mu_t[genes]
-            v, d = nb_negative_loglik(
-                y_t[genes], m_, log_alpha[part], value, slope, (distinct, genes)
-            )
+            m_ = mu_t[idx[part]]
+            v, d = nb_negative_loglik(y_t[idx[part]], m_, log_alpha[part], value, slope)
             if levels is not None:
                 alpha = np.exp(log_alpha[part])
-                m_cr = m_ if mu_cr is mu_t else mu_cr[genes]
-                w = m_cr / (1 + m_cr * alpha[:, None])
-                logdet, trace = levels.cox_reid(w, slope, value, ordered=True)
+                logdet, trace = levels.cox_reid(m_ / (1 + m_ * alpha[:, None]), slope)
                 if v is not None:
                     v = v + 0.5 * logdet
                 if d is not None:

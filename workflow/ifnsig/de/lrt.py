@@ -18,8 +18,6 @@ import pandas as pd
 from scipy.special import xlogy
 from scipy.stats import chi2
 
-from ifnsig.de.deseq2_compat import means_only
-
 __all__ = ["fitted_counts", "likelihood_ratio_test", "nb_log_likelihood_ratio"]
 
 
@@ -102,15 +100,14 @@ def likelihood_ratio_test(dds, reduced: pd.DataFrame, inference) -> pd.DataFrame
         mu_reduced = sf[:, None] * (counts / sf[:, None]).mean(axis=0)
         converged = np.ones(len(genes), dtype=bool)
     else:
-        with means_only(inference):
-            _, mu_reduced, _, converged = inference.irls(
-                counts=counts,
-                size_factors=sf,
-                design_matrix=x_reduced,
-                disp=dispersions,
-                min_mu=dds.min_mu,
-                beta_tol=dds.beta_tol,
-            )
+        _, mu_reduced, _, converged = inference.irls(
+            counts=counts,
+            size_factors=sf,
+            design_matrix=x_reduced,
+            disp=dispersions,
+            min_mu=dds.min_mu,
+            beta_tol=dds.beta_tol,
+        )
     stat = np.full(dds.n_vars, np.nan)
     stat[genes] = nb_log_likelihood_ratio(counts, mu_full, mu_reduced, dispersions)
     pvalue = chi2.sf(stat, df)

@@ -405,3 +405,13 @@ def pytest_collection_modifyitems(config, items):
         return len(LONGEST_FIRST)
 
     items.sort(key=rank)
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ loaded as a module (benchmarks are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -4,26 +4,14 @@ Clopper-Pearson intervals."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
+from conftest import load_benchmark
 from scipy.stats import binomtest
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_benchmark():
-    path = REPO / "benchmarks" / "bench_drift.py"
-    spec = importlib.util.spec_from_file_location("bench_drift", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
 
 
 def test_metrics_count_unplanted_and_unchanged_calls_apart():
-    bench = load_benchmark()
+    bench = load_benchmark("bench_drift")
     genes = [f"g{i}" for i in range(6)]
     truth = pd.DataFrame(
         {
@@ -53,7 +41,7 @@ def test_metrics_count_unplanted_and_unchanged_calls_apart():
 
 
 def test_pooled_sums_seeds_with_clopper_pearson_intervals():
-    bench = load_benchmark()
+    bench = load_benchmark("bench_drift")
     rows = [
         {"inference": "blocked", "variant": "standard", "calls": calls, "false_calls": false,
          "unchanged_calls": false, "null_genes": 1000, "null_p<0.001": k, "null_p<0.01": 10,

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, load_benchmark
 from pydeseq2.preprocessing import deseq2_norm
 from test_clinical import cohort_scores
 
@@ -100,18 +100,8 @@ def test_set_tests_call_no_set_where_nothing_changed(cohorts):
     assert called <= 1, smallest
 
 
-def load_benchmark(name: str = "bench_calibration"):
-    import importlib.util
-
-    path = REPO / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
-
-
 def test_benchmark_visit_factor_reaches_every_cohort_and_its_own_summary():
-    bench = load_benchmark()
+    bench = load_benchmark("bench_calibration")
     args = bench.arguments(["--ifn-visit-sd", "0.15"])
     assert args.summary == bench.VISITS_SUMMARY
     assert bench.arguments([]).summary == bench.SUMMARY
@@ -141,7 +131,7 @@ def test_quick_benchmark_takes_the_same_visit_option(monkeypatch, tmp_path):
 
 
 def test_benchmark_summary_pools_rows_and_counts_contrasts():
-    bench = load_benchmark()
+    bench = load_benchmark("bench_calibration")
     records = pd.DataFrame(
         [
             {"kind": "null", "seed": s, "metric": m, "hits": h, "trials": t, "value": np.nan}

@@ -1,10 +1,8 @@
-import importlib.util
-
 import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
-from conftest import REPO
+from conftest import REPO, load_benchmark
 from scipy import stats
 
 from ifnsig.mixed_models import COEFFICIENT_COLUMNS, design_matrix, fit_random_intercept
@@ -224,14 +222,6 @@ def test_unknown_column_is_named():
         fit_random_intercept(panel(), "y", ["score"], "subject")
 
 
-def load_benchmark():
-    path = REPO / "benchmarks" / "bench_mixed_calibration.py"
-    spec = importlib.util.spec_from_file_location("bench_mixed_calibration", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def within_pvalue(frame, vcov):
     fit = fit_random_intercept(
         frame, "measure", ["score", "timepoint"], "subject", centre=["score"], vcov=vcov
@@ -241,7 +231,7 @@ def within_pvalue(frame, vcov):
 
 def test_within_tests_are_calibrated_on_demo_shaped_cohorts():
     """A small run of benchmarks/bench_mixed_calibration.py (a few seconds)."""
-    bench = load_benchmark()
+    bench = load_benchmark("bench_mixed_calibration")
     rng = np.random.default_rng(11)
     n = 40
     permuted = [bench.permute_measures(bench.simulate_cohort(rng), rng) for _ in range(n)]

@@ -4,22 +4,10 @@ cohort written as ``.h5ad``."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import anndata as ad
 import numpy as np
 import pandas as pd
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_benchmark():
-    path = REPO / "benchmarks" / "run_benchmarks.py"
-    spec = importlib.util.spec_from_file_location("run_benchmarks", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+from conftest import load_benchmark
 
 
 def rows(n: int, scale: float) -> list[dict]:
@@ -50,7 +38,7 @@ def rows(n: int, scale: float) -> list[dict]:
 
 
 def test_stages_sum_shard_and_contrast_jobs_and_give_growth_exponents(tmp_path, monkeypatch):
-    bench = load_benchmark()
+    bench = load_benchmark("run_benchmarks")
     monkeypatch.setattr(bench, "SCALING", tmp_path / "scaling.tsv")
     assert bench.rule_of("de_shard_tests.12") == "de_shard_tests"
     assert bench.rule_of("plot_de_month6_vs_baseline") == "plot_de"
@@ -74,7 +62,7 @@ def test_stages_sum_shard_and_contrast_jobs_and_give_growth_exponents(tmp_path, 
 
 
 def test_critical_path_is_the_longest_chain_of_rules():
-    bench = load_benchmark()
+    bench = load_benchmark("run_benchmarks")
     dot = """digraph snakemake_dag {
         0[label = "all", color = "0.1 0.6 0.85", style="rounded"];
         1[label = "normalize", color = "0.2 0.6 0.85", style="rounded"];
@@ -96,7 +84,7 @@ def test_critical_path_is_the_longest_chain_of_rules():
 def test_cohort_written_as_h5ad_holds_the_simulated_counts(tmp_path):
     from ifnsig.simulate import simulate_cohort
 
-    bench = load_benchmark()
+    bench = load_benchmark("run_benchmarks")
     cohort = simulate_cohort(bench.cohort_spec(20, 400, seed=1))
     counts = cohort.counts.copy()
     path = bench.write_cohort(cohort, tmp_path / "inputs", "h5ad")

@@ -509,10 +509,7 @@ def _cr2_by_size(
         phi = np.eye(size) + gamma
         d = np.linalg.cholesky(phi).T
         inner = d @ (phi - np.einsum("gsi,ik,gtk->gst", xj, b, xj)) @ d.T
-        values, vectors = np.linalg.eigh((inner + np.swapaxes(inner, 1, 2)) / 2.0)
-        keep = values > 1e-12 * np.maximum(values.max(axis=1, keepdims=True), 1e-300)
-        inv = np.where(keep, 1.0 / np.sqrt(np.where(keep, values, 1.0)), 0.0)
-        a = d.T @ ((vectors * inv[:, None, :]) @ np.swapaxes(vectors, 1, 2)) @ d
+        a = d.T @ _inverse_sqrt(inner) @ d
         gain = np.einsum("ik,gsk,gst->git", b, vj, a)  # B X_j' W_j A_j: clusters x p x size
         u_parts.append(np.einsum("gks,gs->gk", gain, r[rows]))
         s += np.einsum("gsi,st,gtk->ik", vj, phi, vj)
@@ -538,12 +535,12 @@ def _cr2_by_size(
 
 
 def _inverse_sqrt(matrix: np.ndarray) -> np.ndarray:
-    """Symmetric inverse square root, zero eigenvalues left at zero (generalized inverse)."""
-    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2.0)
-    keep = values > 1e-12 * max(values.max(), 1e-300)
-    inv = np.zeros_like(values)
-    inv[keep] = 1.0 / np.sqrt(values[keep])
-    return (vectors * inv) @ vectors.T
+    """Symmetric inverse square root, zero eigenvalues left at zero (generalized inverse);
+    of each matrix of a stack (the last two axes)."""
+    values, vectors = np.linalg.eigh((matrix + np.swapaxes(matrix, -1, -2)) / 2.0)
+    keep = values > 1e-12 * np.maximum(values.max(axis=-1, keepdims=True), 1e-300)
+    inv = np.where(keep, 1.0 / np.sqrt(np.where(keep, values, 1.0)), 0.0)
+    return (vectors * inv[..., None, :]) @ np.swapaxes(vectors, -1, -2)
 
 
 # --- tables -----------------------------------------------------------------------------------

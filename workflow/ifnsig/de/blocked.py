@@ -146,7 +146,11 @@ def fork_map(
             out, into = os.pipe()
             with contextlib.suppress(AttributeError, OSError):  # Linux: fewer, larger reads
                 fcntl.fcntl(into, fcntl.F_SETPIPE_SZ, 1 << 20)
-            pid = os.fork()
+            with warnings.catch_warnings():
+                # Python 3.12+ warns when the process has other OS threads: here BLAS's
+                # idle pool (held to one thread while the chunks run); no Python thread runs.
+                warnings.filterwarnings("ignore", "This process", DeprecationWarning)
+                pid = os.fork()
             if pid == 0:  # pragma: no cover (runs in the copy)
                 status = 0
                 try:
@@ -238,6 +242,10 @@ class BlockedInference(DESeq2Inference):
 
     Attributes
     ----------
+    hat_diagonals : bool
+        Whether the blocked ``irls`` computes the hat diagonals (Cook's distances need
+        them; the gene-wise dispersion step, which keeps only the fitted means, sets it to
+        False around its call; None from ``irls`` when False). (default: ``True``).
     paths : dict
         Which path ran for the last call of each method: ``"blocked"`` or ``"default"``.
     n_irls_fallback : int
@@ -264,6 +272,7 @@ class BlockedInference(DESeq2Inference):
         self.min_levels = min_levels
         self.chunk_size = chunk_size
         self.workers = workers
+        self.hat_diagonals = True
         self.paths: dict[str, str] = {}
         self.n_irls_fallback = 0
         self._cache: tuple[tuple[Any, ...], BlockDesign | None] | None = None
@@ -364,13 +373,15 @@ class BlockedInference(DESeq2Inference):
         sf = np.asarray(size_factors, dtype=float)
         tasks = [
             (bd, counts[:, s], sf, disp[s], min_mu, beta_tol, min_beta, max_beta, optimizer,
-             maxiter)
+             maxiter, self.hat_diagonals)
             for s in self._chunks(*counts.shape)
         ]  # fmt: skip
         res = self._map(_irls_chunk, tasks)
-        beta, mu, hat, converged, fallback = (
-            np.concatenate([r[i] for r in res], axis=ax) for i, ax in enumerate((0, 1, 1, 0, 0))
+        beta, mu, converged, fallback = (
+            np.concatenate([r[i] for r in res], axis=ax)
+            for i, ax in ((0, 0), (1, 1), (3, 0), (4, 0))
         )
+        hat = np.concatenate([r[2] for r in res], axis=1) if self.hat_diagonals else None
         self.n_irls_fallback = int(fallback.sum())
         return beta, mu, hat, converged
 

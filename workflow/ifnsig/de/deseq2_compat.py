@@ -337,7 +337,8 @@ def deseq_dataset_class():
 
         def fit_genewise_dispersions(self, vst: bool = False) -> None:
             # pydeseq2's, the design's distinct rows counted by n_distinct_rows instead of
-            # DataFrame.value_counts (seconds for a paired design of thousands of samples).
+            # DataFrame.value_counts (seconds for a paired design of thousands of samples),
+            # and no hat diagonals from the blocked IRLS, whose fitted means alone are kept.
             if "size_factors" not in self.obs:
                 self.fit_size_factors(fit_type=self.size_factors_fit_type)
             self.var["non_zero"] = ~(self.X == 0).all(axis=0)
@@ -359,14 +360,22 @@ def deseq_dataset_class():
                     min_mu=self.min_mu,
                 )
             else:
-                _, mu_hat, _, _ = self.inference.irls(
-                    counts=counts,
-                    size_factors=size_factors,
-                    design_matrix=design_matrix,
-                    disp=mom,
-                    min_mu=self.min_mu,
-                    beta_tol=self.beta_tol,
-                )
+                # Only the fitted means are kept: the blocked fit leaves the hat diagonals out.
+                hat = getattr(self.inference, "hat_diagonals", None)
+                if hat is not None:
+                    self.inference.hat_diagonals = False
+                try:
+                    _, mu_hat, _, _ = self.inference.irls(
+                        counts=counts,
+                        size_factors=size_factors,
+                        design_matrix=design_matrix,
+                        disp=mom,
+                        min_mu=self.min_mu,
+                        beta_tol=self.beta_tol,
+                    )
+                finally:
+                    if hat is not None:
+                        self.inference.hat_diagonals = hat
             mu_name = "_vst_mu_hat" if vst else "_mu_hat"
             disp_name = "vst_genewise_dispersions" if vst else "genewise_dispersions"
             self.layers[mu_name] = np.full((self.n_obs, self.n_vars), np.nan)

@@ -24,7 +24,6 @@ has no such block.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import math
 import os
 import pickle
@@ -104,7 +103,7 @@ def _read_exact(fd: int, size: int) -> bytearray:
 
 def _send(fd: int, obj: Any) -> None:
     """Pickle ``obj`` into the pipe ``fd``, its arrays' memory written as it is (pickle
-    protocol 5 out-of-band buffers): no copy of the fitted means on either side."""
+    protocol 5 out-of-band buffers): no copy of the arrays on either side."""
     buffers: list[pickle.PickleBuffer] = []
     header = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
     raw = [b.raw() for b in buffers]
@@ -145,6 +144,8 @@ def fork_map(
         for _ in range(n_workers - 1):
             out, into = os.pipe()
             with contextlib.suppress(AttributeError, OSError):  # Linux: fewer, larger reads
+                import fcntl
+
                 fcntl.fcntl(into, fcntl.F_SETPIPE_SZ, 1 << 20)
             with warnings.catch_warnings():
                 # Python 3.12+ warns when the process has other OS threads: here BLAS's

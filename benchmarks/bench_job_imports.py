@@ -1,0 +1,104 @@
+"""Import time of each job of the demo run: what every Python job pays before its stage works.
+
+Runs the shipped demo end to end in a scratch folder on one core (jobs one after another),
+with ``PYTHONPROFILEIMPORTTIME`` set, so that each job's interpreter prints its imports
+(``python -X importtime``) below the rule's header in Snakemake's output. For each job it
+prints the seconds its interpreter spent importing (the top-level imports' cumulative time,
+the stage's own imports on first use included), beside the job's wall and CPU time from its
+``benchmark:`` file, and the totals.
+
+Examples
+--------
+python benchmarks/bench_job_imports.py
+python benchmarks/bench_job_imports.py --workdir /tmp/demo_imports --top 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+
+IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
+RULE_HEADER = re.compile(r"^(?:local)?rule (\w+):")
+WILDCARDS = re.compile(r"^\s+wildcards: (.+)")
+
+
+def job_imports(log: str) -> list[dict]:
+    """Each job's imports from Snakemake's output of a one-core run: the lines after its
+    ``rule`` header (its wildcards, if any, name the job), summed over top-level imports."""
+    jobs: list[dict] = []
+    for line in log.splitlines():
+        header = RULE_HEADER.match(line)
+        if header:
+            jobs.append({"job": header.group(1), "import_s": 0.0, "modules": Counter()})
+            continue
+        if not jobs:
+            continue
+        wildcards = WILDCARDS.match(line)
+        if wildcards and jobs[-1]["import_s"] == 0.0:
+            jobs[-1]["job"] += f" ({wildcards.group(1)})"
+        match = IMPORT_LINE.match(line)
+        if match and match.group(3) == " ":  # one space: imported by the job itself
+            cumulative = int(match.group(2)) / 1e6
+            jobs[-1]["import_s"] += cumulative
+            jobs[-1]["modules"][match.group(4)] += cumulative
+    return jobs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/ifnsig_job_imports"))
+    parser.add_argument("--top", type=int, default=3, help="costliest imports shown per job")
+    args = parser.parse_args()
+
+    folder = args.workdir / "demo"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    shutil.copytree(REPO / "config", folder / "config")
+    (folder / "resources").symlink_to(REPO / "resources")
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+    command += ["--directory", str(folder), "--cores", "1"]
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    run = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},
+    )
+    wall = time.perf_counter() - started
+    (folder / "snakemake.log").write_text(run.stderr)
+    if run.returncode != 0:
+        sys.exit(f"the demo failed; see {folder / 'snakemake.log'}")
+
+    jobs = job_imports(run.stderr)
+    cpu = {}
+    for path in (folder / "benchmarks" / "out").glob("*.tsv"):
+        record = pd.read_csv(path, sep="\t").iloc[-1]
+        cpu[path.stem] = (float(record["s"]), float(record["cpu_time"]))
+    print(f"{'job':<48} {'imports s':>9}  costliest imports")
+    for job in jobs:
+        top = ", ".join(f"{name} {s:.2f}" for name, s in job["modules"].most_common(args.top))
+        print(f"{job['job']:<48} {job['import_s']:9.2f}  {top}")
+    total = sum(job["import_s"] for job in jobs)
+    print(
+        f"{len(jobs)} jobs: {total:.1f} s importing in all ({total / len(jobs):.2f} s a job); "
+        f"their benchmark files: {sum(w for w, _ in cpu.values()):.1f} s wall, "
+        f"{sum(c for _, c in cpu.values()):.1f} s CPU; the run {wall:.0f} s on one core; "
+        f"load {load:.1f} at start, {os.getloadavg()[0]:.1f} at the end"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,9 @@ with ``PYTHONPROFILEIMPORTTIME`` set, so that each job's interpreter prints its 
 (``python -X importtime``) below the rule's header in Snakemake's output. For each job it
 prints the seconds its interpreter spent importing (the top-level imports' cumulative time,
 the stage's own imports on first use included), beside the job's wall and CPU time from its
-``benchmark:`` file, and the totals.
+``benchmark:`` file, the totals, and the critical path: the longest chain of dependent rules,
+each costing its longest job (``run_benchmarks.critical_path``), as the run would take with
+enough cores.
 
 Examples
 --------
@@ -27,7 +29,10 @@ from pathlib import Path
 
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+from run_benchmarks import critical_path, rule_graph, rule_of  # noqa: E402
 
 IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 RULE_HEADER = re.compile(r"^(?:local)?rule (\w+):")
@@ -88,9 +93,20 @@ def main() -> None:
         record = pd.read_csv(path, sep="\t").iloc[-1]
         cpu[path.stem] = (float(record["s"]), float(record["cpu_time"]))
     print(f"{'job':<48} {'imports s':>9}  costliest imports")
+    imports: dict[str, float] = {}
     for job in jobs:
         top = ", ".join(f"{name} {s:.2f}" for name, s in job["modules"].most_common(args.top))
         print(f"{job['job']:<48} {job['import_s']:9.2f}  {top}")
+        rule = job["job"].split(" ")[0]
+        imports[rule] = max(imports.get(rule, 0.0), job["import_s"])
+    walls: dict[str, float] = {}
+    for step, (job_wall, _) in cpu.items():
+        walls[rule_of(step)] = max(walls.get(rule_of(step), 0.0), job_wall)
+    dot = rule_graph(folder)
+    print(
+        f"critical path: {critical_path(dot, walls):.1f} s of job wall time; the longest "
+        f"chain in import time: {critical_path(dot, imports):.1f} s"
+    )
     total = sum(job["import_s"] for job in jobs)
     print(
         f"{len(jobs)} jobs: {total:.1f} s importing in all ({total / len(jobs):.2f} s a job); "

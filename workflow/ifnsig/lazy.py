@@ -16,7 +16,9 @@ def lazy_module(name: str) -> ModuleType:
     """``name``, imported on first attribute access (``importlib.util.LazyLoader``).
 
     An ``import name`` elsewhere afterwards gets the same module object (loaded on its first
-    attribute access too); a module that is already imported is returned as it is.
+    attribute access too); a module that is already imported is returned as it is. The first
+    access must not come from two threads at once (Python 3.11's loader takes no lock): the
+    stages' worker threads run numpy kernels only.
     """
     if name in sys.modules:
         return sys.modules[name]

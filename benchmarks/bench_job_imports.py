@@ -4,10 +4,11 @@ Runs the shipped demo end to end in a scratch folder on one core (jobs one after
 with ``PYTHONPROFILEIMPORTTIME`` set, so that each job's interpreter prints its imports
 (``python -X importtime``) below the rule's header in Snakemake's output. For each job it
 prints the seconds its interpreter spent importing (the top-level imports' cumulative time,
-the stage's own imports on first use included), beside the job's wall and CPU time from its
-``benchmark:`` file, the totals, and the critical path: the longest chain of dependent rules,
-each costing its longest job (``run_benchmarks.critical_path``), as the run would take with
-enough cores.
+the stage's own imports on first use included; ``-X importtime`` counts wall time, so it
+means something only on an idle machine), beside the job's wall and CPU time from its
+``benchmark:`` file (CPU time holds under load), the totals, and the critical path: the
+longest chain of dependent rules, each costing its longest job
+(``run_benchmarks.critical_path``), as the run would take with enough cores.
 
 Examples
 --------
@@ -92,11 +93,13 @@ def main() -> None:
     for path in (folder / "benchmarks" / "out").glob("*.tsv"):
         record = pd.read_csv(path, sep="\t").iloc[-1]
         cpu[path.stem] = (float(record["s"]), float(record["cpu_time"]))
-    print(f"{'job':<48} {'imports s':>9}  costliest imports")
+    print(f"{'job':<48} {'imports s':>9} {'wall s':>7} {'CPU s':>6}  costliest imports")
     imports: dict[str, float] = {}
     for job in jobs:
         top = ", ".join(f"{name} {s:.2f}" for name, s in job["modules"].most_common(args.top))
-        print(f"{job['job']:<48} {job['import_s']:9.2f}  {top}")
+        step = re.sub(r" \(\w+=(\w+)\)$", r"_\1", job["job"])
+        job_wall, job_cpu = cpu.get(step, (float("nan"), float("nan")))
+        print(f"{job['job']:<48} {job['import_s']:9.2f} {job_wall:7.1f} {job_cpu:6.1f}  {top}")
         rule = job["job"].split(" ")[0]
         imports[rule] = max(imports.get(rule, 0.0), job["import_s"])
     walls: dict[str, float] = {}

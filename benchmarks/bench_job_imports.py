@@ -10,10 +10,17 @@ means something only on an idle machine), beside the job's wall and CPU time fro
 longest chain of dependent rules, each costing its longest job
 (``run_benchmarks.critical_path``), as the run would take with enough cores.
 
+With ``--replay``, the run is not repeated: each job's top-level imports, read from the
+Snakemake log a run left in ``--workdir``, are imported again in order in a fresh
+interpreter (with this checkout's ``ifnsig`` first on the path), three times, and the
+median CPU time (user + system) of that interpreter is printed per job: the import cost of
+each job, measured in CPU seconds, which a loaded machine changes little.
+
 Examples
 --------
 python benchmarks/bench_job_imports.py
 python benchmarks/bench_job_imports.py --workdir /tmp/demo_imports --top 5
+python benchmarks/bench_job_imports.py --workdir /tmp/demo_imports --replay
 """
 
 from __future__ import annotations
@@ -62,11 +69,53 @@ def job_imports(log: str) -> list[dict]:
     return jobs
 
 
+def replay_cpu(modules: list[str], repeat: int = 3) -> float:
+    """Median CPU seconds of a fresh interpreter that imports ``modules`` in order."""
+    code = "import importlib\n" + "".join(
+        f"importlib.import_module({name!r})\n" for name in modules
+    )
+    paths = [REPO / "workflow", REPO / "workflow" / "scripts"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths))}
+    times = []
+    for _ in range(repeat):
+        before = os.times()
+        subprocess.run([sys.executable, "-c", code], check=True, env=env)
+        after = os.times()
+        times.append(
+            after.children_user
+            - before.children_user
+            + after.children_system
+            - before.children_system
+        )
+    return sorted(times)[len(times) // 2]
+
+
+def replay(folder: Path) -> None:
+    jobs = [job for job in job_imports((folder / "snakemake.log").read_text()) if job["modules"]]
+    baseline = replay_cpu([])
+    print(f"{'job':<48} {'import CPU s':>12}  (an interpreter that imports nothing: "
+          f"{baseline:.2f} s)")  # fmt: skip
+    total = 0.0
+    for job in jobs:
+        modules = [m for m in job["modules"] if not m.startswith(("encodings", "site"))]
+        seconds = replay_cpu(modules)
+        total += seconds
+        print(f"{job['job']:<48} {seconds:12.2f}")
+    print(f"{len(jobs)} jobs: {total:.1f} s CPU importing ({total / len(jobs):.2f} s a job); "
+          f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ifnsig_job_imports"))
     parser.add_argument("--top", type=int, default=3, help="costliest imports shown per job")
+    parser.add_argument(
+        "--replay", action="store_true", help="the CPU time of each job's imports, again"
+    )
     args = parser.parse_args()
+    if args.replay:
+        replay(args.workdir / "demo")
+        return
 
     folder = args.workdir / "demo"
     shutil.rmtree(folder, ignore_errors=True)

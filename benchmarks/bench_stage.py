@@ -66,6 +66,10 @@ def main() -> None:
     cpu, wall = time.process_time(), time.time()
     getattr(stages, args.stage)(inputs, outputs, settings, threads=args.threads)
     wall, cpu = time.time() - wall, time.process_time() - cpu
+    # joblib's worker processes are kept for reuse: stop them so that their CPU time counts.
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     workers = children.ru_utime + children.ru_stime
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

@@ -130,7 +130,9 @@ class BlindVSTInference(DefaultInference):
 
         if self.n_cpus == 1 or len(tasks) == 1:
             return [function(*task) for task in tasks]
-        with parallel_backend(self._backend, inner_max_num_threads=1):
+        # One BLAS thread per worker process (threads share the limit of _alpha_block).
+        limit = {} if self._backend == "threading" else {"inner_max_num_threads": 1}
+        with parallel_backend(self._backend, **limit):
             return Parallel(n_jobs=self.n_cpus)(delayed(function)(*task) for task in tasks)
 
     def lin_reg_mu(self, counts, size_factors, design_matrix, min_mu):  # noqa: D102

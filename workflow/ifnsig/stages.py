@@ -229,11 +229,11 @@ def export_matrices(inputs: Paths, outputs: Paths, settings: dict, threads: int 
 
 def annotate_cohort(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
     """The normalized cohort with every IFN score and call and the QC results in obs."""
-    adata = ad.read_h5ad(inputs["normalized"])
+    adata = data.read_layers(inputs["normalized"], [])
     qc = ad.read_h5ad(inputs["qc"])
     table = read_tsv(inputs["scores"], dtype={"sample": str, "subject": str})
     data.annotate_cohort(adata, table, qc)
-    data.write_h5ad(adata, outputs["cohort"])
+    data.write_h5ad_with_matrices_of(adata, inputs["normalized"], outputs["cohort"])
 
 
 # --- quality control -------------------------------------------------------------------------

@@ -391,6 +391,49 @@ def deseq_dataset_class():
     return DESeq2DispersionDataSet
 
 
+def deseq_stats_class():
+    """pydeseq2's DeseqStats whose Wald test takes the fitted means from the inference
+    backend (``fitted_means``) instead of forming ``design_matrix @ LFC.T``: on a paired
+    design that product is samples^2 x genes (about a minute per contrast at 10,000
+    samples), while the subject-blocked backend forms the same means in O(n) per gene."""
+    from pydeseq2.ds import DeseqStats
+
+    class FittedMeansStats(DeseqStats):
+        def run_wald_test(self) -> None:
+            if not hasattr(self.inference, "fitted_means"):
+                return super().run_wald_test()
+            # pydeseq2's run_wald_test (quiet), the means aside.
+            num_vars = self.design_matrix.shape[1]
+            mu = self.inference.fitted_means(
+                self.design_matrix, self.LFC.to_numpy(), self.dds.obs["size_factors"].to_numpy()
+            )
+            if self.prior_LFC_var is not None:
+                ridge_factor = np.diag(1 / self.prior_LFC_var**2)
+            else:
+                ridge_factor = np.diag(np.repeat(1e-6, num_vars))
+            pvals, stats, se = self.inference.wald_test(
+                design_matrix=self.design_matrix.values,
+                disp=self.dds.var["dispersions"].values,
+                lfc=self.LFC.values,
+                mu=mu,
+                ridge_factor=ridge_factor,
+                contrast=self.contrast_vector,
+                lfc_null=np.log(2) * self.lfc_null,  # log2 to natural log
+                alt_hypothesis=self.alt_hypothesis,
+            )
+            self.p_values = pd.Series(pvals, index=self.dds.var_names)
+            self.statistics = pd.Series(stats, index=self.dds.var_names)
+            self.SE = pd.Series(se, index=self.dds.var_names)
+            # Genes whose counts became all zero after outlier replacement.
+            if self.dds.refit_cooks and self.dds.var["replaced"].sum() > 0:
+                self.SE.loc[self.dds.new_all_zeroes_genes] = 0.0
+                self.statistics.loc[self.dds.new_all_zeroes_genes] = 0.0
+                self.p_values.loc[self.dds.new_all_zeroes_genes] = 1.0
+            return None
+
+    return FittedMeansStats
+
+
 def dense_dispersion_objective(
     counts: np.ndarray,
     mu: np.ndarray,
@@ -449,6 +492,16 @@ class DESeq2Inference(DefaultInference):
     #: test. pydeseq2 floors them inside its IRLS but hands the unfloored ones on, which
     #: inflates the standard errors of genes with a few counts.
     min_mu: float = 0.5
+
+    def fitted_means(
+        self, design_matrix: pd.DataFrame | np.ndarray, lfc: np.ndarray, size_factors: np.ndarray
+    ) -> np.ndarray:
+        """Fitted means ``sf * exp(X beta)``, samples x genes, for coefficients ``lfc``
+        (genes x design columns): the product ``DeseqStats.run_wald_test`` forms before the
+        Wald test (a subclass may form it from the design's structure)."""
+        x = np.asarray(design_matrix, dtype=float)
+        eta = x @ np.asarray(lfc, dtype=float).T
+        return np.asarray(size_factors, dtype=float)[:, None] * np.exp(eta)
 
     def wald_test(self, design_matrix, disp, lfc, mu, *args, **kwargs):
         mu = np.maximum(np.asarray(mu, dtype=float), self.min_mu)

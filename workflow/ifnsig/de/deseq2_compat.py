@@ -183,16 +183,33 @@ def wald_t_pvalues(stat: np.ndarray, df: int) -> np.ndarray:
 def n_or_more_replicates(design_matrix: pd.DataFrame, min_replicates: int) -> pd.Series:
     """Whether each sample's design row is shared by at least ``min_replicates`` samples.
 
-    pydeseq2's ``utils.n_or_more_replicates`` by ``np.unique`` over the rows' bytes instead
-    of ``DataFrame.value_counts`` and a MultiIndex, which cost seconds on a paired design of
-    hundreds of columns (one per subject); ``np.unique(..., axis=0)`` compares a row column
-    by column and still takes seconds at thousands of columns.
+    pydeseq2's ``utils.n_or_more_replicates`` by :func:`ifnsig.de.indicators.row_groups`
+    (each row's few nonzero entries) instead of ``DataFrame.value_counts`` and a
+    MultiIndex, which group the rows column by column: seconds at hundreds of columns (one
+    per subject of a paired design), minutes at thousands.
     """
-    # + 0.0 turns -0.0 into 0.0, so that equal rows have equal bytes.
-    rows = np.ascontiguousarray(design_matrix.to_numpy(dtype=float) + 0.0)
-    as_bytes = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
-    _, inverse, counts = np.unique(as_bytes, return_inverse=True, return_counts=True)
-    return pd.Series(counts[inverse.ravel()] >= min_replicates, index=design_matrix.index)
+    from ifnsig.de.indicators import row_groups
+
+    group, sizes = row_groups(design_matrix)
+    return pd.Series(sizes[group] >= min_replicates, index=design_matrix.index)
+
+
+class _DistinctRows(pd.DataFrame):
+    """A design whose ``value_counts()`` counts its equal rows by
+    :func:`ifnsig.de.indicators.row_groups`: the group sizes, largest first, without the
+    rows as a MultiIndex (pydeseq2's gene-wise step reads only how many groups there are)."""
+
+    @property
+    def _constructor(self):
+        return pd.DataFrame
+
+    def value_counts(self, *args, **kwargs) -> pd.Series:
+        if args or kwargs:
+            return pd.DataFrame(self).value_counts(*args, **kwargs)
+        from ifnsig.de.indicators import row_groups
+
+        _, sizes = row_groups(self)
+        return pd.Series(np.sort(sizes)[::-1], name="count")
 
 
 def _check_full_rank_design(self) -> None:
@@ -213,28 +230,53 @@ def _check_full_rank_design(self) -> None:
         )
 
 
+def _genewise_counting_rows(genewise):
+    """pydeseq2's ``fit_genewise_dispersions``, its count of distinct design rows (which
+    chooses the start of the means) by :class:`_DistinctRows`."""
+
+    if getattr(genewise, "counts_rows", False):
+        return genewise
+
+    def fit_genewise_dispersions(self, vst=False) -> None:
+        design = self.obsm["design_matrix"]
+        self.obsm["design_matrix"] = _DistinctRows(design)
+        try:
+            genewise(self, vst)
+        finally:
+            self.obsm["design_matrix"] = design
+
+    fit_genewise_dispersions.counts_rows = True
+    return fit_genewise_dispersions
+
+
 @contextlib.contextmanager
 def _fast_replicates():
-    """pydeseq2's Cook's steps use :func:`n_or_more_replicates`, and the datasets of its
-    Cook's refits :func:`_check_full_rank_design`, while the block runs."""
+    """While the block runs, pydeseq2's Cook's steps use :func:`n_or_more_replicates`, the
+    datasets of its Cook's refits :func:`_check_full_rank_design`, and its gene-wise step
+    counts distinct design rows by :class:`_DistinctRows`: each reads the design's cells
+    once instead of grouping its rows column by column."""
     import pydeseq2.dds
     import pydeseq2.utils
 
+    dataset = pydeseq2.dds.DeseqDataSet
     saved = (
         pydeseq2.dds.n_or_more_replicates,
         pydeseq2.utils.n_or_more_replicates,
-        pydeseq2.dds.DeseqDataSet._check_full_rank_design,
+        dataset._check_full_rank_design,
+        dataset.fit_genewise_dispersions,
     )
     pydeseq2.dds.n_or_more_replicates = n_or_more_replicates
     pydeseq2.utils.n_or_more_replicates = n_or_more_replicates
-    pydeseq2.dds.DeseqDataSet._check_full_rank_design = _check_full_rank_design
+    dataset._check_full_rank_design = _check_full_rank_design
+    dataset.fit_genewise_dispersions = _genewise_counting_rows(saved[3])
     try:
         yield
     finally:
         (
             pydeseq2.dds.n_or_more_replicates,
             pydeseq2.utils.n_or_more_replicates,
-            pydeseq2.dds.DeseqDataSet._check_full_rank_design,
+            dataset._check_full_rank_design,
+            dataset.fit_genewise_dispersions,
         ) = saved
 
 
@@ -249,9 +291,22 @@ def deseq_dataset_class():
     class DESeq2DispersionDataSet(DeseqDataSet):
         _check_full_rank_design = _check_full_rank_design
 
+        # The steps a gene shard runs one by one (ifnsig.de.shards) as deseq2() runs them.
         def deseq2(self, fit_type=None) -> None:
             with _fast_replicates():
                 super().deseq2(fit_type)
+
+        def fit_genewise_dispersions(self, vst=False) -> None:
+            with _fast_replicates():
+                super().fit_genewise_dispersions(vst)
+
+        def calculate_cooks(self) -> None:
+            with _fast_replicates():
+                super().calculate_cooks()
+
+        def refit(self) -> None:
+            with _fast_replicates():
+                super().refit()
 
         def fit_LFC(self) -> None:  # noqa: N802 (pydeseq2's name)
             # pydeseq2's, with the coefficients assigned at once: its DataFrame.update
@@ -277,7 +332,8 @@ def deseq_dataset_class():
 
         def cooks_outlier(self):
             if self.uns.get("cooks_count_heuristic", True) or "_pvalue_cooks_outlier" in self.var:
-                return super().cooks_outlier()
+                with _fast_replicates():
+                    return super().cooks_outlier()
             n, p = self.obsm["design_matrix"].shape
             cutoff = f.ppf(0.99, p, n - p)
             # Only samples with 3 or more replicates in their design cell count (recordMaxCooks).

@@ -119,7 +119,7 @@ class BlockedInference(DESeq2Inference):
         self.chunk_size = chunk_size
         self.paths: dict[str, str] = {}
         self.n_irls_fallback = 0
-        self._cache: tuple[tuple[Any, ...], BlockDesign | None] | None = None
+        self._cache: tuple[int, BlockDesign | tuple[Any, ...]] | None = None
 
     def block_design(self, design_matrix: pd.DataFrame | np.ndarray) -> BlockDesign | None:
         """Return the block structure of ``design_matrix`` (cached), or None.
@@ -134,11 +134,19 @@ class BlockedInference(DESeq2Inference):
         BlockDesign or None
             See :func:`detect_block_design`.
         """
-        x = np.ascontiguousarray(np.asarray(design_matrix, dtype=float))
-        key = (x.shape, hash(x.tobytes()), self.min_levels)
-        if self._cache is None or self._cache[0] != key:
-            self._cache = (key, detect_block_design(design_matrix, self.min_levels))
-        return self._cache[1]
+        x = np.asarray(design_matrix, dtype=float)
+        if self._cache is not None and self._cache[0] == self.min_levels:
+            cached = self._cache[1]
+            # A design with a block is checked against it (no copy of the design); one
+            # without (few columns) by its bytes.
+            if isinstance(cached, BlockDesign) and cached.describes(x):
+                return cached
+            if isinstance(cached, tuple) and cached == (x.shape, hash(x.tobytes())):
+                return None
+        found = detect_block_design(design_matrix, self.min_levels)
+        key = found if found is not None else (x.shape, hash(x.tobytes()))
+        self._cache = (self.min_levels, key)
+        return found
 
     def _chunks(self, n_samples: int, n_genes: int) -> list[slice]:
         size = self.chunk_size or max(32, _CHUNK_CELLS // max(n_samples, 1))

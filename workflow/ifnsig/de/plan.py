@@ -868,27 +868,41 @@ def design_matrix(fit: Fit) -> pd.DataFrame:
         and last[2] == fit.formula
     ):
         return last[3]
-    built = _build_design_matrix(fit)
-    values = np.asfortranarray(built.to_numpy(dtype=float, copy=True))
+    values, columns = _design_values(fit)
     values.flags.writeable = False
-    design = pd.DataFrame(values, index=built.index, columns=built.columns, copy=False)
+    design = pd.DataFrame(values, index=fit.metadata.index, columns=columns, copy=False)
     _LAST_DESIGN = (weakref.ref(fit), id(fit.metadata), fit.formula, design)
     return design
 
 
-def _build_design_matrix(fit: Fit) -> pd.DataFrame:
-    from formulaic_contrasts import FormulaicContrasts
+def _design_values(fit: Fit) -> tuple[np.ndarray, list[str]]:
+    """The design's values (column-major, as pydeseq2's formulaic frames) and column names.
+
+    formulaic's sparse output, densified: the same columns and numbers as its pandas output
+    (which pydeseq2's ``FormulaicContrasts`` builds), in a fraction of the time for a
+    paired design's thousands of indicator columns.
+    """
+    from formulaic import model_matrix
 
     additive = "~" + " + ".join(fit.terms)
-    design = pd.DataFrame(
-        FormulaicContrasts(fit.metadata, additive).design_matrix, index=fit.metadata.index
-    ).astype(float)
+    matrix = model_matrix(additive, fit.metadata, output="sparse")
+    columns = list(matrix.model_spec.column_names)
+    extra = []
     if fit.between is not None:
         in_test = (fit.metadata[fit.between.column].astype(str) == fit.between.test).to_numpy()
-        values = fit.metadata[fit.variable].astype(str).to_numpy()
+        levels = fit.metadata[fit.variable].astype(str).to_numpy()
         for level in fit.levels[1:]:
-            design[interaction_column(fit, level)] = ((values == level) & in_test).astype(float)
-    return design
+            columns.append(interaction_column(fit, level))
+            extra.append(((levels == level) & in_test).astype(float))
+    from scipy import sparse
+
+    entries = sparse.csc_matrix(matrix)
+    values = np.zeros((entries.shape[0], len(columns)), order="F")
+    in_column = np.repeat(np.arange(entries.shape[1]), np.diff(entries.indptr))
+    values[entries.indices, in_column] = entries.data
+    for i, column in enumerate(extra):
+        values[:, entries.shape[1] + i] = column
+    return values, columns
 
 
 def reduced_design(fit: Fit, design: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -113,13 +113,16 @@ def child(work: Path, name: str, shard: int | None, n_shards: int) -> dict:
     if done.returncode:
         sys.exit(done.stderr[-3000:])
     used = json.loads(done.stdout.strip().splitlines()[-1])
-    return {
+    row = {
         "step": name,
         "shard": shard,
         "wall_s": time.perf_counter() - started,
         "cpu_s": used["cpu_s"],
         "peak_mb": used["peak_mb"],
     }
+    # Each job as it ends (a long run read while it goes), with the load beside it.
+    print(json.dumps({**row, "load": os.getloadavg()[0]}), flush=True)
+    return row
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,11 +22,13 @@ import traceback
 
 def warm_up() -> None:
     """Import what every run imports; the workflow package itself is forgotten again."""
+    import anndata  # noqa: F401  # ifnsig.stages imports its libraries on first use
+    import scipy.stats  # noqa: F401
     import snakemake.cli  # noqa: F401
     import snakemake.executors.dryrun  # noqa: F401
     import snakemake.executors.local  # noqa: F401
 
-    import ifnsig.stages  # noqa: F401  # pulls in what the package's modules import
+    import ifnsig.stages  # noqa: F401
     import ifnsig.validation  # noqa: F401
 
     for name in [name for name in sys.modules if name == "ifnsig" or name.startswith("ifnsig.")]:

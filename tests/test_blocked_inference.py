@@ -7,6 +7,8 @@ IRLS handed to the optimiser) are left out of the numerical comparisons, at most
 
 from __future__ import annotations
 
+import os
+import time
 import warnings
 from pathlib import Path
 
@@ -383,6 +385,73 @@ def test_alpha_mle_matches_dense(method_inputs, prior_reg) -> None:
     np.testing.assert_array_equal(c0, c1)
     assert c0.mean() > 0.97
     assert_close(a0, a1, "dispersion", median=1e-10, q999=1e-6)
+
+
+def test_alpha_mle_on_processes_has_the_bits_of_one_thread(method_inputs) -> None:
+    d = method_inputs
+    kwargs = dict(
+        counts=d["counts"], design_matrix=d["x"], mu=d["mu"], alpha_hat=d["mom"],
+        min_disp=1e-8, max_disp=36.0,
+    )  # fmt: skip
+    one = BlockedInference(n_cpus=1, min_levels=2).alpha_mle(**kwargs)
+    for workers in ("processes", "threads"):
+        inf = BlockedInference(n_cpus=2, min_levels=2, chunk_size=40, workers=workers)
+        both = inf.alpha_mle(**kwargs)
+        assert all(np.array_equal(a, b) for a, b in zip(one, both, strict=True)), workers
+
+
+_PARENT = os.getpid()
+
+
+def _pid_and_square(i: int) -> tuple[int, int]:
+    # This process's task is slow, so that the forked copy takes the others.
+    time.sleep(0.5 if os.getpid() == _PARENT else 0.001)
+    return os.getpid(), i * i
+
+
+def _fails_at_three(i: int) -> int:
+    if i == 3:
+        raise ValueError("three")
+    return i
+
+
+def _warns(i: int) -> int:
+    warnings.warn(f"task {i}", RuntimeWarning, stacklevel=1)
+    return i
+
+
+@pytest.fixture
+def forked(monkeypatch) -> list[int]:
+    """The processes forked during the test; each must be reaped by the end."""
+    pids: list[int] = []
+    fork = os.fork
+
+    def recorded() -> int:
+        pid = fork()
+        if pid:
+            pids.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", recorded)
+    yield pids
+    for pid in pids:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def test_fork_map_keeps_the_order_and_shares_the_tasks(forked) -> None:
+    out = bi.fork_map(_pid_and_square, [(i,) for i in range(12)], 2)
+    assert [square for _, square in out] == [i * i for i in range(12)]
+    assert {pid for pid, _ in out} == {os.getpid(), *forked}
+
+
+def test_fork_map_raises_and_warns_what_a_copy_did(forked) -> None:
+    with pytest.raises(ValueError, match="three"):
+        bi.fork_map(_fails_at_three, [(i,) for i in range(8)], 2)
+    with pytest.warns(RuntimeWarning) as caught:
+        assert bi.fork_map(_warns, [(i,) for i in range(6)], 3) == list(range(6))
+    assert sorted(str(w.message) for w in caught) == [f"task {i}" for i in range(6)]
+    assert len(forked) == 3
 
 
 @pytest.mark.parametrize("alt", [None, "greaterAbs", "lessAbs", "greater", "less"])

@@ -5,8 +5,10 @@ import pandas as pd
 from conftest import shared_data
 
 from ifnsig.de.deseq2_compat import (
+    cooks_distances,
     independent_filtering,
     monte_carlo_prior_variance,
+    n_distinct_rows,
     n_or_more_replicates,
     parametric_dispersion_trend,
 )
@@ -25,6 +27,44 @@ def test_n_or_more_replicates_is_pydeseq2s():
         ours, theirs = n_or_more_replicates(design, at_least), pydeseq2s(design, at_least)
         assert ours.index.equals(theirs.index)
         assert np.array_equal(ours.to_numpy(dtype=bool), theirs.to_numpy(dtype=bool))
+    assert n_distinct_rows(design) == len(design.value_counts())
+    design.iloc[0] = -0.0 * design.iloc[0]
+    assert n_distinct_rows(design) == len(design.value_counts())
+
+
+def test_cooks_distances_by_chunks_have_pydeseq2s_bits():
+    """Any number of threads, both array layouts, with and without cells of 3+ samples."""
+    from pydeseq2.utils import robust_method_of_moments_disp
+
+    def pydeseq2s(counts, normed, mu, hat, design):  # DeseqDataSet.calculate_cooks
+        res = counts - mu
+        res **= 2
+        v = mu**2
+        v *= robust_method_of_moments_disp(normed, design)[None, :]
+        v += mu
+        res /= v
+        res /= design.shape[-1]
+        diag_mul = 1 - hat
+        diag_mul **= 2
+        return res * (hat / diag_mul)
+
+    rng = np.random.default_rng(3)
+    for n, g, cells in [(24, 9, True), (24, 2, True), (16, 301, False), (10, 3, False)]:
+        if cells:  # three groups of 8
+            design = pd.DataFrame({"Intercept": 1.0, "b": np.arange(n) % 3 == 1.0})
+            design["c"] = (np.arange(n) % 3 == 2) * 1.0
+        else:  # pairs
+            pairs = [np.arange(n) // 2 == j for j in range(1, n // 2)]
+            design = pd.DataFrame(np.column_stack([np.ones(n), np.arange(n) % 2, *pairs]))
+        design = design.astype(float)
+        for order in "CF":
+            counts = rng.negative_binomial(5, 0.1, (n, g))
+            normed = np.asarray(counts / rng.uniform(0.5, 2, (n, 1)), order=order)
+            mu, hat = rng.uniform(1, 100, (n, g)), rng.uniform(0, 0.9, (n, g))
+            expected = pydeseq2s(counts, normed, mu, hat, design)
+            for n_cpus in (1, 2, 3):
+                got = cooks_distances(counts, normed, mu, hat, design, n_cpus)
+                assert np.array_equal(got, expected), (n, g, order, n_cpus)
 
 
 def test_design_row_groups_are_pandas_groups():

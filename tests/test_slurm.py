@@ -23,6 +23,8 @@ from conftest import small_project
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
+# ``python -m snakemake`` with the plugin's status checks at most 2 s apart (see the script).
+SNAKEMAKE_CAPPED_CHECKS = REPO / "tests" / "slurm" / "snakemake_capped_checks.py"
 SLURM_PROFILE = REPO / "profiles" / "slurm"
 RUN_TIMEOUT_S = 1800  # a guard against a hung run, not a time limit: loaded machines are slow
 START_TIMEOUT_S = 600  # includes apt-get install on a fresh machine
@@ -33,7 +35,8 @@ START_TIMEOUT_S = 600  # includes apt-get install on a fresh machine
 #   exist without slurmdbd) and partition;
 # - threads capped at the node's CPUs: sbatch rejects a job asking for more;
 # - status checks 1 s after a job ends instead of 20 s keep the run short: the plugin waits
-#   this long after a check that saw a job end, and 10 s more after each check that saw none.
+#   this long after a check that saw a job end, and 10 s more after each check that saw none
+#   (capped at 2 s by SNAKEMAKE_CAPPED_CHECKS).
 SLURM_TEST_ARGS = [
     "--default-resources",
     "slurm_partition=debug",
@@ -51,7 +54,7 @@ pytestmark = pytest.mark.slurm
 
 
 def _snakemake(workdir: Path, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "snakemake", *args]
+    cmd = [sys.executable, str(SNAKEMAKE_CAPPED_CHECKS), *args]
     proc = subprocess.run(
         cmd, cwd=workdir, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False
     )

@@ -147,3 +147,43 @@ def test_nested_command_line_values_get_the_schema_types():
     config = {"de": {"alpha": "0.05", "inference": "blocked", "covariates": []}, "seed": 3}
     sources.type_command_line_values(config, config_schema())
     assert config["de"] == {"alpha": 0.05, "inference": "blocked", "covariates": []}
+
+
+# Libraries that cost a job seconds to import, which neither the parse-time checks nor the
+# module every job imports may load before a stage asks for them.
+HEAVY = ("anndata", "scipy.stats", "statsmodels", "matplotlib", "pydeseq2", "scanpy", "gseapy")
+
+
+def imported_heavy(code: str) -> list[str]:
+    """The libraries of HEAVY that a fresh interpreter has loaded after running ``code`` (a
+    module imported lazily is in ``sys.modules`` before it is loaded: it does not count)."""
+    import json
+    import subprocess
+    import sys
+
+    probe = (
+        f"{code}\nimport json, sys, types\n"
+        f"print(json.dumps([m for m in {HEAVY!r} if type(sys.modules.get(m)) is types.ModuleType]))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_parse_time_checks_import_no_heavy_library():
+    # What workflow/rules/common.smk imports when Snakemake parses the workflow.
+    code = (
+        "from ifnsig.analyses import describe\n"
+        "from ifnsig.comparisons import score_comparison\n"
+        "from ifnsig.de import de_tables, uses_responses\n"
+        "from ifnsig.de.shards import shard_count\n"
+        "from ifnsig.validation import check_inputs\n"
+    )
+    assert imported_heavy(code) == []
+
+
+def test_a_job_loads_only_what_its_stage_uses():
+    # Every job's script imports ifnsig.stages; the stage loads its libraries when it runs.
+    assert imported_heavy("import ifnsig.stages") == []
+    used = "import ifnsig.stages as s\ns.ad.AnnData\ns.scores.stats.norm\ns.plots.volcano"
+    assert imported_heavy(used) == ["anndata", "scipy.stats", "matplotlib"]

@@ -12,11 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ifnsig.config_files import origin
 from ifnsig.errors import InputError
+from ifnsig.lazy import lazy_module
 from ifnsig.stats import auc_delong, bh, hodges_lehmann_shift
+
+# The workflow imports this module when it parses the Snakefile: scipy.stats on first use.
+stats = lazy_module("scipy.stats")
 
 COMPARISON_COLUMNS = [
     "signature",

@@ -30,13 +30,15 @@ import h5py
 import numpy as np
 import pandas as pd
 from anndata.io import read_elem
-from scipy import stats
 
 from ifnsig.errors import InputError
 from ifnsig.io import atomic_output, read_sheet, require_file
+from ifnsig.lazy import lazy_module
 from ifnsig.stats import bh
 from ifnsig.tables import LIST_SEPARATOR
 
+# The gene-set coverage job reads the genes from here: scipy.stats on first use.
+stats = lazy_module("scipy.stats")
 log = logging.getLogger(__name__)
 
 # Resources stay beside the source, like the shipped gene sets (see ifnsig.genesets).

@@ -45,11 +45,13 @@ from dataclasses import dataclass
 import anndata as ad
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ifnsig import positivity
+from ifnsig.lazy import lazy_module
 from ifnsig.tables import LIST_SEPARATOR
 
+# Jobs that only read the configured signatures from here: scipy.stats on first use.
+stats = lazy_module("scipy.stats")
 log = logging.getLogger(__name__)
 
 # Layer each method reads. Within one sample, normalized counts, VST values and raw counts

@@ -9,7 +9,6 @@ Tables are written as tidy TSV with full-precision p-values.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import pickle
 import re
@@ -18,60 +17,40 @@ import traceback
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import ModuleType
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 
-from ifnsig import (
-    analyses,
-    comparisons,
-    data,
-    genesets,
-    reference,
-    response,
-    scores,
-    set_tests,
-)
-from ifnsig import qc as quality
 from ifnsig.config_files import origin
-from ifnsig.de import fit as de_fit
-from ifnsig.de import plan as de_plan
-from ifnsig.de import shards as de_shards
-from ifnsig.de import size_factors as de_size_factor_genes
 from ifnsig.enrichment import over_representation, prerank, ranking, restrict_to
 from ifnsig.errors import InputError
 from ifnsig.formats import read_count_input
 from ifnsig.io import atomic_output, read_tsv
+from ifnsig.lazy import lazy_module
 from ifnsig.validation import clinical_values, load_samples, read_clinical_table
 
-log = logging.getLogger("ifnsig")
-
-
-def lazy_module(name: str) -> ModuleType:
-    """``name``, imported on first attribute access (``importlib.util.LazyLoader``).
-
-    Each job imports this module for one stage: statsmodels (for the linkage) and
-    matplotlib (for the plots) are loaded only by the jobs that use them.
-    """
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    loader.exec_module(module)
-    # As an import would: ``import ifnsig.linkage`` elsewhere then finds it on the package.
-    parent, _, child = name.rpartition(".")
-    setattr(sys.modules[parent], child, module)
-    return module
-
-
+# Each job imports this module for one stage: the modules below (and anndata, scipy.stats,
+# statsmodels, matplotlib that they bring) are loaded by the jobs whose stage uses them.
+ad = lazy_module("anndata")
+analyses = lazy_module("ifnsig.analyses")
+comparisons = lazy_module("ifnsig.comparisons")
+data = lazy_module("ifnsig.data")
+genesets = lazy_module("ifnsig.genesets")
+reference = lazy_module("ifnsig.reference")
+response = lazy_module("ifnsig.response")
+scores = lazy_module("ifnsig.scores")
+set_tests = lazy_module("ifnsig.set_tests")
+quality = lazy_module("ifnsig.qc")
+de_fit = lazy_module("ifnsig.de.fit")
+de_plan = lazy_module("ifnsig.de.plan")
+de_shards = lazy_module("ifnsig.de.shards")
+de_size_factor_genes = lazy_module("ifnsig.de.size_factors")
 linkage = lazy_module("ifnsig.linkage")
 trajectories = lazy_module("ifnsig.trajectories")  # it imports the linkage
 plots = lazy_module("ifnsig.plots")
+
+log = logging.getLogger("ifnsig")
+
 
 Paths = Mapping[str, str]
 

@@ -15,8 +15,11 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from ifnsig.lazy import lazy_module
+
+# The workflow imports this module when it parses the Snakefile: scipy.stats on first use.
+stats = lazy_module("scipy.stats")
 log = logging.getLogger(__name__)
 #: Fewest subjects (or pairs) a bootstrap interval is computed from.
 BOOTSTRAP_MIN_N = 3

@@ -30,6 +30,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import sys
+import time
 import warnings
 
 import numpy as np
@@ -212,6 +215,85 @@ class _DistinctRows(pd.DataFrame):
         return pd.Series(np.sort(sizes)[::-1], name="count")
 
 
+def n_distinct_rows(design_matrix: pd.DataFrame) -> int:
+    """Number of distinct rows of a design: pydeseq2's ``len(design.value_counts())``, by
+    :func:`ifnsig.de.indicators.row_groups`, without pandas' grouping of thousands of
+    columns."""
+    from ifnsig.de.indicators import row_groups
+
+    return len(row_groups(design_matrix)[1])
+
+
+def cooks_distances(
+    counts: np.ndarray,
+    normed_counts: np.ndarray,
+    mu: np.ndarray,
+    hat_diagonals: np.ndarray,
+    design_matrix: pd.DataFrame,
+    n_cpus: int = 1,
+) -> np.ndarray:
+    """Cook's distances as pydeseq2's ``DeseqDataSet.calculate_cooks``, by gene chunks on
+    ``n_cpus`` threads.
+
+    The dispersions are pydeseq2's ``robust_method_of_moments_disp`` (trimmed variances
+    within the design cells of three or more samples, or over every sample). Every step is
+    a sort, a mean over samples or an elementwise operation of one gene's column, so a
+    gene gets the same bits in any chunk; the sorts and array operations release the GIL.
+    Arrays are samples x genes (the genes with a count).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pydeseq2.utils import trimmed_cell_variance, trimmed_variance
+
+    num_vars = design_matrix.shape[-1]
+    three_or_more = n_or_more_replicates(design_matrix, 3)
+    cells = None
+    if three_or_more.any():
+        use = three_or_more.to_numpy()
+        filtered = design_matrix.loc[three_or_more, :]
+        cells = pd.Series(
+            filtered.groupby(filtered.columns.values.tolist()).ngroup(), index=filtered.index
+        )
+    out = np.empty(np.shape(mu))
+
+    def chunk(genes: slice) -> None:
+        # Views, not copies: a mean over samples sums a column pairwise where the samples
+        # of a gene are adjacent in memory (as in the column-masked arrays pydeseq2 gets)
+        # and row after row otherwise, so a chunk keeps the layout of the whole array.
+        normed = normed_counts[:, genes]
+        v = trimmed_variance(normed) if cells is None else trimmed_cell_variance(normed[use], cells)
+        m = normed.mean(axis=0)
+        dispersions = (v - m) / m**2
+        np.maximum(dispersions, 0.04, out=dispersions)
+        m_lfc = mu[:, genes]
+        squared_pearson_res = counts[:, genes] - m_lfc
+        squared_pearson_res **= 2
+        v = m_lfc**2
+        v *= dispersions[None, :]
+        v += m_lfc
+        squared_pearson_res /= v
+        squared_pearson_res /= num_vars
+        hat = hat_diagonals[:, genes]
+        diag_mul = 1 - hat
+        diag_mul **= 2
+        diag_mul = hat / diag_mul
+        squared_pearson_res *= diag_mul
+        out[:, genes] = squared_pearson_res
+
+    n_genes = out.shape[1]
+    # Chunks of two genes or more: numpy sums a single column in another order.
+    size = max(2, math.ceil(n_genes / max(n_cpus, 1)))
+    chunks = [slice(i, min(i + size, n_genes)) for i in range(0, n_genes, size)]
+    if len(chunks) > 1 and chunks[-1].stop - chunks[-1].start < 2:
+        chunks[-2:] = [slice(chunks[-2].start, n_genes)]
+    if len(chunks) == 1:
+        chunk(chunks[0])
+    else:
+        with ThreadPoolExecutor(len(chunks)) as pool:
+            list(pool.map(chunk, chunks))
+    return out
+
+
 def _check_full_rank_design(self) -> None:
     """pydeseq2's ``DeseqDataSet._check_full_rank_design``, the rank taken through the
     subject block (:func:`ifnsig.de.indicators.design_rank`) instead of an SVD of the whole
@@ -296,17 +378,76 @@ def deseq_dataset_class():
             with _fast_replicates():
                 super().deseq2(fit_type)
 
-        def fit_genewise_dispersions(self, vst=False) -> None:
-            with _fast_replicates():
-                super().fit_genewise_dispersions(vst)
-
-        def calculate_cooks(self) -> None:
-            with _fast_replicates():
-                super().calculate_cooks()
-
         def refit(self) -> None:
+            # The Cook's refit's own dataset runs pydeseq2's steps (and its row grouping).
             with _fast_replicates():
                 super().refit()
+
+        def fit_genewise_dispersions(self, vst: bool = False) -> None:
+            # pydeseq2's, the design's distinct rows counted by n_distinct_rows instead of
+            # DataFrame.value_counts (seconds for a paired design of thousands of samples),
+            # and no hat diagonals from the blocked IRLS, whose fitted means alone are kept.
+            if "size_factors" not in self.obs:
+                self.fit_size_factors(fit_type=self.size_factors_fit_type)
+            self.var["non_zero"] = ~(self.X == 0).all(axis=0)
+            self.non_zero_idx = np.arange(self.n_vars)[self.var["non_zero"]]
+            self.non_zero_genes = self.var_names[self.var["non_zero"]]
+            if isinstance(self.non_zero_genes, pd.MultiIndex):
+                raise ValueError("non_zero_genes should not be a MultiIndex")
+            self._fit_MoM_dispersions()
+            design = self.obsm["design_matrix"]
+            design_matrix = design.values
+            size_factors = self.obs["size_factors"].values
+            counts = self.X[:, self.non_zero_idx]
+            mom = self.var.loc[self.var["non_zero"], "_MoM_dispersions"].values
+            if n_distinct_rows(design) == design.shape[-1]:
+                mu_hat = self.inference.lin_reg_mu(
+                    counts=counts,
+                    size_factors=size_factors,
+                    design_matrix=design_matrix,
+                    min_mu=self.min_mu,
+                )
+            else:
+                # Only the fitted means are kept: the blocked fit leaves the hat diagonals out.
+                hat = getattr(self.inference, "hat_diagonals", None)
+                if hat is not None:
+                    self.inference.hat_diagonals = False
+                try:
+                    _, mu_hat, _, _ = self.inference.irls(
+                        counts=counts,
+                        size_factors=size_factors,
+                        design_matrix=design_matrix,
+                        disp=mom,
+                        min_mu=self.min_mu,
+                        beta_tol=self.beta_tol,
+                    )
+                finally:
+                    if hat is not None:
+                        self.inference.hat_diagonals = hat
+            mu_name = "_vst_mu_hat" if vst else "_mu_hat"
+            disp_name = "vst_genewise_dispersions" if vst else "genewise_dispersions"
+            self.layers[mu_name] = np.full((self.n_obs, self.n_vars), np.nan)
+            self.layers[mu_name][:, self.var["non_zero"]] = mu_hat
+            del mu_hat
+            if not self.quiet:
+                print("Fitting dispersions...", file=sys.stderr)
+            start = time.time()
+            dispersions, converged = self.inference.alpha_mle(
+                counts=self.X[:, self.non_zero_idx],
+                design_matrix=design_matrix,
+                mu=self.layers[mu_name][:, self.non_zero_idx],
+                alpha_hat=mom,
+                min_disp=self.min_disp,
+                max_disp=self.max_disp,
+            )
+            if not self.quiet:
+                print(f"... done in {time.time() - start:.2f} seconds.\n", file=sys.stderr)
+            self.var[disp_name] = np.full(self.n_vars, np.nan)
+            self.var.loc[self.var["non_zero"], disp_name] = np.clip(
+                dispersions, self.min_disp, self.max_disp
+            )
+            self.var["_genewise_converged"] = pd.array([pd.NA] * self.n_vars, dtype="boolean")
+            self.var.loc[self.var["non_zero"], "_genewise_converged"] = converged
 
         def fit_LFC(self) -> None:  # noqa: N802 (pydeseq2's name)
             # pydeseq2's, with the coefficients assigned at once: its DataFrame.update
@@ -329,6 +470,25 @@ def deseq_dataset_class():
             self.obsm["_hat_diagonals"] = hat_diagonals
             self.var["_LFC_converged"] = pd.array([pd.NA] * self.n_vars, dtype="boolean")
             self.var.loc[self.var["non_zero"], "_LFC_converged"] = converged
+
+        def calculate_cooks(self) -> None:
+            # pydeseq2's, by gene chunks on the inference's threads (cooks_distances).
+            if "dispersions" not in self.var:
+                self.fit_MAP_dispersions()
+            non_zero = self.var["non_zero"].to_numpy()
+            cooks = cooks_distances(
+                self.X[:, non_zero],
+                self.layers["normed_counts"][:, non_zero],
+                self.obsm["_mu_LFC"],
+                self.obsm["_hat_diagonals"],
+                self.obsm["design_matrix"],
+                getattr(self.inference, "n_cpus", 1) or 1,
+            )
+            if self.low_memory:
+                del self.obsm["_mu_LFC"]
+                del self.obsm["_hat_diagonals"]
+            self.layers["cooks"] = np.full((self.n_obs, self.n_vars), np.nan)
+            self.layers["cooks"][:, non_zero] = cooks
 
         def cooks_outlier(self):
             if self.uns.get("cooks_count_heuristic", True) or "_pvalue_cooks_outlier" in self.var:

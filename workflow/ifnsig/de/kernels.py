@@ -512,8 +512,12 @@ def _irls_chunk(
     max_beta: float,
     optimizer: str,
     maxiter: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """IRLS for a chunk of genes; returns beta (g, p), mu, H (n, g), converged, fallback."""
+    hat_diagonals: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """IRLS for a chunk of genes; returns beta (g, p), mu, H (n, g), converged, fallback.
+
+    ``hat_diagonals=False`` leaves H out (None).
+    """
     y = np.asarray(counts, dtype=float)
     n, g = y.shape
     sf = np.asarray(size_factors, dtype=float)[:, None]
@@ -589,8 +593,10 @@ def _irls_chunk(
         mu[:, j] = np.maximum(sf[:, 0] * np.exp(bd.xmul(beta_a[:, j], beta_c[:, j])), min_mu)
 
     # Hat diagonals W^1/2 X (X'WX + ridge)^-1 X' W^1/2, from the thresholded mu.
-    w = mu / (1.0 + mu * disp)
-    hat = w * _normal(bd, w, IRLS_RIDGE, IRLS_RIDGE).quad_diag(bd)
+    hat = None
+    if hat_diagonals:
+        w = mu / (1.0 + mu * disp)
+        hat = w * _normal(bd, w, IRLS_RIDGE, IRLS_RIDGE).quad_diag(bd)
     # Unthresholded mu is returned, as in irls_solver (and the R code).
     mu_out = sf * np.exp(bd.xmul(beta_a, beta_c))
     return bd.join(beta_a, beta_c), mu_out, hat, converged, fallback

@@ -33,7 +33,6 @@ import math
 import h5py
 import numpy as np
 import pandas as pd
-from anndata.io import read_elem
 
 from ifnsig.config_files import origin
 from ifnsig.de.plan import Fit, design_matrix
@@ -41,6 +40,15 @@ from ifnsig.de.size_factors import check_usable
 from ifnsig.errors import InputError
 
 log = logging.getLogger(__name__)
+
+
+def read_elem(element):
+    """``anndata.io.read_elem``, with anndata imported on first use: the workflow imports this
+    module when it parses the Snakefile."""
+    from anndata.io import read_elem as read
+
+    return read(element)
+
 
 #: Samples per shard that ``de.shards: auto`` aims at: the one-job fit of a paired cohort of
 #: 1,000 samples x 20,000 genes peaked at 2.8 GB (benchmarks/bench_blocked_de.py), so a shard

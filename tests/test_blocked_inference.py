@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from ifnsig.de import blocked as bi
 from ifnsig.de.blocked import BlockedInference, detect_block_design, irls_objective
-from ifnsig.de.deseq2_compat import DESeq2Inference, deseq_dataset_class
+from ifnsig.de.deseq2_compat import DESeq2Inference, deseq_dataset_class, deseq_stats_class
 
 # Its module fixtures are computed once: one pytest-xdist worker takes the whole module.
 pytestmark = pytest.mark.xdist_group("blocked_inference")
@@ -470,6 +470,51 @@ def test_wald_test_matches_dense(method_inputs, alt) -> None:
     np.testing.assert_allclose(se1, se0, rtol=1e-10)
     np.testing.assert_allclose(s1, s0, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(p1, p0, rtol=1e-8, atol=1e-300)
+
+
+def test_fitted_means_by_the_block_equal_the_dense_product(method_inputs) -> None:
+    """The Wald test's and the LRT's means ``sf * exp(X beta)`` in O(n) per gene: the IRLS's
+    own means, bit for bit, and the dense product ``run_wald_test`` forms, to rounding."""
+    d = method_inputs
+    x = d["x"]
+    inf = BlockedInference(n_cpus=1, min_levels=2)
+    b, mu, _, _ = inf.irls(d["counts"], d["sf"], x, d["disp"], 0.5, 1e-8)
+    got = inf.fitted_means(pd.DataFrame(x), b, d["sf"])
+    assert inf.paths["fitted_means"] == "blocked"
+    np.testing.assert_array_equal(got, mu)
+    pydeseq2s = np.exp(pd.DataFrame(x) @ pd.DataFrame(b).T).multiply(d["sf"], 0).to_numpy()
+    np.testing.assert_array_equal(DESeq2Inference(n_cpus=1).fitted_means(x, b, d["sf"]), pydeseq2s)
+    np.testing.assert_allclose(got, pydeseq2s, rtol=1e-13)
+    # A gene's means do not depend on the genes beside it.
+    np.testing.assert_array_equal(inf.fitted_means(x, b[3:4], d["sf"]), got[:, 3:4])
+    # No block: the dense product itself.
+    unpaired = np.column_stack([x[:, 0], np.linspace(-1, 1, len(x))])
+    np.testing.assert_array_equal(
+        inf.fitted_means(unpaired, b[:, [0, -1]], d["sf"]),
+        DESeq2Inference(n_cpus=1).fitted_means(unpaired, b[:, [0, -1]], d["sf"]),
+    )
+    assert inf.paths["fitted_means"] == "default"
+
+
+def test_wald_test_of_the_block_means_equals_pydeseq2s() -> None:
+    """``deseq_stats_class()`` (means from the backend) gives pydeseq2's DeseqStats tables:
+    bit for bit with the dense backend, to rounding with the blocked one."""
+    counts, meta = simulate_paired(10, 2, 120, seed=5)
+    design = pd.DataFrame(model_matrix("~ subject + timepoint", meta), index=meta.index)
+    contrast = np.zeros(design.shape[1])
+    contrast[-1] = 1.0
+    for inference in (DESeq2Inference(n_cpus=1), BlockedInference(n_cpus=1, min_levels=2)):
+        dds, _ = run_deseq(counts, meta, design, contrast, inference)
+        tables = []
+        for cls in (DeseqStats, deseq_stats_class()):
+            stats = cls(dds, contrast=contrast, inference=inference, quiet=True)
+            stats.summary()
+            tables.append(stats.results_df)
+        if isinstance(inference, BlockedInference):
+            assert inference.paths["fitted_means"] == "blocked"
+            pd.testing.assert_frame_equal(tables[1], tables[0], rtol=1e-10)
+        else:
+            pd.testing.assert_frame_equal(tables[1], tables[0], check_exact=True)
 
 
 # --------------------------------------------------------------------------------------

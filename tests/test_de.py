@@ -846,3 +846,38 @@ def test_size_factor_gene_settings_that_cannot_work_are_sentences(tmp_path):
     with pytest.raises(InputError, match="5 remain without the scored signatures"):
         size_factor_genes("exclude_signatures", var, signatures)
     assert size_factor_genes("all", var) is None
+
+
+def test_design_matrix_is_formulaic_contrasts_and_built_once():
+    """The fit's design from formulaic's sparse output: the columns and bits of the pandas
+    frame pydeseq2's FormulaicContrasts builds; asked again, the same read-only frame."""
+    from formulaic_contrasts import FormulaicContrasts
+
+    rng = np.random.default_rng(0)
+    meta = pd.DataFrame(
+        {
+            "subject": pd.Categorical(np.repeat([f"S{i}" for i in range(20)], 2)),
+            "timepoint": pd.Categorical(np.tile(["T0", "T1"], 20)),
+            "age": rng.normal(50, 10, 40),
+            "sex": pd.Categorical(rng.choice(["F", "M"], 40)),
+            "drug": pd.Categorical(np.repeat(rng.choice(["a", "b"], 20), 2)),
+        },
+        index=[f"s{i}" for i in range(40)],
+    )
+    for covariates, paired, between in [
+        ([], True, None),
+        (["age", "sex"], True, None),
+        (["age"], False, None),
+        ([], True, de.Groups("drug", "b", "a")),
+    ]:
+        fit = de.Fit("timepoint", "T0", paired, (), covariates, metadata=meta, between=between)
+        formula = "~" + " + ".join(fit.terms)
+        theirs = pd.DataFrame(FormulaicContrasts(meta, formula).design_matrix, index=meta.index)
+        theirs = theirs.astype(float)
+        design = de.design_matrix(fit)
+        ours = design.iloc[:, : theirs.shape[1]]
+        pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
+        assert ours.to_numpy().tobytes() == theirs.to_numpy().tobytes()
+        assert design.shape[1] == theirs.shape[1] + (1 if between else 0)
+        assert de.design_matrix(fit) is design
+        assert not design.to_numpy().flags.writeable

@@ -120,6 +120,19 @@ def test_size_factors_read_in_blocks_are_pydeseq2s(tmp_path, monkeypatch):
     assert np.array_equal(found, expected)
 
 
+def test_shard_memory_grows_with_the_shards_cells_and_the_design(tmp_path):
+    adata = cohort(6, 40, seed=3)
+    data.write_h5ad(adata, tmp_path / "c.h5ad")
+    path = str(tmp_path / "c.h5ad")
+    assert shards.matrix_shape(path) == (adata.n_obs, adata.n_vars)
+    assert shards.shard_memory_mb(str(tmp_path / "absent.h5ad"), 4, 900) == 900
+    n = adata.n_obs
+    design = shards.DESIGN_COPIES * 8 * n * (n // 2 + 2)
+    expected = 1000 + (shards.SHARD_BYTES_PER_CELL * n * 20 + design) / 2**20
+    assert shards.shard_memory_mb(path, 2) == int(expected)
+    assert shards.shard_memory_mb(path, 4) <= shards.shard_memory_mb(path, 2)
+
+
 def test_size_factors_when_every_gene_has_a_zero_ask_for_one_job(tmp_path):
     # pydeseq2 switches to iterative size factors over all genes at once: not shardable.
     adata = cohort(6, 30, seed=1)

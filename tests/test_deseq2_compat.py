@@ -67,6 +67,30 @@ def test_cooks_distances_by_chunks_have_pydeseq2s_bits():
                 assert np.array_equal(got, expected), (n, g, order, n_cpus)
 
 
+def test_design_row_groups_are_pandas_groups():
+    """Rows grouped by their nonzero entries, as ``value_counts`` groups them by every column
+    (a negative zero is a zero; continuous columns compared bit for bit)."""
+    from ifnsig.de.deseq2_compat import _DistinctRows
+    from ifnsig.de.indicators import row_groups
+
+    rng = np.random.default_rng(1)
+    binary = rng.integers(0, 2, (60, 4)).astype(float)
+    binary[rng.random(binary.shape) < 0.1] = -0.0
+    continuous = np.column_stack([np.ones(60), rng.choice([0.5, 1.25, 3.0], 60)])
+    subjects = np.repeat(np.eye(20), 3, axis=0)[:, 1:]
+    for x in (binary, continuous, np.column_stack([np.ones(60), subjects, binary[:, :1]])):
+        for order in ("C", "F"):
+            design = pd.DataFrame(np.asarray(x, order=order))
+            group, sizes = row_groups(design)
+            theirs = design.groupby(list(design.columns)).ngroup().to_numpy()
+            # The same partition of the rows (the groups may be numbered otherwise).
+            pairs = np.unique(np.column_stack([group, theirs]), axis=0)
+            assert len(pairs) == len(sizes) == theirs.max() + 1
+            np.testing.assert_array_equal(sizes[pairs[:, 0]], np.bincount(theirs)[pairs[:, 1]])
+            counted = _DistinctRows(design).value_counts()
+            np.testing.assert_array_equal(counted.to_numpy(), design.value_counts().to_numpy())
+
+
 def test_independent_filtering_reproduces_r_on_r_pvalues():
     """Fed R DESeq2's own airway p-values, the filter picks R's threshold and R's 4,819 genes."""
     reference = pd.read_csv(

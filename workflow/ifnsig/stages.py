@@ -676,14 +676,21 @@ def _shard_genes(settings: dict, n_genes: int) -> tuple[int, int]:
     return de_shards.gene_ranges(n_genes, shard["count"])[shard["index"]]
 
 
-def _read_pickle(path: str):
+def _read_pickle(path: str, part: int = 0):
+    """The ``part``-th object of a file written by :func:`_write_pickle` (those before it
+    are read and dropped)."""
     with open(path, "rb") as handle:
+        for _ in range(part):
+            pickle.load(handle)
         return pickle.load(handle)
 
 
-def _write_pickle(value, path: str) -> None:
+def _write_pickle(value, path: str, *later) -> None:
+    """``value``, then each of ``later``, one pickle after the other in one file: a reader of
+    the first part does not load the others (:func:`_read_pickle`)."""
     with open(path, "wb") as handle:
-        pickle.dump(value, handle, protocol=5)
+        for item in (value, *later):
+            pickle.dump(item, handle, protocol=5)
 
 
 def de_size_factors(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
@@ -717,13 +724,16 @@ def de_genewise_dispersions(
                 counts, var.index[start:stop], fit, samples, fit_factors, settings["de"], threads
             )
         )
-    _write_pickle(steps, outputs["genewise"])
+    # The shard's gene-wise dispersions first, its means (samples x genes) after them: the
+    # prior's job, which reads every shard's file, loads the first part only.
+    dispersions = [{"var": step["var"]} for step in steps]
+    _write_pickle(dispersions, outputs["genewise"], [step["mu_hat"] for step in steps])
 
 
 def de_dispersion_prior(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
     """Dispersion trend and prior variance of every fit, over the genes of all shards."""
     fits, samples, _, _ = _de_fits(inputs, settings)
-    shards = [_read_pickle(path) for path in inputs["genewise"]]
+    shards = [_read_pickle(path) for path in inputs["genewise"]]  # dispersions, no means
     priors = [
         de_shards.dispersion_prior(
             fit, pd.concat([shard[i]["var"] for shard in shards]), samples, settings["de"]
@@ -739,6 +749,8 @@ def de_shard_tests(inputs: Paths, outputs: Paths, settings: dict, threads: int =
     start, stop = _shard_genes(settings, len(var))
     factors = _read_pickle(inputs["size_factors"])
     genewise = _read_pickle(inputs["genewise"])
+    for fit_genewise, mu_hat in zip(genewise, _read_pickle(inputs["genewise"], 1), strict=True):
+        fit_genewise["mu_hat"] = mu_hat
     priors = _read_pickle(inputs["prior"])
     results = []
     for i, fit in enumerate(fits):
@@ -758,7 +770,11 @@ def de_shard_tests(inputs: Paths, outputs: Paths, settings: dict, threads: int =
                 threads,
             )  # fmt: skip
         )
-    _write_pickle(results, outputs["tests"])
+    # The tables first, the maximum likelihood coefficients (genes x coefficients, apeGLM's
+    # start) after them: the gather loads every shard's tables, and one shard's
+    # coefficients at a time when it shrinks.
+    tables = [{key: value for key, value in r.items() if key != "mle"} for r in results]
+    _write_pickle(tables, outputs["tests"], [r["mle"] for r in results])
 
 
 def gather_de_shards(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
@@ -774,9 +790,12 @@ def gather_de_shards(inputs: Paths, outputs: Paths, settings: dict, threads: int
         def read_shard(shard: int, rows=rows):
             return de_shards.read_counts(inputs["normalized"], rows, *ranges[shard])
 
+        def read_mle(shard: int, i=i) -> np.ndarray:
+            return _read_pickle(inputs["tests"][shard], 1)[i]
+
         results = de_shards.gather_tables(
             fit, [shard[i] for shard in shards], read_shard, var, factors[i], settings["de"],
-            n_cpus=threads,
+            n_cpus=threads, read_mle=read_mle,
         )  # fmt: skip
         _write_de_tables(results, fit, samples, outputs)
 

@@ -18,7 +18,7 @@ from ifnsig.de import (
     de_tables,
     uses_responses,
 )
-from ifnsig.de.shards import shard_count
+from ifnsig.de.shards import shard_count, shard_memory_mb
 from ifnsig.errors import InputError
 from ifnsig.settings import (
     aliases_file,
@@ -214,11 +214,13 @@ def shard_settings(stage):
     return picked
 
 
-def memory_per_shard(base_mb, per_input_mb):
-    """Memory (MB) of a shard job: memory_for_inputs for its share of the cohort's genes."""
+def memory_per_shard(base_mb):
+    """Memory (MB) of a shard job (or of the gather, which holds one shard's genes at a
+    time): ifnsig.de.shards.shard_memory_mb, from the cohort's samples and its share of the
+    genes."""
 
     def mem_mb(wildcards, input):
-        return int(base_mb + per_input_mb * input.size_mb / DE_SHARDS)
+        return shard_memory_mb(input.normalized, DE_SHARDS, base_mb)
 
     return mem_mb
 

@@ -33,9 +33,7 @@ rule differential_expression:
     threads: heavy_threads()
     resources:
         mem_mb=(
-            memory_for_inputs(2000, 40)
-            if DE_SHARDS < 2
-            else memory_per_shard(2000, 40)
+            memory_for_inputs(2000, 40) if DE_SHARDS < 2 else memory_per_shard(1000)
         ),
         runtime=runtime_for_inputs(10, 0.5),
     params:
@@ -129,7 +127,7 @@ if DE_SHARDS > 1:
             "../../envs/de.yaml"
         threads: heavy_threads()
         resources:
-            mem_mb=memory_per_shard(1000, 40),
+            mem_mb=memory_per_shard(1000),
             runtime=runtime_for_inputs(10, 0.5),
         params:
             settings=shard_settings("de_genewise_dispersions"),
@@ -153,7 +151,8 @@ if DE_SHARDS > 1:
         conda:
             "../../envs/de.yaml"
         resources:
-            mem_mb=memory_per_shard(1000, 40),
+            # Every shard's gene-wise dispersions (the means stay unread): a few per gene.
+            mem_mb=1000,
         params:
             settings=settings("de_dispersion_prior"),
         script:
@@ -177,7 +176,7 @@ if DE_SHARDS > 1:
             "../../envs/de.yaml"
         threads: heavy_threads()
         resources:
-            mem_mb=memory_per_shard(1000, 40),
+            mem_mb=memory_per_shard(1000),
             runtime=runtime_for_inputs(10, 0.5),
         params:
             settings=shard_settings("de_shard_tests"),

@@ -186,25 +186,42 @@ def wald_t_pvalues(stat: np.ndarray, df: int) -> np.ndarray:
 def n_or_more_replicates(design_matrix: pd.DataFrame, min_replicates: int) -> pd.Series:
     """Whether each sample's design row is shared by at least ``min_replicates`` samples.
 
-    pydeseq2's ``utils.n_or_more_replicates`` by ``np.unique`` over the rows' bytes instead
-    of ``DataFrame.value_counts`` and a MultiIndex, which cost seconds on a paired design of
-    hundreds of columns (one per subject); ``np.unique(..., axis=0)`` compares a row column
-    by column and still takes seconds at thousands of columns.
+    pydeseq2's ``utils.n_or_more_replicates`` by :func:`ifnsig.de.indicators.row_groups`
+    (each row's few nonzero entries) instead of ``DataFrame.value_counts`` and a
+    MultiIndex, which group the rows column by column: seconds at hundreds of columns (one
+    per subject of a paired design), minutes at thousands.
     """
-    # + 0.0 turns -0.0 into 0.0, so that equal rows have equal bytes.
-    rows = np.ascontiguousarray(design_matrix.to_numpy(dtype=float) + 0.0)
-    as_bytes = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
-    _, inverse, counts = np.unique(as_bytes, return_inverse=True, return_counts=True)
-    return pd.Series(counts[inverse.ravel()] >= min_replicates, index=design_matrix.index)
+    from ifnsig.de.indicators import row_groups
+
+    group, sizes = row_groups(design_matrix)
+    return pd.Series(sizes[group] >= min_replicates, index=design_matrix.index)
+
+
+class _DistinctRows(pd.DataFrame):
+    """A design whose ``value_counts()`` counts its equal rows by
+    :func:`ifnsig.de.indicators.row_groups`: the group sizes, largest first, without the
+    rows as a MultiIndex (pydeseq2's gene-wise step reads only how many groups there are)."""
+
+    @property
+    def _constructor(self):
+        return pd.DataFrame
+
+    def value_counts(self, *args, **kwargs) -> pd.Series:
+        if args or kwargs:
+            return pd.DataFrame(self).value_counts(*args, **kwargs)
+        from ifnsig.de.indicators import row_groups
+
+        _, sizes = row_groups(self)
+        return pd.Series(np.sort(sizes)[::-1], name="count")
 
 
 def n_distinct_rows(design_matrix: pd.DataFrame) -> int:
-    """Number of distinct rows of a design: pydeseq2's ``len(design.value_counts())``, from
-    the rows' bytes (as :func:`n_or_more_replicates`), without pandas' grouping of hundreds
-    of columns."""
-    rows = np.ascontiguousarray(design_matrix.to_numpy(dtype=float) + 0.0)
-    as_bytes = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
-    return len(np.unique(as_bytes))
+    """Number of distinct rows of a design: pydeseq2's ``len(design.value_counts())``, by
+    :func:`ifnsig.de.indicators.row_groups`, without pandas' grouping of thousands of
+    columns."""
+    from ifnsig.de.indicators import row_groups
+
+    return len(row_groups(design_matrix)[1])
 
 
 def cooks_distances(
@@ -295,28 +312,53 @@ def _check_full_rank_design(self) -> None:
         )
 
 
+def _genewise_counting_rows(genewise):
+    """pydeseq2's ``fit_genewise_dispersions``, its count of distinct design rows (which
+    chooses the start of the means) by :class:`_DistinctRows`."""
+
+    if getattr(genewise, "counts_rows", False):
+        return genewise
+
+    def fit_genewise_dispersions(self, vst=False) -> None:
+        design = self.obsm["design_matrix"]
+        self.obsm["design_matrix"] = _DistinctRows(design)
+        try:
+            genewise(self, vst)
+        finally:
+            self.obsm["design_matrix"] = design
+
+    fit_genewise_dispersions.counts_rows = True
+    return fit_genewise_dispersions
+
+
 @contextlib.contextmanager
 def _fast_replicates():
-    """pydeseq2's Cook's steps use :func:`n_or_more_replicates`, and the datasets of its
-    Cook's refits :func:`_check_full_rank_design`, while the block runs."""
+    """While the block runs, pydeseq2's Cook's steps use :func:`n_or_more_replicates`, the
+    datasets of its Cook's refits :func:`_check_full_rank_design`, and its gene-wise step
+    counts distinct design rows by :class:`_DistinctRows`: each reads the design's cells
+    once instead of grouping its rows column by column."""
     import pydeseq2.dds
     import pydeseq2.utils
 
+    dataset = pydeseq2.dds.DeseqDataSet
     saved = (
         pydeseq2.dds.n_or_more_replicates,
         pydeseq2.utils.n_or_more_replicates,
-        pydeseq2.dds.DeseqDataSet._check_full_rank_design,
+        dataset._check_full_rank_design,
+        dataset.fit_genewise_dispersions,
     )
     pydeseq2.dds.n_or_more_replicates = n_or_more_replicates
     pydeseq2.utils.n_or_more_replicates = n_or_more_replicates
-    pydeseq2.dds.DeseqDataSet._check_full_rank_design = _check_full_rank_design
+    dataset._check_full_rank_design = _check_full_rank_design
+    dataset.fit_genewise_dispersions = _genewise_counting_rows(saved[3])
     try:
         yield
     finally:
         (
             pydeseq2.dds.n_or_more_replicates,
             pydeseq2.utils.n_or_more_replicates,
-            pydeseq2.dds.DeseqDataSet._check_full_rank_design,
+            dataset._check_full_rank_design,
+            dataset.fit_genewise_dispersions,
         ) = saved
 
 
@@ -331,9 +373,15 @@ def deseq_dataset_class():
     class DESeq2DispersionDataSet(DeseqDataSet):
         _check_full_rank_design = _check_full_rank_design
 
+        # The steps a gene shard runs one by one (ifnsig.de.shards) as deseq2() runs them.
         def deseq2(self, fit_type=None) -> None:
             with _fast_replicates():
                 super().deseq2(fit_type)
+
+        def refit(self) -> None:
+            # The Cook's refit's own dataset runs pydeseq2's steps (and its row grouping).
+            with _fast_replicates():
+                super().refit()
 
         def fit_genewise_dispersions(self, vst: bool = False) -> None:
             # pydeseq2's, the design's distinct rows counted by n_distinct_rows instead of
@@ -444,7 +492,8 @@ def deseq_dataset_class():
 
         def cooks_outlier(self):
             if self.uns.get("cooks_count_heuristic", True) or "_pvalue_cooks_outlier" in self.var:
-                return super().cooks_outlier()
+                with _fast_replicates():
+                    return super().cooks_outlier()
             n, p = self.obsm["design_matrix"].shape
             cutoff = f.ppf(0.99, p, n - p)
             # Only samples with 3 or more replicates in their design cell count (recordMaxCooks).
@@ -558,6 +607,49 @@ def deseq_dataset_class():
     return DESeq2DispersionDataSet
 
 
+def deseq_stats_class():
+    """pydeseq2's DeseqStats whose Wald test takes the fitted means from the inference
+    backend (``fitted_means``) instead of forming ``design_matrix @ LFC.T``: on a paired
+    design that product is samples^2 x genes (about a minute per contrast at 10,000
+    samples), while the subject-blocked backend forms the same means in O(n) per gene."""
+    from pydeseq2.ds import DeseqStats
+
+    class FittedMeansStats(DeseqStats):
+        def run_wald_test(self) -> None:
+            if not hasattr(self.inference, "fitted_means"):
+                return super().run_wald_test()
+            # pydeseq2's run_wald_test (quiet), the means aside.
+            num_vars = self.design_matrix.shape[1]
+            mu = self.inference.fitted_means(
+                self.design_matrix, self.LFC.to_numpy(), self.dds.obs["size_factors"].to_numpy()
+            )
+            if self.prior_LFC_var is not None:
+                ridge_factor = np.diag(1 / self.prior_LFC_var**2)
+            else:
+                ridge_factor = np.diag(np.repeat(1e-6, num_vars))
+            pvals, stats, se = self.inference.wald_test(
+                design_matrix=self.design_matrix.values,
+                disp=self.dds.var["dispersions"].values,
+                lfc=self.LFC.values,
+                mu=mu,
+                ridge_factor=ridge_factor,
+                contrast=self.contrast_vector,
+                lfc_null=np.log(2) * self.lfc_null,  # log2 to natural log
+                alt_hypothesis=self.alt_hypothesis,
+            )
+            self.p_values = pd.Series(pvals, index=self.dds.var_names)
+            self.statistics = pd.Series(stats, index=self.dds.var_names)
+            self.SE = pd.Series(se, index=self.dds.var_names)
+            # Genes whose counts became all zero after outlier replacement.
+            if self.dds.refit_cooks and self.dds.var["replaced"].sum() > 0:
+                self.SE.loc[self.dds.new_all_zeroes_genes] = 0.0
+                self.statistics.loc[self.dds.new_all_zeroes_genes] = 0.0
+                self.p_values.loc[self.dds.new_all_zeroes_genes] = 1.0
+            return None
+
+    return FittedMeansStats
+
+
 def dense_dispersion_objective(
     counts: np.ndarray,
     mu: np.ndarray,
@@ -616,6 +708,16 @@ class DESeq2Inference(DefaultInference):
     #: test. pydeseq2 floors them inside its IRLS but hands the unfloored ones on, which
     #: inflates the standard errors of genes with a few counts.
     min_mu: float = 0.5
+
+    def fitted_means(
+        self, design_matrix: pd.DataFrame | np.ndarray, lfc: np.ndarray, size_factors: np.ndarray
+    ) -> np.ndarray:
+        """Fitted means ``sf * exp(X beta)``, samples x genes, for coefficients ``lfc``
+        (genes x design columns): the product ``DeseqStats.run_wald_test`` forms before the
+        Wald test (a subclass may form it from the design's structure)."""
+        x = np.asarray(design_matrix, dtype=float)
+        eta = x @ np.asarray(lfc, dtype=float).T
+        return np.asarray(size_factors, dtype=float)[:, None] * np.exp(eta)
 
     def wald_test(self, design_matrix, disp, lfc, mu, *args, **kwargs):
         mu = np.maximum(np.asarray(mu, dtype=float), self.min_mu)

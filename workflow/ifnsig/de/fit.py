@@ -124,9 +124,7 @@ def contrast_tests(
     degrees of freedom for ``wald_distribution="t"`` (``DESeq(useT = TRUE)``); an LRT fit
     replaces its contrast's statistic and p-value by DESeq2's likelihood-ratio test.
     """
-    from pydeseq2.ds import DeseqStats
-
-    from ifnsig.de.deseq2_compat import wald_t_pvalues
+    from ifnsig.de.deseq2_compat import deseq_stats_class, wald_t_pvalues
     from ifnsig.de.lrt import likelihood_ratio_test
 
     design = design_matrix(fit)
@@ -136,9 +134,10 @@ def contrast_tests(
         lrt = likelihood_ratio_test(dds, reduced_design(fit, design), backend)
     n_samples, n_coefficients = design.shape
     columns = list(design.columns)
+    stats_class = deseq_stats_class()
     for contrast in fit.contrasts:
         for name, vector in contrast_vectors(fit, contrast, columns).items():
-            stats = DeseqStats(
+            stats = stats_class(
                 dds,
                 contrast=vector,
                 alpha=alpha,

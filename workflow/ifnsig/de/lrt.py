@@ -92,8 +92,12 @@ def likelihood_ratio_test(dds, reduced: pd.DataFrame, inference) -> pd.DataFrame
     sf = dds.obs["size_factors"].to_numpy(dtype=float)
     dispersions = dds.var["dispersions"].to_numpy(dtype=float)[genes]
     beta = dds.varm["LFC"].to_numpy(dtype=float)[genes]
-    # DESeq2's log likelihood takes the fitted means unfloored (minmu only bounds the IRLS).
-    mu_full = sf[:, None] * np.exp(full.to_numpy(dtype=float) @ beta.T)
+    # DESeq2's log likelihood takes the fitted means unfloored (minmu only bounds the IRLS);
+    # the backend forms them (by the subject block on a paired design, linear in samples).
+    if hasattr(inference, "fitted_means"):
+        mu_full = inference.fitted_means(full, beta, sf)
+    else:
+        mu_full = sf[:, None] * np.exp(full.to_numpy(dtype=float) @ beta.T)
     if x_reduced.shape[1] == 1 and (x_reduced == 1).all():
         # fitNbinomGLMs fits an intercept-only design in closed form: the mean of the
         # normalised counts (not the NB maximum likelihood when size factors differ).

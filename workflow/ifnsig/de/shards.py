@@ -72,6 +72,42 @@ def shard_count(setting: str | int, n_samples: int, n_genes: int | None = None) 
     return max(1, min(count, n_genes)) if n_genes is not None else max(1, count)
 
 
+#: Bytes per sample x gene cell of a shard job at its peak: the counts as read, the
+#: normalised counts, the means, Cook's distances, hat diagonals and the Wald test's means,
+#: and their temporaries (the test jobs of 4,000 samples x 5,000 genes peaked at 1.2-2.2 GB).
+SHARD_BYTES_PER_CELL = 110
+
+#: Copies of a paired design (samples x samples / 2 doubles) a shard job holds at once: the
+#: fit's own and the Wald test's (pydeseq2's ``DeseqStats`` copies it).
+DESIGN_COPIES = 2
+
+
+def matrix_shape(path: str) -> tuple[int, int] | None:
+    """Samples and genes of the counts in an ``.h5ad`` (None when the file is absent)."""
+    try:
+        with h5py.File(path, "r") as handle:
+            data = _counts_dataset(handle)
+            shape = data.shape if isinstance(data, h5py.Dataset) else data.attrs["shape"]
+    except (OSError, KeyError):
+        return None
+    return int(shape[0]), int(shape[1])
+
+
+def shard_memory_mb(path: str, n_shards: int, base_mb: int = 1000) -> int:
+    """Memory (MB) a shard job of the cohort ``path`` declares: its genes' cells and the
+    paired design (``samples x samples / 2``, an upper bound for any fit of the cohort).
+
+    ``base_mb`` alone while the file is absent (Snakemake evaluates resources again before it
+    starts the job, when the file exists)."""
+    shape = matrix_shape(path)
+    if shape is None:
+        return base_mb
+    n_samples, n_genes = shape
+    cells = n_samples * math.ceil(n_genes / max(n_shards, 1))
+    design = DESIGN_COPIES * 8 * n_samples * (n_samples // 2 + 2)
+    return int(base_mb + (SHARD_BYTES_PER_CELL * cells + design) / 2**20)
+
+
 def gene_ranges(n_genes: int, n_shards: int) -> list[tuple[int, int]]:
     """Contiguous gene ranges ``[start, stop)`` of nearly equal size, in gene order."""
     bounds = np.linspace(0, n_genes, n_shards + 1).round().astype(int)
@@ -321,7 +357,7 @@ def test_step(
 
 def _shrunk(
     parts: list[pd.DataFrame],
-    mles: list[np.ndarray],
+    read_mle,
     read_shard,
     fit: Fit,
     size_factors: np.ndarray,
@@ -331,7 +367,8 @@ def _shrunk(
     """apeGLM-shrunk log2 fold changes of ``coefficient``, as :func:`run_fit`'s.
 
     The prior scale over every gene (:func:`ifnsig.de.shrink.prior_scale`), then
-    :func:`ifnsig.de.shrink.shrink_genes` one shard at a time, on its original counts.
+    :func:`ifnsig.de.shrink.shrink_genes` one shard at a time, on its original counts and
+    maximum likelihood coefficients (``read_shard(i)``, ``read_mle(i)``).
     """
     from ifnsig.de.shrink import prior_scale, shrink_genes
 
@@ -341,7 +378,8 @@ def _shrunk(
     index = list(design.columns).index(coefficient)
     design = design.to_numpy(dtype=float)
     out = []
-    for shard, (part, mle) in enumerate(zip(parts, mles, strict=True)):
+    for shard, part in enumerate(parts):
+        mle = read_mle(shard)
         genes = np.flatnonzero(part["_non_zero"].to_numpy(dtype=bool))
         out.append(
             shrink_genes(
@@ -370,15 +408,23 @@ def gather_tables(
     settings: dict,
     shrink: bool = True,
     n_cpus: int = 1,
+    read_mle=None,
 ) -> dict[str, pd.DataFrame]:
     """The fit's DE tables from its shards, as :func:`run_fit` writes them.
 
-    ``read_shard(i)`` returns shard ``i``'s raw counts (fit samples x genes) for apeGLM.
+    ``read_shard(i)`` returns shard ``i``'s raw counts (fit samples x genes) for apeGLM, and
+    ``read_mle(i)`` its maximum likelihood coefficients (genes x coefficients; by default
+    ``shard_results[i]["mle"]``): read one shard at a time, as they hold genes x samples / 2
+    numbers on a paired design.
     """
     from ifnsig.de.fit import reported_table, shrunk_column
 
     n_coefficients = shard_results[0]["n_coefficients"]
-    mles = [result["mle"] for result in shard_results]
+    if read_mle is None:
+
+        def read_mle(shard: int) -> np.ndarray:
+            return shard_results[shard]["mle"]
+
     results = {}
     for name, coefficient in shard_results[0]["coefficients"].items():
         parts = [result["tables"][name] for result in shard_results]
@@ -391,7 +437,7 @@ def gather_tables(
                 n_coefficients,
                 settings["shrink_max_coefficients"],
                 lambda c, parts=parts: _shrunk(
-                    parts, mles, read_shard, fit, size_factors, c, n_cpus
+                    parts, read_mle, read_shard, fit, size_factors, c, n_cpus
                 ),
                 len(out),
             )

@@ -639,12 +639,13 @@ def write_h5ad(adata: ad.AnnData, path: str | Path, threads: int = 1) -> None:
     HDF5 runs its own gzip filter under h5py's lock, one chunk after another, while
     Python's zlib lets other threads run as it compresses. Each chunk is the same bytes
     HDF5 would store (the same zlib at the same level), so the file holds the same values
-    and chunks; only the order of its elements differs.
+    and chunks; only the order of its elements differs. An AnnData with ``raw`` is written
+    by anndata alone.
     """
     import h5py
 
     dense = {}
-    if threads > 1:
+    if threads > 1 and adata.raw is None:
         dense = {
             key: matrix
             for key, matrix in [

@@ -120,3 +120,36 @@ def test_matrices_copied_as_stored_read_as_the_whole_file_written(tmp_path):
     assert copied.uns["description"] == expected.uns["description"]
     with pytest.raises(ValueError, match="no X or layers"):
         data.write_h5ad_with_matrices_of(whole, tmp_path / "normalized.h5ad", tmp_path / "d.h5ad")
+
+
+def test_matrices_compressed_on_threads_are_the_chunks_hdf5_stores(tmp_path):
+    import h5py
+
+    rng = np.random.default_rng(4)
+    # 101 x 1,001: h5py's guessed chunks leave partial chunks at both edges.
+    whole = ad.AnnData(
+        X=rng.normal(size=(101, 1001)).astype(np.float32),
+        obs=pd.DataFrame({"subject": rng.integers(0, 9, 101)}, index=[f"s{i}" for i in range(101)]),
+        var=pd.DataFrame(
+            {"symbol": [f"S{i}" for i in range(1001)]}, index=[f"g{i}" for i in range(1001)]
+        ),
+        uns={"description": {"X": "x"}},
+    )
+    whole.layers["counts"] = rng.poisson(5, size=whole.shape)
+    whole.layers["vst"] = rng.normal(size=whole.shape)
+    data.write_h5ad(whole, tmp_path / "one.h5ad")
+    data.write_h5ad(whole, tmp_path / "threads.h5ad", threads=2)
+    with h5py.File(tmp_path / "one.h5ad") as one, h5py.File(tmp_path / "threads.h5ad") as threads:
+        for key in ("X", "layers/counts", "layers/vst"):
+            expected, written = one[key], threads[key]
+            assert written.chunks == expected.chunks and dict(written.attrs) == dict(expected.attrs)
+            assert written.shape[1] % written.chunks[1] and written.shape[0] % written.chunks[0]
+            for chunk in expected.iter_chunks():
+                offset = tuple(part.start for part in chunk)
+                assert written.id.read_direct_chunk(offset) == expected.id.read_direct_chunk(offset)
+    expected, read = ad.read_h5ad(tmp_path / "one.h5ad"), ad.read_h5ad(tmp_path / "threads.h5ad")
+    np.testing.assert_array_equal(read.X, expected.X)
+    assert set(read.layers) == {"counts", "vst"}
+    pd.testing.assert_frame_equal(read.obs, expected.obs)
+    pd.testing.assert_frame_equal(read.var, expected.var)
+    assert read.uns == expected.uns

@@ -218,7 +218,7 @@ def normalize(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -
         f"in >= {filtering['min_samples']} samples)",
     )
     data.normalize(adata, n_cpus=threads)
-    data.write_h5ad(adata, outputs["normalized"])
+    data.write_h5ad(adata, outputs["normalized"], threads=threads)
 
 
 def export_matrices(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:

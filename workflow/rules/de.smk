@@ -4,7 +4,7 @@ rule differential_expression:
         **de_inputs(),
         **de_shard_inputs(),
         **(size_factor_inputs() if DE_SHARDS < 2 else {}),
-        normalized=rules.normalize.output.normalized,
+        filtered=rules.filter_genes.output.filtered,
     output:
         # Viewable in the report on the findings page (byte for byte, compressed): a
         # second copy as report items would double the report's size.
@@ -95,7 +95,7 @@ if DE_SHARDS > 1:
         input:
             **de_inputs(),
             **size_factor_inputs(),
-            normalized=rules.normalize.output.normalized,
+            filtered=rules.filter_genes.output.filtered,
         output:
             size_factors="results/de/shards/size_factors.pkl",
         log:
@@ -115,7 +115,7 @@ if DE_SHARDS > 1:
         """Gene-wise dispersions of one gene shard, and the IRLS means they start from."""
         input:
             **de_inputs(),
-            normalized=rules.normalize.output.normalized,
+            filtered=rules.filter_genes.output.filtered,
             size_factors="results/de/shards/size_factors.pkl",
         output:
             genewise="results/de/shards/genewise.{shard}.pkl",
@@ -138,7 +138,7 @@ if DE_SHARDS > 1:
         """Dispersion trend and prior variance of every fit, over all genes."""
         input:
             **de_inputs(),
-            normalized=rules.normalize.output.normalized,
+            filtered=rules.filter_genes.output.filtered,
             genewise=expand(
                 "results/de/shards/genewise.{shard}.pkl", shard=range(DE_SHARDS)
             ),
@@ -162,7 +162,7 @@ if DE_SHARDS > 1:
         """MAP dispersions, fits, Cook's refits and the tests of one gene shard."""
         input:
             **de_inputs(),
-            normalized=rules.normalize.output.normalized,
+            filtered=rules.filter_genes.output.filtered,
             size_factors="results/de/shards/size_factors.pkl",
             genewise="results/de/shards/genewise.{shard}.pkl",
             prior="results/de/shards/prior.pkl",

@@ -37,7 +37,7 @@ rule differential_expression:
         mem_mb=(
             memory_for_inputs(2000, 200) if DE_SHARDS < 2 else memory_per_shard(1000)
         ),
-        runtime=runtime_for_inputs(10, 3),
+        runtime=runtime_for_inputs(10, 0.5),
     params:
         settings=settings("differential_expression"),
     script:
@@ -130,7 +130,7 @@ if DE_SHARDS > 1:
         threads: heavy_threads()
         resources:
             mem_mb=memory_per_shard(1000),
-            runtime=runtime_for_inputs(10, 3),
+            runtime=runtime_for_inputs(10, 0.5),
         params:
             settings=shard_settings("de_genewise_dispersions"),
         script:
@@ -179,7 +179,7 @@ if DE_SHARDS > 1:
         threads: heavy_threads()
         resources:
             mem_mb=memory_per_shard(1000),
-            runtime=runtime_for_inputs(10, 3),
+            runtime=runtime_for_inputs(10, 0.5),
         params:
             settings=shard_settings("de_shard_tests"),
         script:

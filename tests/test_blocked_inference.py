@@ -271,6 +271,22 @@ def test_nb_likelihood_value_and_slope_alone_have_the_bits_of_both() -> None:
     assert np.array_equal(nb_negative_loglik(y[5:6], mu[5:6], log_alpha[5:6])[0], value[5:6])
 
 
+def test_nb_likelihood_from_distinct_counts_has_the_bits_of_every_count() -> None:
+    from ifnsig.de.dispersion import DistinctCounts, nb_negative_loglik
+
+    rng = np.random.default_rng(6)
+    y = rng.negative_binomial(3, 0.1, (40, 600)).astype(float)
+    y[7] = 0.0  # a gene without counts: one distinct value
+    mu = rng.uniform(0.5, 60, y.shape)
+    log_alpha = rng.uniform(-6, 1, 40)
+    distinct = DistinctCounts(y)
+    assert distinct.fraction < 0.2
+    genes = np.array([31, 7, 2, 30])  # any genes, in any order, as the line search asks
+    plain = nb_negative_loglik(y[genes], mu[genes], log_alpha[genes])
+    shared = nb_negative_loglik(y[genes], mu[genes], log_alpha[genes], distinct=(distinct, genes))
+    assert np.array_equal(plain[0], shared[0]) and np.array_equal(plain[1], shared[1])
+
+
 def test_chunk_kernels_import_neither_pydeseq2_nor_pandas() -> None:
     """What the fit's chunks run imports numpy and scipy only (cheap to start)."""
     import subprocess

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 from conftest import shared_data
 
 from ifnsig.de.deseq2_compat import (
@@ -255,3 +256,21 @@ def test_dispersion_outliers_keep_their_gene_wise_estimate_as_deseq2():
         np.testing.assert_allclose(
             var.loc[~outlier, "dispersions"], var.loc[~outlier, "MAP_dispersions"]
         )
+
+
+def test_pydeseq2_is_imported_without_its_plotting_and_sklearn_modules_until_used():
+    import sys
+
+    import pydeseq2.utils
+    from sklearn.linear_model import LinearRegression
+
+    from ifnsig.de.pydeseq2_base import utils
+    from ifnsig.lazy import without_modules
+
+    assert utils is pydeseq2.utils
+    # The stand-in served pydeseq2's import only; its regression is scikit-learn's.
+    assert isinstance(utils.LinearRegression(fit_intercept=False), LinearRegression)
+    assert sys.modules["sklearn.linear_model"].LinearRegression is LinearRegression
+    with without_modules("ifnsig_module_not_imported"), pytest.raises(ImportError):
+        import ifnsig_module_not_imported  # noqa: F401
+    assert "ifnsig_module_not_imported" not in sys.modules

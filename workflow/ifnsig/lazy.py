@@ -7,6 +7,7 @@ into every job, about 3 s of CPU each, whether the stage needs them or not.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
 from types import ModuleType
@@ -33,3 +34,19 @@ def lazy_module(name: str) -> ModuleType:
     if parent:
         setattr(sys.modules[parent], child, module)
     return module
+
+
+@contextlib.contextmanager
+def without_modules(*names: str):
+    """While the block runs, ``import name`` raises ImportError for each of ``names`` that is
+    not imported yet: for the optional imports a library tries at its top (statsmodels tries
+    polars, 0.4 s, for inputs this workflow never passes it). Afterwards they import again."""
+    hidden = [name for name in names if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]

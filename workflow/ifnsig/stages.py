@@ -652,7 +652,9 @@ def _size_factor_genes(inputs: Paths, settings: dict, var: pd.DataFrame) -> np.n
     return de_size_factor_genes.size_factor_genes(setting, var, signatures, listed, aliases)
 
 
-def _planned_fits(inputs: Paths, settings: dict, obs: pd.DataFrame) -> tuple[list, pd.DataFrame]:
+def _planned_fits(
+    inputs: Paths, settings: dict, obs: pd.DataFrame, check_rank: bool = True
+) -> tuple[list, pd.DataFrame]:
     """The planned fits and the cohort's samples (one job's DE and each sharded DE job's)."""
     samples = de_plan.cohort_samples(obs, inputs.get("composition"))
     clinical = None
@@ -661,7 +663,7 @@ def _planned_fits(inputs: Paths, settings: dict, obs: pd.DataFrame) -> tuple[lis
         wanted = [c for c in settings["de"]["covariates"] if c in names]
         clinical = clinical_values(inputs["clinical"], wanted)
     responses = read_tsv(inputs["responses"], dtype=str) if "responses" in inputs else None
-    return de_plan.plan_fits(samples, settings, clinical, responses), samples
+    return de_plan.plan_fits(samples, settings, clinical, responses, check_rank=check_rank), samples
 
 
 def _write_de_tables(results: dict, fit, samples: pd.DataFrame, outputs: Paths) -> None:
@@ -675,11 +677,15 @@ def _write_de_tables(results: dict, fit, samples: pd.DataFrame, outputs: Paths) 
 
 
 def _de_fits(
-    inputs: Paths, settings: dict
+    inputs: Paths, settings: dict, check_rank: bool = False
 ) -> tuple[list, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The planned fits, the samples, and the cohort's obs and var (no matrix read)."""
+    """The planned fits, the samples, and the cohort's obs and var (no matrix read).
+
+    The size factors' job, which every other job of the sharded DE follows, checks the
+    designs' ranks (``check_rank``); the others plan the same fits without building their
+    designs for it."""
     obs, var = de_shards.read_annotations(inputs["filtered"])
-    fits, samples = _planned_fits(inputs, settings, obs)
+    fits, samples = _planned_fits(inputs, settings, obs, check_rank)
     return fits, samples, obs, var
 
 
@@ -708,7 +714,7 @@ def _write_pickle(value, path: str, *later) -> None:
 def de_size_factors(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
     """Median-of-ratios size factors of every fit (over ``de.size_factor_genes``), read in
     blocks."""
-    fits, _, obs, var = _de_fits(inputs, settings)
+    fits, _, obs, var = _de_fits(inputs, settings, check_rank=True)
     control_genes = _size_factor_genes(inputs, settings, var)
     factors = [
         de_shards.fit_size_factors(
@@ -738,7 +744,7 @@ def de_genewise_dispersions(
         )
     # The shard's gene-wise dispersions first, its means (samples x genes) after them: the
     # prior's job, which reads every shard's file, loads the first part only.
-    dispersions = [{"var": step["var"]} for step in steps]
+    dispersions = [{"var": step["var"], "n_coefficients": step["n_coefficients"]} for step in steps]
     _write_pickle(dispersions, outputs["genewise"], [step["mu_hat"] for step in steps])
 
 
@@ -748,7 +754,11 @@ def de_dispersion_prior(inputs: Paths, outputs: Paths, settings: dict, threads: 
     shards = [_read_pickle(path) for path in inputs["genewise"]]  # dispersions, no means
     priors = [
         de_shards.dispersion_prior(
-            fit, pd.concat([shard[i]["var"] for shard in shards]), samples, settings["de"]
+            fit,
+            pd.concat([shard[i]["var"] for shard in shards]),
+            samples,
+            settings["de"],
+            shards[0][i]["n_coefficients"],
         )
         for i, fit in enumerate(fits)
     ]

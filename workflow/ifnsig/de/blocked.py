@@ -36,7 +36,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydeseq2 import utils
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from ifnsig.de.deseq2_compat import DESeq2Inference
@@ -57,6 +56,7 @@ from ifnsig.de.kernels import (  # noqa: F401 (the kernels' names, as before the
     detect_block_design,
     irls_objective,
 )
+from ifnsig.de.pydeseq2_base import utils
 
 __all__ = ["BlockDesign", "BlockedInference", "detect_block_design", "irls_objective"]
 

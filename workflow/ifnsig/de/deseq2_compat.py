@@ -37,7 +37,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from pydeseq2.default_inference import DefaultInference
 from scipy.stats import false_discovery_control
 
 from ifnsig.de.dispersion import (  # noqa: F401 (part of this module's interface)
@@ -46,6 +45,8 @@ from ifnsig.de.dispersion import (  # noqa: F401 (part of this module's interfac
     line_search_log_dispersion,
     nb_negative_loglik,
 )
+from ifnsig.de.pydeseq2_base import DefaultInference
+from ifnsig.lazy import without_modules
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,9 @@ def parametric_dispersion_trend(
     or no convergence in 10 iterations), so the caller can fall back.
     """
     # The GLM modules alone: statsmodels.api imports every model (seconds of a fit).
-    from statsmodels.genmod import families
-    from statsmodels.genmod.generalized_linear_model import GLM
+    with without_modules("polars"):
+        from statsmodels.genmod import families
+        from statsmodels.genmod.generalized_linear_model import GLM
 
     means = np.asarray(means, dtype=float)
     dispersions = np.asarray(dispersions, dtype=float)
@@ -139,7 +141,8 @@ def independent_filtering(
     filter whose count is within one residual SD of the smoothed maximum. Genes below the
     chosen filter get NaN. Returns the adjusted p-values and the base-mean threshold.
     """
-    from statsmodels.nonparametric.smoothers_lowess import lowess
+    with without_modules("polars"):
+        from statsmodels.nonparametric.smoothers_lowess import lowess
 
     base_mean = np.asarray(base_mean, dtype=float)
     pvalues = np.asarray(pvalues, dtype=float)

@@ -18,7 +18,12 @@ import numpy as np
 from scipy import sparse
 from scipy.special import gammaln
 
-from ifnsig.de.dispersion import BLOCK_CELLS, deseq2_dispersions, nb_negative_loglik
+from ifnsig.de.dispersion import (
+    BLOCK_CELLS,
+    DistinctCounts,
+    deseq2_dispersions,
+    nb_negative_loglik,
+)
 from ifnsig.de.indicators import indicator_block
 
 if TYPE_CHECKING:
@@ -639,6 +644,12 @@ def _grid_fit_alpha_blocked(
     return float(fine[np.argmin(loss(fine))])
 
 
+#: Distinct counts per sample and gene up to which the dispersion fit takes ``gammaln`` and
+#: ``digamma`` once per distinct count (:class:`~ifnsig.de.dispersion.DistinctCounts`):
+#: above it, gathering the values back costs about what it saves.
+DISTINCT_COUNTS_AT_MOST = 0.5
+
+
 def _alpha_mle_chunk(
     bd: BlockDesign,
     counts: np.ndarray,
@@ -666,6 +677,9 @@ def _alpha_mle_chunk(
     prior_mean = np.log(alpha_hat)
     levels = _Levels(bd) if cr_reg else None
     step = max(1, BLOCK_CELLS // max(bd.n_samples, 1))
+    distinct = DistinctCounts(y_t)
+    if distinct.fraction > DISTINCT_COUNTS_AT_MOST:
+        distinct = None
 
     def objective(
         idx: np.ndarray, log_alpha: np.ndarray, value: bool = True, slope: bool = True
@@ -676,7 +690,8 @@ def _alpha_mle_chunk(
         for first in range(0, len(idx), step):
             part = slice(first, first + step)
             m_ = mu_t[idx[part]]
-            v, d = nb_negative_loglik(y_t[idx[part]], m_, log_alpha[part], value, slope)
+            genes = None if distinct is None else (distinct, idx[part])
+            v, d = nb_negative_loglik(y_t[idx[part]], m_, log_alpha[part], value, slope, genes)
             if levels is not None:
                 alpha = np.exp(log_alpha[part])
                 logdet, trace = levels.cox_reid(m_ / (1 + m_ * alpha[:, None]), slope)

@@ -247,15 +247,27 @@ def genewise_step(
     dds = _dataset(counts, genes, fit, size_factors, _inference(fit, samples, settings, n_cpus))
     dds.fit_genewise_dispersions()
     columns = ["_normed_means", *GENEWISE_COLUMNS]
-    return {"var": dds.var[columns].copy(), "mu_hat": np.asarray(dds.layers["_mu_hat"])}
+    return {
+        "var": dds.var[columns].copy(),
+        "mu_hat": np.asarray(dds.layers["_mu_hat"]),
+        "n_coefficients": dds.obsm["design_matrix"].shape[1],
+    }
 
 
-def dispersion_prior(fit: Fit, var: pd.DataFrame, samples: pd.DataFrame, settings: dict) -> dict:
+def dispersion_prior(
+    fit: Fit,
+    var: pd.DataFrame,
+    samples: pd.DataFrame,
+    settings: dict,
+    n_coefficients: int | None = None,
+) -> dict:
     """Dispersion trend and prior variance over every gene, from the shards' gene-wise steps.
 
     The dataset's own ``fit_dispersion_trend`` and ``fit_dispersion_prior`` run on a
     stand-in with every gene's ``var`` and an empty (sparse) count matrix: they read only
-    ``var``, the design and the number of samples.
+    ``var``, the number of samples and the design's number of columns, so the design
+    stands in as an empty sparse matrix of its shape when ``n_coefficients`` (the gene-wise
+    step's) is given.
     """
     import anndata as ad
     from scipy import sparse
@@ -267,7 +279,11 @@ def dispersion_prior(fit: Fit, var: pd.DataFrame, samples: pd.DataFrame, setting
     ad.AnnData.__init__(
         dds, X=sparse.csr_matrix((len(fit.samples), len(var))), obs=fit.metadata, var=var.copy()
     )
-    dds.obsm["design_matrix"] = design_matrix(fit)
+    dds.obsm["design_matrix"] = (
+        design_matrix(fit)
+        if n_coefficients is None
+        else sparse.csr_matrix((len(fit.samples), n_coefficients))
+    )
     dds.fit_type, dds.min_disp, dds.quiet = "parametric", 1e-8, True
     dds.max_disp = np.maximum(10.0, dds.n_obs)
     dds.inference = _inference(fit, samples, settings, 1)
@@ -474,7 +490,10 @@ def run_sharded(
             genewise_step(read_shard(i), var.index[a:b], fit, samples, factors, settings, n_cpus)
             for i, (a, b) in enumerate(ranges)
         ]
-        prior = dispersion_prior(fit, pd.concat([g["var"] for g in genewise]), samples, settings)
+        prior = dispersion_prior(
+            fit, pd.concat([g["var"] for g in genewise]), samples, settings,
+            genewise[0]["n_coefficients"],
+        )  # fmt: skip
         tested = [
             test_step(
                 read_shard(i),

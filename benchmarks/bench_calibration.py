@@ -17,7 +17,7 @@ set of ``bench_set_correlation.py``.
 The workflow runs on each cohort as its rules run it: the same stage functions
 (``ifnsig.stages``), each given exactly its rule's settings (``ifnsig.settings``) and the
 rule's input and output paths, in the rules' order: ``build_anndata``, ``geneset_coverage``,
-``normalize``, ``score_ifn``, ``call_responses``, ``clinical_linkage``,
+``filter_genes``, ``normalize``, ``score_ifn``, ``call_responses``, ``clinical_linkage``,
 ``differential_expression``, ``enrichment`` per contrast. They are called in one process
 rather than through ``snakemake``: a snakemake run starts a Python for every job (about 5 s
 of imports each, half the time of a 3,000-gene cohort), and the rules left out (QC,
@@ -153,9 +153,14 @@ def run_stages(folder: Path, config: dict, threads: int, stages_wanted: set[str]
         {"counts": data["counts"], "gene_sets": gene_sets, "aliases": aliases},
         {"coverage": out("results/scores/geneset_coverage.tsv")},
     )
+    filtered = run(
+        "filter_genes",
+        {"counts": data["counts"]},
+        {"filtered": out("results/data/filtered_counts.h5ad")},
+    )
     normalized = run(
         "normalize",
-        {"counts": data["counts"]},
+        {"filtered": filtered["filtered"]},
         {"normalized": out("results/data/normalized.h5ad")},
     )
     scores = run(
@@ -212,7 +217,7 @@ def run_stages(folder: Path, config: dict, threads: int, stages_wanted: set[str]
     names = de_tables(config)
     de = run(
         "differential_expression",
-        {"normalized": normalized["normalized"]},
+        {"filtered": filtered["filtered"]},
         {
             **{n: out(f"results/de/{n}.tsv") for n in names},
             **{f"{n}.samples": out(f"results/de/{n}.samples.tsv") for n in names},

@@ -78,7 +78,7 @@ def step(work: Path, name: str, shard: int | None, n_shards: int) -> None:
 
     cfg = config(n_shards)
     cohort = str(work / "cohort.h5ad")
-    factors = {"normalized": cohort, "size_factors": str(work / "size_factors.pkl")}
+    factors = {"filtered": cohort, "size_factors": str(work / "size_factors.pkl")}
     genewise = [str(work / f"genewise.{i}.pkl") for i in range(n_shards)]
     tests = [str(work / f"tests.{i}.pkl") for i in range(n_shards)]
     prior = str(work / "prior.pkl")
@@ -96,13 +96,13 @@ def step(work: Path, name: str, shard: int | None, n_shards: int) -> None:
 
     stage_de = stage_settings(copy.deepcopy(cfg), "differential_expression")
     if name == "one_job":
-        stages.differential_expression({"normalized": cohort}, tables("one"), stage_de, 1)
+        stages.differential_expression({"filtered": cohort}, tables("one"), stage_de, 1)
     elif name == "de_size_factors":
         stages.de_size_factors(factors, factors, settings)
     elif name == "de_genewise_dispersions":
         stages.de_genewise_dispersions(factors, {"genewise": genewise[shard]}, settings)
     elif name == "de_dispersion_prior":
-        inputs = {"normalized": cohort, "genewise": genewise}
+        inputs = {"filtered": cohort, "genewise": genewise}
         stages.de_dispersion_prior(inputs, {"prior": prior}, settings)
     elif name == "de_shard_tests":
         inputs = {**factors, "genewise": genewise[shard], "prior": prior}

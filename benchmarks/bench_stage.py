@@ -31,7 +31,14 @@ from ifnsig.validation import validate_config
 
 #: Inputs (in the run folder) and output file names of the stages this script runs.
 STAGES = {
-    "normalize": ({"counts": "results/data/counts.h5ad"}, {"normalized": "normalized.h5ad"}),
+    "filter_genes": (
+        {"counts": "results/data/counts.h5ad"},
+        {"filtered": "filtered_counts.h5ad"},
+    ),
+    "normalize": (
+        {"filtered": "results/data/filtered_counts.h5ad"},
+        {"normalized": "normalized.h5ad"},
+    ),
     "annotate_cohort": (
         {
             "normalized": "results/data/normalized.h5ad",

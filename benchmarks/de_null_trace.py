@@ -4,7 +4,7 @@ Each null cohort comes from the calibration benchmark's simulator specs
 (``bench_calibration.cohort_spec("null", ...)``: 25 patients at three timepoints, nothing
 planted over time; ``--ifn-visit-sd`` the visit factor shared by the IFN genes). The
 workflow's DE is run on it as its stages run it, without the VST (which no p-value reads):
-``build_anndata``, the ``normalize`` stage's gene filter (``data.filter_genes``), the planned
+``build_anndata``, the ``filter_genes`` stage's gene filter (``data.filter_genes``), the planned
 fits (``de.plan_fits``: ``~ subject + timepoint`` on the patients' samples) fitted by
 ``de.fit_dataset`` and tested by ``de.fit.contrast_tests`` with the t reference
 (``de.wald_distribution: t``). For every tested gene and contrast it records:
@@ -149,7 +149,7 @@ def trace_cohort(seed: int, args, calibration, folder: Path, run_r: bool) -> pd.
     outputs = {"counts": str(folder / "counts.h5ad"), "samples": str(folder / "samples.tsv")}
     stages.build_anndata(sheet_files(config), outputs, stage_settings(config, "build_anndata"))
     adata = ad.read_h5ad(outputs["counts"])
-    filtering = stage_settings(config, "normalize")["filtering"]
+    filtering = stage_settings(config, "filter_genes")["filtering"]
     adata = data.filter_genes(adata, filtering["min_count"], filtering["min_samples"])
     settings = stage_settings(config, "differential_expression")
     samples = plan.cohort_samples(adata.obs)

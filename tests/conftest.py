@@ -239,6 +239,7 @@ USER_GMT = "inputs/my_sets.gmt"
 
 #: One output of each stage at least (plots included), as a finished run writes them.
 EVERY_STAGE = [
+    "results/data/filtered_counts.h5ad",
     "results/data/normalized.h5ad",
     "results/data/cohort.h5ad",
     "results/scores/ifn_scores.tsv",

@@ -145,8 +145,12 @@ def later_rules(config: dict, rules: list[str]) -> None:
                 "response": "results/clinical/response.tsv",
             },
         ),
-        "normalize": (
+        "filter_genes": (
             {"counts": "results/data/counts.h5ad"},
+            {"filtered": "results/data/filtered_counts.h5ad"},
+        ),
+        "normalize": (
+            {"filtered": "results/data/filtered_counts.h5ad"},
             {"normalized": "results/data/normalized.h5ad"},
         ),
         "score_ifn": (
@@ -176,7 +180,7 @@ def later_rules(config: dict, rules: list[str]) -> None:
     )
     tables = de_tables(validated)
     jobs["differential_expression"] = (
-        {"normalized": "results/data/normalized.h5ad"},
+        {"filtered": "results/data/filtered_counts.h5ad"},
         {
             "design_checks": "results/de/design_checks.tsv",
             **{name: f"results/de/{name}.tsv" for name in tables},

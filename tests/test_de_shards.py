@@ -186,7 +186,7 @@ def test_a_failed_shard_rerun_alone_gives_the_one_job_tables(tmp_path, monkeypat
     # The shard jobs' stage functions in turn, as Snakemake runs them for de.shards: 3; the
     # second shard's tests fail once, leave no output, and are rerun alone.
     adata = cohort(10, 60, seed=2)
-    path = str(tmp_path / "normalized.h5ad")
+    path = str(tmp_path / "filtered_counts.h5ad")
     data.write_h5ad(adata, path)
     config = settings_for(shards=3)
     n = config["de"]["shards"]
@@ -205,10 +205,10 @@ def test_a_failed_shard_rerun_alone_gives_the_one_job_tables(tmp_path, monkeypat
         }
 
     one = tables(tmp_path / "one")
-    stages.differential_expression({"normalized": path}, one, settings("differential_expression"))
+    stages.differential_expression({"filtered": path}, one, settings("differential_expression"))
     work = tmp_path / "shards"
     work.mkdir()
-    factors = {"normalized": path, "size_factors": str(work / "size_factors.pkl")}
+    factors = {"filtered": path, "size_factors": str(work / "size_factors.pkl")}
     stages.de_size_factors(factors, factors, settings("de_size_factors"))
     genewise = [str(work / f"genewise.{i}.pkl") for i in range(n)]
     for i in range(n):
@@ -216,7 +216,7 @@ def test_a_failed_shard_rerun_alone_gives_the_one_job_tables(tmp_path, monkeypat
             factors, {"genewise": genewise[i]}, settings("de_genewise_dispersions", i)
         )
     prior = str(work / "prior.pkl")
-    gathered = {"normalized": path, "genewise": genewise}
+    gathered = {"filtered": path, "genewise": genewise}
     stages.de_dispersion_prior(gathered, {"prior": prior}, settings("de_dispersion_prior"))
     tests = [str(work / f"tests.{i}.pkl") for i in range(n)]
     real_step = shards.test_step

@@ -29,6 +29,7 @@ EXCLUDED = "JDM01_month3"
 EVERY_JOB = Counter(
     {
         "build_anndata": 1,
+        "filter_genes": 1,
         "normalize": 1,
         "export_matrices": 1,
         "quality_control": 1,
@@ -45,7 +46,7 @@ EVERY_JOB = Counter(
 )
 # The findings page reads every result table: it follows any edit but its own key's.
 FINDINGS = Counter({"summarize_findings": 1})
-AFTER_NORMALIZE = EVERY_JOB - Counter(["build_anndata", "geneset_coverage", "call_responses"])
+FROM_FILTERING = EVERY_JOB - Counter(["build_anndata", "geneset_coverage", "call_responses"])
 DE_AND_AFTER = Counter({"differential_expression": 1, "plot_de": 2, "enrichment": 2}) + FINDINGS
 SCORES_AND_AFTER = Counter({"score_ifn": 1, "clinical_linkage": 1, "annotate_cohort": 1}) + FINDINGS
 GENE_SETS_AND_AFTER = SCORES_AND_AFTER + Counter(
@@ -143,7 +144,7 @@ CASES = {
     ),
     "filtering.min_count": (
         lambda f: edit_config(f, lambda c: c["filtering"].update(min_count=5)),
-        AFTER_NORMALIZE,
+        FROM_FILTERING,
     ),
     "tissue": (
         lambda f: edit_config(f, lambda c: c.update(tissue="muscle")),

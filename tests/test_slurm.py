@@ -201,7 +201,7 @@ def test_workflow_through_slurm_matches_local(
     # for enrichment.
     jobs = _slurm_jobs()
     requested = {rule: runs[-1][:3] for rule, runs in jobs.items()}
-    rules = ["build_anndata", "normalize", "differential_expression", "enrichment"]
+    rules = ["build_anndata", "filter_genes", "normalize", "differential_expression", "enrichment"]
     rules += ["de_size_factors", "de_genewise_dispersions", "de_dispersion_prior", "de_shard_tests"]
     for rule in rules:
         assert rule in requested, f"no SLURM job for {rule}: {sorted(requested)}"

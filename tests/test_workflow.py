@@ -111,7 +111,7 @@ def test_response_contrast_splits_patients_as_the_clinical_stage(small_run, tmp_
         "design_checks": str(tmp_path / "design_checks.tsv"),
     }
     inputs = {
-        "normalized": "results/data/normalized.h5ad",
+        "filtered": "results/data/filtered_counts.h5ad",
         "responses": "results/clinical/response.tsv",
     }
     run_stage("differential_expression", config, inputs, outputs)
@@ -173,7 +173,7 @@ def test_composition_score_as_de_covariate(small_run, tmp_path, monkeypatch):
         for suffix in ("", ".samples")
     }
     outputs["design_checks"] = str(tmp_path / "design_checks.tsv")
-    inputs = {"normalized": "results/data/normalized.h5ad", "composition": composition}
+    inputs = {"filtered": "results/data/filtered_counts.h5ad", "composition": composition}
     run_stage("differential_expression", config, inputs, outputs)
     m3 = pd.read_csv(outputs["month3_vs_baseline"], sep="\t")
     assert m3["pvalue"].notna().mean() > 0.9

@@ -40,7 +40,8 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
         "scores.modules",
         "scores.min_genes",
     ),
-    "normalize": ("filtering.min_count", "filtering.min_samples"),
+    "filter_genes": ("filtering.min_count", "filtering.min_samples"),
+    "normalize": (),
     "quality_control": (
         "qc.metric_mads",
         "qc.thresholds",
@@ -177,7 +178,7 @@ def _sorted(value: Any) -> Any:
 def stage_settings(config: dict, stage: str) -> dict:
     """The part of the validated ``config`` that ``stage`` uses, shaped like the config.
 
-    ``stage_settings(config, "normalize")`` is ``{"filtering": {"min_count": 10,
+    ``stage_settings(config, "filter_genes")`` is ``{"filtering": {"min_count": 10,
     "min_samples": 3}}``: stage code indexes it exactly as it would index the config.
     """
     picked: dict = {}

@@ -206,8 +206,9 @@ def _matched_signatures(
     )
 
 
-def normalize(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
-    """Filter lowly expressed genes and add size factors, normalized, VST and log-CPM layers."""
+def filter_genes(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """Keep the genes with enough reads (``filtering``) and write their raw counts with obs
+    and var: what normalize and the DE read, so the DE need not wait for normalize."""
     adata = ad.read_h5ad(inputs["counts"])
     filtering = settings["filtering"]
     adata = data.filter_genes(adata, filtering["min_count"], filtering["min_samples"])
@@ -217,6 +218,16 @@ def normalize(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -
         f"{inputs['counts']} (the {adata.n_vars} genes with >= {filtering['min_count']} reads "
         f"in >= {filtering['min_samples']} samples)",
     )
+    del kept
+    # The integers normalize stores as its counts layer, which the DE read the same way.
+    adata.X = np.asarray(data.raw_counts(adata), dtype=np.int64)
+    adata.uns["description"] = {"X": data.DESCRIPTIONS["counts"]}
+    data.write_h5ad(adata, outputs["filtered"], threads=threads)
+
+
+def normalize(inputs: Paths, outputs: Paths, settings: dict, threads: int = 1) -> None:
+    """Add size factors and the normalized, VST and log-CPM layers to the filtered genes."""
+    adata = ad.read_h5ad(inputs["filtered"])
     data.normalize(adata, n_cpus=threads)
     data.write_h5ad(adata, outputs["normalized"], threads=threads)
 
@@ -594,13 +605,14 @@ def differential_expression(
 ) -> None:
     """Fit every planned design once; write one table per contrast and the samples fitted.
 
-    Besides the cohort, ``inputs`` may hold the response calls (``responses``, for
-    responder contrasts), the clinical table (``clinical``, for clinical covariates) and
-    the QC composition scores (``composition``, when a covariate is one of them).
+    Besides the cohort (``filtered``: the counts of the filtered genes), ``inputs`` may hold
+    the response calls (``responses``, for responder contrasts), the clinical table
+    (``clinical``, for clinical covariates) and the QC composition scores (``composition``,
+    when a covariate is one of them).
     """
     if "tests" in inputs:  # de.shards: the gene shards' results, gathered
         return gather_de_shards(inputs, outputs, settings, threads)
-    adata = ad.read_h5ad(inputs["normalized"])
+    adata = ad.read_h5ad(inputs["filtered"])
     fits, samples = _planned_fits(inputs, settings, adata.obs)
     control_genes = _size_factor_genes(inputs, settings, adata.var)
     write_tsv(de_plan.design_checks(fits), outputs["design_checks"])
@@ -672,7 +684,7 @@ def _de_fits(
     The size factors' job, which every other job of the sharded DE follows, checks the
     designs' ranks (``check_rank``); the others plan the same fits without building their
     designs for it."""
-    obs, var = de_shards.read_annotations(inputs["normalized"])
+    obs, var = de_shards.read_annotations(inputs["filtered"])
     fits, samples = _planned_fits(inputs, settings, obs, check_rank)
     return fits, samples, obs, var
 
@@ -706,7 +718,7 @@ def de_size_factors(inputs: Paths, outputs: Paths, settings: dict, threads: int 
     control_genes = _size_factor_genes(inputs, settings, var)
     factors = [
         de_shards.fit_size_factors(
-            inputs["normalized"], de_shards.fit_positions(fit, obs), len(var), control_genes
+            inputs["filtered"], de_shards.fit_positions(fit, obs), len(var), control_genes
         )
         for fit in fits
     ]
@@ -723,7 +735,7 @@ def de_genewise_dispersions(
     steps = []
     for fit, fit_factors in zip(fits, factors, strict=True):
         counts = de_shards.read_counts(
-            inputs["normalized"], de_shards.fit_positions(fit, obs), start, stop
+            inputs["filtered"], de_shards.fit_positions(fit, obs), start, stop
         )
         steps.append(
             de_shards.genewise_step(
@@ -765,7 +777,7 @@ def de_shard_tests(inputs: Paths, outputs: Paths, settings: dict, threads: int =
     results = []
     for i, fit in enumerate(fits):
         counts = de_shards.read_counts(
-            inputs["normalized"], de_shards.fit_positions(fit, obs), start, stop
+            inputs["filtered"], de_shards.fit_positions(fit, obs), start, stop
         )
         results.append(
             de_shards.test_step(
@@ -798,7 +810,7 @@ def gather_de_shards(inputs: Paths, outputs: Paths, settings: dict, threads: int
         rows = de_shards.fit_positions(fit, obs)
 
         def read_shard(shard: int, rows=rows):
-            return de_shards.read_counts(inputs["normalized"], rows, *ranges[shard])
+            return de_shards.read_counts(inputs["filtered"], rows, *ranges[shard])
 
         def read_mle(shard: int, i=i) -> np.ndarray:
             return _read_pickle(inputs["tests"][shard], 1)[i]
@@ -1079,6 +1091,7 @@ __all__ = [
     "differential_expression",
     "enrichment",
     "export_matrices",
+    "filter_genes",
     "geneset_coverage",
     "normalize",
     "plot_de",

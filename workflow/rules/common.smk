@@ -220,7 +220,7 @@ def memory_per_shard(base_mb):
     genes."""
 
     def mem_mb(wildcards, input):
-        return shard_memory_mb(input.normalized, DE_SHARDS, base_mb)
+        return shard_memory_mb(input.filtered, DE_SHARDS, base_mb)
 
     return mem_mb
 

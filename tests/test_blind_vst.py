@@ -53,8 +53,9 @@ def blind_vst_of(counts: pd.DataFrame, inference) -> DeseqDataSet:
 def test_blind_vst_equals_pydeseq2_bit_for_bit(monkeypatch, n_samples, n_genes, n_cpus, per_task):
     # Blocks of 7 or 16 genes: several tasks, their order kept (two workers: threads, the
     # same calls as pydeseq2's loky processes without starting them); 4 Poisson genes: the
-    # trend falls back to the mean dispersion.
+    # trend falls back to the mean dispersion. Workers are used however few the counts.
     monkeypatch.setattr(blind_vst, "GENES_PER_TASK", per_task)
+    monkeypatch.setattr(blind_vst, "PARALLEL_MIN_COUNTS", 0)
     counts = nb_counts(n_samples, n_genes, seed=n_genes)
     if n_genes < 5:
         counts.loc[:, :] = np.random.default_rng(0).poisson(50, counts.shape)
@@ -153,3 +154,18 @@ def test_matrices_compressed_on_threads_are_the_chunks_hdf5_stores(tmp_path):
     pd.testing.assert_frame_equal(read.obs, expected.obs)
     pd.testing.assert_frame_equal(read.var, expected.var)
     assert read.uns == expected.uns
+
+
+def test_small_fits_start_no_workers(monkeypatch):
+    # Below PARALLEL_MIN_COUNTS two CPUs fit in the calling process: no joblib call at all.
+    import joblib
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("workers were started for a small fit")
+
+    monkeypatch.setattr(joblib, "Parallel", refuse)
+    monkeypatch.setattr(blind_vst, "GENES_PER_TASK", 16)
+    counts = nb_counts(25, 60, seed=60)
+    ours = blind_vst_of(counts, blind_vst.BlindVSTInference(n_cpus=2))
+    theirs = blind_vst_of(counts, DefaultInference(n_cpus=1))
+    np.testing.assert_array_equal(ours.layers["vst_counts"], theirs.layers["vst_counts"])

@@ -130,9 +130,11 @@ class BlindVSTInference(DefaultInference):
     def _blocks(self, n_genes: int) -> list[slice]:
         return [slice(s, s + GENES_PER_TASK) for s in range(0, n_genes, GENES_PER_TASK)]
 
-    def _map(self, function, tasks, n_counts: int) -> list:
+    def _map(self, function, tasks) -> list:
         from joblib import Parallel, delayed, parallel_backend
 
+        # Each task's first argument is its block of counts.
+        n_counts = sum(np.size(task[0]) for task in tasks)
         if self.n_cpus == 1 or len(tasks) == 1 or n_counts < PARALLEL_MIN_COUNTS:
             return [function(*task) for task in tasks]
         # One BLAS thread per worker process (threads share the limit of _alpha_block).
@@ -145,9 +147,7 @@ class BlindVSTInference(DefaultInference):
         size_factors = np.asarray(size_factors)
         blocks = self._blocks(counts.shape[1])
         parts = self._map(
-            _mean_block,
-            [(counts[:, b], size_factors, design_matrix, min_mu) for b in blocks],
-            counts.size,
+            _mean_block, [(counts[:, b], size_factors, design_matrix, min_mu) for b in blocks]
         )
         return np.concatenate(parts, axis=1) if parts else np.empty(counts.shape)
 
@@ -176,7 +176,7 @@ class BlindVSTInference(DefaultInference):
             (counts[:, b], design, mu[:, b], alpha_hat[b], min_disp, max_disp)
             for b in self._blocks(counts.shape[1])
         ]
-        fits = [fit for part in self._map(_alpha_block, tasks, counts.size) for fit in part]
+        fits = [fit for part in self._map(_alpha_block, tasks) for fit in part]
         if not fits:
             return np.empty(0), np.empty(0, dtype=bool)
         dispersions, converged = zip(*fits, strict=True)

@@ -419,6 +419,48 @@ def test_baseline_prediction_auc_logistic_and_separation():
     assert np.isnan(result.loc[("score_change", "logistic"), "estimate"])
 
 
+@pytest.mark.parametrize("covariates", [[], ["dose", "drug"], ["sex", "flat", "dose"], ["flag"]])
+def test_logistic_design_is_patsys_and_gives_the_formula_fit(covariates):
+    import statsmodels.formula.api as smf
+    from patsy import dmatrix
+
+    rng = np.random.default_rng(len(covariates))
+    n = 30
+    frame = pd.DataFrame(
+        {
+            "z": rng.normal(size=n),
+            "y": (rng.random(n) < 0.5).astype(int),
+            "dose": rng.gamma(2.0, size=n),
+            "drug": rng.choice(["tofa", "rux", "bari"], n),
+            "sex": rng.choice(["F", "M"], n),
+            "flat": 1.0,
+            "flag": rng.random(n) < 0.4,
+        }
+    )
+    design, used = linkage._design(frame, covariates)
+    renamed = frame.rename(columns={c: f"covariate_{i}" for i, c in enumerate(covariates)})
+    terms = [
+        f"C(covariate_{i})" if frame[c].dtype == bool or frame[c].dtype == object
+        else f"covariate_{i}"
+        for i, c in enumerate(covariates)
+        if frame[c].nunique() > 1
+    ]  # fmt: skip
+    formula = " + ".join(["z", *terms])
+    expected = dmatrix(formula, renamed, return_type="dataframe")
+    assert list(design.columns) == list(expected.columns)
+    assert np.array_equal(design.to_numpy(), expected.to_numpy())
+    assert used == ";".join(c for c in covariates if frame[c].nunique() > 1)
+    # The same bits as the formula interface, which builds that design for every model.
+    fitted, _, note = linkage._logistic(
+        frame.assign(x=frame["z"], responder=frame["y"].astype(bool)), covariates, 0.95
+    )
+    by_formula = smf.logit("y ~ " + formula, renamed.assign(
+        z=(frame["z"] - frame["z"].mean()) / frame["z"].std(ddof=1)
+    )).fit(disp=0)  # fmt: skip
+    assert note == "" and fitted["pvalue"] == by_formula.pvalues["z"]
+    assert fitted["estimate"] == np.exp(by_formula.params["z"])
+
+
 def test_mixed_model_recovers_planted_slope_and_needs_three_timepoints():
     rng = np.random.default_rng(6)
     timepoints = ["t0", "t1", "t2"]

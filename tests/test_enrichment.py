@@ -77,6 +77,20 @@ def test_prerank_pvalues_are_floored_at_one_over_permutations_plus_one():
     assert ";" in result.loc[0, "leading_edge"]
 
 
+def test_prerank_keeps_running_scores_that_pandas_does_not_copy():
+    import copy
+
+    genes = [f"G{i}" for i in range(300)]
+    rank = pd.Series(np.linspace(5, -5, 300), index=genes)
+    sets = {"TOP": genes[:15], "BOTTOM": genes[-15:], "MIDDLE": genes[140:160]}
+    result = enrichment.prerank(rank, sets, permutations=20, min_size=5, seed=1)
+    kept = result.attrs["gseapy"]
+    assert len(kept.results["TOP"]["RES"]) == 300 and len(kept.ranking) == 300
+    # pandas deep-copies attrs at every operation on the frame: the same object comes back.
+    assert copy.deepcopy(kept) is kept
+    assert result.sort_values("nes").attrs["gseapy"] is kept
+
+
 def test_list_cells_split_back_on_the_separator():
     from ifnsig import tables
 

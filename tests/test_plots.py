@@ -256,14 +256,16 @@ def test_figures_are_small_palette_pngs_and_reproducible(tmp_path):
     assert b"tEXt" not in data and b"tIME" not in data
 
 
-def test_figures_with_a_colour_scale_keep_every_colour(tmp_path):
+# The second size is not a whole number of pixels at the figures' dpi.
+@pytest.mark.parametrize("size", [(4, 3), (4.01, 3.007)])
+def test_figures_with_a_colour_scale_keep_every_colour(tmp_path, size):
     import io
 
     import matplotlib.pyplot as plt
     from PIL import Image
 
     def figure():
-        fig, ax = plt.subplots(figsize=(4, 3))
+        fig, ax = plt.subplots(figsize=size)
         shown = ax.imshow(np.random.default_rng(0).random((30, 30)), cmap="viridis")
         fig.colorbar(shown, ax=ax)
         return fig

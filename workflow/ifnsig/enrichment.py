@@ -78,10 +78,10 @@ def prerank(
 ) -> pd.DataFrame:
     """Preranked GSEA (gseapy) of ``rank`` against local ``gene_sets``; tidy result.
 
-    The gseapy result object, with each set's running enrichment score, is kept in
-    ``result.attrs["gseapy"]`` for plotting. gseapy reports p = 0 (and FDR 0) when no
-    permutation beats the observed score; both are floored at 1 / (permutations + 1), the
-    smallest p-value the permutations can support.
+    Each set's running enrichment score and hits, and the ranking, are kept in
+    ``result.attrs["gseapy"]`` (a :class:`RunningScores`) for plotting. gseapy reports
+    p = 0 (and FDR 0) when no permutation beats the observed score; both are floored at
+    1 / (permutations + 1), the smallest p-value the permutations can support.
     """
     import gseapy
 
@@ -126,8 +126,25 @@ def prerank(
     res = res.sort_values(["fdr", "pvalue", "_abs", "gene_set"], kind="mergesort")
     res = res[PRERANK_COLUMNS]
     res = res.reset_index(drop=True)
-    res.attrs["gseapy"] = result
+    res.attrs["gseapy"] = RunningScores(result.results, result.ranking)
     return res
+
+
+class RunningScores:
+    """What the plots read of a gseapy prerank result: ``results`` (per set, its running
+    enrichment score ``RES`` and ``hits``) and ``ranking``.
+
+    Held in ``DataFrame.attrs``, which pandas deep-copies at every operation on the frame:
+    a deep copy of gseapy's result (every set's genes and scores as Python lists) took most
+    of the enrichment job's time on a small cohort. This is read-only, so its copy is itself.
+    """
+
+    def __init__(self, results: dict, ranking) -> None:
+        self.results = results
+        self.ranking = ranking
+
+    def __deepcopy__(self, memo: dict) -> RunningScores:
+        return self
 
 
 def over_representation(

@@ -12,7 +12,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import statsmodels.formula.api as smf
 from scipy import stats
 from statsmodels.tools.sm_exceptions import (
     ConvergenceWarning,
@@ -161,30 +160,33 @@ def covariate_values(
     return frame
 
 
-def _terms(frame: pd.DataFrame, covariates: list[str]) -> tuple[pd.DataFrame, list[str], str]:
-    """Formula terms for covariates, renamed so any column name is safe in a formula.
+def _design(frame: pd.DataFrame, covariates: list[str]) -> tuple[pd.DataFrame, str]:
+    """The logistic model's design: intercept, covariates and the standardized predictor.
 
-    Text columns (drug, sex) become categorical terms; a covariate with a single value
-    among the rows used is left out (it is confounded with the intercept).
+    The columns are patsy's for ``y ~ z + <covariates>`` (what ``statsmodels.formula`` would
+    build, without its cost per model): the intercept, then each text covariate (drug, sex)
+    as treatment-coded indicators of its sorted values, the first left out, then ``z`` and
+    the numeric covariates. A covariate with a single value among the rows used is left out
+    (it is confounded with the intercept). Returns the design and the covariates kept.
     """
-    terms, used = [], []
-    frame = frame.copy()
+    categorical, numeric, used = {}, {"z": frame["z"].astype(float)}, []
     for i, covariate in enumerate(covariates):
         name = f"covariate_{i}"
         values = frame[covariate]
-        numeric = pd.to_numeric(values, errors="coerce")
-        if numeric.notna().sum() == values.notna().sum() and values.dtype != bool:
-            frame[name] = numeric
-            varies = numeric.nunique() > 1
-            term = name
-        else:
-            frame[name] = values.astype(str)
-            varies = values.nunique() > 1
-            term = f"C({name})"
-        if varies:
-            terms.append(term)
+        number = pd.to_numeric(values, errors="coerce")
+        if number.notna().sum() == values.notna().sum() and values.dtype != bool:
+            if number.nunique() > 1:
+                numeric[name] = number.astype(float)
+                used.append(covariate)
+        elif values.nunique() > 1:
+            text = values.astype(str)
+            for level in sorted(text.unique())[1:]:
+                categorical[f"C({name})[T.{level}]"] = (text == level).astype(float)
             used.append(covariate)
-    return frame, terms, LIST_SEPARATOR.join(used)
+    columns = {"Intercept": np.ones(len(frame)), **categorical, **numeric}
+    # Row-major, as patsy builds it: the fit's sums then run in the same order.
+    values = np.column_stack([np.asarray(c, dtype=float) for c in columns.values()])
+    return pd.DataFrame(values, index=frame.index, columns=list(columns)), LIST_SEPARATOR.join(used)
 
 
 def paired_tests(
@@ -323,8 +325,9 @@ def _logistic(
         z=(frame["x"] - frame["x"].mean()) / frame["x"].std(ddof=1),
         y=frame["responder"].astype(int),
     )
-    frame, terms, used = _terms(frame, covariates)
-    formula = " + ".join(["y ~ z", *terms])
+    from statsmodels.discrete.discrete_model import Logit
+
+    design, used = _design(frame, covariates)
     empty = dict.fromkeys(["estimate", "ci_low", "ci_high", "statistic", "pvalue"], np.nan)
     separated = "perfect separation: odds ratio not estimable"
     try:
@@ -333,7 +336,7 @@ def _logistic(
             # statsmodels warns of a separation at every Newton step up to maxiter: the
             # first warning ends the fit, whose odds ratio is not estimable anyway.
             warnings.simplefilter("error", PerfectSeparationWarning)
-            fit = smf.logit(formula, data=frame).fit(disp=0, maxiter=200)
+            fit = Logit(frame["y"], design).fit(disp=0, maxiter=200)
     except PerfectSeparationWarning:
         return empty, used, separated
     except (PerfectSeparationError, np.linalg.LinAlgError) as err:

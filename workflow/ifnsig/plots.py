@@ -59,9 +59,13 @@ def png_bytes(fig, dpi: int = FIGURE_DPI) -> bytes:
     """
     from PIL import Image
 
+    # The raw pixels of what matplotlib would write as a PNG, without compressing them
+    # only to read them back.
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    rgba = Image.open(buffer).convert("RGBA")
+    fig.savefig(buffer, format="rgba", dpi=dpi)
+    # matplotlib's canvas: the figure's inches times the dpi, truncated.
+    width, height = (int(side * dpi) for side in fig.get_size_inches())
+    rgba = Image.frombuffer("RGBA", (width, height), buffer.getvalue(), "raw", "RGBA", 0, 1)
     image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
     if image.getcolors(256) is not None or not _has_colour_scale(fig):
         image = image.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)

@@ -5,7 +5,12 @@ import statsmodels.formula.api as smf
 from conftest import REPO, load_benchmark
 from scipy import stats
 
-from ifnsig.mixed_models import COEFFICIENT_COLUMNS, design_matrix, fit_random_intercept
+from ifnsig.mixed_models import (
+    COEFFICIENT_COLUMNS,
+    design_matrix,
+    fit_random_intercept,
+    fit_random_intercept_covariances,
+)
 
 # Its module fixtures are computed once: one pytest-xdist worker takes the whole module.
 pytestmark = pytest.mark.xdist_group("mixed_models")
@@ -91,6 +96,22 @@ def test_matches_lmertest_and_clubsandwich(reference_data, reference, model, vco
     assert fit.converged
     assert (fit.n_obs, fit.n_groups) == (69, 25)
     assert list(fit.coefficients.columns) == COEFFICIENT_COLUMNS
+
+
+@pytest.mark.parametrize("model", list(REFERENCE_MODELS))
+def test_both_covariances_from_one_fit_equal_two_fits(reference_data, model):
+    response, terms, centre = REFERENCE_MODELS[model]
+    both = fit_random_intercept_covariances(reference_data, response, terms, "subject", centre)
+    assert list(both) == ["CR2", "model"]
+    for vcov, fit in both.items():
+        alone = fit_random_intercept(reference_data, response, terms, "subject", centre, vcov=vcov)
+        assert fit.converged and fit.coefficients.equals(alone.coefficients)
+        others = [k for k in fit.__dict__ if k != "coefficients"]
+        assert [getattr(fit, k) for k in others] == [getattr(alone, k) for k in others]
+    # A model that cannot be fitted says why in each.
+    few = fit_random_intercept_covariances(reference_data.head(2), response, terms, "subject")
+    assert all(not f.converged and "cannot fit" in f.note for f in few.values())
+    assert [f.vcov for f in few.values()] == ["CR2", "model"]
 
 
 @pytest.mark.parametrize("model", ["centred_CMAS", "centred_CAT_prednisone"])

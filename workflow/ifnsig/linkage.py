@@ -21,7 +21,7 @@ from statsmodels.tools.sm_exceptions import (
 
 from ifnsig.config_files import origin
 from ifnsig.errors import InputError
-from ifnsig.mixed_models import fit_random_intercept
+from ifnsig.mixed_models import fit_random_intercept_covariances
 from ifnsig.response import order_by_timepoint
 from ifnsig.stats import auc_delong, bh, bh_within, bootstrap_ci, row_rng, spearman_rho
 from ifnsig.tables import LIST_SEPARATOR
@@ -595,18 +595,15 @@ def _mixed_row(
     )
     frame, used, centred = _mixed_terms(frame, names)
     terms = ["score", "timepoint", *used]
-    fits = {
-        vcov: fit_random_intercept(
-            frame,
-            MEASURE,
-            terms,
-            "subject",
-            centre=["score", *centred],
-            confidence=confidence,
-            vcov=vcov,
-        )
-        for vcov in ("CR2", "model")
-    }
+    fits = fit_random_intercept_covariances(
+        frame,
+        MEASURE,
+        terms,
+        "subject",
+        centre=["score", *centred],
+        confidence=confidence,
+        vcovs=("CR2", "model"),
+    )
     robust, model = fits["CR2"], fits["model"]
     row.update(covariates=LIST_SEPARATOR.join(used), note=robust.note, converged=robust.converged)
     if not robust.converged:

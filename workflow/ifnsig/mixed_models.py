@@ -218,60 +218,85 @@ def fit_random_intercept(
     The fit; never raises for data that cannot be fitted (too few subjects or rows, no
     optimum): ``converged`` is then False and ``note`` says why.
     """
+    fits = fit_random_intercept_covariances(
+        frame, response, fixed_terms, group, centre, confidence, vcovs=(vcov,)
+    )
+    return fits[vcov]
+
+
+def fit_random_intercept_covariances(
+    frame: pd.DataFrame,
+    response: str,
+    fixed_terms: Sequence[str],
+    group: str,
+    centre: Sequence[str] = (),
+    confidence: float = 0.95,
+    vcovs: Sequence[Literal["model", "CR2"]] = ("CR2", "model"),
+) -> dict[str, MixedFit]:
+    """:func:`fit_random_intercept` with each covariance of ``vcovs``, from one REML fit.
+
+    The estimates, variances and notes of the fits are the same; their standard errors,
+    df, intervals and p-values are each covariance's. Returns ``{vcov: fit}``.
+    """
     missing = [c for c in [response, group, *fixed_terms] if c not in frame.columns]
     if missing:
         raise KeyError(f"columns {missing} are not in the table (it has {list(frame.columns)})")
-    if vcov not in ("model", "CR2"):
-        raise ValueError(f"vcov must be 'model' or 'CR2', not {vcov!r}")
+    unknown = [v for v in vcovs if v not in ("model", "CR2")]
+    if unknown:
+        raise ValueError(f"vcov must be 'model' or 'CR2', not {unknown[0]!r}")
     used = frame[[response, group, *dict.fromkeys(fixed_terms)]]
     infinite = used.isin([np.inf, -np.inf]).any(axis=1)
     used = used[~infinite].dropna()
     notes = [f"{int(infinite.sum())} rows with an infinite value left out"] * bool(infinite.any())
+
+    def unfitted(terms: pd.Index, n_obs: int, n_groups: int, why: str) -> dict[str, MixedFit]:
+        note = "; ".join([*notes, why])
+        return {v: _with(_empty_fit(terms, n_obs, n_groups, v), note=note) for v in vcovs}
+
     if used.empty:
-        empty = _empty_fit(pd.Index([INTERCEPT]), 0, 0, vcov)
-        return _with(empty, note="; ".join([*notes, "no row has every value the model needs"]))
+        return unfitted(pd.Index([INTERCEPT]), 0, 0, "no row has every value the model needs")
     design, design_notes = design_matrix(used, fixed_terms, group, centre)
     notes += design_notes
     codes, _ = pd.factorize(used[group])
     n_obs, n_groups, n_par = len(used), int(codes.max(initial=-1)) + 1, design.shape[1]
-    empty = _empty_fit(design.columns, n_obs, n_groups, vcov)
     if n_groups < 2 or n_obs <= max(n_par, n_groups):
         note = f"{n_obs} rows of {n_groups} subjects cannot fit {n_par} fixed effects and a "
         note += "random intercept (needs >= 2 subjects, one with repeated rows)"
-        return _with(empty, note="; ".join([*notes, note]))
+        return unfitted(design.columns, n_obs, n_groups, note)
     x = design.to_numpy(float)
     y = used[response].to_numpy(float)
     try:
         reml = _RemlProfile(x, y, codes)
         gamma = reml.optimum()
     except (np.linalg.LinAlgError, ValueError, FloatingPointError) as err:
-        return _with(empty, note="; ".join([*notes, f"not estimable ({err})"]))
+        return unfitted(design.columns, n_obs, n_groups, f"not estimable ({err})")
     if gamma is None:
         note = "no REML optimum: the random-intercept variance grows without bound"
-        return _with(empty, note="; ".join([*notes, note]))
+        return unfitted(design.columns, n_obs, n_groups, note)
     parts = reml.at(gamma)
     singular = gamma == 0.0
-    if vcov == "model":
-        se, df, df_note = _satterthwaite(reml, gamma, parts)
-    else:
-        se, df, df_note = _cr2(reml, gamma, parts)
     if singular:
         notes.append("random-intercept variance at 0: ordinary least squares")
-    if df_note:
-        notes.append(df_note)
-    coefficients = _coefficient_table(design.columns, parts.beta, se, df, confidence)
-    return MixedFit(
-        coefficients=coefficients,
-        n_obs=n_obs,
-        n_groups=n_groups,
-        residual_variance=parts.sigma2,
-        group_variance=gamma * parts.sigma2,
-        reml_criterion=reml.criterion(gamma),
-        converged=True,
-        singular=singular,
-        vcov=vcov,
-        note="; ".join(notes),
-    )
+    fits = {}
+    for vcov in vcovs:
+        if vcov == "model":
+            se, df, df_note = _satterthwaite(reml, gamma, parts)
+        else:
+            se, df, df_note = _cr2(reml, gamma, parts)
+        coefficients = _coefficient_table(design.columns, parts.beta, se, df, confidence)
+        fits[vcov] = MixedFit(
+            coefficients=coefficients,
+            n_obs=n_obs,
+            n_groups=n_groups,
+            residual_variance=parts.sigma2,
+            group_variance=gamma * parts.sigma2,
+            reml_criterion=reml.criterion(gamma),
+            converged=True,
+            singular=singular,
+            vcov=vcov,
+            note="; ".join([*notes, df_note] if df_note else notes),
+        )
+    return fits
 
 
 # --- REML -------------------------------------------------------------------------------------

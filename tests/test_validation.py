@@ -187,3 +187,7 @@ def test_a_job_loads_only_what_its_stage_uses():
     assert imported_heavy("import ifnsig.stages") == []
     used = "import ifnsig.stages as s\ns.ad.AnnData\ns.scores.stats.norm\ns.plots.volcano"
     assert imported_heavy(used) == ["anndata", "scipy.stats", "matplotlib"]
+    # summarize_findings reads the linkage tables' columns; their tests load scipy.stats.
+    columns = "import ifnsig.linkage as l\nl.MIXED_COLUMNS, l.PAIRED_COLUMNS"
+    assert imported_heavy(columns) == []
+    assert imported_heavy(f"{columns}\nl.stats.wilcoxon") == ["scipy.stats"]

@@ -12,21 +12,19 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from statsmodels.tools.sm_exceptions import (
-    ConvergenceWarning,
-    PerfectSeparationError,
-    PerfectSeparationWarning,
-)
 
 from ifnsig.config_files import origin
 from ifnsig.errors import InputError
+from ifnsig.lazy import lazy_module
 from ifnsig.mixed_models import fit_random_intercept_covariances
 from ifnsig.response import order_by_timepoint
 from ifnsig.stats import auc_delong, bh, bh_within, bootstrap_ci, row_rng, spearman_rho
 from ifnsig.tables import LIST_SEPARATOR
 
 log = logging.getLogger(__name__)
+
+# summarize_findings reads this module's table columns only; the tests load on first use.
+stats = lazy_module("scipy.stats")
 
 # Sample-sheet columns that identify a sample rather than describe it.
 RESERVED_COLUMNS = {"sample", "subject", "group", "timepoint"}
@@ -326,6 +324,11 @@ def _logistic(
         y=frame["responder"].astype(int),
     )
     from statsmodels.discrete.discrete_model import Logit
+    from statsmodels.tools.sm_exceptions import (
+        ConvergenceWarning,
+        PerfectSeparationError,
+        PerfectSeparationWarning,
+    )
 
     design, used = _design(frame, covariates)
     empty = dict.fromkeys(["estimate", "ci_low", "ci_high", "statistic", "pvalue"], np.nan)

@@ -70,7 +70,12 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+
+from ifnsig.lazy import lazy_module
+
+# Loaded at the first fit: jobs that only read this module's columns do not pay for them.
+optimize = lazy_module("scipy.optimize")
+stats = lazy_module("scipy.stats")
 
 COEFFICIENT_COLUMNS = ["estimate", "se", "df", "statistic", "pvalue", "ci_low", "ci_high"]
 INTERCEPT = "(Intercept)"

@@ -79,8 +79,9 @@ def _run_queue(
 
 #: Sample x gene cells of an IRLS chunk: a quarter of the other steps' chunks. Its arrays
 #: then stay in the processor's cache between the passes of an iteration, which made the
-#: IRLS a fifth faster on one thread and on two (1,000 samples: 256 genes per chunk instead
-#: of 1,048; ``bench_parallel_fit.py --steps``). A gene's bits do not depend on its chunk.
+#: IRLS a fifth faster on one thread and a ninth on two (1,000 samples x 4,000 genes: chunks
+#: of 250 genes instead of 1,000; ``bench_parallel_fit.py --steps``). A gene's bits do not
+#: depend on its chunk.
 IRLS_CHUNK_CELLS = 2**18
 
 
